@@ -1,0 +1,212 @@
+//! Every register a view can read or write, and where its bits live.
+//!
+//! A [`Register`] is assembled from one to three pieces, each a byte range
+//! of one state component (YMM5 is XMM5 in SSE plus 16 bytes of AVX; ZMM5
+//! adds 32 bytes of ZMM_Hi256). The table here is the single place that knows
+//! those places; the views, the register file and the CLI all go through it.
+//!
+//! ```
+//! use xstate::Register;
+//!
+//! assert_eq!(Register::Zmm(5).name(), "zmm5");
+//! assert_eq!(Register::parse("r17"), Some(Register::R(17)));
+//! assert_eq!(Register::Zmm(5).width(), 64);
+//! assert_eq!(Register::all().count(), 119);
+//! ```
+
+use crate::area::legacy;
+use crate::component::Component;
+
+/// A register held in an XSAVE area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Register {
+    /// x87 control word.
+    Fcw,
+    /// x87 status word.
+    Fsw,
+    /// Abridged x87 tag word.
+    Ftw,
+    /// Last x87 opcode.
+    Fop,
+    /// Last x87 instruction pointer.
+    Fip,
+    /// Last x87 data pointer.
+    Fdp,
+    /// ST0-7 (80 bits).
+    St(u8),
+    /// SSE control/status.
+    Mxcsr,
+    /// XMM0-15.
+    Xmm(u8),
+    /// YMM0-15.
+    Ymm(u8),
+    /// ZMM0-31.
+    Zmm(u8),
+    /// Opmask k0-7.
+    K(u8),
+    /// Protection-key rights.
+    Pkru,
+    /// MPX bound registers 0-3 (lower bound in the low 64 bits).
+    Bnd(u8),
+    /// MPX user configuration.
+    Bndcfgu,
+    /// MPX status.
+    Bndstatus,
+    /// AMX tile configuration (64 bytes, memory order).
+    Tilecfg,
+    /// AMX tiles TMM0-7 (1024 bytes each, memory order).
+    Tmm(u8),
+    /// APX r16-r31.
+    R(u8),
+}
+
+/// A byte range of one component that holds (part of) a register.
+///
+/// For x87 and SSE, `offset` is the offset in the legacy region; for the
+/// other components, the offset within the component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Component number.
+    pub component: u8,
+    /// Offset (see above).
+    pub offset: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+const fn piece(component: Component, offset: u32, len: u32) -> Piece {
+    Piece {
+        component: component as u8,
+        offset,
+        len,
+    }
+}
+
+/// Up to three pieces, low bytes first.
+pub type Pieces = ([Piece; 3], usize);
+
+impl Register {
+    /// Every register in canonical order: fcw fsw ftw fop fip fdp st0..7
+    /// mxcsr xmm0..15 ymm0..15 zmm0..31 k0..7 pkru bnd0..3 bndcfgu bndstatus
+    /// tilecfg tmm0..7 r16..r31.
+    pub fn all() -> impl Iterator<Item = Register> {
+        use Register::*;
+        let fixed = [Fcw, Fsw, Ftw, Fop, Fip, Fdp].into_iter();
+        fixed
+            .chain((0..8).map(St))
+            .chain(std::iter::once(Mxcsr))
+            .chain((0..16).map(Xmm))
+            .chain((0..16).map(Ymm))
+            .chain((0..32).map(Zmm))
+            .chain((0..8).map(K))
+            .chain(std::iter::once(Pkru))
+            .chain((0..4).map(Bnd))
+            .chain([Bndcfgu, Bndstatus, Tilecfg])
+            .chain((0..8).map(Tmm))
+            .chain((16..32).map(R))
+    }
+
+    /// The register's name as the CLI prints it (`xmm3`, `r16`, `tilecfg`).
+    pub fn name(self) -> String {
+        use Register::*;
+        match self {
+            Fcw => "fcw".into(),
+            Fsw => "fsw".into(),
+            Ftw => "ftw".into(),
+            Fop => "fop".into(),
+            Fip => "fip".into(),
+            Fdp => "fdp".into(),
+            St(i) => format!("st{i}"),
+            Mxcsr => "mxcsr".into(),
+            Xmm(i) => format!("xmm{i}"),
+            Ymm(i) => format!("ymm{i}"),
+            Zmm(i) => format!("zmm{i}"),
+            K(i) => format!("k{i}"),
+            Pkru => "pkru".into(),
+            Bnd(i) => format!("bnd{i}"),
+            Bndcfgu => "bndcfgu".into(),
+            Bndstatus => "bndstatus".into(),
+            Tilecfg => "tilecfg".into(),
+            Tmm(i) => format!("tmm{i}"),
+            R(i) => format!("r{i}"),
+        }
+    }
+
+    /// Parses a name as [`name`](Self::name) prints it.
+    pub fn parse(name: &str) -> Option<Register> {
+        Register::all().find(|r| r.name() == name)
+    }
+
+    /// Whether the index is in range for the register family.
+    pub fn is_valid(self) -> bool {
+        use Register::*;
+        match self {
+            St(i) | K(i) | Tmm(i) => i < 8,
+            Xmm(i) | Ymm(i) => i < 16,
+            Zmm(i) => i < 32,
+            Bnd(i) => i < 4,
+            R(i) => (16..32).contains(&i),
+            _ => true,
+        }
+    }
+
+    /// Width in bytes.
+    pub fn width(self) -> usize {
+        let (pieces, n) = self.pieces();
+        pieces[..n].iter().map(|p| p.len as usize).sum()
+    }
+
+    /// Whether the value is a byte string in memory order (AMX) rather than
+    /// a little-endian number.
+    pub fn is_memory_order(self) -> bool {
+        matches!(self, Register::Tilecfg | Register::Tmm(_))
+    }
+
+    /// The component pieces the register is assembled from, low bytes first.
+    /// Indices must be valid ([`is_valid`](Self::is_valid)).
+    pub fn pieces(self) -> Pieces {
+        use Component as C;
+        use Register::*;
+        let none = piece(C::X87, 0, 0);
+        let one = |p| ([p, none, none], 1);
+        match self {
+            Fcw => one(piece(C::X87, legacy::FCW, 2)),
+            Fsw => one(piece(C::X87, legacy::FSW, 2)),
+            Ftw => one(piece(C::X87, legacy::FTW, 1)),
+            Fop => one(piece(C::X87, legacy::FOP, 2)),
+            Fip => one(piece(C::X87, legacy::FIP, 8)),
+            Fdp => one(piece(C::X87, legacy::FDP, 8)),
+            St(i) => one(piece(C::X87, legacy::ST + 16 * i as u32, 10)),
+            Mxcsr => one(piece(C::Sse, legacy::MXCSR, 4)),
+            Xmm(i) => one(xmm(i)),
+            Ymm(i) => ([xmm(i), ymm_hi(i), none], 2),
+            Zmm(i) if i < 16 => (
+                [xmm(i), ymm_hi(i), piece(C::ZmmHi256, 32 * i as u32, 32)],
+                3,
+            ),
+            Zmm(i) => one(piece(C::Hi16Zmm, 64 * (i as u32 - 16), 64)),
+            K(i) => one(piece(C::Opmask, 8 * i as u32, 8)),
+            Pkru => one(piece(C::Pkru, 0, 4)),
+            Bnd(i) => one(piece(C::MpxBndregs, 16 * i as u32, 16)),
+            Bndcfgu => one(piece(C::MpxBndcsr, 0, 8)),
+            Bndstatus => one(piece(C::MpxBndcsr, 8, 8)),
+            Tilecfg => one(piece(C::TileCfg, 0, 64)),
+            Tmm(i) => one(piece(C::TileData, 1024 * i as u32, 1024)),
+            R(i) => one(piece(C::Apx, 8 * (i as u32 - 16), 8)),
+        }
+    }
+}
+
+fn xmm(i: u8) -> Piece {
+    piece(Component::Sse, legacy::XMM + 16 * i as u32, 16)
+}
+
+fn ymm_hi(i: u8) -> Piece {
+    piece(Component::Avx, 16 * i as u32, 16)
+}
+
+impl core::fmt::Display for Register {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
