@@ -1,0 +1,67 @@
+//! `xstate decode`: every register of an XSAVE area file.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+use xstate::{Register, XsaveView};
+
+use super::{fail, hex, REJECTED, USAGE};
+
+/// Arguments of `xstate decode`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A file holding raw XSAVE area bytes (format from XCOMP_BV bit 63).
+    file: PathBuf,
+    /// `host`, a catalog name, a layout file or a CPUID dump.
+    #[arg(long, default_value = "host")]
+    layout: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &Args) -> u8 {
+    let layout = match super::load_layout(&args.layout) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let bytes = match std::fs::read(&args.file) {
+        Ok(b) => b,
+        Err(e) => return fail(USAGE, format_args!("{}: {e}", args.file.display())),
+    };
+    let view = match XsaveView::new(&bytes[..], &layout) {
+        Ok(v) => v,
+        Err(e) => return fail(REJECTED, format_args!("{}: {e}", args.file.display())),
+    };
+    let mut registers = Map::new();
+    for reg in Register::all() {
+        // Registers of components the layout lacks are not printed.
+        if let Ok(value) = view.read(reg) {
+            registers.insert(
+                reg.name(),
+                Value::String(hex::format(&value, reg.is_memory_order())),
+            );
+        }
+    }
+    if args.json {
+        let out = serde_json::json!({
+            "format": view.format().as_str(),
+            "xstate_bv": format!("{:#x}", view.xstate_bv()),
+            "xcomp_bv": format!("{:#x}", view.xcomp_bv()),
+            "registers": registers,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    } else {
+        println!(
+            "format {}, XSTATE_BV {:#x}, XCOMP_BV {:#x}, layout {}",
+            view.format().as_str(),
+            view.xstate_bv(),
+            view.xcomp_bv(),
+            layout.name()
+        );
+        for (name, value) in &registers {
+            println!("{name:>10} {}", value.as_str().unwrap_or_default());
+        }
+    }
+    0
+}

@@ -1,0 +1,69 @@
+//! Command-line front end. Each subcommand lives in its own module and
+//! returns the process exit status: 0 success, 1 rejected input, 2 usage or
+//! I/O error.
+
+mod decode;
+mod hex;
+#[cfg(target_arch = "x86_64")]
+pub mod kvm;
+mod layout;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for a rejected input.
+pub const REJECTED: u8 = 1;
+/// Exit status for a usage or I/O error.
+pub const USAGE: u8 = 2;
+
+/// Save, restore, inspect and migrate x86 XSAVE state.
+#[derive(Debug, Parser)]
+#[command(name = "xstate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show a CPU's XSAVE layout: every component's size and offsets.
+    Layout(layout::Args),
+    /// Decode a raw XSAVE area file and print every register.
+    Decode(decode::Args),
+    /// Report on this host: its layout, a live XSAVE/XRSTOR self-check, KVM.
+    Report,
+    /// KVM: capabilities and pre-flight checks of XSAVE buffers.
+    #[cfg(target_arch = "x86_64")]
+    #[command(subcommand)]
+    Kvm(kvm::KvmCommand),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Layout(args) => layout::run(&args),
+        Command::Decode(args) => decode::run(&args),
+        Command::Report => report::run(),
+        #[cfg(target_arch = "x86_64")]
+        Command::Kvm(cmd) => kvm::run(&cmd),
+    }
+}
+
+/// Prints an error to stderr and returns `code`.
+pub fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
+    eprintln!("xstate: {message}");
+    code
+}
+
+/// Loads a layout named on the command line (`host`, a catalog name, a
+/// layout file or a CPUID dump).
+pub fn load_layout(spec: &str) -> Result<xstate::Layout, u8> {
+    let source = xstate::layout::LayoutSource::parse(spec);
+    source.load().map_err(|e| {
+        let code = match e {
+            xstate::LayoutError::Io { .. } | xstate::LayoutError::UnknownName(_) => USAGE,
+            _ => REJECTED,
+        };
+        fail(code, format_args!("layout {spec}: {e}"))
+    })
+}
