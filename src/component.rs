@@ -136,6 +136,7 @@ impl Component {
     };
 
     /// The component with bit number `index`, if the architecture defines one.
+    #[inline]
     pub const fn from_index(index: u8) -> Option<Component> {
         if (index as usize) < KNOWN_COMPONENTS {
             Some(COMPONENTS[index as usize].component)
@@ -145,11 +146,13 @@ impl Component {
     }
 
     /// The component's bit number in XCR0 / IA32_XSS.
+    #[inline]
     pub const fn index(self) -> u8 {
         self as u8
     }
 
     /// The component's bit in XCR0 / IA32_XSS / XSTATE_BV.
+    #[inline]
     pub const fn mask(self) -> u64 {
         1 << self as u8
     }
@@ -184,6 +187,7 @@ pub fn name_of(index: u8) -> std::borrow::Cow<'static, str> {
 /// let bits: Vec<u8> = xstate::component::bits(0b1010_0001).collect();
 /// assert_eq!(bits, [0, 5, 7]);
 /// ```
+#[inline]
 pub fn bits(mut mask: u64) -> impl Iterator<Item = u8> {
     std::iter::from_fn(move || {
         if mask == 0 {

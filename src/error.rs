@@ -210,6 +210,16 @@ pub enum ViewError {
         /// The component.
         index: u8,
     },
+    /// A component whose size at the destination differs from the state's.
+    #[error("{} (component {index}) is {layout_size} bytes in the layout but {state_size} bytes in the state", name_of(*index))]
+    SizeMismatch {
+        /// The component.
+        index: u8,
+        /// Its size in the layout.
+        layout_size: usize,
+        /// Its size in the state.
+        state_size: usize,
+    },
     /// A register index out of range (xmm16, k8, r40, ...).
     #[error("no register {name}{index}")]
     NoRegister {

@@ -226,28 +226,21 @@ impl RegisterFile {
         let bytes = view.as_bytes();
         let src = LegacyRegion::ref_from_bytes(&bytes[..512]).expect("views hold >= 576 bytes");
         let live = view.xstate_bv();
-        self.xstate_bv = 0;
-        self.other.clear();
-        for i in 0..2 {
-            if live & (1 << i) != 0 {
-                self.copy_legacy(src, i);
-                self.xstate_bv |= 1 << i;
-            } else {
-                self.set_init(i);
-            }
+        for i in component::bits(self.xstate_bv & !live) {
+            self.set_init(i);
         }
-        if live & MXCSR_COMPONENTS != 0 {
-            self.legacy.mxcsr = src.mxcsr;
+        for i in component::bits(live & 3) {
+            self.copy_legacy(src, i);
+        }
+        self.legacy.mxcsr = if live & MXCSR_COMPONENTS != 0 {
+            src.mxcsr
         } else {
-            self.legacy.mxcsr.set(MXCSR_INIT);
-        }
-        for i in component::bits(view.layout().supported() & !3) {
-            match view.component(i) {
-                Ok(Some(b)) => self.set_component(i, b)?,
-                // Init, or a supervisor component a standard area cannot hold.
-                Ok(None) | Err(ViewError::NotInBuffer { .. }) => self.set_init(i),
-                Err(e) => return Err(e),
-            }
+            MXCSR_INIT.into()
+        };
+        self.xstate_bv = live & 3;
+        for i in component::bits(live & !3) {
+            let bytes = view.component(i)?.expect("live components have bytes");
+            self.set_component(i, bytes)?;
         }
         Ok(())
     }
@@ -267,14 +260,14 @@ impl RegisterFile {
     /// Checks that `view` can take every live component of this file.
     pub fn check_fits<B: AsRef<[u8]>>(&self, view: &XsaveView<'_, B>) -> Result<(), ViewError> {
         for i in component::bits(self.xstate_bv & !3) {
-            view.component_offset(i)?;
-            let have = view.layout().geometry(i).map_or(0, |g| g.size) as usize;
-            let need = self.component(i).map_or(0, <[u8]>::len);
-            if have != need {
-                return Err(ViewError::TooSmall {
-                    len: have,
-                    needed: need,
-                    format: view.format().as_str(),
+            view.extent_of(i)?;
+            let layout_size = view.layout().geometry(i).map_or(0, |g| g.size) as usize;
+            let state_size = self.component(i).map_or(0, <[u8]>::len);
+            if layout_size != state_size {
+                return Err(ViewError::SizeMismatch {
+                    index: i,
+                    layout_size,
+                    state_size,
                 });
             }
         }
@@ -289,32 +282,26 @@ impl RegisterFile {
         view: &mut XsaveView<'_, B>,
     ) -> Result<(), ViewError> {
         self.check_fits(view)?;
-        for i in component::bits(view.xstate_bv()) {
-            if self.xstate_bv & (1 << i) == 0 {
-                view.clear_bit(i);
+        // Every extent was checked above: copy, then publish the bits.
+        for i in component::bits(self.xstate_bv & !3) {
+            let range = view.extent_of(i)?;
+            view.as_bytes_mut()[range].copy_from_slice(self.component(i).expect("live"));
+        }
+        let buf = view.as_bytes_mut();
+        let src = self.legacy.as_bytes();
+        if self.xstate_bv & 1 != 0 {
+            for r in legacy::X87_RANGES {
+                buf[r.clone()].copy_from_slice(&src[r]);
             }
         }
-        for i in component::bits(self.xstate_bv) {
-            let dst = view.component_mut(i)?;
-            match i {
-                0 | 1 => {
-                    let src = self.legacy.as_bytes();
-                    let ranges: &[core::ops::Range<usize>] = if i == 0 {
-                        &legacy::X87_RANGES
-                    } else {
-                        core::slice::from_ref(&legacy::SSE_RANGE)
-                    };
-                    for r in ranges {
-                        dst[r.clone()].copy_from_slice(&src[r.clone()]);
-                    }
-                }
-                _ => dst.copy_from_slice(self.component(i).expect("live")),
-            }
+        if self.xstate_bv & 2 != 0 {
+            buf[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
         }
         if self.xstate_bv & MXCSR_COMPONENTS != 0 {
             let m = legacy::MXCSR as usize;
-            view.as_bytes_mut()[m..m + 4].copy_from_slice(self.legacy.mxcsr.as_bytes());
+            buf[m..m + 4].copy_from_slice(self.legacy.mxcsr.as_bytes());
         }
+        view.set_xstate_bv(self.xstate_bv);
         Ok(())
     }
 

@@ -74,6 +74,8 @@ pub struct Piece {
     pub len: u32,
 }
 
+#[inline]
+
 const fn piece(component: Component, offset: u32, len: u32) -> Piece {
     Piece {
         component: component as u8,
@@ -138,6 +140,7 @@ impl Register {
     }
 
     /// Whether the index is in range for the register family.
+    #[inline]
     pub fn is_valid(self) -> bool {
         use Register::*;
         match self {
@@ -151,6 +154,7 @@ impl Register {
     }
 
     /// Width in bytes.
+    #[inline]
     pub fn width(self) -> usize {
         let (pieces, n) = self.pieces();
         pieces[..n].iter().map(|p| p.len as usize).sum()
@@ -158,12 +162,14 @@ impl Register {
 
     /// Whether the value is a byte string in memory order (AMX) rather than
     /// a little-endian number.
+    #[inline]
     pub fn is_memory_order(self) -> bool {
         matches!(self, Register::Tilecfg | Register::Tmm(_))
     }
 
     /// The component pieces the register is assembled from, low bytes first.
     /// Indices must be valid ([`is_valid`](Self::is_valid)).
+    #[inline]
     pub fn pieces(self) -> Pieces {
         use Component as C;
         use Register::*;
@@ -197,9 +203,13 @@ impl Register {
     }
 }
 
+#[inline]
+
 fn xmm(i: u8) -> Piece {
     piece(Component::Sse, legacy::XMM + 16 * i as u32, 16)
 }
+
+#[inline]
 
 fn ymm_hi(i: u8) -> Piece {
     piece(Component::Avx, 16 * i as u32, 16)

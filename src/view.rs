@@ -70,6 +70,7 @@ pub struct XsaveView<'a, B> {
 const MXCSR_COMPONENTS: u64 = Component::Sse.mask() | Component::Avx.mask();
 
 /// Reads the header fields of `buf` (at least 576 bytes).
+#[inline]
 fn header(buf: &[u8]) -> &XsaveHeader {
     XsaveHeader::ref_from_bytes(&buf[HEADER_OFFSET..HEADER_OFFSET + 64])
         .expect("64 bytes, unaligned type")
@@ -77,6 +78,7 @@ fn header(buf: &[u8]) -> &XsaveHeader {
 
 /// Checks an area's header and size against `layout` and returns its
 /// format, XSTATE_BV and XCOMP_BV.
+#[inline]
 pub fn check_header(buf: &[u8], layout: &Layout) -> Result<(Format, u64, u64), ViewError> {
     let min = EXTENDED_REGION_START as usize;
     if buf.len() < min {
@@ -88,7 +90,11 @@ pub fn check_header(buf: &[u8], layout: &Layout) -> Result<(Format, u64, u64), V
     }
     let h = header(buf);
     let (xstate_bv, xcomp_bv) = (h.xstate_bv.get(), h.xcomp_bv.get());
-    if let Some(i) = h.reserved.iter().position(|&b| b != 0) {
+    let reserved_words = h.reserved.chunks_exact(8).fold(0u64, |acc, w| {
+        acc | u64::from_ne_bytes(w.try_into().expect("8 bytes"))
+    });
+    if reserved_words != 0 {
+        let i = h.reserved.iter().position(|&b| b != 0).unwrap_or(0);
         return Err(ViewError::ReservedHeader {
             offset: area::HEADER_RESERVED.start + i,
             value: h.reserved[i],
@@ -110,7 +116,12 @@ pub fn check_header(buf: &[u8], layout: &Layout) -> Result<(Format, u64, u64), V
         if xstate_bv & !layout.xcr0_supported() != 0 {
             return Err(unsupported("XSTATE_BV", xstate_bv, layout.xcr0_supported()));
         }
-        let needed = layout.standard_size_for(xstate_bv) as usize;
+        // A buffer of the full standard size (a kvm_xsave, say) holds any XSTATE_BV.
+        let needed = if buf.len() >= layout.standard_size() as usize {
+            0
+        } else {
+            layout.standard_size_for(xstate_bv) as usize
+        };
         if buf.len() < needed {
             return Err(ViewError::TooSmall {
                 len: buf.len(),
@@ -151,6 +162,7 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
     /// size, XCOMP_BV against the format (bit 63 selects compacted), the
     /// reserved header bytes, and that XSTATE_BV and XCOMP_BV name only
     /// components the layout supports.
+    #[inline]
     pub fn new(buf: B, layout: &'a Layout) -> Result<Self, ViewError> {
         let (format, xstate_bv, xcomp_bv) = check_header(buf.as_ref(), layout)?;
         Ok(XsaveView {
@@ -199,6 +211,7 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
 
     /// Where component `index` starts in the buffer (0 for x87 and SSE, whose
     /// offsets are legacy-region offsets), or why it cannot be reached.
+    #[inline]
     pub fn component_offset(&self, index: u8) -> Result<usize, ViewError> {
         if index < 2 {
             return Ok(0);
@@ -223,6 +236,7 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
 
     /// The bytes of extended component `index` (>= 2), or `None` when it is
     /// in its init configuration.
+    #[inline]
     pub fn component(&self, index: u8) -> Result<Option<&[u8]>, ViewError> {
         let offset = self.component_offset(index)?;
         if self.xstate_bv & (1 << index) == 0 {
@@ -231,6 +245,8 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
         let size = self.layout.geometry(index).map_or(0, |g| g.size) as usize;
         self.slice(offset, size).map(Some)
     }
+
+    #[inline]
 
     fn slice(&self, offset: usize, len: usize) -> Result<&[u8], ViewError> {
         let buf = self.buf.as_ref();
@@ -241,8 +257,28 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
         })
     }
 
+    /// The byte range a component occupies, checked against the buffer.
+    #[inline]
+    pub(crate) fn extent_of(&self, index: u8) -> Result<core::ops::Range<usize>, ViewError> {
+        let base = self.component_offset(index)?;
+        let size = match index {
+            0 | 1 => 512,
+            _ => self.layout.geometry(index).map_or(0, |g| g.size) as usize,
+        };
+        let len = self.buf.as_ref().len();
+        if base + size > len {
+            return Err(ViewError::TooSmall {
+                len,
+                needed: base + size,
+                format: self.format.as_str(),
+            });
+        }
+        Ok(base..base + size)
+    }
+
     /// Copies `reg`'s value, little-endian (memory order for AMX), into
     /// `out`, which must be [`Register::width`] bytes long.
+    #[inline]
     pub fn read_into(&self, reg: Register, out: &mut [u8]) -> Result<(), ViewError> {
         check_register(reg)?;
         let (pieces, n) = reg.pieces();
@@ -255,6 +291,8 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
         }
         Ok(())
     }
+
+    #[inline]
 
     fn read_piece(&self, reg: Register, p: &Piece, dst: &mut [u8]) -> Result<(), ViewError> {
         let base = self.component_offset(p.component);
@@ -276,6 +314,7 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
 }
 
 /// The init value of one register piece: FCW 0x037F, MXCSR 0x1F80, all else 0.
+#[inline]
 fn init_bytes(reg: Register, p: &Piece, dst: &mut [u8]) {
     match reg {
         Register::Fcw => dst.copy_from_slice(&FCW_INIT.to_le_bytes()),
@@ -424,11 +463,13 @@ macro_rules! le_bytes {
 le_bytes!(u8, u16, u32, u64, u128);
 
 /// Converts an index to a register number, or the error naming it.
+#[inline]
 pub(crate) fn index(name: &'static str, i: usize) -> Result<u8, ViewError> {
     u8::try_from(i).map_err(|_| ViewError::NoRegister { name, index: i })
 }
 
 /// Checks a register's index is in range.
+#[inline]
 pub(crate) fn check_register(reg: Register) -> Result<(), ViewError> {
     if reg.is_valid() {
         return Ok(());
@@ -455,11 +496,15 @@ typed_accessors!(
     write: [impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B>]
 );
 
+#[inline]
+
 pub(crate) fn lanes<const N: usize>(b: &[u8]) -> [u128; N] {
     core::array::from_fn(|i| {
         u128::from_le_bytes(b[16 * i..16 * i + 16].try_into().expect("16 bytes"))
     })
 }
+
+#[inline]
 
 pub(crate) fn lane_bytes<const N: usize, const M: usize>(v: [u128; N]) -> [u8; M] {
     let mut out = [0u8; M];
@@ -481,6 +526,7 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B> {
     ///
     /// Nothing is written if any piece cannot be (missing component, no
     /// room in a compacted area).
+    #[inline]
     pub fn write(&mut self, reg: Register, value: &[u8]) -> Result<(), ViewError> {
         check_register(reg)?;
         let (pieces, n) = reg.pieces();
@@ -508,26 +554,9 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B> {
         Ok(())
     }
 
-    /// The byte range a component occupies, checked against the buffer.
-    fn extent_of(&self, index: u8) -> Result<core::ops::Range<usize>, ViewError> {
-        let base = self.component_offset(index)?;
-        let size = match index {
-            0 | 1 => 512,
-            _ => self.layout.geometry(index).map_or(0, |g| g.size) as usize,
-        };
-        let len = self.buf.as_ref().len();
-        if base + size > len {
-            return Err(ViewError::TooSmall {
-                len,
-                needed: base + size,
-                format: self.format.as_str(),
-            });
-        }
-        Ok(base..base + size)
-    }
-
     /// Makes component `index` live: if its XSTATE_BV bit is clear, fills
     /// it with its init values first, then sets the bit.
+    #[inline]
     pub fn make_live(&mut self, index: u8) -> Result<(), ViewError> {
         let range = self.extent_of(index)?;
         if self.xstate_bv & (1 << index) != 0 {
@@ -560,16 +589,20 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B> {
     }
 
     /// Clears bit `index` of XSTATE_BV (any component number).
+    #[inline]
     pub fn clear_bit(&mut self, index: u8) {
         self.set_xstate_bv(self.xstate_bv & !(1 << index));
     }
 
-    fn set_xstate_bv(&mut self, value: u64) {
+    #[inline]
+
+    pub(crate) fn set_xstate_bv(&mut self, value: u64) {
         self.xstate_bv = value;
         self.buf.as_mut()[HEADER_OFFSET..HEADER_OFFSET + 8].copy_from_slice(&value.to_le_bytes());
     }
 
     /// Mutable bytes of extended component `index` (>= 2), made live first.
+    #[inline]
     pub fn component_mut(&mut self, index: u8) -> Result<&mut [u8], ViewError> {
         let range = self.extent_of(index)?;
         self.make_live(index)?;

@@ -241,6 +241,7 @@ impl Layout {
     }
 
     /// The layout's name (a catalog name, a file's `name`, or `host`).
+    #[inline]
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -256,22 +257,26 @@ impl Layout {
     }
 
     /// User components the CPU supports in XCR0 (CPUID.(0xD,0).EDX:EAX).
+    #[inline]
     pub fn xcr0_supported(&self) -> u64 {
         self.xcr0_supported
     }
 
     /// Supervisor components the CPU supports in IA32_XSS (CPUID.(0xD,1).EDX:ECX).
+    #[inline]
     pub fn xss_supported(&self) -> u64 {
         self.xss_supported
     }
 
     /// Every supported component, user and supervisor.
+    #[inline]
     pub fn supported(&self) -> u64 {
         self.xcr0_supported | self.xss_supported
     }
 
     /// Size of the standard-format area for every supported user component
     /// (CPUID.(0xD,0).ECX).
+    #[inline]
     pub fn standard_size(&self) -> u32 {
         self.standard_size
     }
@@ -287,11 +292,13 @@ impl Layout {
     }
 
     /// Whether the CPU enumerates `component`.
+    #[inline]
     pub fn has(&self, component: Component) -> bool {
         self.supported() & component.mask() != 0
     }
 
     /// The geometry of component number `index`, if the CPU enumerates it.
+    #[inline]
     pub fn geometry(&self, index: u8) -> Option<&ComponentGeometry> {
         let g = self.table.get(index as usize)?;
         (self.supported() & (1 << index) != 0).then_some(g)
@@ -327,6 +334,7 @@ impl Layout {
     }
 
     /// [`compacted_offset`](Self::compacted_offset) by component number.
+    #[inline]
     pub fn compacted_offset_of(&self, xcomp_bv: u64, index: u8) -> Option<u32> {
         let index = index as usize;
         if index >= 64 || xcomp_bv & self.supported() & (1 << index) == 0 {
@@ -344,6 +352,7 @@ impl Layout {
     }
 
     /// Size of a compacted area whose XCOMP_BV is `xcomp_bv` (bit 63 ignored).
+    #[inline]
     pub fn compacted_size_for(&self, xcomp_bv: u64) -> u32 {
         let mut offset = EXTENDED_REGION_START;
         for i in component::bits(xcomp_bv & self.supported() & !LEGACY_MASK & !(1 << 63)) {
@@ -351,6 +360,8 @@ impl Layout {
         }
         offset
     }
+
+    #[inline]
 
     fn place(&self, offset: u32, index: usize) -> u32 {
         if self.table[index].align64 {
@@ -361,6 +372,7 @@ impl Layout {
     }
 
     /// Size of a standard-format area holding the user components in `xcr0`.
+    #[inline]
     pub fn standard_size_for(&self, xcr0: u64) -> u32 {
         component::bits(xcr0 & self.xcr0_supported & !LEGACY_MASK)
             .map(|i| self.table[i as usize].end())
