@@ -43,3 +43,8 @@ pub use layout::Layout;
 pub use regfile::RegisterFile;
 pub use register::Register;
 pub use view::{Format, XsaveView};
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

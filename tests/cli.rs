@@ -1,0 +1,215 @@
+//! The `xstate` binary end to end: output shapes and exit statuses.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use xstate::{layout::catalog, Format, RegisterFile};
+
+fn xstate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xstate"))
+        .args(args)
+        .output()
+        .expect("run xstate")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+#[test]
+fn layout_json_has_the_documented_shape() {
+    let v = json(&xstate(&[
+        "layout",
+        "--layout",
+        "intel-sapphire-rapids",
+        "--json",
+    ]));
+    assert_eq!(v["name"], "intel-sapphire-rapids");
+    assert_eq!(v["vendor"], "GenuineIntel");
+    assert_eq!(v["xcr0_supported"], "0x602e7");
+    assert_eq!(v["xss_supported"], "0xdd00");
+    assert_eq!(v["standard_size"], 11008);
+    let comps = v["components"].as_array().unwrap();
+    let by_id = |id: u64| comps.iter().find(|c| c["id"] == id).unwrap();
+    assert_eq!(by_id(9)["offset"], 2688);
+    assert_eq!(by_id(18)["align64"], true);
+    assert_eq!(by_id(18)["xfd"], true);
+    assert_eq!(
+        by_id(8)["offset"],
+        Value::Null,
+        "supervisor components have no standard offset"
+    );
+    assert_eq!(by_id(8)["supervisor"], true);
+    // Compacted figures assume every supported component (XCR0 and XSS).
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let all = spr.supported();
+    for c in comps {
+        let id = c["id"].as_u64().unwrap() as u8;
+        assert_eq!(
+            c["compacted_offset"],
+            spr.compacted_offset_of(all, id).unwrap()
+        );
+    }
+    assert_eq!(v["compacted_size"], spr.compacted_size());
+}
+
+#[test]
+fn layout_reads_host_catalog_files_and_dumps() {
+    assert!(xstate(&["layout"]).status.success());
+    let out = xstate(&["layout", "--layout", "amd-zen3"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("PKRU") && text.contains("2432"), "{text}");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/layouts/intel-lunar-lake.toml");
+    let v = json(&xstate(&["layout", "--layout", file, "--json"]));
+    assert_eq!(v["name"], "intel-lunar-lake");
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("zen3.txt");
+    std::fs::write(
+        &dump,
+        "   0x00000000 0x00: eax=0x00000010 ebx=0x68747541 ecx=0x444d4163 edx=0x69746e65\n\
+         \x20  0x0000000d 0x00: eax=0x00000207 ebx=0x00000988 ecx=0x00000988 edx=0x00000000\n\
+         \x20  0x0000000d 0x01: eax=0x0000000f ebx=0x00000370 ecx=0x00000000 edx=0x00000000\n\
+         \x20  0x0000000d 0x02: eax=0x00000100 ebx=0x00000240 ecx=0x00000000 edx=0x00000000\n\
+         \x20  0x0000000d 0x09: eax=0x00000008 ebx=0x00000980 ecx=0x00000000 edx=0x00000000\n",
+    )
+    .unwrap();
+    let v = json(&xstate(&[
+        "layout",
+        "--layout",
+        dump.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["vendor"], "AuthenticAMD");
+    assert_eq!(v["standard_size"], 2440);
+}
+
+#[test]
+fn bad_layouts_and_usage_have_distinct_statuses() {
+    // Usage error: unknown flag.
+    assert_eq!(xstate(&["layout", "--bogus"]).status.code(), Some(2));
+    // I/O error: a file that does not exist.
+    assert_eq!(
+        xstate(&["layout", "--layout", "/nonexistent/x.toml"])
+            .status
+            .code(),
+        Some(2)
+    );
+    // Rejected input: an invalid layout names the components at fault.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"bad\"\nvendor = \"GenuineIntel\"\nsource = \"test\"\n\
+         xcr0_supported = \"0x80007\"\n\
+         [[component]]\nid = 2\nsize = 256\noffset = 576\n\
+         [[component]]\nid = 19\nsize = 128\noffset = 700\n",
+    )
+    .unwrap();
+    let out = xstate(&["layout", "--layout", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AVX") && err.contains("APX") && err.contains("700"),
+        "{err}"
+    );
+}
+
+#[test]
+fn decode_prints_every_register_with_init_rules() {
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let mut regs = RegisterFile::new();
+    regs.set_xmm(1, 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10)
+        .unwrap();
+    regs.set_zmm(17, [1, 2, 3, 4]).unwrap();
+    regs.set_k(2, 0xabcd).unwrap();
+    let mut area = regs.encode(zen4, Format::Standard).unwrap();
+    // Stale bytes in the init AVX component must read as zero.
+    let avx = zen4.offset(xstate::Component::Avx).unwrap() as usize;
+    area[avx..avx + 256].fill(0xee);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("area.bin");
+    std::fs::write(&file, &area).unwrap();
+
+    let v = json(&xstate(&[
+        "decode",
+        file.to_str().unwrap(),
+        "--layout",
+        "amd-zen4",
+        "--json",
+    ]));
+    assert_eq!(v["format"], "standard");
+    assert_eq!(v["xcomp_bv"], "0x0");
+    let r = &v["registers"];
+    assert_eq!(r["xmm1"], "0x0102030405060708090a0b0c0d0e0f10");
+    assert_eq!(
+        r["ymm1"],
+        format!("0x{}0102030405060708090a0b0c0d0e0f10", "0".repeat(32))
+    );
+    assert_eq!(r["fcw"], "0x037f");
+    assert_eq!(r["mxcsr"], "0x00001f80");
+    assert_eq!(r["st0"], format!("0x{}", "0".repeat(20)));
+    assert_eq!(r["k2"], "0x000000000000abcd");
+    assert_eq!(
+        r["zmm17"],
+        format!("0x{:032x}{:032x}{:032x}{:032x}", 4, 3, 2, 1)
+    );
+    assert_eq!(r["pkru"], "0x00000000");
+    // Registers of components zen4 lacks are not printed.
+    for absent in ["r16", "tmm0", "tilecfg", "bnd0"] {
+        assert!(r.get(absent).is_none(), "{absent} printed");
+    }
+    assert_eq!(
+        r.as_object().unwrap().len(),
+        6 + 8 + 1 + 16 + 16 + 32 + 8 + 1
+    );
+
+    // The same state compacted decodes alike.
+    let compacted = regs.encode(zen4, Format::Compacted).unwrap();
+    std::fs::write(&file, &compacted).unwrap();
+    let c = json(&xstate(&[
+        "decode",
+        file.to_str().unwrap(),
+        "--layout",
+        "amd-zen4",
+        "--json",
+    ]));
+    assert_eq!(c["format"], "compacted");
+    assert_eq!(c["registers"], v["registers"]);
+}
+
+#[test]
+fn decode_rejects_bad_areas_with_status_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("short.bin");
+    std::fs::write(&file, [0u8; 100]).unwrap();
+    let out = xstate(&["decode", file.to_str().unwrap(), "--layout", "amd-zen4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too small"));
+
+    let mut area = vec![0u8; 4096];
+    area[540] = 1; // a reserved header byte
+    std::fs::write(&file, &area).unwrap();
+    let out = xstate(&["decode", file.to_str().unwrap(), "--layout", "amd-zen4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("540"));
+
+    let missing = dir.path().join("missing.bin");
+    let out = xstate(&["decode", missing.to_str().unwrap(), "--layout", "amd-zen4"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn report_runs() {
+    let out = xstate(&["report"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("host XSAVE layout"));
+}
