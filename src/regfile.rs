@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 use crate::area::{legacy, LegacyRegion, FCW_INIT, MXCSR_INIT};
-use crate::component::{self, Component, EXTENDED_REGION_START};
+use crate::component::{self, Component, EXTENDED_REGION_START, KNOWN_COMPONENTS};
 use crate::error::ViewError;
 use crate::layout::Layout;
 use crate::register::{Piece, Register};
@@ -259,19 +259,31 @@ impl RegisterFile {
 
     /// Checks that `view` can take every live component of this file.
     pub fn check_fits<B: AsRef<[u8]>>(&self, view: &XsaveView<'_, B>) -> Result<(), ViewError> {
+        self.plan(view).map(|_| ())
+    }
+
+    /// Where each live extended component goes in `view` (by component
+    /// number, for the known ones), after checking that every one fits.
+    fn plan<B: AsRef<[u8]>>(
+        &self,
+        view: &XsaveView<'_, B>,
+    ) -> Result<[u32; KNOWN_COMPONENTS], ViewError> {
+        let mut starts = [0u32; KNOWN_COMPONENTS];
         for i in component::bits(self.xstate_bv & !3) {
-            view.extent_of(i)?;
-            let layout_size = view.layout().geometry(i).map_or(0, |g| g.size) as usize;
+            let range = view.extent_of(i)?;
             let state_size = self.component(i).map_or(0, <[u8]>::len);
-            if layout_size != state_size {
+            if range.len() != state_size {
                 return Err(ViewError::SizeMismatch {
                     index: i,
-                    layout_size,
+                    layout_size: range.len(),
                     state_size,
                 });
             }
+            if let Some(s) = starts.get_mut(i as usize) {
+                *s = range.start as u32;
+            }
         }
-        Ok(())
+        Ok(starts)
     }
 
     /// Writes the whole state into `view`: live components are copied and
@@ -281,11 +293,14 @@ impl RegisterFile {
         &self,
         view: &mut XsaveView<'_, B>,
     ) -> Result<(), ViewError> {
-        self.check_fits(view)?;
-        // Every extent was checked above: copy, then publish the bits.
+        let starts = self.plan(view)?;
         for i in component::bits(self.xstate_bv & !3) {
-            let range = view.extent_of(i)?;
-            view.as_bytes_mut()[range].copy_from_slice(self.component(i).expect("live"));
+            let src = self.component(i).expect("live");
+            let start = match starts.get(i as usize) {
+                Some(&s) => s as usize,
+                None => view.extent_of(i)?.start,
+            };
+            view.as_bytes_mut()[start..start + src.len()].copy_from_slice(src);
         }
         let buf = view.as_bytes_mut();
         let src = self.legacy.as_bytes();

@@ -162,7 +162,7 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
     /// size, XCOMP_BV against the format (bit 63 selects compacted), the
     /// reserved header bytes, and that XSTATE_BV and XCOMP_BV name only
     /// components the layout supports.
-    #[inline]
+    #[inline(always)]
     pub fn new(buf: B, layout: &'a Layout) -> Result<Self, ViewError> {
         let (format, xstate_bv, xcomp_bv) = check_header(buf.as_ref(), layout)?;
         Ok(XsaveView {
@@ -293,7 +293,6 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
     }
 
     #[inline]
-
     fn read_piece(&self, reg: Register, p: &Piece, dst: &mut [u8]) -> Result<(), ViewError> {
         let base = self.component_offset(p.component);
         let live = if reg == Register::Mxcsr {
@@ -384,11 +383,13 @@ macro_rules! typed_accessors {
                 self.read_into(reg, &mut out)?;
                 Ok(out)
             }
+            #[inline(always)]
             fn read_array<const N: usize>(&self, reg: Register) -> Result<[u8; N], ViewError> {
                 let mut out = [0; N];
                 self.read_into(reg, &mut out)?;
                 Ok(out)
             }
+            #[inline(always)]
             fn get<T: $crate::view::LeBytes>(&self, reg: Register) -> Result<T, ViewError> {
                 let mut out = T::Bytes::default();
                 self.read_into(reg, out.as_mut())?;
