@@ -181,6 +181,22 @@ pub fn name_of(index: u8) -> std::borrow::Cow<'static, str> {
     }
 }
 
+/// The XCR0 / XSTATE_BV bit of component number `index`, or 0 for numbers
+/// past 63 (which no register can hold).
+///
+/// ```
+/// assert_eq!(xstate::component::bit(9), 0x200);
+/// assert_eq!(xstate::component::bit(64), 0);
+/// ```
+#[inline]
+pub const fn bit(index: u8) -> u64 {
+    if index < 64 {
+        1 << index
+    } else {
+        0
+    }
+}
+
 /// Iterates the bit numbers set in `mask`, lowest first.
 ///
 /// ```

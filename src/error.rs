@@ -220,6 +220,12 @@ pub enum ViewError {
         /// Its size in the state.
         state_size: usize,
     },
+    /// A component number past 63.
+    #[error("component number {index} is out of range (0..=63)")]
+    BadComponent {
+        /// The number given.
+        index: u8,
+    },
     /// A register index out of range (xmm16, k8, r40, ...).
     #[error("no register {name}{index}")]
     NoRegister {

@@ -138,7 +138,7 @@ impl RegisterFile {
     /// 512-byte legacy region, else the component's architectural image.
     /// `None` when it is init.
     pub fn component(&self, index: u8) -> Option<&[u8]> {
-        if self.xstate_bv & (1 << index) == 0 {
+        if self.xstate_bv & component::bit(index) == 0 {
             return None;
         }
         match index {
@@ -154,6 +154,9 @@ impl RegisterFile {
     /// The size must be the component's architectural size (any size for a
     /// component without a typed slot).
     pub fn set_component(&mut self, index: u8, bytes: &[u8]) -> Result<(), ViewError> {
+        if index >= 64 {
+            return Err(ViewError::BadComponent { index });
+        }
         let wrong = |expected: usize| ViewError::TooSmall {
             len: bytes.len(),
             needed: expected,
@@ -184,7 +187,7 @@ impl RegisterFile {
 
     /// Returns component `index` to its init configuration.
     pub fn set_init(&mut self, index: u8) {
-        self.xstate_bv &= !(1 << index);
+        self.xstate_bv &= !component::bit(index);
         match index {
             0 => self.init_x87(),
             1 => self.legacy.xmm = [[0; 16]; 16],
@@ -431,6 +434,18 @@ mod tests {
         assert_eq!(r.fcw().unwrap(), FCW_INIT);
         assert_eq!(r.mxcsr().unwrap(), MXCSR_INIT);
         assert_eq!(r.zmm(31).unwrap(), [0; 4]);
+    }
+
+    #[test]
+    fn out_of_range_component_numbers_are_errors() {
+        let mut r = RegisterFile::new();
+        assert_eq!(
+            r.set_component(64, &[0; 8]),
+            Err(ViewError::BadComponent { index: 64 })
+        );
+        assert_eq!(r.component(200), None);
+        r.set_init(255);
+        assert_eq!(r, RegisterFile::new());
     }
 
     #[test]

@@ -29,7 +29,7 @@
 use crate::area::{
     self, legacy, XsaveHeader, FCW_INIT, HEADER_OFFSET, MXCSR_INIT, XCOMP_BV_COMPACTED,
 };
-use crate::component::{Component, EXTENDED_REGION_START, LEGACY_MASK};
+use crate::component::{self, Component, EXTENDED_REGION_START, LEGACY_MASK};
 use crate::error::ViewError;
 use crate::layout::Layout;
 use crate::register::{Piece, Register};
@@ -592,7 +592,7 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B> {
     /// Clears bit `index` of XSTATE_BV (any component number).
     #[inline]
     pub fn clear_bit(&mut self, index: u8) {
-        self.set_xstate_bv(self.xstate_bv & !(1 << index));
+        self.set_xstate_bv(self.xstate_bv & !component::bit(index));
     }
 
     #[inline]
