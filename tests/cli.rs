@@ -213,3 +213,18 @@ fn report_runs() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("host XSAVE layout"));
 }
+
+#[test]
+fn diff_lists_components_that_differ() {
+    let out = xstate(&["diff", "amd-zen4", "intel-sapphire-rapids", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["components"].as_array().unwrap();
+    let pkru = rows.iter().find(|r| r["id"] == 9).unwrap();
+    assert_eq!(pkru["a"]["offset"], 2432);
+    assert_eq!(pkru["b"]["offset"], 2688);
+    let tiles = rows.iter().find(|r| r["id"] == 18).unwrap();
+    assert_eq!(tiles["a"], Value::Null);
+    assert!(rows.iter().all(|r| r["id"] != 2), "AVX is alike on both");
+    assert_eq!(xstate(&["diff", "amd-zen3", "amd-zen3"]).status.code(), Some(0));
+}

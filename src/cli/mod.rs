@@ -3,6 +3,7 @@
 //! I/O error.
 
 mod decode;
+mod diff;
 mod hex;
 #[cfg(target_arch = "x86_64")]
 pub mod kvm;
@@ -28,6 +29,8 @@ pub struct Cli {
 enum Command {
     /// Show a CPU's XSAVE layout: every component's size and offsets.
     Layout(layout::Args),
+    /// Show how two CPUs' layouts differ (exit 1 when they do).
+    Diff(diff::Args),
     /// Decode a raw XSAVE area file and print every register.
     Decode(decode::Args),
     /// Report on this host: its layout, a live XSAVE/XRSTOR self-check, KVM.
@@ -43,6 +46,7 @@ pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Layout(args) => layout::run(&args),
         Command::Decode(args) => decode::run(&args),
+        Command::Diff(args) => diff::run(&args),
         Command::Report => report::run(),
         #[cfg(target_arch = "x86_64")]
         Command::Kvm(cmd) => kvm::run(&cmd),

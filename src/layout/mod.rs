@@ -25,11 +25,13 @@
 
 pub mod catalog;
 mod cpuid;
+mod diff;
 mod dump;
 mod file;
 mod source;
 
 pub use cpuid::{CpuidLeaf0xD, CpuidRegs};
+pub use diff::{diff, ComponentDiff};
 pub use file::LayoutFile;
 pub use source::LayoutSource;
 
