@@ -75,7 +75,6 @@ pub struct Piece {
 }
 
 #[inline]
-
 const fn piece(component: Component, offset: u32, len: u32) -> Piece {
     Piece {
         component: component as u8,
@@ -204,13 +203,11 @@ impl Register {
 }
 
 #[inline]
-
 fn xmm(i: u8) -> Piece {
     piece(Component::Sse, legacy::XMM + 16 * i as u32, 16)
 }
 
 #[inline]
-
 fn ymm_hi(i: u8) -> Piece {
     piece(Component::Avx, 16 * i as u32, 16)
 }

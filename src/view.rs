@@ -247,7 +247,6 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
     }
 
     #[inline]
-
     fn slice(&self, offset: usize, len: usize) -> Result<&[u8], ViewError> {
         let buf = self.buf.as_ref();
         buf.get(offset..offset + len).ok_or(ViewError::TooSmall {
@@ -498,7 +497,6 @@ typed_accessors!(
 );
 
 #[inline]
-
 pub(crate) fn lanes<const N: usize>(b: &[u8]) -> [u128; N] {
     core::array::from_fn(|i| {
         u128::from_le_bytes(b[16 * i..16 * i + 16].try_into().expect("16 bytes"))
@@ -506,7 +504,6 @@ pub(crate) fn lanes<const N: usize>(b: &[u8]) -> [u128; N] {
 }
 
 #[inline]
-
 pub(crate) fn lane_bytes<const N: usize, const M: usize>(v: [u128; N]) -> [u8; M] {
     let mut out = [0u8; M];
     for (i, lane) in v.iter().enumerate() {
@@ -596,7 +593,6 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B> {
     }
 
     #[inline]
-
     pub(crate) fn set_xstate_bv(&mut self, value: u64) {
         self.xstate_bv = value;
         self.buf.as_mut()[HEADER_OFFSET..HEADER_OFFSET + 8].copy_from_slice(&value.to_le_bytes());

@@ -91,8 +91,8 @@ pub fn table(layout: &Layout) -> String {
     );
     let _ = writeln!(
         s,
-        "{:>3}  {:<18} {:>6} {:>8} {:>10}  {:<7} {:<10} {}",
-        "id", "name", "size", "offset", "compacted", "align64", "kind", "xfd"
+        "{:>3}  {:<18} {:>6} {:>8} {:>10}  {:<7} {:<10} xfd",
+        "id", "name", "size", "offset", "compacted", "align64", "kind"
     );
     for g in layout.components() {
         let offset = if g.supervisor {

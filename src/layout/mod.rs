@@ -148,7 +148,7 @@ impl Layout {
         let supported = parts.xcr0_supported | parts.xss_supported;
         for g in &parts.components {
             let idx = g.index;
-            if idx < 2 || idx >= 64 {
+            if !(2..64).contains(&idx) {
                 return Err(LayoutError::BadIndex { index: idx });
             }
             if supported & (1 << idx) == 0 {
@@ -364,7 +364,6 @@ impl Layout {
     }
 
     #[inline]
-
     fn place(&self, offset: u32, index: usize) -> u32 {
         if self.table[index].align64 {
             offset.next_multiple_of(64)
