@@ -226,5 +226,8 @@ fn diff_lists_components_that_differ() {
     let tiles = rows.iter().find(|r| r["id"] == 18).unwrap();
     assert_eq!(tiles["a"], Value::Null);
     assert!(rows.iter().all(|r| r["id"] != 2), "AVX is alike on both");
-    assert_eq!(xstate(&["diff", "amd-zen3", "amd-zen3"]).status.code(), Some(0));
+    assert_eq!(
+        xstate(&["diff", "amd-zen3", "amd-zen3"]).status.code(),
+        Some(0)
+    );
 }
