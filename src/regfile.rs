@@ -315,10 +315,10 @@ impl RegisterFile {
         if self.xstate_bv & 2 != 0 {
             buf[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
         }
-        if self.xstate_bv & MXCSR_COMPONENTS != 0 {
-            let m = legacy::MXCSR as usize;
-            buf[m..m + 4].copy_from_slice(self.legacy.mxcsr.as_bytes());
-        }
+        // Always written: 0x1F80 while SSE and AVX are init, so that the
+        // standard-format XRSTOR (which loads MXCSR regardless) agrees.
+        let m = legacy::MXCSR as usize;
+        buf[m..m + 4].copy_from_slice(self.legacy.mxcsr.as_bytes());
         view.set_xstate_bv(self.xstate_bv);
         Ok(())
     }

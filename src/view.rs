@@ -582,14 +582,23 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B> {
 
     /// Puts `component` in its init configuration by clearing its
     /// XSTATE_BV bit (its bytes are left as they are, as XSAVE would).
+    ///
+    /// When SSE and AVX are then both init, MXCSR's bytes are set to 0x1F80:
+    /// the standard-format XRSTOR loads MXCSR from memory whatever XSTATE_BV
+    /// says, so the bytes must agree with the value the view reports.
     pub fn set_init(&mut self, component: Component) {
-        self.set_xstate_bv(self.xstate_bv & !component.mask());
+        self.clear_bit(component.index());
     }
 
     /// Clears bit `index` of XSTATE_BV (any component number).
     #[inline]
     pub fn clear_bit(&mut self, index: u8) {
+        let was_mxcsr_live = self.xstate_bv & MXCSR_COMPONENTS != 0;
         self.set_xstate_bv(self.xstate_bv & !component::bit(index));
+        if was_mxcsr_live && self.xstate_bv & MXCSR_COMPONENTS == 0 {
+            let m = legacy::MXCSR as usize;
+            self.buf.as_mut()[m..m + 4].copy_from_slice(&MXCSR_INIT.to_le_bytes());
+        }
     }
 
     #[inline]

@@ -1,0 +1,431 @@
+//! The host CPU as the oracle: XSAVE, XSAVEOPT, XSAVEC and XRSTOR decide
+//! where state goes, and the layout engine and the views must agree.
+//!
+//! Parts the CPU lacks (a save instruction, PKRU, AVX-512) are skipped with
+//! the reason printed.
+
+use xstate::host::{Host, KnownValues, SaveInstr, VectorWidth};
+use xstate::{Component, Format, Register, RegisterFile, XsaveView};
+
+fn host() -> Host {
+    Host::detect().expect("XSAVE is enabled on every x86_64 Linux host this runs on")
+}
+
+fn skip(what: &str, why: &str) {
+    eprintln!("skipped: {what}: {why}");
+}
+
+fn lanes<const N: usize>(bytes: &[u8]) -> [u128; N] {
+    core::array::from_fn(|i| u128::from_le_bytes(bytes[16 * i..16 * i + 16].try_into().unwrap()))
+}
+
+/// Every register the loader set reads back through a view of `area`.
+fn assert_reads_values(host: &Host, area: &[u8], v: &KnownValues, what: &str) {
+    let view = XsaveView::new(area, host.layout()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    match host.vector_width() {
+        VectorWidth::Zmm => {
+            for i in 0..32 {
+                assert_eq!(
+                    view.zmm(i).unwrap(),
+                    lanes::<4>(&v.vec[i]),
+                    "{what}: zmm{i}"
+                );
+            }
+            for i in 0..8 {
+                assert_eq!(view.k(i).unwrap(), v.k[i], "{what}: k{i}");
+            }
+        }
+        VectorWidth::Ymm => {
+            for i in 0..16 {
+                assert_eq!(
+                    view.ymm(i).unwrap(),
+                    lanes::<2>(&v.vec[i]),
+                    "{what}: ymm{i}"
+                );
+            }
+        }
+        VectorWidth::Xmm => {
+            for i in 0..16 {
+                assert_eq!(
+                    view.xmm(i).unwrap(),
+                    lanes::<1>(&v.vec[i])[0],
+                    "{what}: xmm{i}"
+                );
+            }
+        }
+    }
+    for i in 0..8 {
+        assert_eq!(view.st(i).unwrap(), v.st[i], "{what}: st{i}");
+    }
+    assert_eq!(view.fcw().unwrap(), v.fcw, "{what}: fcw");
+    assert_eq!(
+        view.ftw().unwrap(),
+        0xFF,
+        "{what}: abridged ftw, 8 registers valid"
+    );
+    assert_eq!(
+        view.fsw().unwrap() & 0x3800,
+        0,
+        "{what}: TOP after 8 pushes"
+    );
+    assert_eq!(view.mxcsr().unwrap(), v.mxcsr, "{what}: mxcsr");
+}
+
+#[test]
+fn views_read_what_each_save_instruction_wrote() {
+    let host = host();
+    eprintln!(
+        "host XCR0 {:#x}, vectors {:?}, layout standard size {}",
+        host.xcr0(),
+        host.vector_width(),
+        host.layout().standard_size()
+    );
+    let values = KnownValues::pattern(3);
+    for instr in [SaveInstr::Xsave, SaveInstr::Xsaveopt, SaveInstr::Xsavec] {
+        if !host.supports(instr) {
+            skip(instr.name(), "not supported by this CPU");
+            continue;
+        }
+        let area = host.load_then_save(&values, instr, false).unwrap();
+        let view = XsaveView::new(area.as_bytes(), host.layout()).unwrap();
+        assert_eq!(view.format(), instr.format(), "{}", instr.name());
+        if instr == SaveInstr::Xsavec {
+            assert_eq!(view.xcomp_bv(), host.xcr0() | 1 << 63);
+        }
+        assert_reads_values(&host, area.as_bytes(), &values, instr.name());
+    }
+}
+
+#[test]
+fn compacted_offsets_are_where_xsavec_put_each_component() {
+    let host = host();
+    if !host.supports(SaveInstr::Xsavec) {
+        return skip("compacted offsets", "XSAVEC not supported by this CPU");
+    }
+    let layout = host.layout();
+    let values = KnownValues::pattern(9);
+    let standard = host
+        .load_then_save(&values, SaveInstr::Xsave, false)
+        .unwrap();
+    let std_view = XsaveView::new(standard.as_bytes(), layout).unwrap();
+    let extended = host.xcr0() & !3;
+    // The full XCR0, then every subset with one extended component left
+    // out, then each extended component alone: each a different XCOMP_BV.
+    let mut masks = vec![host.xcr0()];
+    masks.extend(xstate::component::bits(extended).map(|i| host.xcr0() & !(1 << i)));
+    masks.extend(xstate::component::bits(extended).map(|i| 3 | 1 << i));
+    let mut checked = 0;
+    for rfbm in masks {
+        let compacted = host
+            .load_then_save_masked(&values, SaveInstr::Xsavec, false, rfbm)
+            .unwrap();
+        let bytes = compacted.as_bytes();
+        let view = XsaveView::new(bytes, layout).unwrap();
+        assert_eq!(view.xcomp_bv(), rfbm | 1 << 63);
+        for i in xstate::component::bits(rfbm & extended & std_view.xstate_bv()) {
+            let g = layout.geometry(i).unwrap();
+            let at = layout.compacted_offset_of(rfbm, i).unwrap() as usize;
+            assert_eq!(
+                &bytes[at..at + g.size as usize],
+                &standard.as_bytes()[g.offset as usize..(g.offset + g.size) as usize],
+                "component {i} with XCOMP_BV {rfbm:#x}: XSAVEC put it elsewhere than offset {at}"
+            );
+            checked += 1;
+        }
+        assert_eq!(
+            bytes.len(),
+            layout.compacted_size_for(rfbm) as usize,
+            "compacted size for {rfbm:#x}"
+        );
+    }
+    assert!(checked > 0, "no live extended component was compared");
+    eprintln!("{checked} component placements agree with XSAVEC");
+}
+
+#[test]
+fn stale_bytes_of_init_components_read_as_init() {
+    let host = host();
+    if host.vector_width() < VectorWidth::Ymm {
+        return skip("VZEROUPPER", "the CPU has no AVX");
+    }
+    let layout = host.layout();
+    let values = KnownValues::pattern(5);
+    for instr in [SaveInstr::Xsave, SaveInstr::Xsavec] {
+        if !host.supports(instr) {
+            skip(instr.name(), "not supported by this CPU");
+            continue;
+        }
+        let area = host.load_then_save(&values, instr, true).unwrap();
+        let view = XsaveView::new(area.as_bytes(), layout).unwrap();
+        if view.is_live(Component::Avx) {
+            skip(instr.name(), "the CPU kept AVX state live after VZEROUPPER");
+            continue;
+        }
+        let at = match view.format() {
+            Format::Standard => layout.offset(Component::Avx).unwrap(),
+            Format::Compacted => layout
+                .compacted_offset(view.xcomp_bv(), Component::Avx)
+                .unwrap(),
+        } as usize;
+        let untouched = area.as_bytes()[at..at + 256].iter().all(|&b| b == 0xAA);
+        if instr == SaveInstr::Xsavec {
+            // XSAVEC does not write components in their init state.
+            assert!(untouched, "XSAVEC wrote the init AVX component");
+        } else if !untouched {
+            eprintln!("note: this CPU's XSAVE writes init values for init components");
+        }
+        // Stale bytes under the clear bit (left by XSAVEC, or planted here).
+        let mut stale = area.clone();
+        stale.as_bytes_mut()[at..at + 256].fill(0x5A);
+        let view = XsaveView::new(stale.as_bytes(), layout).unwrap();
+        for i in 0..16 {
+            let ymm = view.ymm(i).unwrap();
+            assert_eq!(ymm[1], 0, "{}: ymm{i} upper half", instr.name());
+            assert_eq!(
+                ymm[0],
+                lanes::<1>(&values.vec[i])[0],
+                "{}: xmm{i} kept",
+                instr.name()
+            );
+        }
+        // The CPU ignores them too: XRSTOR of the stale area leaves the
+        // upper halves zero.
+        let (_, direct) = host
+            .restore_then_save(stale.as_bytes(), SaveInstr::Xsave)
+            .unwrap();
+        for i in 0..16 {
+            assert_eq!(
+                lanes::<2>(&direct.vec[i][..32])[1],
+                0,
+                "{}: ymm{i} upper in the register",
+                instr.name()
+            );
+        }
+        if host.vector_width() == VectorWidth::Zmm && !view.is_live(Component::ZmmHi256) {
+            for i in 0..16 {
+                assert_eq!(
+                    view.zmm(i).unwrap()[2..],
+                    [0, 0],
+                    "{}: zmm{i} upper",
+                    instr.name()
+                );
+            }
+            // VZEROUPPER leaves zmm16-31 alone.
+            for i in 16..32 {
+                assert_eq!(
+                    view.zmm(i).unwrap(),
+                    lanes::<4>(&values.vec[i]),
+                    "{}: zmm{i}",
+                    instr.name()
+                );
+            }
+        }
+    }
+}
+
+/// A state built with the write view for the host, at values unlike the
+/// thread's own.
+fn written_state(host: &Host, fill: u8) -> Vec<u8> {
+    let layout = host.layout();
+    let values = KnownValues::pattern(11);
+    let mut buf = vec![fill; layout.standard_size() as usize];
+    xstate::view::init_area(&mut buf, Format::Standard, 0);
+    let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
+    match host.vector_width() {
+        VectorWidth::Zmm => {
+            // zmm16-31 stay init over stale bytes: they must restore as 0.
+            for i in 0..16 {
+                view.set_zmm(i, lanes::<4>(&values.vec[i])).unwrap();
+            }
+            for i in 0..8 {
+                view.set_k(i, values.k[i]).unwrap();
+            }
+        }
+        VectorWidth::Ymm => {
+            for i in 0..16 {
+                view.set_ymm(i, lanes::<2>(&values.vec[i])).unwrap();
+            }
+        }
+        VectorWidth::Xmm => {
+            for i in 0..16 {
+                view.set_xmm(i, lanes::<1>(&values.vec[i])[0]).unwrap();
+            }
+        }
+    }
+    for i in 0..8 {
+        view.set_st(i, values.st[i]).unwrap();
+    }
+    view.set_ftw(0xFF).unwrap();
+    view.set_fcw(values.fcw).unwrap();
+    view.set_mxcsr(values.mxcsr).unwrap();
+    buf
+}
+
+/// Registers the CPU restores exactly (the x87 last-instruction pointers
+/// are excluded: AMD CPUs save them only while an exception is pending).
+fn restorable(reg: Register) -> bool {
+    !matches!(reg, Register::Fip | Register::Fdp | Register::Fop)
+}
+
+fn assert_same_registers(a: &[u8], b: &[u8], host: &Host, what: &str) {
+    let (va, vb) = (
+        XsaveView::new(a, host.layout()).unwrap(),
+        XsaveView::new(b, host.layout()).unwrap(),
+    );
+    let mut n = 0;
+    for reg in Register::all().filter(|r| restorable(*r)) {
+        if let Ok(x) = va.read(reg) {
+            assert_eq!(x, vb.read(reg).unwrap(), "{what}: {reg}");
+            n += 1;
+        }
+    }
+    assert!(n > 50, "{what}: only {n} registers compared");
+}
+
+#[test]
+fn xrstor_accepts_what_the_write_view_wrote_and_restores_it_exactly() {
+    let host = host();
+    let written = written_state(&host, 0xCC);
+    let (saved, direct) = host.restore_then_save(&written, SaveInstr::Xsave).unwrap();
+    assert_same_registers(
+        &written,
+        saved.as_bytes(),
+        &host,
+        "standard XRSTOR then XSAVE",
+    );
+
+    // Read straight from the registers too.
+    let view = XsaveView::new(&written[..], host.layout()).unwrap();
+    assert_eq!(direct.mxcsr, view.mxcsr().unwrap());
+    assert_eq!(direct.fcw, view.fcw().unwrap());
+    match host.vector_width() {
+        VectorWidth::Zmm => {
+            for i in 0..32 {
+                assert_eq!(
+                    lanes::<4>(&direct.vec[i]),
+                    view.zmm(i).unwrap(),
+                    "zmm{i} in the register"
+                );
+            }
+            for i in 0..8 {
+                assert_eq!(direct.k[i], view.k(i).unwrap(), "k{i} in the register");
+            }
+        }
+        VectorWidth::Ymm => {
+            for i in 0..16 {
+                assert_eq!(
+                    lanes::<2>(&direct.vec[i][..32]),
+                    view.ymm(i).unwrap(),
+                    "ymm{i}"
+                );
+            }
+        }
+        VectorWidth::Xmm => {
+            for i in 0..16 {
+                assert_eq!(
+                    lanes::<1>(&direct.vec[i][..16])[0],
+                    view.xmm(i).unwrap(),
+                    "xmm{i}"
+                );
+            }
+        }
+    }
+
+    if !host.supports(SaveInstr::Xsavec) {
+        return skip("compacted XRSTOR", "XSAVEC not supported by this CPU");
+    }
+    // The same state in the compacted format restores alike.
+    let regs = RegisterFile::decode(&written, host.layout()).unwrap();
+    let mut compacted = vec![0xCC; host.layout().compacted_size_for(host.xcr0()) as usize];
+    regs.encode_into(
+        &mut compacted,
+        host.layout(),
+        Format::Compacted,
+        host.xcr0(),
+    )
+    .unwrap();
+    let (saved, _) = host
+        .restore_then_save(&compacted, SaveInstr::Xsavec)
+        .unwrap();
+    assert_same_registers(
+        &written,
+        saved.as_bytes(),
+        &host,
+        "compacted XRSTOR then XSAVEC",
+    );
+}
+
+#[test]
+fn mxcsr_of_an_init_sse_state_restores_as_the_view_reads_it() {
+    let host = host();
+    let layout = host.layout();
+    let mut buf = written_state(&host, 0);
+    let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
+    assert_eq!(view.mxcsr().unwrap(), 0x9FC0);
+    view.set_init(Component::Sse);
+    view.set_init(Component::Avx);
+    if layout.has(Component::ZmmHi256) {
+        view.set_init(Component::ZmmHi256);
+    }
+    let reads = view.mxcsr().unwrap();
+    assert_eq!(reads, 0x1F80, "MXCSR reads as init with SSE and AVX init");
+    let (saved, direct) = host.restore_then_save(&buf, SaveInstr::Xsave).unwrap();
+    assert_eq!(
+        direct.mxcsr, reads,
+        "the CPU restored the MXCSR the view reports"
+    );
+    let saved_view = XsaveView::new(saved.as_bytes(), layout).unwrap();
+    assert_eq!(saved_view.mxcsr().unwrap(), reads);
+    for i in 0..16 {
+        assert_eq!(saved_view.xmm(i).unwrap(), 0, "xmm{i} restored as init");
+    }
+}
+
+#[test]
+fn pkru_round_trips_where_the_cpu_has_it() {
+    let host = host();
+    if !host.enabled(Component::Pkru) {
+        return skip("PKRU", "XCR0 does not enable PKRU on this host (no OSPKE)");
+    }
+    let layout = host.layout();
+    let mut buf = written_state(&host, 0);
+    let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
+    // Access-disable key 15 only: the thread's own pages use key 0.
+    view.set_pkru(0x4000_0000).unwrap();
+    let (saved, _) = host.restore_then_save(&buf, SaveInstr::Xsave).unwrap();
+    let saved_view = XsaveView::new(saved.as_bytes(), layout).unwrap();
+    assert_eq!(saved_view.pkru().unwrap(), 0x4000_0000);
+}
+
+#[test]
+fn areas_xrstor_would_fault_on_are_refused() {
+    let host = host();
+    let good = written_state(&host, 0);
+    host.check_restorable(&good).unwrap();
+
+    let mut reserved = good.clone();
+    reserved[560] = 1;
+    assert!(host.restore_then_save(&reserved, SaveInstr::Xsave).is_err());
+
+    let mut mxcsr = good.clone();
+    mxcsr[24..28].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+    assert!(matches!(
+        host.check_restorable(&mxcsr),
+        Err(xstate::host::HostError::Mxcsr { .. })
+    ));
+
+    let absent = xstate::component::bits(!host.xcr0() & host.layout().xcr0_supported()).next();
+    match absent {
+        Some(i) => {
+            let mut bv = good.clone();
+            let x = u64::from_le_bytes(bv[512..520].try_into().unwrap()) | 1 << i;
+            bv[512..520].copy_from_slice(&x.to_le_bytes());
+            assert!(host.check_restorable(&bv).is_err());
+        }
+        None => skip(
+            "XSTATE_BV beyond XCR0",
+            "XCR0 enables every supported component",
+        ),
+    }
+    assert!(host.check_restorable(&good[..100]).is_err());
+}
