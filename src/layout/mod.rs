@@ -200,6 +200,19 @@ impl Layout {
                 });
             }
         }
+        let mpx = Component::MpxBndregs.mask() | Component::MpxBndcsr.mask();
+        if supported & mpx != 0 && supported & Component::Apx.mask() != 0 {
+            let m = if supported & Component::MpxBndregs.mask() != 0 {
+                3
+            } else {
+                4
+            };
+            return Err(LayoutError::MpxAndApx {
+                mpx: m,
+                mpx_offset: table[m as usize].offset,
+                apx_offset: table[19].offset,
+            });
+        }
         for (i, a) in user.iter().enumerate() {
             for b in &user[i + 1..] {
                 if a.offset < b.end() && b.offset < a.end() {
@@ -213,19 +226,6 @@ impl Layout {
                     });
                 }
             }
-        }
-        let mpx = Component::MpxBndregs.mask() | Component::MpxBndcsr.mask();
-        if supported & mpx != 0 && supported & Component::Apx.mask() != 0 {
-            let m = if supported & Component::MpxBndregs.mask() != 0 {
-                3
-            } else {
-                4
-            };
-            return Err(LayoutError::MpxAndApx {
-                mpx: m,
-                mpx_offset: table[m as usize].offset,
-                apx_offset: table[19].offset,
-            });
         }
         let mxcsr_mask = parts
             .mxcsr_mask
