@@ -12,7 +12,10 @@ pub enum KvmCommand {
 }
 
 pub fn run(_cmd: &KvmCommand) -> u8 {
-    super::fail(super::USAGE, "the kvm subcommands are not available in this build")
+    super::fail(
+        super::USAGE,
+        "the kvm subcommands are not available in this build",
+    )
 }
 
 /// The KVM part of `xstate report`.
