@@ -168,3 +168,823 @@ fn sources_resolve_by_name_or_path() {
         Err(LayoutError::Toml(_))
     ));
 }
+
+// ------------------------------------------------- detailed cases, per error
+
+fn geom(index: u8, size: u32, offset: u32) -> ComponentGeometry {
+    ComponentGeometry {
+        index,
+        size,
+        offset,
+        supervisor: false,
+        align64: false,
+        xfd: false,
+    }
+}
+
+fn sup(index: u8, size: u32) -> ComponentGeometry {
+    ComponentGeometry {
+        supervisor: true,
+        ..geom(index, size, 0)
+    }
+}
+
+fn aligned(g: ComponentGeometry) -> ComponentGeometry {
+    ComponentGeometry { align64: true, ..g }
+}
+
+/// A Zen 3 shaped layout: AVX at 576, PKRU at 2432, CET_U/CET_S supervisor.
+fn zen3_parts() -> LayoutParts {
+    LayoutParts {
+        name: "test".into(),
+        vendor: "AuthenticAMD".into(),
+        source: "unit test".into(),
+        xcr0_supported: 0x207,
+        xss_supported: 0x1800,
+        standard_size: Some(2440),
+        mxcsr_mask: None,
+        components: vec![
+            geom(2, 256, 576),
+            geom(9, 8, 2432),
+            sup(11, 16),
+            sup(12, 24),
+        ],
+    }
+}
+
+fn err(parts: LayoutParts) -> (LayoutError, String) {
+    let e = Layout::from_parts(parts).expect_err("layout should be rejected");
+    let msg = e.to_string();
+    (e, msg)
+}
+
+fn spr() -> &'static Layout {
+    catalog::get("intel-sapphire-rapids").unwrap()
+}
+
+// ---------------------------------------------------------------- validation
+
+#[test]
+fn valid_parts_build() {
+    let l = Layout::from_parts(zen3_parts()).unwrap();
+    assert_eq!(l.standard_size(), 2440);
+    assert_eq!(l.offset(Component::Pkru), Some(2432));
+    assert_eq!(l.offset(Component::CetU), None, "supervisor: no offset");
+    assert_eq!(l.size(Component::CetU), Some(16));
+    assert_eq!(l.mxcsr_mask(), 0x2FFFF, "AMD default MXCSR mask");
+    let ids: Vec<u8> = l.components().map(|g| g.index).collect();
+    assert_eq!(ids, [0, 1, 2, 9, 11, 12]);
+}
+
+#[test]
+fn standard_size_defaults_to_the_last_user_component_end() {
+    let mut p = zen3_parts();
+    p.standard_size = None;
+    p.vendor = "GenuineIntel".into();
+    let l = Layout::from_parts(p).unwrap();
+    assert_eq!(l.standard_size(), 2440);
+    assert_eq!(l.mxcsr_mask(), 0xFFFF, "Intel default MXCSR mask");
+}
+
+#[test]
+fn overlap_names_both_components_and_ranges() {
+    let mut p = zen3_parts();
+    // PKRU moved into the middle of AVX (576..832).
+    p.components[1] = geom(9, 8, 700);
+    let (e, msg) = err(p);
+    assert!(
+        matches!(e, LayoutError::Overlap { a: 2, b: 9, .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        msg,
+        "AVX (component 2) at 576..832 overlaps PKRU (component 9) at 700..708"
+    );
+}
+
+#[test]
+fn touching_components_do_not_overlap() {
+    let mut p = zen3_parts();
+    p.components[1] = geom(9, 8, 832); // right after AVX
+    p.standard_size = Some(840);
+    let l = Layout::from_parts(p).unwrap();
+    assert_eq!(l.standard_size(), 840);
+}
+
+#[test]
+fn overlap_in_the_avx512_block() {
+    // ZMM_Hi256 one byte too low: it runs into the opmask registers.
+    let mut p = zen3_parts();
+    p.xcr0_supported = 0x2e7;
+    p.components = vec![
+        geom(2, 256, 576),
+        geom(5, 64, 832),
+        geom(6, 512, 895),
+        geom(7, 1024, 1408),
+        geom(9, 8, 2432),
+        sup(11, 16),
+        sup(12, 24),
+    ];
+    let (_, msg) = err(p);
+    assert_eq!(
+        msg,
+        "AVX-512 opmask (component 5) at 832..896 overlaps AVX-512 ZMM_Hi256 (component 6) at 895..1407"
+    );
+}
+
+#[test]
+fn past_end_names_component_range_and_size() {
+    let mut p = zen3_parts();
+    p.standard_size = Some(2436);
+    let (e, msg) = err(p);
+    assert_eq!(
+        e,
+        LayoutError::PastEnd {
+            index: 9,
+            offset: 2432,
+            size: 8,
+            standard_size: 2436
+        }
+    );
+    assert_eq!(
+        msg,
+        "PKRU (component 9) at 2432..2440 runs past the enumerated size 2436"
+    );
+}
+
+#[test]
+fn mpx_and_apx_both_enumerated_at_960_is_rejected_naming_both() {
+    // The realistic case: APX reuses MPX's bytes at 960.
+    let mut p = zen3_parts();
+    p.xcr0_supported = 0x8021f;
+    p.components = vec![
+        geom(2, 256, 576),
+        geom(3, 64, 960),
+        geom(4, 64, 1024),
+        geom(9, 8, 2432),
+        geom(19, 128, 960),
+        sup(11, 16),
+        sup(12, 24),
+    ];
+    let (e, msg) = err(p);
+    assert_eq!(
+        e,
+        LayoutError::MpxAndApx {
+            mpx: 3,
+            mpx_offset: 960,
+            apx_offset: 960
+        }
+    );
+    assert_eq!(
+        msg,
+        "MPX BNDREGS (component 3) at offset 960 and APX (component 19) at offset 960 \
+         are both enumerated; MPX and APX are mutually exclusive"
+    );
+}
+
+#[test]
+fn mpx_and_apx_are_exclusive_even_without_overlap() {
+    // APX placed after PKRU: no overlap, still mutually exclusive.
+    let mut p = zen3_parts();
+    p.xcr0_supported = 0x8021f;
+    p.standard_size = None;
+    p.components = vec![
+        geom(2, 256, 576),
+        geom(3, 64, 960),
+        geom(4, 64, 1024),
+        geom(9, 8, 2432),
+        geom(19, 128, 2440),
+        sup(11, 16),
+        sup(12, 24),
+    ];
+    let (e, msg) = err(p);
+    assert_eq!(
+        e,
+        LayoutError::MpxAndApx {
+            mpx: 3,
+            mpx_offset: 960,
+            apx_offset: 2440
+        }
+    );
+    assert_eq!(
+        msg,
+        "MPX BNDREGS (component 3) at offset 960 and APX (component 19) at offset 2440 \
+         are both enumerated; MPX and APX are mutually exclusive"
+    );
+
+    // BNDCSR alone is enough.
+    let mut p = zen3_parts();
+    p.xcr0_supported = 0x80217;
+    p.standard_size = None;
+    p.components = vec![
+        geom(2, 256, 576),
+        geom(4, 64, 1024),
+        geom(9, 8, 2432),
+        geom(19, 128, 2440),
+        sup(11, 16),
+        sup(12, 24),
+    ];
+    let (e, msg) = err(p);
+    assert!(matches!(e, LayoutError::MpxAndApx { mpx: 4, .. }), "{e:?}");
+    assert!(
+        msg.starts_with("MPX BNDCSR (component 4) at offset 1024 and APX (component 19)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_geometry_names_the_component() {
+    let mut p = zen3_parts();
+    p.components.remove(1); // PKRU enumerated, no geometry
+    let (e, msg) = err(p);
+    assert_eq!(e, LayoutError::MissingGeometry { index: 9 });
+    assert_eq!(
+        msg,
+        "PKRU (component 9) is enumerated but its size and offset are missing"
+    );
+
+    let mut p = zen3_parts();
+    p.components.pop(); // CET_S (supervisor) without geometry
+    let (_, msg) = err(p);
+    assert_eq!(
+        msg,
+        "CET_S (component 12) is enumerated but its size and offset are missing"
+    );
+}
+
+#[test]
+fn supervisor_flag_must_match_xcr0_or_xss() {
+    let mut p = zen3_parts();
+    p.components[2] = geom(11, 16, 0); // CET_U in IA32_XSS, flagged user
+    let (e, msg) = err(p);
+    assert_eq!(
+        e,
+        LayoutError::SupervisorMismatch {
+            index: 11,
+            supervisor: false
+        }
+    );
+    assert_eq!(
+        msg,
+        "CET_U (component 11) is flagged user but enumerated in IA32_XSS"
+    );
+
+    let mut p = zen3_parts();
+    p.components[1] = ComponentGeometry {
+        supervisor: true,
+        ..geom(9, 8, 2432)
+    };
+    let (_, msg) = err(p);
+    assert_eq!(
+        msg,
+        "PKRU (component 9) is flagged supervisor but enumerated in XCR0"
+    );
+}
+
+#[test]
+fn other_validation_errors_name_what_is_wrong() {
+    let mut p = zen3_parts();
+    p.xcr0_supported = 0x205;
+    let (_, msg) = err(p);
+    assert_eq!(msg, "supported XCR0 0x205 lacks x87 or SSE (bits 0 and 1)");
+
+    let mut p = zen3_parts();
+    p.xss_supported |= 0x200;
+    let (_, msg) = err(p);
+    assert_eq!(
+        msg,
+        "components 0x200 are enumerated in both XCR0 and IA32_XSS"
+    );
+
+    let mut p = zen3_parts();
+    p.components.push(geom(1, 256, 160));
+    let (_, msg) = err(p);
+    assert_eq!(
+        msg,
+        "component number 1 is not an extended component (2..=63)"
+    );
+
+    let mut p = zen3_parts();
+    p.components.push(geom(64, 8, 3000));
+    let (e, _) = err(p);
+    assert_eq!(e, LayoutError::BadIndex { index: 64 });
+
+    let mut p = zen3_parts();
+    p.components.push(geom(5, 64, 2440));
+    let (_, msg) = err(p);
+    assert_eq!(
+        msg,
+        "AVX-512 opmask (component 5) has geometry but is not enumerated in XCR0 or IA32_XSS"
+    );
+
+    let mut p = zen3_parts();
+    p.components.push(geom(9, 8, 2432));
+    let (_, msg) = err(p);
+    assert_eq!(msg, "PKRU (component 9) is described twice");
+
+    let mut p = zen3_parts();
+    p.components[1] = geom(9, 0, 2432);
+    let (_, msg) = err(p);
+    assert_eq!(msg, "PKRU (component 9) has size 0");
+
+    let mut p = zen3_parts();
+    p.components[0] = geom(2, 256, 512);
+    let (_, msg) = err(p);
+    assert_eq!(
+        msg,
+        "AVX (component 2) at offset 512 lies inside the legacy region and header (0..576)"
+    );
+}
+
+#[test]
+fn unknown_high_components_are_kept() {
+    let mut p = zen3_parts();
+    p.xcr0_supported |= 1 << 23;
+    p.standard_size = None;
+    p.components.push(geom(23, 40, 2440));
+    let l = Layout::from_parts(p).unwrap();
+    let g = l.geometry(23).unwrap();
+    assert_eq!((g.size, g.offset), (40, 2440));
+    assert_eq!(l.standard_size(), 2480);
+    assert_eq!(crate::component::name_of(23), "component 23");
+    assert_eq!(l.compacted_offset_of(l.xcr0_supported(), 23), Some(840));
+
+    // Errors name unknown components by number.
+    let mut p = zen3_parts();
+    p.xcr0_supported |= 1 << 23;
+    let (_, msg) = err(p);
+    assert_eq!(
+        msg,
+        "component 23 (component 23) is enumerated but its size and offset are missing"
+    );
+}
+
+// ---------------------------------------------------------- compacted offsets
+
+#[test]
+fn sapphire_rapids_compacted_offsets_with_every_user_component() {
+    let l = spr();
+    let xcomp = l.xcr0_supported(); // 0x602e7
+                                    // 576 legacy+header; AVX 576+256 = 832; opmask 832+64 = 896;
+                                    // ZMM_Hi256 896+512 = 1408; Hi16_ZMM 1408+1024 = 2432; PKRU 2432+8 = 2440;
+                                    // TILECFG is 64-byte aligned: 2440 -> 2496 (39 * 64); +64 = 2560;
+                                    // TILEDATA aligned, 2560 already is (40 * 64); +8192 = 10752.
+    let expect = [
+        (Component::Avx, 576),
+        (Component::Opmask, 832),
+        (Component::ZmmHi256, 896),
+        (Component::Hi16Zmm, 1408),
+        (Component::Pkru, 2432),
+        (Component::TileCfg, 2496),
+        (Component::TileData, 2560),
+    ];
+    for (c, off) in expect {
+        assert_eq!(l.compacted_offset(xcomp, c), Some(off), "{}", c.name());
+        // Bit 63 (the compacted-format flag) changes nothing.
+        assert_eq!(l.compacted_offset(xcomp | 1 << 63, c), Some(off));
+    }
+    assert_eq!(l.compacted_size_for(xcomp), 10752);
+    assert_eq!(l.compacted_size_for(xcomp | 1 << 63), 10752);
+    assert_eq!(l.compacted_offset(xcomp, Component::X87), Some(0));
+    assert_eq!(l.compacted_offset(xcomp, Component::Sse), Some(160));
+    // Not in XCOMP_BV, not supported, out of range.
+    assert_eq!(l.compacted_offset(xcomp, Component::Pt), None);
+    assert_eq!(l.compacted_offset(xcomp, Component::MpxBndregs), None);
+    assert_eq!(l.compacted_offset(xcomp, Component::Apx), None);
+    assert_eq!(l.compacted_offset_of(xcomp, 64), None);
+    assert_eq!(l.compacted_offset_of(u64::MAX, 200), None);
+}
+
+#[test]
+fn sapphire_rapids_compacted_offsets_with_supervisor_components() {
+    let l = spr();
+    // Every component, XCR0 and XSS (0x602e7 | 0xdd00):
+    // ... Hi16_ZMM ends at 2432; PT 2432+128 = 2560; PKRU 2560+8 = 2568;
+    // PASID 2568+8 = 2576; CET_U 2576+16 = 2592; CET_S 2592+24 = 2616;
+    // UINTR 2616+48 = 2664; LBR 2664+808 = 3472; TILECFG 3472 -> 3520
+    // (55 * 64), +64 = 3584; TILEDATA 3584 (56 * 64), +8192 = 11776.
+    let all = l.supported();
+    let expect = [
+        (Component::Pt, 2432),
+        (Component::Pkru, 2560),
+        (Component::Pasid, 2568),
+        (Component::CetU, 2576),
+        (Component::CetS, 2592),
+        (Component::Uintr, 2616),
+        (Component::Lbr, 2664),
+        (Component::TileCfg, 3520),
+        (Component::TileData, 3584),
+    ];
+    for (c, off) in expect {
+        assert_eq!(l.compacted_offset(all, c), Some(off), "{}", c.name());
+    }
+    assert_eq!(l.compacted_size(), 11776);
+    // The dump's CPUID.(0xD,1).EBX: 10880 bytes for XCR0 = 0x602e7 with
+    // IA32_XSS = PT: ... Hi16_ZMM ends 2432; PT 2560; PKRU 2568;
+    // TILECFG 2568 -> 2624, 2688; TILEDATA 2688 + 8192 = 10880.
+    assert_eq!(l.compacted_size_for(0x602e7 | 0x100), 10880);
+    assert_eq!(
+        l.compacted_offset(0x602e7 | 0x100, Component::TileCfg),
+        Some(2624)
+    );
+}
+
+#[test]
+fn sapphire_rapids_compacted_offsets_for_sparse_xcomp_bv() {
+    let l = spr();
+    // x87 | SSE | TILECFG | TILEDATA: 576 is 9 * 64, already aligned.
+    let x = 0x3 | Component::TileCfg.mask() | Component::TileData.mask();
+    assert_eq!(l.compacted_offset(x, Component::TileCfg), Some(576));
+    assert_eq!(l.compacted_offset(x, Component::TileData), Some(640));
+    assert_eq!(l.compacted_size_for(x), 8832);
+    assert_eq!(l.compacted_offset(x, Component::Avx), None);
+
+    // AVX | PKRU | TILEDATA: AVX 576..832; PKRU 832..840; TILEDATA
+    // rounds 840 up to 896 (14 * 64); 896 + 8192 = 9088.
+    let x = 0x3 | Component::Avx.mask() | Component::Pkru.mask() | Component::TileData.mask();
+    assert_eq!(l.compacted_offset(x, Component::Avx), Some(576));
+    assert_eq!(l.compacted_offset(x, Component::Pkru), Some(832));
+    assert_eq!(l.compacted_offset(x, Component::TileData), Some(896));
+    assert_eq!(l.compacted_size_for(x), 9088);
+
+    // PKRU | TILECFG: PKRU 576..584, TILECFG 584 -> 640, ends 704.
+    let x = Component::Pkru.mask() | Component::TileCfg.mask();
+    assert_eq!(l.compacted_offset(x, Component::Pkru), Some(576));
+    assert_eq!(l.compacted_offset(x, Component::TileCfg), Some(640));
+    assert_eq!(l.compacted_size_for(x), 704);
+
+    // Just the legacy components: the area ends with the header.
+    assert_eq!(l.compacted_size_for(0x3), 576);
+    assert_eq!(l.compacted_size_for(0), 576);
+    // Bits the layout does not support are ignored.
+    assert_eq!(
+        l.compacted_size_for(Component::MpxBndregs.mask() | Component::Apx.mask()),
+        576
+    );
+}
+
+#[test]
+fn other_catalog_compacted_offsets() {
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    // AMD's standard offsets equal the compacted ones for the user components.
+    for g in zen4.components().filter(|g| g.index >= 2 && !g.supervisor) {
+        assert_eq!(
+            zen4.compacted_offset_of(zen4.xcr0_supported(), g.index),
+            Some(g.offset),
+            "component {}",
+            g.index
+        );
+    }
+    assert_eq!(zen4.compacted_size_for(zen4.xcr0_supported()), 2440);
+    // With CET_U and CET_S: 2440 + 16 + 24.
+    assert_eq!(zen4.compacted_size(), 2480);
+    assert_eq!(
+        zen4.compacted_offset(zen4.supported(), Component::CetS),
+        Some(2456)
+    );
+
+    let skx = catalog::get("intel-skylake-sp").unwrap();
+    // AVX 576..832; BNDREGS 832..896; BNDCSR 896..960; opmask 960..1024;
+    // ZMM_Hi256 1024..1536; Hi16_ZMM 1536..2560; PKRU 2560..2568.
+    let x = skx.xcr0_supported();
+    let expect = [
+        (Component::MpxBndregs, 832),
+        (Component::MpxBndcsr, 896),
+        (Component::Opmask, 960),
+        (Component::ZmmHi256, 1024),
+        (Component::Hi16Zmm, 1536),
+        (Component::Pkru, 2560),
+    ];
+    for (c, off) in expect {
+        assert_eq!(skx.compacted_offset(x, c), Some(off), "{}", c.name());
+    }
+    assert_eq!(skx.compacted_size_for(x), 2568);
+    // The Skylake-SP dump's CPUID.(0xD,1).EBX is 2688: XCR0 = 0xff (PKRU
+    // off, as sub-leaf 0 EBX = 2688 says) plus PT: 2560 + 128.
+    assert_eq!(skx.compacted_size_for(0xff | 0x100), 2688);
+
+    let dmr = catalog::get("intel-diamond-rapids").unwrap();
+    // APX comes after AMX in the compacted format, not at 960:
+    // TILEDATA 2560..10752, APX (not aligned) 10752..10880.
+    let x = dmr.xcr0_supported();
+    assert_eq!(dmr.offset(Component::Apx), Some(960));
+    assert_eq!(dmr.compacted_offset(x, Component::TileData), Some(2560));
+    assert_eq!(dmr.compacted_offset(x, Component::Apx), Some(10752));
+    assert_eq!(dmr.compacted_size_for(x), 10880);
+    // Without AMX: PKRU 2432..2440, APX right after.
+    let x = 0x3 | Component::Avx.mask() | Component::Pkru.mask() | Component::Apx.mask();
+    assert_eq!(dmr.compacted_offset(x, Component::Apx), Some(840));
+}
+
+#[test]
+fn alignment_only_applies_to_flagged_components() {
+    // A made-up CPU: PKRU (8 bytes) then an aligned unknown component 20
+    // and an unaligned component 21.
+    let mut p = zen3_parts();
+    p.xcr0_supported |= 0b11 << 20;
+    p.standard_size = None;
+    p.components.push(aligned(geom(20, 24, 2496)));
+    p.components.push(geom(21, 8, 2520));
+    let l = Layout::from_parts(p).unwrap();
+    let x = l.xcr0_supported();
+    // AVX 576..832, PKRU 832..840, c20 840 -> 896..920, c21 920..928.
+    assert_eq!(l.compacted_offset_of(x, 9), Some(832));
+    assert_eq!(l.compacted_offset_of(x, 20), Some(896));
+    assert_eq!(l.compacted_offset_of(x, 21), Some(920));
+    assert_eq!(l.compacted_size_for(x), 928);
+    // Without PKRU: AVX ends at 832 = 13 * 64, no padding.
+    let x = x & !Component::Pkru.mask();
+    assert_eq!(l.compacted_offset_of(x, 20), Some(832));
+    assert_eq!(l.compacted_size_for(x), 864);
+    assert_eq!(l.standard_size(), 2528);
+}
+
+#[test]
+fn standard_size_for_subsets() {
+    let l = spr();
+    assert_eq!(l.standard_size_for(0), 576);
+    assert_eq!(l.standard_size_for(0x3), 576);
+    assert_eq!(l.standard_size_for(0x7), 832);
+    assert_eq!(l.standard_size_for(0x207), 2696);
+    assert_eq!(l.standard_size_for(0x602e7), 11008);
+    // Supervisor and unsupported bits do not count.
+    assert_eq!(
+        l.standard_size_for(0x7 | 0x100 | Component::Apx.mask()),
+        832
+    );
+}
+
+// ---------------------------------------------------------------- round trips
+
+fn same_geometry(a: &Layout, b: &Layout) {
+    assert_eq!(a.vendor(), b.vendor(), "{}", a.name());
+    assert_eq!(a.xcr0_supported(), b.xcr0_supported(), "{}", a.name());
+    assert_eq!(a.xss_supported(), b.xss_supported(), "{}", a.name());
+    assert_eq!(a.standard_size(), b.standard_size(), "{}", a.name());
+    assert_eq!(a.compacted_size(), b.compacted_size(), "{}", a.name());
+    let ga: Vec<_> = a.components().copied().collect();
+    let gb: Vec<_> = b.components().copied().collect();
+    assert_eq!(ga, gb, "{}", a.name());
+    assert_eq!(a.fingerprint(), b.fingerprint(), "{}", a.name());
+}
+
+#[test]
+fn to_cpuid_then_to_layout_is_the_identity_on_geometry() {
+    for l in catalog::all() {
+        let leaf = l.to_cpuid();
+        assert_eq!(leaf.xcr0_supported(), l.xcr0_supported());
+        assert_eq!(leaf.xss_supported(), l.xss_supported());
+        assert_eq!(leaf.subleaves[&0].ecx, l.standard_size());
+        assert_eq!(leaf.subleaves[&1].ebx, l.compacted_size());
+        let back = leaf.to_layout(l.name()).unwrap();
+        same_geometry(l, &back);
+        assert_eq!(back.name(), l.name());
+        // Catalog MXCSR masks are the vendors' defaults.
+        assert_eq!(back.mxcsr_mask(), l.mxcsr_mask(), "{}", l.name());
+        // And once more through the leaf: a fixed point.
+        assert_eq!(back.to_cpuid(), leaf);
+    }
+}
+
+#[test]
+fn to_cpuid_encodes_flags_in_ecx() {
+    let leaf = spr().to_cpuid();
+    assert_eq!(leaf.subleaves[&8].ecx, 1, "PT supervisor");
+    assert_eq!(leaf.subleaves[&8].ebx, 0, "supervisor: no offset");
+    assert_eq!(leaf.subleaves[&17].ecx, 2, "TILECFG aligned");
+    assert_eq!(leaf.subleaves[&18].ecx, 6, "TILEDATA aligned + XFD");
+    assert_eq!(leaf.subleaves[&18].eax, 8192);
+    assert_eq!(leaf.subleaves[&18].ebx, 2816);
+    assert_eq!(leaf.vendor.as_deref(), Some("GenuineIntel"));
+}
+
+#[test]
+fn cpuid_leaf_errors() {
+    let leaf = CpuidLeaf0xD::default();
+    assert_eq!(leaf.to_layout("x").unwrap_err(), LayoutError::NoLeaf0xD);
+    assert_eq!(
+        LayoutError::NoLeaf0xD.to_string(),
+        "no CPUID leaf 0xD sub-leaf 0 found"
+    );
+    let mut leaf = spr().to_cpuid();
+    leaf.subleaves.remove(&17);
+    let e = leaf.to_layout("x").unwrap_err();
+    assert_eq!(e, LayoutError::MissingGeometry { index: 17 });
+    assert_eq!(
+        e.to_string(),
+        "AMX TILECFG (component 17) is enumerated but its size and offset are missing"
+    );
+    // A CPU that says its standard size is smaller than PKRU's end.
+    let mut leaf = catalog::get("amd-zen3").unwrap().to_cpuid();
+    leaf.subleaves.get_mut(&0).unwrap().ecx = 2400;
+    assert_eq!(
+        leaf.to_layout("x").unwrap_err().to_string(),
+        "PKRU (component 9) at 2432..2440 runs past the enumerated size 2400"
+    );
+    // Unknown vendor.
+    let mut leaf = catalog::get("amd-zen3").unwrap().to_cpuid();
+    leaf.vendor = None;
+    let l = leaf.to_layout("x").unwrap();
+    assert_eq!(l.vendor(), "unknown");
+    assert_eq!(l.mxcsr_mask(), 0xFFFF);
+}
+
+#[test]
+fn to_toml_then_from_toml_is_the_identity() {
+    for l in catalog::all() {
+        let text = l.to_toml();
+        let back = Layout::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", l.name()));
+        assert_eq!(&back, l, "{}", l.name());
+        assert_eq!(back.to_toml(), text);
+    }
+    // A layout with unknown components and flags of every kind.
+    let mut p = zen3_parts();
+    p.xcr0_supported |= 1 << 40;
+    p.standard_size = None;
+    p.mxcsr_mask = Some(0xFFBF);
+    p.components.push(ComponentGeometry {
+        align64: true,
+        xfd: true,
+        ..geom(40, 72, 2440)
+    });
+    let l = Layout::from_parts(p).unwrap();
+    let back = Layout::from_toml(&l.to_toml()).unwrap();
+    assert_eq!(back, l);
+    assert_eq!(back.mxcsr_mask(), 0xFFBF);
+    assert!(back.geometry(40).unwrap().xfd);
+}
+
+#[test]
+fn toml_defaults_and_errors() {
+    let minimal = r#"
+        name = "tiny"
+        vendor = "GenuineIntel"
+        source = "made up"
+        xcr0_supported = "0x7"
+
+        [[component]]
+        id = 2
+        size = 256
+        offset = 576
+    "#;
+    let l = Layout::from_toml(minimal).unwrap();
+    assert_eq!(l.xss_supported(), 0);
+    assert_eq!(l.standard_size(), 832);
+    assert_eq!(l.mxcsr_mask(), 0xFFFF);
+    assert_eq!(l.source(), "made up");
+    let g = l.geometry(2).unwrap();
+    assert!(!g.supervisor && !g.align64 && !g.xfd);
+
+    let e = Layout::from_toml(&minimal.replace("\"0x7\"", "\"0xzz\"")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "layout file field xcr0_supported has a bad value \"0xzz\""
+    );
+    let e =
+        Layout::from_toml(&minimal.replace("size = 256", "size = 256\ncolour = 1")).unwrap_err();
+    assert!(matches!(e, LayoutError::Toml(_)), "{e:?}");
+    assert!(e.to_string().contains("colour"), "{e}");
+    let e = Layout::from_toml("this is not toml").unwrap_err();
+    assert!(matches!(e, LayoutError::Toml(_)), "{e:?}");
+    // Validation applies to files too.
+    let e = Layout::from_toml(&minimal.replace("offset = 576", "offset = 500")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "AVX (component 2) at offset 500 lies inside the legacy region and header (0..576)"
+    );
+    let bad_mask = minimal.replace(
+        "xcr0_supported = \"0x7\"",
+        "xcr0_supported = \"0x7\"\nmxcsr_mask = \"0x1ffffffff\"",
+    );
+    let e = Layout::from_toml(&bad_mask).unwrap_err();
+    assert_eq!(
+        e,
+        LayoutError::BadField {
+            field: "mxcsr_mask",
+            value: "0x1ffffffff".into()
+        }
+    );
+}
+
+// ---------------------------------------------------------------- fingerprints
+
+#[test]
+fn fingerprint_follows_geometry_only() {
+    let all = catalog::all();
+    for (i, a) in all.iter().enumerate() {
+        assert_eq!(a.fingerprint(), a.renamed("other").fingerprint());
+        let via_cpuid = a.to_cpuid().to_layout("x").unwrap();
+        assert_eq!(a.fingerprint(), via_cpuid.fingerprint(), "{}", a.name());
+        for b in &all[i + 1..] {
+            assert_ne!(
+                a.fingerprint(),
+                b.fingerprint(),
+                "{} vs {}",
+                a.name(),
+                b.name()
+            );
+        }
+    }
+    // One flag, one offset, one size.
+    let base = Layout::from_parts(zen3_parts()).unwrap().fingerprint();
+    let mut p = zen3_parts();
+    p.components[0].align64 = true;
+    assert_ne!(Layout::from_parts(p).unwrap().fingerprint(), base);
+    let mut p = zen3_parts();
+    p.components[1].offset = 2424;
+    assert_ne!(Layout::from_parts(p).unwrap().fingerprint(), base);
+    let mut p = zen3_parts();
+    p.standard_size = Some(2448);
+    assert_ne!(Layout::from_parts(p).unwrap().fingerprint(), base);
+    let mut p = zen3_parts();
+    p.components[3].size = 32;
+    assert_ne!(Layout::from_parts(p).unwrap().fingerprint(), base);
+    // Name, vendor, source and MXCSR mask are not geometry.
+    let mut p = zen3_parts();
+    p.name = "another".into();
+    p.source = "elsewhere".into();
+    p.mxcsr_mask = Some(0xFFFF);
+    assert_eq!(Layout::from_parts(p).unwrap().fingerprint(), base);
+}
+
+// ---------------------------------------------------------------- sources
+
+#[test]
+fn layout_source_parse() {
+    assert_eq!(LayoutSource::parse("host"), LayoutSource::Host);
+    for l in catalog::all() {
+        assert_eq!(
+            LayoutSource::parse(l.name()),
+            LayoutSource::Catalog(l.name().to_string())
+        );
+        assert_eq!(&LayoutSource::parse(l.name()).load().unwrap(), l);
+    }
+    assert_eq!(
+        LayoutSource::parse("layouts/amd-zen4.toml"),
+        LayoutSource::File("layouts/amd-zen4.toml".into())
+    );
+    assert_eq!(
+        LayoutSource::parse("Host"),
+        LayoutSource::File("Host".into())
+    );
+    assert_eq!(
+        LayoutSource::parse("amd-zen5"),
+        LayoutSource::File("amd-zen5".into())
+    );
+    let e = LayoutSource::Catalog("amd-zen5".into()).load().unwrap_err();
+    assert_eq!(e.to_string(), "no catalog layout named \"amd-zen5\"");
+}
+
+#[test]
+fn layout_source_loads_files_by_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let zen4 = catalog::get("amd-zen4").unwrap();
+
+    let toml_path = dir.path().join("my-layout.txt");
+    std::fs::write(&toml_path, zen4.to_toml()).unwrap();
+    let l = LayoutSource::parse(toml_path.to_str().unwrap())
+        .load()
+        .unwrap();
+    assert_eq!(&l, zen4);
+
+    // A dump: named after the file stem.
+    let leaf = zen4.to_cpuid();
+    let mut dump = String::from("CPUID 00000000: 00000010-68747541-444D4163-69746E65\n");
+    for (sub, r) in &leaf.subleaves {
+        dump += &format!(
+            "CPUID 0000000D: {:08X}-{:08X}-{:08X}-{:08X} [SL {:02X}]\n",
+            r.eax, r.ebx, r.ecx, r.edx, sub
+        );
+    }
+    let dump_path = dir.path().join("genoa.toml");
+    std::fs::write(&dump_path, dump).unwrap();
+    let l = LayoutSource::parse(dump_path.to_str().unwrap())
+        .load()
+        .unwrap();
+    assert_eq!(l.name(), "genoa");
+    assert_eq!(l.vendor(), "AuthenticAMD");
+    same_geometry(&l, zen4);
+
+    let missing = dir.path().join("nope.toml");
+    let e = LayoutSource::parse(missing.to_str().unwrap())
+        .load()
+        .unwrap_err();
+    assert!(matches!(e, LayoutError::Io { .. }), "{e:?}");
+    assert!(e.to_string().contains("nope.toml"), "{e}");
+
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "hello = [").unwrap();
+    let e = LayoutSource::parse(junk.to_str().unwrap())
+        .load()
+        .unwrap_err();
+    assert!(matches!(e, LayoutError::Toml(_)), "{e:?}");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn host_source_loads_the_host_layout() {
+    let a = LayoutSource::Host.load().unwrap();
+    let b = Layout::host().unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.name(), "host");
+}
