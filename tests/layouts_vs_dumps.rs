@@ -159,3 +159,351 @@ fn dump_formats_are_detected_and_bad_dumps_refused() {
         xstate::LayoutError::NoLeaf0xD
     );
 }
+
+// ------------------------------------------------ the dumps, component by component
+
+/// Every component the dump enumerates, as (index, size, offset, supervisor,
+/// align64, xfd).
+fn table(l: &Layout) -> Vec<(u8, u32, u32, bool, bool, bool)> {
+    l.components()
+        .map(|g| (g.index, g.size, g.offset, g.supervisor, g.align64, g.xfd))
+        .collect()
+}
+
+#[test]
+fn each_dump_matches_its_catalog_layout_exactly() {
+    let Some(dir) = dump_dir() else { return };
+    for (file, name, format) in [
+        (
+            "GenuineIntel0050654_SkylakeXeon_20.txt",
+            "intel-skylake-sp",
+            "InstLatx64",
+        ),
+        (
+            "GenuineIntel00806F8_SapphireRapids_05.txt",
+            "intel-sapphire-rapids",
+            "InstLatx64",
+        ),
+        (
+            "GenuineIntel00B06D1_LunarLake_04.txt",
+            "intel-lunar-lake",
+            "InstLatx64",
+        ),
+        (
+            "AuthenticAMD0A00F11_K19_Milan_02.txt",
+            "amd-zen3",
+            "InstLatx64",
+        ),
+        (
+            "AuthenticAMD0A10F11_K19_Genoa_01.txt",
+            "amd-zen4",
+            "InstLatx64",
+        ),
+    ] {
+        let dumped = from_dump(&dir, file);
+        let shipped = catalog::get(name).unwrap();
+        assert!(
+            dumped.source().contains(format),
+            "{file}: {}",
+            dumped.source()
+        );
+        assert_eq!(table(&dumped), table(shipped), "{file} vs {name}");
+        assert_eq!(dumped.xcr0_supported(), shipped.xcr0_supported(), "{file}");
+        assert_eq!(dumped.xss_supported(), shipped.xss_supported(), "{file}");
+        assert_eq!(dumped.standard_size(), shipped.standard_size(), "{file}");
+        assert_eq!(dumped.compacted_size(), shipped.compacted_size(), "{file}");
+    }
+}
+
+#[test]
+fn the_host_cpuid_r_capture_matches_zen3_user_components() {
+    let Some(dir) = dump_dir() else { return };
+    let host = from_dump(&dir, "host-amd-epyc-zen3-cpuid-r.txt");
+    let zen3 = catalog::get("amd-zen3").unwrap();
+    assert!(host.source().contains("cpuid -r"), "{}", host.source());
+    assert_eq!(host.vendor(), "AuthenticAMD");
+    let user = |l: &Layout| table(l).into_iter().filter(|c| !c.3).collect::<Vec<_>>();
+    assert_eq!(user(&host), user(zen3));
+    assert_eq!(host.xcr0_supported(), zen3.xcr0_supported());
+    assert_eq!(host.standard_size(), zen3.standard_size());
+    // The two formats of two Zen 3 parts: one geometry.
+    let milan = from_dump(&dir, "AuthenticAMD0A00F11_K19_Milan_02.txt");
+    assert_eq!(user(&host), user(&milan));
+}
+
+#[test]
+fn facts_read_from_the_dumps() {
+    let Some(dir) = dump_dir() else { return };
+    let skx = from_dump(&dir, "GenuineIntel0050654_SkylakeXeon_20.txt");
+    let spr = from_dump(&dir, "GenuineIntel00806F8_SapphireRapids_05.txt");
+    let lnl = from_dump(&dir, "GenuineIntel00B06D1_LunarLake_04.txt");
+    let milan = from_dump(&dir, "AuthenticAMD0A00F11_K19_Milan_02.txt");
+    let genoa = from_dump(&dir, "AuthenticAMD0A10F11_K19_Genoa_01.txt");
+    // PKRU: AMD 2432, Intel 2688 (with or without AVX-512).
+    for l in [&milan, &genoa] {
+        assert_eq!(l.offset(Component::Pkru), Some(2432), "{}", l.name());
+        assert_eq!(l.standard_size(), 2440, "{}", l.name());
+    }
+    for l in [&skx, &spr, &lnl] {
+        assert_eq!(l.offset(Component::Pkru), Some(2688), "{}", l.name());
+    }
+    // Zen 4 packs AVX-512 right after AVX: no MPX hole.
+    assert_eq!(genoa.offset(Component::Opmask), Some(832));
+    assert_eq!(genoa.offset(Component::ZmmHi256), Some(896));
+    assert_eq!(genoa.offset(Component::Hi16Zmm), Some(1408));
+    assert_eq!(skx.offset(Component::Opmask), Some(1088));
+    // Lunar Lake: a hole where AVX-512 would be, max size 2696.
+    assert!(!lnl.has(Component::Opmask));
+    assert_eq!(lnl.standard_size(), 2696);
+    // Sapphire Rapids: AMX, max size 11008, tiles aligned and XFD-capable.
+    assert_eq!(spr.standard_size(), 11008);
+    assert_eq!(spr.offset(Component::TileCfg), Some(2752));
+    assert_eq!(spr.offset(Component::TileData), Some(2816));
+    let tiles = spr.geometry(18).unwrap();
+    assert!(tiles.align64 && tiles.xfd);
+    let cfg = spr.geometry(17).unwrap();
+    assert!(cfg.align64 && !cfg.xfd);
+    // Skylake-SP: MPX at 960 and 1024.
+    assert_eq!(skx.offset(Component::MpxBndregs), Some(960));
+    assert_eq!(skx.offset(Component::MpxBndcsr), Some(1024));
+    // CPUID.(0xD,1).EBX is the XSAVES size for the components enabled when
+    // the dump was taken; the engine's compacted sizes agree:
+    // Sapphire Rapids, XCR0 0x602e7 + PT: 10880 (0x2A80);
+    assert_eq!(spr.compacted_size_for(0x602e7 | 0x100), 0x2A80);
+    // Skylake-SP, XCR0 0xff (sub-leaf 0 EBX 2688 = PKRU off) + PT: 2688;
+    assert_eq!(skx.compacted_size_for(0xff | 0x100), 0xA80);
+    // Genoa, XCR0 0xe7 (sub-leaf 0 EBX 2432 = PKRU off) + CET_U: 2448;
+    assert_eq!(genoa.compacted_size_for(0xe7 | 0x800), 0x990);
+    // Milan, XCR0 0x7: 832.
+    assert_eq!(milan.compacted_size_for(0x7), 0x340);
+    // Supervisor components have no standard offset.
+    assert_eq!(spr.offset(Component::Pt), None);
+    assert!(spr.geometry(8).unwrap().supervisor);
+}
+
+#[test]
+fn catalog_facts_for_the_apx_part() {
+    let dmr = catalog::get("intel-diamond-rapids").unwrap();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    assert_eq!(dmr.offset(Component::Apx), Some(960));
+    assert_eq!(dmr.size(Component::Apx), Some(128));
+    assert!(!dmr.has(Component::MpxBndregs));
+    assert!(!dmr.has(Component::MpxBndcsr));
+    assert_eq!(dmr.standard_size(), 11008);
+    // Otherwise the Sapphire Rapids geometry.
+    for g in spr.components() {
+        assert_eq!(dmr.geometry(g.index), Some(g), "component {}", g.index);
+    }
+    assert_eq!(dmr.supported(), spr.supported() | Component::Apx.mask());
+}
+
+#[test]
+fn truncated_dumps_never_panic() {
+    let Some(dir) = dump_dir() else { return };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for n in 0..=lines.len() {
+            let _ = Layout::from_dump("cut", &lines[..n].join("\n"));
+        }
+        // Cut in the middle of every line too.
+        for (i, line) in lines.iter().enumerate() {
+            let mut cut = lines[..i].join("\n");
+            cut.push('\n');
+            cut.push_str(&line[..line.len() / 2]);
+            let _ = Layout::from_dump("cut", &cut);
+        }
+    }
+}
+
+// ------------------------------------------------ the project's own fixtures
+
+fn fixture(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    std::fs::read_to_string(format!("{path}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn both_formats_of_one_made_up_cpu_read_alike() {
+    use xstate::layout::CpuidLeaf0xD;
+
+    let instlat = fixture("made-up-two-cpus-instlat.txt");
+    let raw = fixture("made-up-two-cpus-cpuid-r.txt");
+    let a = CpuidLeaf0xD::from_dump(&instlat).unwrap();
+    let b = CpuidLeaf0xD::from_dump(&raw).unwrap();
+    assert_eq!(a, b);
+    // Only CPU 0: its vendor, its sub-leaves (CPU 1 has sub-leaf 5 and is AMD).
+    assert_eq!(a.vendor.as_deref(), Some("GenuineIntel"));
+    assert_eq!(
+        a.subleaves.keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2, 9, 0xB, 0x11]
+    );
+    assert_eq!(a.xcr0_supported(), 0x20207);
+    assert_eq!(a.xss_supported(), 0x800);
+
+    let li = Layout::from_dump("made-up", &instlat).unwrap();
+    let lr = Layout::from_dump("made-up", &raw).unwrap();
+    assert!(li.source().contains("InstLatx64"), "{}", li.source());
+    assert!(lr.source().contains("cpuid -r"), "{}", lr.source());
+    assert_eq!(table(&li), table(&lr));
+    assert_eq!(li.fingerprint(), lr.fingerprint());
+    assert_eq!(li.vendor(), "GenuineIntel");
+    assert_eq!(li.mxcsr_mask(), 0xFFFF);
+    assert_eq!(
+        table(&li),
+        [
+            (0, 160, 0, false, false, false),
+            (1, 256, 160, false, false, false),
+            (2, 256, 576, false, false, false),
+            (9, 8, 832, false, false, false),
+            (11, 16, 0, true, false, false),
+            (17, 64, 896, false, true, false),
+        ]
+    );
+    assert_eq!(li.standard_size(), 960);
+    // Compacted: AVX 576..832, PKRU 832..840, CET_U 840..856, TILECFG
+    // rounded up from 856 to 896, ends at 960: sub-leaf 1 EBX (0x3C0).
+    assert_eq!(
+        li.compacted_offset(li.supported(), Component::CetU),
+        Some(840)
+    );
+    assert_eq!(
+        li.compacted_offset(li.supported(), Component::TileCfg),
+        Some(896)
+    );
+    assert_eq!(li.compacted_size(), 0x3C0);
+    // Without CET_U, TILECFG is still rounded up: 840 -> 896.
+    assert_eq!(
+        li.compacted_offset(li.xcr0_supported(), Component::TileCfg),
+        Some(896)
+    );
+}
+
+#[test]
+fn dump_files_load_through_layout_source() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/made-up-two-cpus-cpuid-r.txt"
+    );
+    let l = LayoutSource::parse(path).load().unwrap();
+    assert_eq!(l.name(), "made-up-two-cpus-cpuid-r");
+    assert_eq!(l.standard_size(), 960);
+    // Not a dump and not TOML either: the TOML parser's error.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/not-a-dump.txt");
+    let e = LayoutSource::parse(path).load().unwrap_err();
+    assert!(matches!(e, xstate::LayoutError::Toml(_)), "{e:?}");
+}
+
+#[test]
+fn a_made_up_apx_dump_puts_apx_at_960() {
+    let l = Layout::from_dump("apx", &fixture("made-up-apx-instlat.txt")).unwrap();
+    assert_eq!(l.offset(Component::Apx), Some(960));
+    assert_eq!(l.size(Component::Apx), Some(128));
+    assert!(!l.has(Component::MpxBndregs));
+    assert_eq!(l.standard_size(), 2696);
+    // Compacted: after AVX (576..832) and PKRU (832..840).
+    assert_eq!(
+        l.compacted_offset(l.xcr0_supported(), Component::Apx),
+        Some(840)
+    );
+    assert_eq!(l.compacted_size(), 968);
+}
+
+#[test]
+fn bad_dumps_are_refused_with_reasons() {
+    use xstate::layout::CpuidLeaf0xD;
+    use xstate::LayoutError;
+
+    let e = Layout::from_dump("x", &fixture("mpx-and-apx-instlat.txt")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "MPX BNDREGS (component 3) at offset 960 and APX (component 19) at offset 960 \
+         are both enumerated; MPX and APX are mutually exclusive"
+    );
+    let e = Layout::from_dump("x", &fixture("overlap-cpuid-r.txt")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "AVX (component 2) at 576..832 overlaps PKRU (component 9) at 768..776"
+    );
+    let e = Layout::from_dump("x", &fixture("missing-subleaf-cpuid-r.txt")).unwrap_err();
+    assert_eq!(e, LayoutError::MissingGeometry { index: 9 });
+    assert_eq!(
+        e.to_string(),
+        "PKRU (component 9) is enumerated but its size and offset are missing"
+    );
+    for f in ["no-leaf-0xd-instlat.txt", "no-leaf-0xd-cpuid-r.txt"] {
+        assert_eq!(
+            Layout::from_dump("x", &fixture(f)).unwrap_err(),
+            LayoutError::NoLeaf0xD,
+            "{f}"
+        );
+        assert_eq!(
+            CpuidLeaf0xD::from_dump(&fixture(f)).unwrap_err(),
+            LayoutError::NoLeaf0xD
+        );
+    }
+    for text in [fixture("not-a-dump.txt"), String::new(), "\n\n".into()] {
+        assert_eq!(
+            Layout::from_dump("x", &text).unwrap_err(),
+            LayoutError::UnknownDumpFormat
+        );
+        assert_eq!(
+            CpuidLeaf0xD::from_dump(&text).unwrap_err(),
+            LayoutError::UnknownDumpFormat
+        );
+    }
+    assert_eq!(
+        LayoutError::UnknownDumpFormat.to_string(),
+        "not a CPUID dump in a known format"
+    );
+    // Malformed lines are skipped, not misread: five registers, bad hex.
+    let text = "CPUID 0000000D: 00000207-00000340-00000988-00000000-00000000 [SL 00]\n\
+                CPUID 0000000D: 0000020Z-00000340-00000988-00000000 [SL 00]\n";
+    assert!(Layout::from_dump("x", text).is_err());
+}
+
+// ------------------------------------------------ the host
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_host_layout_is_sane_and_agrees_with_xgetbv() {
+    let host = Layout::host().unwrap();
+    assert_eq!(host.xcr0_supported() & 3, 3);
+    assert!(host.standard_size() >= 576);
+    assert_eq!(host.xcr0_supported() & host.xss_supported(), 0);
+    // Every user component fits in the standard size; supervisor ones have
+    // no standard offset.
+    for g in host.components().filter(|g| g.index >= 2) {
+        if g.supervisor {
+            assert_eq!(host.offset(Component::from_index(g.index).unwrap()), None);
+        } else {
+            assert!(g.offset >= 576 && g.end() <= host.standard_size());
+        }
+    }
+    // CPUID.(0xD,0).EBX is the size for the XCR0 the OS enabled.
+    if let Some(xcr0) = xstate::host::xcr0() {
+        assert_eq!(xcr0 & 3, 3, "XCR0 {xcr0:#x}");
+        assert_eq!(xcr0 & !host.xcr0_supported(), 0, "XCR0 {xcr0:#x}");
+        let s0 = core::arch::x86_64::__cpuid_count(0xD, 0);
+        assert_eq!(host.standard_size_for(xcr0), s0.ebx, "XCR0 {xcr0:#x}");
+    } else {
+        eprintln!("skipped XCR0 checks: the OS has not enabled XSAVE");
+    }
+    // The host's layout survives the TOML and CPUID round trips.
+    let back = Layout::from_toml(&host.to_toml()).unwrap();
+    assert_eq!(back, host);
+    let again = host.to_cpuid().to_layout("host").unwrap();
+    assert_eq!(again.fingerprint(), host.fingerprint());
+    // The vendor string is CPUID leaf 0's.
+    let v = core::arch::x86_64::__cpuid(0);
+    let mut vendor = Vec::new();
+    for r in [v.ebx, v.edx, v.ecx] {
+        vendor.extend_from_slice(&r.to_le_bytes());
+    }
+    assert_eq!(host.vendor().as_bytes(), &vendor[..]);
+}
