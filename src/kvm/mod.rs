@@ -1,1 +1,67 @@
-//! KVM integration.
+//! KVM integration: views over `kvm_xsave` buffers, vCPU state helpers and a
+//! pre-flight check that predicts `KVM_SET_XSAVE`'s verdict.
+//!
+//! KVM always uses the standard (non-compacted) format, at the host's
+//! CPUID offsets; its buffers are `struct kvm_xsave` (4096 bytes) or, with
+//! `KVM_CAP_XSAVE2`, a larger FAM struct whose size the capability gives
+//! (11008 bytes with AMX). The views here open directly over either, no copy.
+//!
+//! ```no_run
+//! use kvm_ioctls::Kvm;
+//! use xstate::kvm::{KvmCaps, XstateBuffer};
+//!
+//! let kvm = Kvm::new()?;
+//! let caps = KvmCaps::probe(&kvm)?;              // before the first vCPU
+//! let vm = kvm.create_vm()?;
+//! let vcpu = vm.create_vcpu(0)?;
+//! let mut state = XstateBuffer::new(&caps);
+//! state.save(&vcpu)?;                            // KVM_GET_XSAVE2
+//! let mut view = state.view_mut(caps.layout())?; // zero-copy typed access
+//! view.set_xmm(0, 0x1234)?;
+//! state.restore(&vcpu, &caps)?;                  // pre-flight, then KVM_SET_XSAVE
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod buffer;
+mod caps;
+mod gpr;
+pub mod guest;
+mod preflight;
+mod vcpu;
+
+pub use buffer::{
+    kvm_xsave_bytes, kvm_xsave_bytes_mut, new_xsave2, xsave2_bytes, xsave2_bytes_mut,
+};
+pub use caps::{request_amx_permission, AmxPermission, KvmCaps};
+pub use gpr::{Gprs, GPR_NAMES};
+pub use preflight::{preflight, PreflightError, SetXsaveRules};
+pub use vcpu::{get_xcr0, set_xcr0, XstateBuffer};
+
+use thiserror::Error;
+
+/// Errors of the KVM helpers.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum KvmError {
+    /// An ioctl failed.
+    #[error("{op}: {source}")]
+    Ioctl {
+        /// The operation.
+        op: &'static str,
+        /// The errno.
+        source: kvm_ioctls::Error,
+    },
+    /// The buffer would be rejected by `KVM_SET_XSAVE`: no ioctl was issued.
+    #[error("KVM_SET_XSAVE would reject the buffer: {0}")]
+    Preflight(#[from] PreflightError),
+    /// A view could not be opened.
+    #[error(transparent)]
+    View(#[from] crate::ViewError),
+    /// The host layout could not be read.
+    #[error(transparent)]
+    Layout(#[from] crate::LayoutError),
+}
+
+pub(crate) fn ioctl(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
+    move |source| KvmError::Ioctl { op, source }
+}

@@ -1,0 +1,100 @@
+//! Moving a vCPU's XSAVE state in and out of KVM.
+
+use kvm_bindings::{kvm_xcrs, Xsave};
+use kvm_ioctls::VcpuFd;
+
+use super::{ioctl, new_xsave2, preflight, xsave2_bytes, xsave2_bytes_mut, KvmCaps, KvmError};
+use crate::{Layout, ViewError, XsaveView};
+
+/// A vCPU's XSAVE state buffer, sized from `KVM_CAP_XSAVE2`, reused across
+/// exits. [`save`](Self::save) and [`restore`](Self::restore) move it in
+/// and out of KVM; the views read and write it in place.
+pub struct XstateBuffer {
+    xsave: Xsave,
+    xsave2: bool,
+}
+
+impl XstateBuffer {
+    /// A zeroed buffer of the size KVM uses on this host.
+    pub fn new(caps: &KvmCaps) -> XstateBuffer {
+        XstateBuffer {
+            xsave: new_xsave2(caps.buffer_size()),
+            xsave2: caps.xsave2_size().is_some(),
+        }
+    }
+
+    /// The buffer's bytes (standard format, host offsets).
+    pub fn as_bytes(&self) -> &[u8] {
+        xsave2_bytes(&self.xsave)
+    }
+
+    /// The buffer's bytes, writable.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        xsave2_bytes_mut(&mut self.xsave)
+    }
+
+    /// A read view with `layout` (the host's, for state from this host).
+    pub fn view<'a>(&'a self, layout: &'a Layout) -> Result<XsaveView<'a, &'a [u8]>, ViewError> {
+        XsaveView::new(self.as_bytes(), layout)
+    }
+
+    /// A write view with `layout`.
+    pub fn view_mut<'a>(
+        &'a mut self,
+        layout: &'a Layout,
+    ) -> Result<XsaveView<'a, &'a mut [u8]>, ViewError> {
+        XsaveView::new(xsave2_bytes_mut(&mut self.xsave), layout)
+    }
+
+    /// Reads the vCPU's state: `KVM_GET_XSAVE2`, or `KVM_GET_XSAVE` where
+    /// the kernel lacks XSAVE2.
+    pub fn save(&mut self, vcpu: &VcpuFd) -> Result<(), KvmError> {
+        if self.xsave2 {
+            // SAFETY: the buffer was sized from KVM_CAP_XSAVE2 (`new`), and
+            // the process's dynamic XSAVE permissions are requested in
+            // `KvmCaps::probe`, before that size is read.
+            unsafe { vcpu.get_xsave2(&mut self.xsave) }.map_err(ioctl("KVM_GET_XSAVE2"))
+        } else {
+            let x = vcpu.get_xsave().map_err(ioctl("KVM_GET_XSAVE"))?;
+            xsave2_bytes_mut(&mut self.xsave)[..4096].copy_from_slice(super::kvm_xsave_bytes(&x));
+            Ok(())
+        }
+    }
+
+    /// Checks the buffer with [`preflight`] and, if KVM would take it,
+    /// writes it to the vCPU with `KVM_SET_XSAVE`. A rejected buffer
+    /// issues no ioctl.
+    pub fn restore(&self, vcpu: &VcpuFd, caps: &KvmCaps) -> Result<(), KvmError> {
+        preflight(self.as_bytes(), &caps.set_xsave_rules())?;
+        self.restore_unchecked(vcpu)
+    }
+
+    /// `KVM_SET_XSAVE` without the pre-flight check (the kernel still
+    /// validates; it answers EINVAL where [`preflight`] would have said why).
+    pub fn restore_unchecked(&self, vcpu: &VcpuFd) -> Result<(), KvmError> {
+        // SAFETY: the buffer holds the full size KVM copies on this host
+        // (KVM_CAP_XSAVE2, or 4096 without it), so the kernel reads only
+        // memory of the buffer.
+        unsafe { vcpu.set_xsave2(&self.xsave) }.map_err(ioctl("KVM_SET_XSAVE"))
+    }
+}
+
+/// The vCPU's XCR0 (`KVM_GET_XCRS`).
+pub fn get_xcr0(vcpu: &VcpuFd) -> Result<u64, KvmError> {
+    let xcrs = vcpu.get_xcrs().map_err(ioctl("KVM_GET_XCRS"))?;
+    Ok(xcrs.xcrs[..xcrs.nr_xcrs as usize]
+        .iter()
+        .find(|x| x.xcr == 0)
+        .map_or(1, |x| x.value))
+}
+
+/// Sets the vCPU's XCR0 (`KVM_SET_XCRS`).
+pub fn set_xcr0(vcpu: &VcpuFd, xcr0: u64) -> Result<(), KvmError> {
+    let mut xcrs = kvm_xcrs {
+        nr_xcrs: 1,
+        ..Default::default()
+    };
+    xcrs.xcrs[0].xcr = 0;
+    xcrs.xcrs[0].value = xcr0;
+    vcpu.set_xcrs(&xcrs).map_err(ioctl("KVM_SET_XCRS"))
+}
