@@ -231,3 +231,69 @@ fn diff_lists_components_that_differ() {
         Some(0)
     );
 }
+
+#[test]
+fn kvm_check_judges_files_like_kvm_set_xsave() {
+    if !std::path::Path::new("/dev/kvm").exists() {
+        return eprintln!("skipped: /dev/kvm is absent");
+    }
+    let info = xstate(&["kvm", "info", "--json"]);
+    if !info.status.success() {
+        return eprintln!(
+            "skipped: /dev/kvm unusable: {}",
+            String::from_utf8_lossy(&info.stderr)
+        );
+    }
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    let size = info["buffer_size"].as_u64().unwrap() as usize;
+    assert!(info["guest_xcr0"].as_str().unwrap().starts_with("0x"));
+    assert!(info["host_layout"]["components"].is_array());
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.bin");
+    std::fs::write(&good, vec![0u8; size]).unwrap();
+    let mut bad = vec![0u8; size];
+    bad[520] = 1; // XCOMP_BV
+    let bad_file = dir.path().join("bad.bin");
+    std::fs::write(&bad_file, &bad).unwrap();
+    let short = dir.path().join("short.bin");
+    std::fs::write(&short, [0u8; 100]).unwrap();
+
+    let out = xstate(&["kvm", "check", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: ok\n", good.display())
+    );
+
+    let out = xstate(&[
+        "kvm",
+        "check",
+        good.to_str().unwrap(),
+        bad_file.to_str().unwrap(),
+        short.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{}: rejected: XCOMP_BV", bad_file.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{}: rejected: buffer is 100 bytes",
+            short.display()
+        )),
+        "{text}"
+    );
+
+    let missing = dir.path().join("missing.bin");
+    let out = xstate(&[
+        "kvm",
+        "check",
+        good.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(xstate(&["kvm", "check"]).status.code(), Some(2));
+}
