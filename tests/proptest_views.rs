@@ -274,3 +274,375 @@ fn headers_are_checked_against_the_layout() {
     view.set_k(3, 0x1234).unwrap();
     assert_eq!(view.k(3).unwrap(), 0x1234);
 }
+
+// ---------------------------------------------------------------------------
+// A view driven by random register writes, against the register file as the
+// model: from a buffer of garbage with XSTATE_BV = 0, any sequence of writes
+// and re-inits reads back exactly as the same operations on a RegisterFile.
+
+/// Deterministic bytes from a seed (splitmix64).
+fn bytes_from(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn registers() -> Vec<Register> {
+    Register::all().collect()
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Write register number `.0` of `Register::all()` with bytes from seed `.1`.
+    Write(usize, u64),
+    /// Put user component `.0` (a bit number) in its init configuration.
+    Init(u8),
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let n = registers().len();
+    prop::collection::vec(
+        prop_oneof![
+            4 => (0..n, any::<u64>()).prop_map(|(r, s)| Op::Write(r, s)),
+            1 => (0u8..20).prop_map(Op::Init),
+        ],
+        1..12,
+    )
+}
+
+/// Why writing `reg` must fail on this view, if it must.
+fn expected_write_error<B: AsRef<[u8]>>(view: &XsaveView<'_, B>, reg: Register) -> Option<u8> {
+    let layout = view.layout();
+    let (pieces, n) = reg.pieces();
+    pieces[..n].iter().map(|p| p.component).find(|&c| {
+        layout.geometry(c).is_none()
+            || (view.format() == Format::Compacted && c >= 2 && view.xcomp_bv() & (1 << c) == 0)
+    })
+}
+
+/// Every register the layout has reads as in the model; the others are
+/// `NoComponent` errors.
+fn assert_reads_like<B: AsRef<[u8]>>(
+    view: &XsaveView<'_, B>,
+    model: &RegisterFile,
+) -> Result<(), TestCaseError> {
+    let layout = view.layout();
+    for reg in Register::all() {
+        let (pieces, n) = reg.pieces();
+        let lacks = pieces[..n]
+            .iter()
+            .find(|p| layout.geometry(p.component).is_none());
+        match (view.read(reg), lacks) {
+            (Ok(v), None) => prop_assert_eq!(
+                v,
+                model.read(reg).unwrap(),
+                "{} on {} ({:?})",
+                reg,
+                layout.name(),
+                view.format()
+            ),
+            (Err(ViewError::NoComponent { index, .. }), Some(p)) => {
+                prop_assert_eq!(index, p.component)
+            }
+            (r, _) => prop_assert!(false, "{} on {}: {:?}", reg, layout.name(), r),
+        }
+    }
+    Ok(())
+}
+
+/// A buffer of garbage holding an all-init area: XSTATE_BV = 0; compacted
+/// areas hold the components in `pick` (a random subset of the supported
+/// ones, user and supervisor).
+fn garbage_area(layout: &Layout, format: Format, pick: u64, seed: u64) -> (Vec<u8>, u64) {
+    let (len, xcomp) = match format {
+        Format::Standard => (layout.standard_size(), 0),
+        Format::Compacted => {
+            let held = pick & layout.supported();
+            (layout.compacted_size_for(held), held | 1 << 63)
+        }
+    };
+    let mut buf = bytes_from(seed, len as usize);
+    buf[512..520].fill(0);
+    buf[520..528].copy_from_slice(&xcomp.to_le_bytes());
+    buf[528..576].fill(0);
+    (buf, xcomp)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(160))]
+
+    #[test]
+    fn writes_to_a_garbage_area_read_back_as_on_the_register_file(
+        layout in layouts(),
+        format in formats(),
+        pick in any::<u64>(),
+        seed in any::<u64>(),
+        ops in ops(),
+    ) {
+        let (mut buf, _) = garbage_area(layout, format, pick, seed);
+        let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
+        let mut model = RegisterFile::new();
+        // Garbage never shows through an init component.
+        assert_reads_like(&view, &model)?;
+        let regs = registers();
+        for op in &ops {
+            match *op {
+                Op::Write(r, s) => {
+                    let reg = regs[r];
+                    let value = bytes_from(s, reg.width());
+                    let before = view.as_bytes().to_vec();
+                    match (view.write(reg, &value), expected_write_error(&view, reg)) {
+                        (Ok(()), None) => model.write(reg, &value).unwrap(),
+                        (Err(e), Some(c)) => {
+                            match e {
+                                ViewError::NoComponent { index, .. }
+                                | ViewError::NotInBuffer { index } => prop_assert_eq!(index, c),
+                                e => prop_assert!(false, "{}: {}", reg, e),
+                            }
+                            // A failed write leaves the buffer as it was.
+                            prop_assert!(view.as_bytes() == &before[..], "{} changed the buffer", reg);
+                        }
+                        (r, want) => prop_assert!(false, "{}: {:?}, expected error for {:?}", reg, r, want),
+                    }
+                }
+                Op::Init(c) => {
+                    let component = Component::from_index(c).unwrap();
+                    if layout.xcr0_supported() & component.mask() != 0 {
+                        view.set_init(component);
+                        model.set_init(c);
+                    }
+                }
+            }
+            prop_assert_eq!(view.xstate_bv(), model.xstate_bv());
+            assert_reads_like(&view, &model)?;
+        }
+        // The whole state decodes to the model, and the header is consistent.
+        prop_assert_eq!(&RegisterFile::from_view(&view).unwrap(), &model);
+        let reopened = XsaveView::new(view.as_bytes(), layout).unwrap();
+        prop_assert_eq!(reopened.xstate_bv(), model.xstate_bv());
+        prop_assert_eq!(RegisterFile::from_view(&reopened).unwrap(), model);
+    }
+
+    #[test]
+    fn typed_setters_round_trip_through_both_formats(
+        layout in layouts(),
+        pick in any::<u64>(),
+        seed in any::<u64>(),
+    ) {
+        let live = pick & layout.xcr0_supported();
+        let v = bytes_from(seed, 64 * 1024);
+        let u = |i: usize| u128::from_le_bytes(v[16 * i..16 * i + 16].try_into().unwrap());
+        let q = |i: usize| u(i) as u64;
+        let mut regs = RegisterFile::new();
+        let has = |c: Component| live & c.mask() != 0;
+        if has(Component::X87) {
+            regs.set_fcw(q(0) as u16).unwrap();
+            regs.set_fsw(q(1) as u16).unwrap();
+            regs.set_ftw(q(2) as u8).unwrap();
+            regs.set_fop(q(3) as u16 & 0x7ff).unwrap();
+            regs.set_fip(q(4)).unwrap();
+            regs.set_fdp(q(5)).unwrap();
+            for i in 0..8 {
+                regs.set_st(i, v[100 + 10 * i..110 + 10 * i].try_into().unwrap()).unwrap();
+            }
+        }
+        if has(Component::Sse) {
+            regs.set_mxcsr(q(6) as u32 & layout.mxcsr_mask()).unwrap();
+            for i in 0..16 {
+                regs.set_xmm(i, u(10 + i)).unwrap();
+            }
+        }
+        if has(Component::Avx) {
+            for i in 0..16 {
+                let lo = regs.xmm(i).unwrap();
+                regs.set_ymm(i, [lo, u(30 + i)]).unwrap();
+            }
+        }
+        if has(Component::MpxBndregs) {
+            for i in 0..4 {
+                regs.set_bnd(i, u(50 + i)).unwrap();
+            }
+        }
+        if has(Component::MpxBndcsr) {
+            regs.set_bndcfgu(q(54)).unwrap();
+            regs.set_bndstatus(q(55)).unwrap();
+        }
+        if has(Component::Opmask) {
+            for i in 0..8 {
+                regs.set_k(i, q(60 + i)).unwrap();
+            }
+        }
+        if has(Component::ZmmHi256) {
+            for i in 0..16 {
+                let [a, b] = regs.ymm(i).unwrap();
+                regs.set_zmm(i, [a, b, u(70 + i), u(90 + i)]).unwrap();
+            }
+        }
+        if has(Component::Hi16Zmm) {
+            for i in 16..32 {
+                regs.set_zmm(i, [u(110 + i), u(150 + i), u(190 + i), u(230 + i)]).unwrap();
+            }
+        }
+        if has(Component::Pkru) {
+            regs.set_pkru(q(300) as u32).unwrap();
+        }
+        if has(Component::TileCfg) {
+            regs.set_tilecfg(v[5000..5064].try_into().unwrap()).unwrap();
+        }
+        if has(Component::TileData) {
+            for i in 0..8 {
+                let start = 8192 + 1024 * i;
+                regs.set_tmm(i, v[start..start + 1024].try_into().unwrap()).unwrap();
+            }
+        }
+        if has(Component::Apx) {
+            for i in 16..32 {
+                regs.set_r(i, q(400 + i)).unwrap();
+            }
+        }
+        // The setters made live exactly the picked components (a YMM write
+        // makes SSE live too; a ZMM0-15 write SSE and AVX).
+        let mut expect_live = live;
+        if live & (Component::Avx.mask() | Component::ZmmHi256.mask()) != 0 {
+            expect_live |= Component::Sse.mask();
+        }
+        if live & Component::ZmmHi256.mask() != 0 {
+            expect_live |= Component::Avx.mask();
+        }
+        prop_assert_eq!(regs.xstate_bv(), expect_live);
+        let standard = regs.encode(layout, Format::Standard).unwrap();
+        let compacted = regs.encode(layout, Format::Compacted).unwrap();
+        for area in [&standard, &compacted] {
+            let view = XsaveView::new(&area[..], layout).unwrap();
+            prop_assert_eq!(view.xstate_bv(), expect_live);
+            assert_reads_like(&view, &regs)?;
+            prop_assert_eq!(&RegisterFile::from_view(&view).unwrap(), &regs);
+        }
+        prop_assert_eq!(standard.len(), layout.standard_size() as usize);
+    }
+
+    #[test]
+    fn decode_from_one_layout_encode_to_another(
+        (from, regs) in layout_and_state(),
+        to in layouts(),
+        from_format in formats(),
+        to_format in formats(),
+    ) {
+        let area = regs.encode(from, from_format).unwrap();
+        let decoded = RegisterFile::decode(&area, from).unwrap();
+        prop_assert_eq!(&decoded, &regs);
+        let missing = regs.xstate_bv() & !to.xcr0_supported();
+        match decoded.encode(to, to_format) {
+            Ok(moved) => {
+                prop_assert_eq!(missing, 0);
+                let view = XsaveView::new(&moved[..], to).unwrap();
+                prop_assert_eq!(view.format(), to_format);
+                prop_assert_eq!(view.xstate_bv(), regs.xstate_bv());
+                // Every register the destination has reads as at the source.
+                assert_reads_like(&view, &regs)?;
+                prop_assert_eq!(RegisterFile::from_view(&view).unwrap(), regs);
+            }
+            Err(ViewError::NoComponent { index, .. }) => {
+                prop_assert!(missing & 1 << index != 0, "refused {} but missing {:#x}", index, missing);
+            }
+            Err(e) => prop_assert!(false, "{}", e),
+        }
+    }
+
+    #[test]
+    fn truncated_and_mangled_encodings_never_panic(
+        (layout, regs) in layout_and_state(),
+        format in formats(),
+        cut in any::<prop::sample::Index>(),
+        flip_bv in any::<u64>(),
+        flip_comp in any::<u64>(),
+        mangle in any::<bool>(),
+    ) {
+        let mut area = regs.encode(layout, format).unwrap();
+        if mangle {
+            let bv = u64::from_le_bytes(area[512..520].try_into().unwrap()) ^ (flip_bv & flip_bv >> 7);
+            let comp = u64::from_le_bytes(area[520..528].try_into().unwrap()) ^ (flip_comp & flip_comp >> 7);
+            area[512..520].copy_from_slice(&bv.to_le_bytes());
+            area[520..528].copy_from_slice(&comp.to_le_bytes());
+        }
+        let len = cut.index(area.len() + 1);
+        let bytes = &area[..len];
+        match XsaveView::new(bytes, layout) {
+            Ok(view) => {
+                for reg in Register::all() {
+                    let _ = view.read(reg);
+                }
+                let _ = RegisterFile::from_view(&view);
+                if !mangle && len >= layout.compacted_size() as usize && format == Format::Compacted {
+                    prop_assert_eq!(RegisterFile::from_view(&view).unwrap(), regs.clone());
+                }
+            }
+            Err(_) => {
+                prop_assert!(mangle || len < area.len(), "the whole encoding must open");
+            }
+        }
+        let _ = RegisterFile::decode(bytes, layout);
+    }
+}
+
+#[test]
+fn first_write_in_a_compacted_garbage_area_initializes_the_rest() {
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    for layout in [spr, zen4] {
+        let (mut buf, _) = garbage_area(layout, Format::Compacted, u64::MAX, 7);
+        let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
+        view.set_xmm(3, 0x1234).unwrap();
+        assert_eq!(view.xstate_bv(), Component::Sse.mask());
+        for i in (0..16).filter(|&i| i != 3) {
+            assert_eq!(view.xmm(i).unwrap(), 0, "xmm{i}");
+        }
+        assert_eq!(view.mxcsr().unwrap(), 0x1F80);
+        assert_eq!(view.ymm(3).unwrap(), [0x1234, 0], "AVX still init");
+        view.set_zmm(20, [1, 2, 3, 4]).unwrap();
+        for i in (16..32).filter(|&i| i != 20) {
+            assert_eq!(view.zmm(i).unwrap(), [0; 4], "zmm{i}");
+        }
+        assert_eq!(view.zmm(20).unwrap(), [1, 2, 3, 4]);
+        // The bytes behind the view agree: the rest of Hi16_ZMM is zeroed.
+        let at = layout
+            .compacted_offset(view.xcomp_bv(), Component::Hi16Zmm)
+            .unwrap() as usize;
+        let hi16 = &view.as_bytes()[at..at + 1024];
+        assert!(hi16[..256].iter().all(|&b| b == 0));
+        assert!(hi16[320..].iter().all(|&b| b == 0));
+    }
+    // Registers a layout lacks: errors, in both formats, buffer untouched.
+    for (layout, reg) in [
+        (zen4, Register::R(16)),
+        (zen4, Register::Tmm(0)),
+        (zen4, Register::Tilecfg),
+        (zen4, Register::Bnd(0)),
+        (spr, Register::Bnd(0)),
+        (spr, Register::Bndcfgu),
+        (spr, Register::R(31)),
+    ] {
+        for format in [Format::Standard, Format::Compacted] {
+            let (mut buf, _) = garbage_area(layout, format, u64::MAX, 9);
+            let before = buf.clone();
+            let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
+            let err = view.write(reg, &vec![0xEE; reg.width()]).unwrap_err();
+            assert!(
+                matches!(err, ViewError::NoComponent { .. }),
+                "{reg} on {}: {err}",
+                layout.name()
+            );
+            assert!(view.read(reg).is_err());
+            assert_eq!(view.xstate_bv(), 0);
+            assert_eq!(buf, before, "{reg} on {} {format:?}", layout.name());
+        }
+    }
+}
