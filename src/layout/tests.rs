@@ -988,3 +988,224 @@ fn host_source_loads_the_host_layout() {
     assert_eq!(a, b);
     assert_eq!(a.name(), "host");
 }
+
+// ------------------------------------------------- random geometries
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Valid layouts: user components 2..24 placed one after another in a
+    /// random order with random gaps, supervisor components with random sizes.
+    fn valid_parts() -> impl Strategy<Value = LayoutParts> {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            prop::collection::vec((1u32..2048, 0u32..200, any::<bool>(), any::<bool>()), 22),
+            any::<u64>(),
+        )
+            .prop_map(|(pick, sup_pick, shapes, order_seed)| {
+                let pick = u64::from(pick) << 2 & 0x00FF_FFFC;
+                // Never MPX with APX.
+                let pick = if pick & 1 << 19 != 0 {
+                    pick & !0x18
+                } else {
+                    pick
+                };
+                let xss = pick & u64::from(sup_pick) << 2;
+                let xcr0 = 0x3 | (pick & !xss);
+                let mut order: Vec<u8> = crate::component::bits(pick & !xss).collect();
+                // A deterministic shuffle: standard offsets need not rise with
+                // the component number (APX at 960 comes before AVX-512).
+                let mut s = order_seed;
+                for i in (1..order.len()).rev() {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    order.swap(i, (s >> 33) as usize % (i + 1));
+                }
+                let mut at = EXTENDED_REGION_START;
+                let mut components = Vec::new();
+                for i in order {
+                    let (size, gap, align64, xfd) = shapes[i as usize - 2];
+                    at += gap;
+                    components.push(ComponentGeometry {
+                        align64,
+                        xfd,
+                        ..geom(i, size, at)
+                    });
+                    at += size;
+                }
+                for i in crate::component::bits(xss) {
+                    let (size, _, align64, xfd) = shapes[i as usize - 2];
+                    components.push(ComponentGeometry {
+                        supervisor: true,
+                        align64,
+                        xfd,
+                        ..geom(i, size, 0)
+                    });
+                }
+                LayoutParts {
+                    name: "random".into(),
+                    vendor: "GenuineIntel".into(),
+                    source: "proptest".into(),
+                    xcr0_supported: xcr0,
+                    xss_supported: xss,
+                    standard_size: None,
+                    mxcsr_mask: None,
+                    components,
+                }
+            })
+    }
+
+    /// Any numbers at all, including ones that overflow u32 arithmetic.
+    fn wild_parts() -> impl Strategy<Value = LayoutParts> {
+        let number = prop_oneof![0u32..4096, 576u32..20000, any::<u32>(), Just(u32::MAX)];
+        (
+            any::<u32>(),
+            any::<u32>(),
+            prop::option::of(prop_oneof![576u32..20000, any::<u32>()]),
+            prop::collection::vec((number.clone(), number, any::<bool>()), 22),
+        )
+            .prop_map(|(pick, sup_pick, standard_size, shapes)| {
+                let pick = u64::from(pick) << 2 & 0x00FF_FFFC;
+                let xss = pick & u64::from(sup_pick) << 2;
+                let xcr0 = 0x3 | (pick & !xss);
+                let components = crate::component::bits(pick)
+                    .map(|i| {
+                        let (size, offset, align64) = shapes[i as usize - 2];
+                        let supervisor = xss & 1 << i != 0;
+                        ComponentGeometry {
+                            supervisor,
+                            align64,
+                            ..geom(i, size.max(1), if supervisor { 0 } else { offset })
+                        }
+                    })
+                    .collect();
+                LayoutParts {
+                    name: "wild".into(),
+                    vendor: "AuthenticAMD".into(),
+                    source: "proptest".into(),
+                    xcr0_supported: xcr0,
+                    xss_supported: xss,
+                    standard_size,
+                    mxcsr_mask: None,
+                    components,
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x000D_0D0D),
+            failure_persistence: None,
+            ..ProptestConfig::with_cases(256)
+        })]
+
+        #[test]
+        fn compacted_offsets_follow_the_rule_for_any_xcomp_bv(
+            parts in valid_parts(),
+            xcomp in any::<u64>(),
+        ) {
+            let l = Layout::from_parts(parts).unwrap();
+            let held = xcomp & l.supported() & !LEGACY_MASK;
+            // Walk the components held in ascending order: each starts where
+            // the previous ended, or at the next multiple of 64 if aligned.
+            let mut end = EXTENDED_REGION_START;
+            for i in crate::component::bits(held) {
+                let g = *l.geometry(i).unwrap();
+                let at = l.compacted_offset_of(xcomp, i).unwrap();
+                prop_assert!(at >= end, "component {} at {} overlaps the one before (end {})", i, at, end);
+                if g.align64 {
+                    prop_assert_eq!(at % 64, 0, "component {} not aligned", i);
+                    prop_assert!(at - end < 64, "component {} padded too much", i);
+                } else {
+                    prop_assert_eq!(at, end, "component {} not packed", i);
+                }
+                end = at + g.size;
+            }
+            prop_assert_eq!(l.compacted_size_for(xcomp), end);
+            // Components not held have no compacted offset.
+            for i in 0..64u8 {
+                if (xcomp & l.supported()) & 1 << i == 0 {
+                    prop_assert_eq!(l.compacted_offset_of(xcomp, i), None);
+                }
+            }
+            // Bit 63 is the format flag, not a component.
+            prop_assert_eq!(l.compacted_size_for(xcomp | 1 << 63), l.compacted_size_for(xcomp & !(1 << 63)));
+        }
+
+        #[test]
+        fn random_valid_layouts_round_trip(parts in valid_parts()) {
+            let l = Layout::from_parts(parts).unwrap();
+            let via_cpuid = l.to_cpuid().to_layout("random").unwrap();
+            prop_assert_eq!(via_cpuid.fingerprint(), l.fingerprint());
+            prop_assert_eq!(
+                via_cpuid.components().copied().collect::<Vec<_>>(),
+                l.components().copied().collect::<Vec<_>>()
+            );
+            let via_toml = Layout::from_toml(&l.to_toml()).unwrap();
+            prop_assert_eq!(&via_toml, &l);
+            // The standard size is the end of the last user component.
+            let last = l
+                .components()
+                .filter(|g| !g.supervisor && g.index >= 2)
+                .map(ComponentGeometry::end)
+                .max()
+                .unwrap_or(EXTENDED_REGION_START);
+            prop_assert_eq!(l.standard_size(), last.max(EXTENDED_REGION_START));
+            prop_assert_eq!(l.standard_size_for(u64::MAX), l.standard_size());
+        }
+
+        #[test]
+        fn any_geometry_is_built_or_refused_without_panicking(parts in wild_parts()) {
+            if let Ok(l) = Layout::from_parts(parts) {
+                let _ = l.compacted_size();
+                let _ = l.standard_size_for(u64::MAX);
+                for i in 0..64 {
+                    let _ = l.compacted_offset_of(u64::MAX, i);
+                }
+                let _ = l.fingerprint();
+                let back = l.to_cpuid().to_layout("again");
+                prop_assert!(back.is_ok(), "{:?}", back);
+                let text = l.to_toml();
+                prop_assert_eq!(Layout::from_toml(&text).unwrap(), l);
+            }
+        }
+    }
+}
+
+#[test]
+fn geometry_whose_end_overflows_is_refused_not_a_panic() {
+    // PKRU at 0xFFFFFF80, 256 bytes: offset + size does not fit in 32 bits.
+    let mut p = zen3_parts();
+    p.components[1] = geom(9, 256, 0xFFFF_FF80);
+    let r = std::panic::catch_unwind(|| Layout::from_parts(p));
+    assert!(
+        matches!(r, Ok(Err(_))),
+        "expected a LayoutError, got {}",
+        match r {
+            Ok(Ok(_)) => "a layout".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "a panic".to_string(),
+        }
+    );
+}
+
+#[test]
+fn huge_supervisor_components_do_not_overflow_compacted_sizes() {
+    // A supervisor component of 0xFFFFFFFF bytes: the standard format does
+    // not hold it, the compacted one cannot.
+    let mut p = zen3_parts();
+    p.components[2] = sup(11, u32::MAX);
+    let r = std::panic::catch_unwind(|| {
+        Layout::from_parts(p).map(|l| (l.compacted_size(), l.compacted_offset_of(u64::MAX, 12)))
+    });
+    match r {
+        Ok(Err(_)) => {}
+        Ok(Ok((size, cet_s))) => {
+            panic!("accepted; compacted size {size}, CET_S at {cet_s:?}: sizes past u32 wrapped")
+        }
+        Err(_) => panic!("compacted_size panicked on a layout from_parts accepted"),
+    }
+}
