@@ -60,6 +60,22 @@ pub enum LayoutError {
         /// The component.
         index: u8,
     },
+    /// A component whose end does not fit in 32 bits.
+    #[error("{} (component {index}) at offset {offset} with size {size} ends past 4 GiB", name_of(*index))]
+    EndOverflow {
+        /// The component.
+        index: u8,
+        /// Its offset.
+        offset: u32,
+        /// Its size.
+        size: u32,
+    },
+    /// The compacted area for every supported component would not fit in 32 bits.
+    #[error("the compacted area for every supported component would be {size} bytes, past 4 GiB")]
+    CompactedTooLarge {
+        /// Its size.
+        size: u64,
+    },
     /// A user component placed inside the legacy region or header.
     #[error("{} (component {index}) at offset {offset} lies inside the legacy region and header (0..576)", name_of(*index))]
     InLegacyRegion {

@@ -160,6 +160,13 @@ impl Layout {
             if g.size == 0 {
                 return Err(LayoutError::ZeroSize { index: idx });
             }
+            if g.offset.checked_add(g.size).is_none() {
+                return Err(LayoutError::EndOverflow {
+                    index: idx,
+                    offset: g.offset,
+                    size: g.size,
+                });
+            }
             let expect_supervisor = parts.xss_supported & (1 << idx) != 0;
             if g.supervisor != expect_supervisor {
                 return Err(LayoutError::SupervisorMismatch {
@@ -173,6 +180,19 @@ impl Layout {
             if table[idx as usize].size == 0 {
                 return Err(LayoutError::MissingGeometry { index: idx });
             }
+        }
+        // Every compacted offset and size is a partial sum of this one:
+        // checking it once keeps all later u32 arithmetic in range.
+        let mut compacted = u64::from(EXTENDED_REGION_START);
+        for i in component::bits(supported & !LEGACY_MASK) {
+            let g = &table[i as usize];
+            if g.align64 {
+                compacted = compacted.next_multiple_of(64);
+            }
+            compacted += u64::from(g.size);
+        }
+        if compacted > u64::from(u32::MAX) {
+            return Err(LayoutError::CompactedTooLarge { size: compacted });
         }
         let user: Vec<ComponentGeometry> = component::bits(parts.xcr0_supported & !LEGACY_MASK)
             .map(|i| table[i as usize])
