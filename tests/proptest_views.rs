@@ -650,3 +650,48 @@ fn first_write_in_a_compacted_garbage_area_initializes_the_rest() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0000_5EED),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(96)
+    })]
+
+    #[test]
+    fn a_reused_register_file_reads_like_a_fresh_one(
+        (layout, first) in layout_and_state(),
+        second_pick in any::<u64>(),
+        second_seed in any::<u64>(),
+        format in formats(),
+    ) {
+        // A second state for the same layout, built by register writes.
+        let mut second = RegisterFile::new();
+        for (n, reg) in Register::all().enumerate() {
+            let (pieces, count) = reg.pieces();
+            let ok = pieces[..count]
+                .iter()
+                .all(|p| layout.xcr0_supported() & second_pick & 1 << p.component != 0);
+            if ok && n % 3 == (second_seed % 3) as usize {
+                second.write(reg, &bytes_from(second_seed ^ n as u64, reg.width())).unwrap();
+            }
+        }
+        let a = first.encode(layout, format).unwrap();
+        let b = second.encode(layout, format).unwrap();
+        let mut reused = RegisterFile::decode(&a, layout).unwrap();
+        reused.read_from(&XsaveView::new(&b[..], layout).unwrap()).unwrap();
+        prop_assert_eq!(&reused, &RegisterFile::decode(&b, layout).unwrap());
+        prop_assert_eq!(&reused, &second);
+    }
+
+    #[test]
+    fn copying_every_live_component_copies_the_state((_layout, regs) in layout_and_state()) {
+        let mut copy = RegisterFile::new();
+        for i in bits(regs.xstate_bv()) {
+            copy.set_component(i, regs.component(i).unwrap()).unwrap();
+        }
+        prop_assert_eq!(copy.xstate_bv(), regs.xstate_bv());
+        prop_assert_eq!(copy.mxcsr().unwrap(), regs.mxcsr().unwrap());
+        prop_assert_eq!(&copy, &regs);
+    }
+}
