@@ -436,6 +436,14 @@ fn bad_dumps_are_refused_with_reasons() {
         e.to_string(),
         "PKRU (component 9) is enumerated but its size and offset are missing"
     );
+    // Numbers past 4 GiB are refused, not wrapped.
+    let e = Layout::from_dump("x", &fixture("end-overflow-cpuid-r.txt")).unwrap_err();
+    assert!(
+        matches!(e, LayoutError::EndOverflow { index: 9, .. }),
+        "{e:?}"
+    );
+    let e = Layout::from_dump("x", &fixture("huge-supervisor-cpuid-r.txt")).unwrap_err();
+    assert!(matches!(e, LayoutError::CompactedTooLarge { .. }), "{e:?}");
     for f in ["no-leaf-0xd-instlat.txt", "no-leaf-0xd-cpuid-r.txt"] {
         assert_eq!(
             Layout::from_dump("x", &fixture(f)).unwrap_err(),

@@ -1180,32 +1180,34 @@ fn geometry_whose_end_overflows_is_refused_not_a_panic() {
     // PKRU at 0xFFFFFF80, 256 bytes: offset + size does not fit in 32 bits.
     let mut p = zen3_parts();
     p.components[1] = geom(9, 256, 0xFFFF_FF80);
-    let r = std::panic::catch_unwind(|| Layout::from_parts(p));
-    assert!(
-        matches!(r, Ok(Err(_))),
-        "expected a LayoutError, got {}",
-        match r {
-            Ok(Ok(_)) => "a layout".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "a panic".to_string(),
+    let (e, msg) = err(p);
+    assert_eq!(
+        e,
+        LayoutError::EndOverflow {
+            index: 9,
+            offset: 0xFFFF_FF80,
+            size: 256
         }
+    );
+    assert_eq!(
+        msg,
+        "PKRU (component 9) at offset 4294967168 with size 256 ends past 4 GiB"
     );
 }
 
 #[test]
 fn huge_supervisor_components_do_not_overflow_compacted_sizes() {
     // A supervisor component of 0xFFFFFFFF bytes: the standard format does
-    // not hold it, the compacted one cannot.
+    // not hold it, the compacted one cannot (576 + AVX 256 + PKRU 8 +
+    // CET_U 4294967295 + CET_S 24 = 4294968159 bytes).
     let mut p = zen3_parts();
     p.components[2] = sup(11, u32::MAX);
-    let r = std::panic::catch_unwind(|| {
-        Layout::from_parts(p).map(|l| (l.compacted_size(), l.compacted_offset_of(u64::MAX, 12)))
-    });
-    match r {
-        Ok(Err(_)) => {}
-        Ok(Ok((size, cet_s))) => {
-            panic!("accepted; compacted size {size}, CET_S at {cet_s:?}: sizes past u32 wrapped")
+    let (e, msg) = err(p);
+    assert_eq!(
+        e,
+        LayoutError::CompactedTooLarge {
+            size: 4_294_968_159
         }
-        Err(_) => panic!("compacted_size panicked on a layout from_parts accepted"),
-    }
+    );
+    assert!(msg.contains("4294968159"), "{msg}");
 }
