@@ -695,3 +695,34 @@ proptest! {
         prop_assert_eq!(&copy, &regs);
     }
 }
+
+#[test]
+fn view_components_are_the_register_file_components() {
+    // For every live component the view's bytes are the register file's:
+    // for x87 and SSE that is the 512-byte legacy region (or an error),
+    // never a slice of it at the wrong place.
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let mut regs = RegisterFile::new();
+    regs.set_xmm(0, 0x1111).unwrap();
+    regs.set_fcw(0x1234).unwrap();
+    regs.set_k(1, 7).unwrap();
+    for format in [Format::Standard, Format::Compacted] {
+        let area = regs.encode(zen4, format).unwrap();
+        let view = XsaveView::new(&area[..], zen4).unwrap();
+        for i in bits(regs.xstate_bv()) {
+            match view.component(i) {
+                Ok(Some(bytes)) => {
+                    let want = regs.component(i).unwrap();
+                    assert!(
+                        bytes == want,
+                        "component {i} ({format:?}): the view gives {} bytes, the register file {}",
+                        bytes.len(),
+                        want.len()
+                    );
+                }
+                Ok(None) => panic!("component {i} is live"),
+                Err(e) => assert!(i < 2, "component {i}: {e}"),
+            }
+        }
+    }
+}
