@@ -5,7 +5,8 @@
 //! view of one layout and written to a view of another. Components are kept
 //! in canonical form (their architectural byte images), so filling and
 //! writing are one copy per live component; the typed accessors are the
-//! views' own.
+//! views' own. MXCSR travels with SSE (the 512-byte legacy image of
+//! component 1): a non-init MXCSR makes SSE live, as the CPU tracks it.
 //!
 //! ```
 //! use xstate::{layout::catalog, Format, RegisterFile};
@@ -221,6 +222,8 @@ impl RegisterFile {
             }
         } else {
             dst[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
+            let m = legacy::MXCSR as usize;
+            dst[m..m + 4].copy_from_slice(&src[m..m + 4]);
         }
     }
 
@@ -241,6 +244,14 @@ impl RegisterFile {
             MXCSR_INIT.into()
         };
         self.xstate_bv = live & 3;
+        // A non-init MXCSR with only AVX live: SSE carries it, live at its
+        // init XMM values, so every component image holds the whole state.
+        let sse = Component::Sse.mask();
+        if live & MXCSR_COMPONENTS != 0 && live & sse == 0 && self.legacy.mxcsr.get() != MXCSR_INIT
+        {
+            self.legacy.xmm = [[0; 16]; 16];
+            self.xstate_bv |= sse;
+        }
         for i in component::bits(live & !3) {
             let bytes = view.component(i)?.expect("live components have bytes");
             self.set_component(i, bytes)?;
@@ -396,14 +407,8 @@ impl RegisterFile {
         assert_eq!(value.len(), reg.width(), "value width for {reg}");
         let mut at = 0;
         for p in &pieces[..n] {
-            let target = if reg == Register::Mxcsr && self.xstate_bv & MXCSR_COMPONENTS != 0 {
-                None
-            } else {
-                Some(p.component)
-            };
-            if let Some(c) = target {
-                self.xstate_bv |= 1 << c;
-            }
+            // MXCSR's piece belongs to SSE: writing it makes SSE live.
+            self.xstate_bv |= 1 << p.component;
             let (o, l) = (p.offset as usize, p.len as usize);
             let dst = match p.component {
                 0 | 1 => &mut self.legacy.as_mut_bytes()[o..o + l],

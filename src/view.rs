@@ -11,7 +11,8 @@
 //! - the first write to such a component fills it with its init values,
 //!   then sets its bit, then stores the value;
 //! - MXCSR counts only while SSE or AVX is live (as KVM and the compacted
-//!   format treat it) and reads as 0x1F80 otherwise; writing it makes SSE live;
+//!   format treat it) and reads as 0x1F80 otherwise; writing it makes SSE
+//!   live (MXCSR is SSE state: the CPU's XINUSE[1] tracks it too);
 //! - a register whose component the layout lacks is an error, not a zero.
 //!
 //! ```
@@ -234,15 +235,19 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
         }
     }
 
-    /// The bytes of extended component `index` (>= 2), or `None` when it is
-    /// in its init configuration.
+    /// The bytes of live component `index`, or `None` when it is in its
+    /// init configuration. For x87 and SSE (0 and 1) that is the whole
+    /// 512-byte legacy region, as [`RegisterFile::component`](crate::RegisterFile::component) gives it.
     #[inline]
     pub fn component(&self, index: u8) -> Result<Option<&[u8]>, ViewError> {
         let offset = self.component_offset(index)?;
-        if self.xstate_bv & (1 << index) == 0 {
+        if self.xstate_bv & component::bit(index) == 0 {
             return Ok(None);
         }
-        let size = self.layout.geometry(index).map_or(0, |g| g.size) as usize;
+        let size = match index {
+            0 | 1 => 512,
+            _ => self.layout.geometry(index).map_or(0, |g| g.size) as usize,
+        };
         self.slice(offset, size).map(Some)
     }
 
@@ -538,9 +543,8 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B> {
         let mut at = 0;
         for (i, p) in pieces[..n].iter().enumerate() {
             if reg == Register::Mxcsr {
-                if self.xstate_bv & MXCSR_COMPONENTS == 0 {
-                    self.make_live(Component::Sse.index())?;
-                }
+                // MXCSR is SSE state (the CPU's XINUSE[1] tracks it too).
+                self.make_live(Component::Sse.index())?;
             } else {
                 self.make_live(p.component)?;
             }
