@@ -385,7 +385,7 @@ proptest! {
 
     #[test]
     fn writes_to_a_garbage_area_read_back_as_on_the_register_file(
-        layout in layouts(),
+        layout in prop::sample::select(wider_layouts().iter().collect::<Vec<_>>()),
         format in formats(),
         pick in any::<u64>(),
         seed in any::<u64>(),
@@ -724,5 +724,76 @@ fn view_components_are_the_register_file_components() {
                 Err(e) => assert!(i < 2, "component {i}: {e}"),
             }
         }
+    }
+}
+
+/// The catalog plus the made-up fixture CPUs: TILECFG without TILEDATA,
+/// APX on a client, an unknown component 21.
+fn wider_layouts() -> &'static [Layout] {
+    static WIDER: std::sync::OnceLock<Vec<Layout>> = std::sync::OnceLock::new();
+    WIDER.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+        let mut all = catalog::all().to_vec();
+        for f in [
+            "made-up-two-cpus-instlat.txt",
+            "made-up-apx-instlat.txt",
+            "unknown-component-cpuid-r.txt",
+        ] {
+            let text = std::fs::read_to_string(format!("{dir}{f}")).unwrap();
+            all.push(Layout::from_dump(f, &text).unwrap());
+        }
+        all
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0051_7E55),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(192)
+    })]
+
+    #[test]
+    fn supervisor_and_unknown_components_travel_in_the_compacted_format(
+        which in 0..wider_layouts().len(),
+        pick in any::<u64>(),
+        seed in any::<u64>(),
+    ) {
+        let layout = &wider_layouts()[which];
+        let mut regs = RegisterFile::new();
+        for i in bits(layout.supported() & pick) {
+            let size = match i {
+                0 | 1 => 512,
+                _ => layout.geometry(i).unwrap().size as usize,
+            };
+            regs.set_component(i, &bytes_from(seed ^ u64::from(i), size)).unwrap();
+        }
+        if regs.xstate_bv() & 0b110 != 0 {
+            regs.set_mxcsr(seed as u32 & layout.mxcsr_mask()).unwrap();
+        }
+        let compacted = regs.encode(layout, Format::Compacted).unwrap();
+        let view = XsaveView::new(&compacted[..], layout).unwrap();
+        prop_assert_eq!(view.xstate_bv(), regs.xstate_bv());
+        assert_reads_like(&view, &regs)?;
+        prop_assert_eq!(&RegisterFile::from_view(&view).unwrap(), &regs);
+        // The standard format has no room for supervisor components.
+        let supervisor = regs.xstate_bv() & layout.xss_supported();
+        match regs.encode(layout, Format::Standard) {
+            Ok(standard) => {
+                prop_assert_eq!(supervisor, 0);
+                prop_assert_eq!(&RegisterFile::decode(&standard, layout).unwrap(), &regs);
+                prop_assert_eq!(standard.len(), layout.standard_size() as usize);
+            }
+            Err(ViewError::NotInBuffer { index }) => {
+                prop_assert!(supervisor & 1 << index != 0, "refused {}", index);
+            }
+            Err(e) => prop_assert!(false, "{}", e),
+        }
+        // Compacted with exactly the live components (XSAVEC's init
+        // optimisation aside): still the same state.
+        let held = regs.xstate_bv() | 0x3;
+        let mut tight = vec![0u8; layout.compacted_size_for(held) as usize];
+        regs.encode_into(&mut tight, layout, Format::Compacted, held).unwrap();
+        prop_assert_eq!(&RegisterFile::decode(&tight, layout).unwrap(), &regs);
     }
 }
