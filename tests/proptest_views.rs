@@ -797,3 +797,47 @@ proptest! {
         prop_assert_eq!(&RegisterFile::decode(&tight, layout).unwrap(), &regs);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x00E1_C0DE),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(192)
+    })]
+
+    #[test]
+    fn encode_into_any_buffer_fits_or_changes_nothing(
+        (layout, regs) in layout_and_state(),
+        format in formats(),
+        xcomp_pick in any::<u64>(),
+        extra in any::<prop::sample::Index>(),
+        fill in any::<u8>(),
+    ) {
+        let live = regs.xstate_bv() & !0x3;
+        let (xcomp, needed) = match format {
+            Format::Standard => (0, layout.standard_size_for(live)),
+            Format::Compacted => {
+                let x = xcomp_pick & layout.supported();
+                (x, layout.compacted_size_for(x))
+            }
+        };
+        // Lengths around what the components need, and up to a KVM-sized page.
+        let len = 576 + extra.index(layout.standard_size().max(4096) as usize - 576 + 64);
+        let mut buf = vec![fill; len];
+        let before = buf.clone();
+        let fits = len >= needed as usize
+            && (format == Format::Standard || live & !xcomp == 0);
+        match regs.encode_into(&mut buf, layout, format, xcomp) {
+            Ok(()) => {
+                prop_assert!(fits, "encoded {} bytes, needed {}", len, needed);
+                let view = XsaveView::new(&buf[..], layout).unwrap();
+                prop_assert_eq!(view.format(), format);
+                prop_assert_eq!(RegisterFile::from_view(&view).unwrap(), regs);
+            }
+            Err(e) => {
+                prop_assert!(!fits, "refused a buffer that fits: {}", e);
+                prop_assert!(buf == before, "a refused encode changed the buffer ({})", e);
+            }
+        }
+    }
+}
