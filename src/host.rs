@@ -167,6 +167,27 @@ fn blocks_as_arrays_mut(blocks: &mut [Block]) -> &mut [[u8; 64]] {
     unsafe { core::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast(), len) }
 }
 
+/// The asm lines that save to `{out}` with the instruction `{kind}` names
+/// ([`SaveInstr`] code: 0 XSAVE, 1 XSAVEOPT, 2 XSAVEC), RFBM in EDX:EAX.
+macro_rules! save_selected {
+    () => {
+        concat!(
+            "cmp {kind}, 1\n",
+            "je 2f\n",
+            "cmp {kind}, 2\n",
+            "je 3f\n",
+            "xsave64 [{out}]\n",
+            "jmp 4f\n",
+            "2:\n",
+            "xsaveopt64 [{out}]\n",
+            "jmp 4f\n",
+            "3:\n",
+            "xsavec64 [{out}]\n",
+            "4:\n",
+        )
+    };
+}
+
 /// The save instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SaveInstr {
@@ -364,18 +385,7 @@ impl Host {
         // only writes the area and reads register state.
         unsafe {
             core::arch::asm!(
-                "cmp {kind}, 1",
-                "je 2f",
-                "cmp {kind}, 2",
-                "je 3f",
-                "xsave64 [{out}]",
-                "jmp 4f",
-                "2:",
-                "xsaveopt64 [{out}]",
-                "jmp 4f",
-                "3:",
-                "xsavec64 [{out}]",
-                "4:",
+                save_selected!(),
                 out = in(reg) out.as_mut_ptr(),
                 kind = in(reg) instr.code(),
                 in("eax") lo,
@@ -445,18 +455,7 @@ impl Host {
                         "5:",
                         "mov eax, {rlo:e}",
                         "mov edx, {rhi:e}",
-                        "cmp {kind}, 1",
-                        "je 2f",
-                        "cmp {kind}, 2",
-                        "je 3f",
-                        "xsave64 [{out}]",
-                        "jmp 4f",
-                        "2:",
-                        "xsaveopt64 [{out}]",
-                        "jmp 4f",
-                        "3:",
-                        "xsavec64 [{out}]",
-                        "4:",
+                        save_selected!(),
                         "mov eax, {lo:e}",
                         "mov edx, {hi:e}",
                         "xrstor64 [{orig}]",
@@ -652,18 +651,7 @@ impl Host {
                         $($store,)*
                         "stmxcsr dword ptr [{dump} + {mxcsr}]",
                         "fnstcw word ptr [{dump} + {fcw}]",
-                        "cmp {kind}, 1",
-                        "je 2f",
-                        "cmp {kind}, 2",
-                        "je 3f",
-                        "xsave64 [{out}]",
-                        "jmp 4f",
-                        "2:",
-                        "xsaveopt64 [{out}]",
-                        "jmp 4f",
-                        "3:",
-                        "xsavec64 [{out}]",
-                        "4:",
+                        save_selected!(),
                         "xrstor64 [{orig}]",
                         orig = in(reg) orig_p,
                         input = in(reg) in_p,
