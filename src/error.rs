@@ -242,6 +242,16 @@ pub enum ViewError {
         /// The number given.
         index: u8,
     },
+    /// A value whose length is not the register's width.
+    #[error("{register} is {expected} bytes wide, the value given is {got}")]
+    WrongWidth {
+        /// The register.
+        register: String,
+        /// Its width.
+        expected: usize,
+        /// The value's length.
+        got: usize,
+    },
     /// A register index out of range (xmm16, k8, r40, ...).
     #[error("no register {name}{index}")]
     NoRegister {

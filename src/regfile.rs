@@ -32,7 +32,9 @@ use crate::component::{self, Component, EXTENDED_REGION_START, KNOWN_COMPONENTS}
 use crate::error::ViewError;
 use crate::layout::Layout;
 use crate::register::{Piece, Register};
-use crate::view::{check_register, index, init_area, typed_accessors, Format, XsaveView};
+use crate::view::{
+    check_register, check_width, index, init_area, typed_accessors, Format, XsaveView,
+};
 
 /// Canonical images of the fixed-size user components 2..=19 except tile data.
 #[derive(Clone, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -283,6 +285,9 @@ impl RegisterFile {
         view: &XsaveView<'_, B>,
     ) -> Result<[u32; KNOWN_COMPONENTS], ViewError> {
         let mut starts = [0u32; KNOWN_COMPONENTS];
+        for i in component::bits(self.xstate_bv & 3) {
+            view.component_offset(i)?;
+        }
         for i in component::bits(self.xstate_bv & !3) {
             let range = view.extent_of(i)?;
             let state_size = self.component(i).map_or(0, <[u8]>::len);
@@ -381,6 +386,7 @@ impl RegisterFile {
     /// Copies `reg`'s value into `out` ([`Register::width`] bytes).
     pub fn read_into(&self, reg: Register, out: &mut [u8]) -> Result<(), ViewError> {
         check_register(reg)?;
+        check_width(reg, out)?;
         let (pieces, n) = reg.pieces();
         let mut at = 0;
         for p in &pieces[..n] {
@@ -403,8 +409,8 @@ impl RegisterFile {
     /// Writes `reg` from little-endian bytes, making its components live.
     pub fn write(&mut self, reg: Register, value: &[u8]) -> Result<(), ViewError> {
         check_register(reg)?;
+        check_width(reg, value)?;
         let (pieces, n) = reg.pieces();
-        assert_eq!(value.len(), reg.width(), "value width for {reg}");
         let mut at = 0;
         for p in &pieces[..n] {
             // MXCSR's piece belongs to SSE: writing it makes SSE live.

@@ -30,7 +30,7 @@
 use crate::area::{
     self, legacy, XsaveHeader, FCW_INIT, HEADER_OFFSET, MXCSR_INIT, XCOMP_BV_COMPACTED,
 };
-use crate::component::{self, Component, EXTENDED_REGION_START, LEGACY_MASK};
+use crate::component::{self, Component, EXTENDED_REGION_START};
 use crate::error::ViewError;
 use crate::layout::Layout;
 use crate::register::{Piece, Register};
@@ -136,11 +136,12 @@ pub fn check_header(buf: &[u8], layout: &Layout) -> Result<(Format, u64, u64), V
         if held & !layout.supported() != 0 {
             return Err(unsupported("XCOMP_BV", held, layout.supported()));
         }
-        if xstate_bv & !held & !LEGACY_MASK != 0 {
+        // As XRSTOR requires: every live component is one the area holds.
+        if xstate_bv & !held != 0 {
             return Err(ViewError::NotInXcompBv {
                 xstate_bv,
                 xcomp_bv,
-                missing: xstate_bv & !held & !LEGACY_MASK,
+                missing: xstate_bv & !held,
             });
         }
         if xstate_bv & !layout.supported() != 0 {
@@ -215,6 +216,11 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
     #[inline]
     pub fn component_offset(&self, index: u8) -> Result<usize, ViewError> {
         if index < 2 {
+            // The legacy region is always there, but a compacted area holds
+            // x87 and SSE only when XCOMP_BV says so (XRSTOR faults otherwise).
+            if self.format == Format::Compacted && self.xcomp_bv & (1 << index) == 0 {
+                return Err(ViewError::NotInBuffer { index });
+            }
             return Ok(0);
         }
         let g = self
@@ -285,8 +291,8 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
     #[inline]
     pub fn read_into(&self, reg: Register, out: &mut [u8]) -> Result<(), ViewError> {
         check_register(reg)?;
+        check_width(reg, out)?;
         let (pieces, n) = reg.pieces();
-        debug_assert_eq!(out.len(), reg.width());
         let mut at = 0;
         for p in &pieces[..n] {
             let dst = &mut out[at..at + p.len as usize];
@@ -473,6 +479,20 @@ pub(crate) fn index(name: &'static str, i: usize) -> Result<u8, ViewError> {
     u8::try_from(i).map_err(|_| ViewError::NoRegister { name, index: i })
 }
 
+/// Checks a value has the register's width.
+#[inline]
+pub(crate) fn check_width(reg: Register, value: &[u8]) -> Result<(), ViewError> {
+    if value.len() == reg.width() {
+        Ok(())
+    } else {
+        Err(ViewError::WrongWidth {
+            register: reg.name(),
+            expected: reg.width(),
+            got: value.len(),
+        })
+    }
+}
+
 /// Checks a register's index is in range.
 #[inline]
 pub(crate) fn check_register(reg: Register) -> Result<(), ViewError> {
@@ -532,8 +552,8 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B> {
     #[inline]
     pub fn write(&mut self, reg: Register, value: &[u8]) -> Result<(), ViewError> {
         check_register(reg)?;
+        check_width(reg, value)?;
         let (pieces, n) = reg.pieces();
-        assert_eq!(value.len(), reg.width(), "value width for {reg}");
         // Check every piece before touching anything.
         let mut bases = [0usize; 3];
         for (i, p) in pieces[..n].iter().enumerate() {

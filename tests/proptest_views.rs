@@ -324,7 +324,7 @@ fn expected_write_error<B: AsRef<[u8]>>(view: &XsaveView<'_, B>, reg: Register) 
     let (pieces, n) = reg.pieces();
     pieces[..n].iter().map(|p| p.component).find(|&c| {
         layout.geometry(c).is_none()
-            || (view.format() == Format::Compacted && c >= 2 && view.xcomp_bv() & (1 << c) == 0)
+            || (view.format() == Format::Compacted && view.xcomp_bv() & (1 << c) == 0)
     })
 }
 
@@ -813,7 +813,8 @@ proptest! {
         extra in any::<prop::sample::Index>(),
         fill in any::<u8>(),
     ) {
-        let live = regs.xstate_bv() & !0x3;
+        // A compacted area must hold every live component, x87 and SSE too.
+        let live = regs.xstate_bv();
         let (xcomp, needed) = match format {
             Format::Standard => (0, layout.standard_size_for(live)),
             Format::Compacted => {
