@@ -33,6 +33,7 @@ pub mod host;
 #[cfg(target_arch = "x86_64")]
 pub mod kvm;
 pub mod layout;
+pub mod migrate;
 pub mod regfile;
 pub mod register;
 pub mod view;

@@ -297,3 +297,38 @@ fn kvm_check_judges_files_like_kvm_set_xsave() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(xstate(&["kvm", "check"]).status.code(), Some(2));
 }
+
+#[test]
+fn convert_writes_the_destination_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let mut regs = RegisterFile::new();
+    regs.set_zmm(9, [9, 8, 7, 6]).unwrap();
+    let input = dir.path().join("spr.bin");
+    std::fs::write(&input, regs.encode(spr, Format::Standard).unwrap()).unwrap();
+    let out = dir.path().join("zen4.bin");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "convert",
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--from",
+            "intel-sapphire-rapids",
+            "--to",
+            "amd-zen4",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| xstate(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    // AMX is init on the source, Zen 4 lacks it: refused without --drop-init.
+    let r = run(args(&[]));
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("AMX"));
+    assert!(!out.exists(), "no output file on error");
+    let r = run(args(&["--drop-init", "--compacted"]));
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let moved = RegisterFile::decode(&std::fs::read(&out).unwrap(), zen4).unwrap();
+    assert_eq!(moved, regs);
+}

@@ -2,12 +2,14 @@
 //! returns the process exit status: 0 success, 1 rejected input, 2 usage or
 //! I/O error.
 
+mod convert;
 mod decode;
 mod diff;
 mod hex;
 #[cfg(target_arch = "x86_64")]
 pub mod kvm;
 mod layout;
+mod output;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,8 @@ pub struct Cli {
 enum Command {
     /// Show a CPU's XSAVE layout: every component's size and offsets.
     Layout(layout::Args),
+    /// Convert an XSAVE area to another CPU's layout or format.
+    Convert(convert::Args),
     /// Show how two CPUs' layouts differ (exit 1 when they do).
     Diff(diff::Args),
     /// Decode a raw XSAVE area file and print every register.
@@ -47,6 +51,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Layout(args) => layout::run(&args),
         Command::Decode(args) => decode::run(&args),
         Command::Diff(args) => diff::run(&args),
+        Command::Convert(args) => convert::run(&args),
         Command::Report => report::run(),
         #[cfg(target_arch = "x86_64")]
         Command::Kvm(cmd) => kvm::run(&cmd),

@@ -1,0 +1,181 @@
+//! Relayout between every pair of catalog layouts, in both formats.
+
+use std::borrow::Cow;
+
+use proptest::prelude::*;
+use xstate::component::bits;
+use xstate::layout::catalog;
+use xstate::migrate::{relayout, MigrateError, RelayoutOptions};
+use xstate::{Format, Layout, RegisterFile};
+
+fn pairs() -> impl Strategy<Value = (&'static Layout, &'static Layout)> {
+    let all: Vec<&'static Layout> = catalog::all().iter().collect();
+    (prop::sample::select(all.clone()), prop::sample::select(all))
+}
+
+fn formats() -> impl Strategy<Value = Format> {
+    prop::sample::select(vec![Format::Standard, Format::Compacted])
+}
+
+/// A state whose live components are a random subset of `layout`'s user
+/// components, filled from `bytes`.
+fn state(layout: &Layout, pick: u64, bytes: &[u8]) -> RegisterFile {
+    let mut regs = RegisterFile::new();
+    for (n, i) in bits(layout.xcr0_supported() & pick).enumerate() {
+        let size = match i {
+            0 | 1 => 512,
+            _ => layout.geometry(i).unwrap().size as usize,
+        };
+        let chunk: Vec<u8> = (0..size)
+            .map(|b| bytes[(b + 97 * n) % bytes.len()])
+            .collect();
+        regs.set_component(i, &chunk).unwrap();
+    }
+    if regs.xstate_bv() & 0b110 != 0 {
+        regs.set_mxcsr(0x1F80 | (u32::from(bytes[0]) & 0x3F))
+            .unwrap();
+    }
+    regs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x4E1A_7007),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(256)
+    })]
+
+    #[test]
+    fn relayout_and_back_is_the_identity_on_shared_components(
+        (a, b) in pairs(),
+        pick in any::<u64>(),
+        bytes in prop::collection::vec(any::<u8>(), 64..512),
+        fa in formats(),
+        fb in formats(),
+    ) {
+        // Only components both layouts have are live.
+        let shared = a.xcr0_supported() & b.xcr0_supported();
+        let regs = state(a, pick & shared, &bytes);
+        let src = regs.encode(a, fa).unwrap();
+        let opts = RelayoutOptions { format: fb, drop_init: true };
+        let there = relayout(&src, a, b, opts).unwrap();
+        prop_assert_eq!(RegisterFile::decode(&there, b).unwrap(), regs.clone());
+        let back = relayout(&there, b, a, RelayoutOptions { format: fa, drop_init: true }).unwrap();
+        prop_assert_eq!(RegisterFile::decode(&back, a).unwrap(), regs);
+    }
+
+    #[test]
+    fn live_components_without_a_home_are_refused_by_name(
+        (a, b) in pairs(),
+        pick in any::<u64>(),
+        bytes in prop::collection::vec(any::<u8>(), 64..512),
+        drop_init in any::<bool>(),
+    ) {
+        let regs = state(a, pick, &bytes);
+        let src = regs.encode(a, Format::Standard).unwrap();
+        let homeless_live = regs.xstate_bv() & !b.supported();
+        let homeless_init = a.xcr0_supported() & !b.supported() & !regs.xstate_bv();
+        match relayout(&src, a, b, RelayoutOptions { format: Format::Standard, drop_init }) {
+            Ok(out) => {
+                prop_assert_eq!(homeless_live, 0);
+                prop_assert!(drop_init || homeless_init == 0);
+                // Init components never come out live.
+                let moved = RegisterFile::decode(&out, b).unwrap();
+                prop_assert_eq!(moved.xstate_bv(), regs.xstate_bv());
+            }
+            Err(MigrateError::LiveWithoutHome { index, .. }) => {
+                prop_assert!(homeless_live & 1 << index != 0);
+            }
+            Err(MigrateError::InitWithoutHome { index, .. }) => {
+                prop_assert!(!drop_init && homeless_init & 1 << index != 0);
+            }
+            Err(e) => prop_assert!(false, "{}", e),
+        }
+    }
+}
+
+#[test]
+fn named_cases_from_the_field() {
+    let get = |n| catalog::get(n).unwrap();
+    let (zen4, spr, dmr, skx) = (
+        get("amd-zen4"),
+        get("intel-sapphire-rapids"),
+        get("intel-diamond-rapids"),
+        get("intel-skylake-sp"),
+    );
+    // Live APX to a host without APX.
+    let mut apx = RegisterFile::new();
+    apx.set_r(20, 1).unwrap();
+    let src = apx.encode(dmr, Format::Standard).unwrap();
+    let err = relayout(
+        &src,
+        dmr,
+        spr,
+        RelayoutOptions {
+            drop_init: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "APX (component 19) is live but intel-sapphire-rapids has no place for it"
+    );
+    // Live AMX tiles to a host without AMX.
+    let mut tiles = RegisterFile::new();
+    tiles.set_tmm(2, &[7; 1024]).unwrap();
+    let src = tiles.encode(spr, Format::Compacted).unwrap();
+    let err = relayout(
+        &src,
+        spr,
+        zen4,
+        RelayoutOptions {
+            drop_init: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, MigrateError::LiveWithoutHome { index: 18, .. }),
+        "{err}"
+    );
+    // MPX state to an APX host.
+    let mut mpx = RegisterFile::new();
+    mpx.set_bndcfgu(0x1001).unwrap();
+    let src = mpx.encode(skx, Format::Standard).unwrap();
+    let err = relayout(
+        &src,
+        skx,
+        dmr,
+        RelayoutOptions {
+            drop_init: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, MigrateError::LiveWithoutHome { index: 4, .. }),
+        "{err}"
+    );
+    // Init AMX: refused unless dropped explicitly.
+    let plain = RegisterFile::new().encode(spr, Format::Standard).unwrap();
+    let err = relayout(&plain, spr, zen4, RelayoutOptions::default()).unwrap_err();
+    assert!(matches!(err, MigrateError::InitWithoutHome { .. }), "{err}");
+    let ok = relayout(
+        &plain,
+        spr,
+        zen4,
+        RelayoutOptions {
+            drop_init: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ok.len(), zen4.standard_size() as usize);
+    // Same layout and format: no copy.
+    let area = apx.encode(dmr, Format::Standard).unwrap();
+    assert!(matches!(
+        relayout(&area, dmr, dmr, RelayoutOptions::default()).unwrap(),
+        Cow::Borrowed(_)
+    ));
+}
