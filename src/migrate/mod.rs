@@ -17,5 +17,6 @@
 //! ```
 
 mod relayout;
+pub mod stream;
 
 pub use relayout::{relayout, MigrateError, RelayoutOptions};
