@@ -16,7 +16,10 @@
 //! assert_eq!(RegisterFile::decode(&moved, spr).unwrap(), regs);
 //! ```
 
+mod check;
+pub mod pool;
 mod relayout;
 pub mod stream;
 
+pub use check::{check, CheckReport, Incompatibility};
 pub use relayout::{relayout, MigrateError, RelayoutOptions};
