@@ -332,3 +332,122 @@ fn convert_writes_the_destination_or_nothing() {
     let moved = RegisterFile::decode(&std::fs::read(&out).unwrap(), zen4).unwrap();
     assert_eq!(moved, regs);
 }
+
+#[test]
+fn stream_encode_check_decode_and_pool_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let mut regs = RegisterFile::new();
+    regs.set_zmm(20, [5, 6, 7, 8]).unwrap();
+    regs.set_mxcsr(0x2_1F80).unwrap(); // AMD's bit 17
+    std::fs::write(p("area.bin"), regs.encode(zen4, Format::Standard).unwrap()).unwrap();
+
+    let r = xstate(&[
+        "stream",
+        "encode",
+        &p("area.bin"),
+        &p("s.xst"),
+        "--layout",
+        "amd-zen4",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // Intel lacks MXCSR bit 17: incompatible, with the reason.
+    let r = xstate(&[
+        "stream",
+        "check",
+        &p("s.xst"),
+        "--to",
+        "intel-sapphire-rapids",
+        "--json",
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["compatible"], false);
+    assert!(v["vcpus"][0]["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("MXCSR"));
+    // A Zen 3 lacks AVX-512 but has AMD's MXCSR bit.
+    let r = xstate(&["stream", "check", &p("s.xst"), "--to", "amd-zen3"]);
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        text.contains("Hi16_ZMM") && !text.contains("MXCSR"),
+        "{text}"
+    );
+    assert_eq!(
+        xstate(&["stream", "check", &p("s.xst"), "--to", "amd-zen4"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // Decode for Zen 4 again; Zen 3 has no place for zmm20.
+    let r = xstate(&[
+        "stream",
+        "decode",
+        &p("s.xst"),
+        &p("back.bin"),
+        "--layout",
+        "amd-zen4",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        RegisterFile::decode(&std::fs::read(p("back.bin")).unwrap(), zen4).unwrap(),
+        regs
+    );
+    let r = xstate(&[
+        "stream",
+        "decode",
+        &p("s.xst"),
+        &p("z3.bin"),
+        "--layout",
+        "amd-zen3",
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        !dir.path().join("z3.bin").exists(),
+        "no output file on error"
+    );
+    // `xstate decode` reads the stream as well.
+    let r = json(&xstate(&[
+        "decode",
+        &p("s.xst"),
+        "--layout",
+        "amd-zen4",
+        "--json",
+    ]));
+    assert_eq!(
+        r["registers"]["zmm20"],
+        format!("0x{:032x}{:032x}{:032x}{:032x}", 8, 7, 6, 5)
+    );
+    // A corrupted stream is rejected.
+    let mut bad = std::fs::read(p("s.xst")).unwrap();
+    bad[40] ^= 1;
+    std::fs::write(p("bad.xst"), &bad).unwrap();
+    assert_eq!(
+        xstate(&["stream", "check", &p("bad.xst"), "--to", "amd-zen4"])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "amd-zen4",
+        "--json",
+    ]));
+    assert_eq!(v["xcr0"], "0x2e7");
+    assert!(v["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["id"] == 18));
+    assert!(v["offset_mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == 9));
+    assert_eq!(v["cpuid_0xd"][0]["eax"], "0x000002e7");
+}

@@ -10,7 +10,8 @@ use super::{fail, hex, REJECTED, USAGE};
 /// Arguments of `xstate decode`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A file holding raw XSAVE area bytes (format from XCOMP_BV bit 63).
+    /// A file holding raw XSAVE area bytes (format from XCOMP_BV bit 63),
+    /// or a migration stream (its first vCPU is shown).
     file: PathBuf,
     /// `host`, a catalog name, a layout file or a CPUID dump.
     #[arg(long, default_value = "host")]
@@ -28,6 +29,29 @@ pub fn run(args: &Args) -> u8 {
     let bytes = match std::fs::read(&args.file) {
         Ok(b) => b,
         Err(e) => return fail(USAGE, format_args!("{}: {e}", args.file.display())),
+    };
+    // A migration stream decodes to its first vCPU in the layout's standard format.
+    let bytes = if xstate::migrate::stream::is_stream(&bytes) {
+        match super::stream::load(&args.file) {
+            Ok(vcpus) => match vcpus
+                .first()
+                .map(|v| v.encode(&layout, xstate::Format::Standard))
+            {
+                Some(Ok(area)) => area,
+                Some(Err(e)) => {
+                    return fail(REJECTED, format_args!("{}: {e}", args.file.display()))
+                }
+                None => {
+                    return fail(
+                        REJECTED,
+                        format_args!("{}: the stream holds no vCPU", args.file.display()),
+                    )
+                }
+            },
+            Err(code) => return code,
+        }
+    } else {
+        bytes
     };
     let view = match XsaveView::new(&bytes[..], &layout) {
         Ok(v) => v,

@@ -10,7 +10,9 @@ mod hex;
 pub mod kvm;
 mod layout;
 mod output;
+mod pool;
 mod report;
+mod stream;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +39,12 @@ enum Command {
     Diff(diff::Args),
     /// Decode a raw XSAVE area file and print every register.
     Decode(decode::Args),
+    /// Migration streams: encode, decode, check against a destination.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
+    /// Migration pools: the baseline every host can run.
+    #[command(subcommand)]
+    Pool(pool::PoolCommand),
     /// Report on this host: its layout, a live XSAVE/XRSTOR self-check, KVM.
     Report,
     /// KVM: capabilities and pre-flight checks of XSAVE buffers.
@@ -52,6 +60,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Decode(args) => decode::run(&args),
         Command::Diff(args) => diff::run(&args),
         Command::Convert(args) => convert::run(&args),
+        Command::Stream(cmd) => stream::run(&cmd),
+        Command::Pool(cmd) => pool::run(&cmd),
         Command::Report => report::run(),
         #[cfg(target_arch = "x86_64")]
         Command::Kvm(cmd) => kvm::run(&cmd),

@@ -1,0 +1,154 @@
+//! `xstate stream`: encode an XSAVE area as a migration stream, decode one
+//! for a destination, check a stream against a destination.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use xstate::migrate::stream::{self, Source};
+use xstate::migrate::{check, Incompatibility};
+use xstate::{Format, RegisterFile};
+
+use super::{fail, output, REJECTED, USAGE};
+
+/// Stream subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum StreamCommand {
+    /// Encode an XSAVE area (standard or compacted) as a one-vCPU stream.
+    Encode {
+        /// The XSAVE area.
+        input: PathBuf,
+        /// The stream to write.
+        output: PathBuf,
+        /// The area's layout.
+        #[arg(long)]
+        layout: String,
+    },
+    /// Decode a stream's vCPU into the destination's standard format.
+    Decode {
+        /// The stream.
+        input: PathBuf,
+        /// The XSAVE area to write.
+        output: PathBuf,
+        /// The destination layout.
+        #[arg(long)]
+        layout: String,
+        /// Which vCPU of the stream.
+        #[arg(long, default_value_t = 0)]
+        vcpu: usize,
+    },
+    /// Check whether every vCPU of a stream can go to a destination (exit 1
+    /// when not, listing every reason).
+    Check {
+        /// The stream.
+        input: PathBuf,
+        /// The destination layout.
+        #[arg(long)]
+        to: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, u8> {
+    std::fs::read(path).map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))
+}
+
+/// Reads a stream file and decodes every vCPU.
+pub fn load(path: &PathBuf) -> Result<Vec<RegisterFile>, u8> {
+    let bytes = read(path)?;
+    stream::decode(&bytes)
+        .map(|(_, v)| v)
+        .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))
+}
+
+pub fn run(cmd: &StreamCommand) -> u8 {
+    match try_run(cmd) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
+    match cmd {
+        StreamCommand::Encode {
+            input,
+            output,
+            layout,
+        } => {
+            let layout = super::load_layout(layout)?;
+            let bytes = read(input)?;
+            let regs = RegisterFile::decode(&bytes, &layout)
+                .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
+            let out = stream::encode(&[regs], &Source::of(&layout));
+            output::write_atomically(output, &out)
+                .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
+            Ok(0)
+        }
+        StreamCommand::Decode {
+            input,
+            output,
+            layout,
+            vcpu,
+        } => {
+            let layout = super::load_layout(layout)?;
+            let vcpus = load(input)?;
+            let regs = vcpus.get(*vcpu).ok_or_else(|| {
+                fail(
+                    REJECTED,
+                    format_args!(
+                        "{}: no vCPU {vcpu} (the stream holds {})",
+                        input.display(),
+                        vcpus.len()
+                    ),
+                )
+            })?;
+            let area = regs.encode(&layout, Format::Standard).map_err(|e| {
+                fail(
+                    REJECTED,
+                    format_args!("{}: vCPU {vcpu}: {e}", input.display()),
+                )
+            })?;
+            output::write_atomically(output, &area)
+                .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
+            Ok(0)
+        }
+        StreamCommand::Check { input, to, json } => {
+            let layout = super::load_layout(to)?;
+            let vcpus = load(input)?;
+            let reports: Vec<_> = vcpus.iter().map(|v| check(v, &layout)).collect();
+            let compatible = reports.iter().all(|r| r.is_compatible());
+            if *json {
+                let per_vcpu: Vec<_> = reports
+                    .iter()
+                    .enumerate()
+                    .map(|(n, r)| {
+                        json!({
+                            "vcpu": n,
+                            "compatible": r.is_compatible(),
+                            "kvm_set_xsave_ok": r.kvm_set_xsave_ok,
+                            "reasons": r.incompatibilities.iter().map(Incompatibility::to_string).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                let out = json!({"destination": layout.name(), "compatible": compatible, "vcpus": per_vcpu});
+                println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+            } else {
+                for (n, r) in reports.iter().enumerate() {
+                    if r.is_compatible() {
+                        println!("vCPU {n}: compatible with {}", layout.name());
+                    }
+                    for reason in &r.incompatibilities {
+                        println!("vCPU {n}: {reason}");
+                    }
+                    if r.incompatibilities.is_empty() && !r.kvm_set_xsave_ok {
+                        println!(
+                            "vCPU {n}: KVM_SET_XSAVE on {} would reject the state",
+                            layout.name()
+                        );
+                    }
+                }
+            }
+            Ok(if compatible { 0 } else { REJECTED })
+        }
+    }
+}
