@@ -28,8 +28,101 @@ pub fn run() -> u8 {
         println!();
         println!("== KVM ==");
         print!("{}", super::kvm::report());
+        println!();
+        println!("== live migration round trip ==");
+        match migration_round_trip() {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Err(e) => {
+                println!("FAILED: {e}");
+                status = super::REJECTED;
+            }
+        }
     }
     status
+}
+
+/// A vCPU's state is saved, encoded as a stream, checked against every
+/// catalog layout, decoded and restored into a second vCPU, and compared.
+#[cfg(target_arch = "x86_64")]
+fn migration_round_trip() -> Result<Vec<String>, String> {
+    use xstate::kvm::guest::{program, Exit, TestVm, INPUT};
+    use xstate::kvm::XstateBuffer;
+    use xstate::migrate::{check, stream};
+
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let mut source = match TestVm::new() {
+        Ok(vm) => vm,
+        Err(e) => {
+            return Ok(vec![format!(
+                "skipped: /dev/kvm is absent or unusable: {e}"
+            )])
+        }
+    };
+    let layout = source.caps().layout().clone();
+    // The source guest loads patterns into xmm0-15.
+    let pattern: Vec<u8> = (0..=255u8).map(|b| b.wrapping_mul(11) ^ 0x5A).collect();
+    source.write(INPUT, &pattern);
+    source
+        .load(&program::load_xmm(INPUT))
+        .map_err(|e| err(&e))?;
+    if source.run().map_err(|e| err(&e))? != Exit::Hlt {
+        return Err("the source guest did not halt".into());
+    }
+    let mut state = XstateBuffer::new(source.caps());
+    state.save(source.vcpu()).map_err(|e| err(&e))?;
+    let regs =
+        RegisterFile::from_view(&state.view(&layout).map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+    let bytes = stream::encode(std::slice::from_ref(&regs), &stream::Source::of(&layout));
+    let mut out = vec![format!(
+        "source vCPU: XSTATE_BV {:#x}; stream {} bytes (KVM buffer {} bytes)",
+        regs.xstate_bv(),
+        bytes.len(),
+        state.as_bytes().len()
+    )];
+    for target in xstate::layout::catalog::all() {
+        let report = check(&regs, target);
+        out.push(format!(
+            "  to {:<22} {}",
+            target.name(),
+            if report.is_compatible() {
+                "compatible".to_string()
+            } else {
+                report
+                    .incompatibilities
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        ));
+    }
+    let decoded = stream::decode_vcpus(&bytes, 1)
+        .map_err(|e| err(&e))?
+        .remove(0);
+    let destination = TestVm::new().map_err(|e| err(&e))?;
+    let mut dest_state = XstateBuffer::new(destination.caps());
+    dest_state.save(destination.vcpu()).map_err(|e| err(&e))?;
+    {
+        let mut view = dest_state.view_mut(&layout).map_err(|e| err(&e))?;
+        decoded.write_to(&mut view).map_err(|e| err(&e))?;
+    }
+    dest_state
+        .restore(destination.vcpu(), destination.caps())
+        .map_err(|e| err(&e))?;
+    let mut back = XstateBuffer::new(destination.caps());
+    back.save(destination.vcpu()).map_err(|e| err(&e))?;
+    let arrived =
+        RegisterFile::from_view(&back.view(&layout).map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+    for i in 0..16 {
+        if arrived.xmm(i).map_err(|e| err(&e))? != regs.xmm(i).map_err(|e| err(&e))? {
+            return Err(format!("xmm{i} differs after the move"));
+        }
+    }
+    if arrived.mxcsr().map_err(|e| err(&e))? != regs.mxcsr().map_err(|e| err(&e))? {
+        return Err("MXCSR differs after the move".into());
+    }
+    out.push("decoded and restored into a second vCPU: xmm0-15 and MXCSR identical".into());
+    Ok(out)
 }
 
 /// Loads known values, saves them with every save instruction the CPU has,
