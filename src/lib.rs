@@ -35,6 +35,8 @@ pub mod kvm;
 pub mod layout;
 pub mod migrate;
 pub mod regfile;
+#[cfg(feature = "serde")]
+mod regfile_serde;
 pub mod register;
 pub mod view;
 
