@@ -28,6 +28,8 @@
 pub mod area;
 pub mod component;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(target_arch = "x86_64")]
 pub mod host;
 #[cfg(target_arch = "x86_64")]

@@ -1,0 +1,39 @@
+//! The bodies of the fuzz targets in `fuzz/`, shared with the stable smoke
+//! test `tests/fuzz_smoke.rs`: each takes arbitrary bytes and must never
+//! panic, whatever they hold.
+
+use crate::layout::catalog;
+use crate::migrate::stream;
+use crate::{Register, RegisterFile, XsaveView};
+
+/// Decodes `data` as a migration stream; accepted streams must re-encode
+/// and decode to the same state.
+pub fn stream_decode(data: &[u8]) {
+    if let Ok((header, vcpus)) = stream::decode(data) {
+        let source = stream::Source {
+            xcr0: header.source_xcr0,
+            fingerprint: header.source_fingerprint,
+        };
+        let again = stream::encode(&vcpus, &source);
+        let (_, back) = stream::decode(&again).expect("a re-encoded stream decodes");
+        assert_eq!(back, vcpus, "stream re-encoding changed the state");
+    }
+}
+
+/// Opens `data` as an XSAVE area under a catalog layout its first byte
+/// picks, and reads every register and the whole state from it.
+pub fn view_open(data: &[u8]) {
+    let Some((&pick, area)) = data.split_first() else {
+        return;
+    };
+    let layouts = catalog::all();
+    let layout = &layouts[pick as usize % layouts.len()];
+    if let Ok(view) = XsaveView::new(area, layout) {
+        for reg in Register::all() {
+            let _ = view.read(reg);
+        }
+        if let Ok(regs) = RegisterFile::from_view(&view) {
+            let _ = regs.encode(layout, view.format());
+        }
+    }
+}
