@@ -187,28 +187,7 @@ pub fn record_size(index: u8) -> Option<usize> {
 
 /// CRC-32 (IEEE 802.3, reflected), as zlib computes it.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    !bytes.iter().fold(!0u32, |c, &b| {
-        TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
-    })
+    crc32fast::hash(bytes)
 }
 
 fn record_bytes(regs: &RegisterFile, index: u8, out: &mut Vec<u8>) {
@@ -228,7 +207,15 @@ fn record_bytes(regs: &RegisterFile, index: u8, out: &mut Vec<u8>) {
 
 /// Encodes the states of `vcpus` (in order) as a stream from `source`.
 pub fn encode(vcpus: &[RegisterFile], source: &Source) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + 4 + vcpus.len() * 1024);
+    let records: usize = vcpus
+        .iter()
+        .flat_map(|v| component::bits(v.xstate_bv()).map(move |i| (v, i)))
+        .map(|(v, i)| {
+            RECORD_HEADER_LEN
+                + record_size(i).unwrap_or_else(|| v.component(i).map_or(0, <[u8]>::len))
+        })
+        .sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + 4 + vcpus.len() * VCPU_HEADER_LEN + records);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
