@@ -176,18 +176,21 @@ impl Layout {
             },
         );
         for g in self.components().filter(|g| g.index >= 2) {
-            out.subleaves.insert(
-                u32::from(g.index),
-                CpuidRegs {
-                    eax: g.size,
-                    ebx: g.offset,
-                    ecx: u32::from(g.supervisor)
-                        | u32::from(g.align64) << 1
-                        | u32::from(g.xfd) << 2,
-                    edx: 0,
-                },
-            );
+            out.subleaves.insert(u32::from(g.index), CpuidRegs::from(g));
         }
         out
+    }
+}
+
+impl From<&ComponentGeometry> for CpuidRegs {
+    /// The sub-leaf CPUID.(0xD, i) that describes a component: EAX size,
+    /// EBX standard offset, ECX supervisor / align64 / XFD bits.
+    fn from(g: &ComponentGeometry) -> CpuidRegs {
+        CpuidRegs {
+            eax: g.size,
+            ebx: g.offset,
+            ecx: u32::from(g.supervisor) | u32::from(g.align64) << 1 | u32::from(g.xfd) << 2,
+            edx: 0,
+        }
     }
 }

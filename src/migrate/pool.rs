@@ -124,17 +124,7 @@ pub fn baseline(hosts: &[Layout]) -> Baseline {
             let g = first
                 .geometry(i)
                 .expect("baseline components are on every host");
-            leaf.subleaves.insert(
-                u32::from(i),
-                CpuidRegs {
-                    eax: g.size,
-                    ebx: g.offset,
-                    ecx: u32::from(g.supervisor)
-                        | u32::from(g.align64) << 1
-                        | u32::from(g.xfd) << 2,
-                    edx: 0,
-                },
-            );
+            leaf.subleaves.insert(u32::from(i), CpuidRegs::from(g));
         }
         leaf
     });
