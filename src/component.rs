@@ -83,6 +83,9 @@ pub struct ComponentInfo {
     pub size: u32,
     /// Managed through IA32_XSS (supervisor) rather than XCR0.
     pub supervisor: bool,
+    /// Bytes that hold architectural state, from the component's start;
+    /// the rest of `size` is reserved and kept zero (PKRU: 4 of 8).
+    pub used: u32,
 }
 
 const fn info(
@@ -96,6 +99,7 @@ const fn info(
         name,
         size,
         supervisor,
+        used: size,
     }
 }
 
@@ -110,7 +114,11 @@ pub const COMPONENTS: [ComponentInfo; KNOWN_COMPONENTS] = [
     info(Component::ZmmHi256, "AVX-512 ZMM_Hi256", 512, false),
     info(Component::Hi16Zmm, "AVX-512 Hi16_ZMM", 1024, false),
     info(Component::Pt, "PT", 128, true),
-    info(Component::Pkru, "PKRU", 8, false),
+    // PKRU is 32 bits; bytes 4..8 are reserved (KVM returns them as 0).
+    ComponentInfo {
+        used: 4,
+        ..info(Component::Pkru, "PKRU", 8, false)
+    },
     info(Component::Pasid, "PASID", 8, true),
     info(Component::CetU, "CET_U", 16, true),
     info(Component::CetS, "CET_S", 24, true),
@@ -165,6 +173,21 @@ impl Component {
     /// The component's display name.
     pub const fn name(self) -> &'static str {
         self.info().name
+    }
+}
+
+/// The reserved bytes of component `index` (offsets within it), which
+/// canonical state keeps zero: empty for all but PKRU (4..8).
+///
+/// ```
+/// assert_eq!(xstate::component::reserved_bytes(9), 4..8);
+/// assert!(xstate::component::reserved_bytes(2).is_empty());
+/// ```
+#[inline]
+pub fn reserved_bytes(index: u8) -> core::ops::Range<usize> {
+    match Component::from_index(index) {
+        Some(c) if c.info().used < c.info().size => c.info().used as usize..c.info().size as usize,
+        _ => 0..0,
     }
 }
 

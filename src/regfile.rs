@@ -153,6 +153,8 @@ impl RegisterFile {
 
     /// Sets component `index` live with canonical bytes `bytes` (for x87
     /// and SSE, the 512-byte legacy region: both are taken from it).
+    /// Reserved bytes (PKRU's 4..8) are stored as zero, whatever `bytes`
+    /// holds there.
     ///
     /// The size must be the component's architectural size (any size for a
     /// component without a typed slot).
@@ -177,7 +179,11 @@ impl RegisterFile {
                 self.tiles.copy_from_slice(bytes);
             }
             _ => match slot_mut(&mut self.ext, index) {
-                Some(dst) if dst.len() == bytes.len() => dst.copy_from_slice(bytes),
+                Some(dst) if dst.len() == bytes.len() => {
+                    dst.copy_from_slice(bytes);
+                    // Canonical form: reserved bytes (PKRU's 4..8) are zero.
+                    dst[component::reserved_bytes(index)].fill(0);
+                }
                 Some(dst) => return Err(wrong(dst.len())),
                 None => {
                     self.other.insert(index, bytes.to_vec());
@@ -366,6 +372,26 @@ impl RegisterFile {
         format: Format,
         xcomp_bv: u64,
     ) -> Result<(), ViewError> {
+        self.encode_into_pinned(buf, layout, format, xcomp_bv, 0)
+    }
+
+    /// As [`encode_into`](Self::encode_into), and the extended components
+    /// in `pin` that this state holds in their init configuration are
+    /// written too: at their init values, with their XSTATE_BV bits set.
+    ///
+    /// This keeps a restore deterministic where the consumer treats a clear
+    /// bit its own way: KVM_SET_XSAVE with XSTATE_BV\[9\] clear resets
+    /// PKRU on some kernels and leaves it unchanged on others, but with the
+    /// bit set it always loads the value given. Components of `pin` the
+    /// layout lacks are ignored; x87 and SSE cannot be pinned.
+    pub fn encode_into_pinned(
+        &self,
+        buf: &mut [u8],
+        layout: &Layout,
+        format: Format,
+        xcomp_bv: u64,
+        pin: u64,
+    ) -> Result<(), ViewError> {
         if buf.len() < EXTENDED_REGION_START as usize {
             return Err(ViewError::TooSmall {
                 len: buf.len(),
@@ -375,8 +401,14 @@ impl RegisterFile {
         }
         let saved: [u8; 64] = buf[512..576].try_into().expect("64 bytes");
         init_area(buf, format, xcomp_bv);
-        let result =
-            XsaveView::new(&mut *buf, layout).and_then(|mut view| self.write_to(&mut view));
+        let pin = pin & !self.xstate_bv & layout.supported() & !component::LEGACY_MASK;
+        let result = XsaveView::new(&mut *buf, layout).and_then(|mut view| {
+            for i in component::bits(pin) {
+                view.extent_of(i)?;
+            }
+            self.write_to(&mut view)?;
+            component::bits(pin).try_for_each(|i| view.make_live(i))
+        });
         if result.is_err() {
             buf[512..576].copy_from_slice(&saved);
         }
@@ -457,6 +489,61 @@ mod tests {
         assert_eq!(r.component(200), None);
         r.set_init(255);
         assert_eq!(r, RegisterFile::new());
+    }
+
+    #[test]
+    fn pkru_reserved_bytes_are_kept_zero() {
+        let mut r = RegisterFile::new();
+        r.set_component(9, &[0x54, 0x55, 0x55, 0x55, 1, 2, 3, 4])
+            .unwrap();
+        assert_eq!(
+            r.component(9),
+            Some(&[0x54, 0x55, 0x55, 0x55, 0, 0, 0, 0][..])
+        );
+        assert_eq!(r.pkru().unwrap(), 0x5555_5554);
+        // A view writing PKRU over garbage zeroes bytes 4..8 too.
+        let spr = catalog::get("intel-sapphire-rapids").unwrap();
+        let mut buf = r.encode(spr, Format::Standard).unwrap();
+        buf[2688 + 4..2688 + 8].fill(0xEE);
+        let mut view = XsaveView::new(&mut buf[..], spr).unwrap();
+        view.set_pkru(7).unwrap();
+        assert_eq!(&buf[2688..2696], &[7, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn pinned_components_go_with_their_bits_set() {
+        let spr = catalog::get("intel-sapphire-rapids").unwrap();
+        let mut r = RegisterFile::new();
+        r.set_xmm(1, 5).unwrap();
+        let mut buf = vec![0xAAu8; spr.standard_size() as usize];
+        r.encode_into_pinned(
+            &mut buf,
+            spr,
+            Format::Standard,
+            0,
+            Component::Pkru.mask() | 1 << 40,
+        )
+        .unwrap();
+        let back = RegisterFile::decode(&buf, spr).unwrap();
+        assert_eq!(
+            back.xstate_bv(),
+            Component::Sse.mask() | Component::Pkru.mask()
+        );
+        assert_eq!(back.pkru().unwrap(), 0);
+        assert_eq!(&buf[2688..2696], &[0; 8]);
+        // Pinning a component the compacted area has no room for changes nothing.
+        let mut small = vec![0x11u8; spr.compacted_size_for(0x3) as usize];
+        let before = small.clone();
+        assert!(r
+            .encode_into_pinned(
+                &mut small,
+                spr,
+                Format::Compacted,
+                0x3,
+                Component::Pkru.mask()
+            )
+            .is_err());
+        assert_eq!(small, before);
     }
 
     #[test]

@@ -570,7 +570,11 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'a, B> {
             }
             let start = bases[i] + p.offset as usize;
             let len = p.len as usize;
-            self.buf.as_mut()[start..start + len].copy_from_slice(&value[at..at + len]);
+            let buf = self.buf.as_mut();
+            buf[start..start + len].copy_from_slice(&value[at..at + len]);
+            // A component's reserved bytes (PKRU's 4..8) are written as zero.
+            let reserved = component::reserved_bytes(p.component);
+            buf[bases[i] + reserved.start..bases[i] + reserved.end].fill(0);
             at += len;
         }
         Ok(())

@@ -238,3 +238,29 @@ fn stream_size_next_to_raw_buffers() {
         assert!(bytes.len() < 11008);
     }
 }
+
+#[test]
+fn pkru_travels_as_its_32_bits_and_reserved_bytes_are_refused() {
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let mut regs = RegisterFile::new();
+    // Bytes 4..8 given non-zero are stored as zero.
+    regs.set_component(9, &[0x54, 0x55, 0x55, 0x55, 9, 9, 9, 9])
+        .unwrap();
+    let bytes = encode(std::slice::from_ref(&regs), &Source::of(spr));
+    let (_, back) = decode(&bytes).unwrap();
+    assert_eq!(
+        back[0].component(9),
+        Some(&[0x54, 0x55, 0x55, 0x55, 0, 0, 0, 0][..])
+    );
+    // A stream whose PKRU record has a non-zero reserved byte is refused
+    // with the offset of that byte, even with a correct checksum.
+    let rec = stream::HEADER_LEN + stream::VCPU_HEADER_LEN;
+    assert_eq!(bytes[rec], 9, "the PKRU record comes first");
+    let data = rec + stream::RECORD_HEADER_LEN;
+    let mut v = bytes.clone();
+    v[data + 6] = 1;
+    assert_eq!(
+        decode(&reseal(v)),
+        Err(StreamError::Reserved { offset: data + 6 })
+    );
+}

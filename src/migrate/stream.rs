@@ -419,7 +419,14 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vec<Record>>), StreamErro
                 });
             }
             let start = r.at;
-            r.take(length as usize)?;
+            let data = r.take(length as usize)?;
+            // Reserved bytes of a component (PKRU's 4..8) travel as zero.
+            let reserved = component::reserved_bytes(component);
+            if let Some(i) = data[reserved.clone()].iter().position(|&b| b != 0) {
+                return Err(StreamError::Reserved {
+                    offset: start + reserved.start + i,
+                });
+            }
             records.push((component, start..r.at));
             seen |= 1 << component;
             last = Some(component);
