@@ -25,7 +25,7 @@ fn kvm_exit(c: &mut Criterion) {
     let caps = vm.caps().clone();
     let layout = caps.layout().clone();
     let rules = caps.set_xsave_rules();
-    let mut state = XstateBuffer::new(&caps);
+    let mut state = XstateBuffer::new(&caps).unwrap();
     state.save(vm.vcpu()).unwrap();
 
     let mut g = c.benchmark_group("kvm exit");

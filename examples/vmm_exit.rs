@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Guest: 1: movdqu [OUTPUT], xmm0; out PORT, al; jmp 1b
     vm.load(&program::exit_loop(OUTPUT, PORT))?;
     // One buffer, sized from KVM_CAP_XSAVE2, reused on every exit.
-    let mut state = XstateBuffer::new(&caps);
+    let mut state = XstateBuffer::new(&caps)?;
     let mut expected = None;
     for n in 0..EXITS {
         match vm.run()? {

@@ -1,8 +1,9 @@
 //! Bytes of KVM's XSAVE buffers, without copying.
 
-use kvm_bindings::{kvm_xsave, kvm_xsave2, Xsave};
-use vmm_sys_util::fam::FamStruct;
+use kvm_bindings::{kvm_xsave, Xsave};
 use zerocopy::IntoBytes;
+
+use super::KvmError;
 
 /// The 4096 bytes of a `kvm_xsave` (its `region`).
 ///
@@ -19,17 +20,23 @@ pub fn kvm_xsave_bytes_mut(xsave: &mut kvm_xsave) -> &mut [u8] {
     xsave.region.as_mut_bytes()
 }
 
+/// Bytes of one entry of the `extra` flexible array after the 4096-byte region.
+const ENTRY: usize = core::mem::size_of::<u32>();
+
 /// A zeroed XSAVE2 buffer of `size` bytes (the `KVM_CAP_XSAVE2` value;
 /// at least 4096).
 ///
 /// ```
-/// let x = xstate::kvm::new_xsave2(11008);
+/// let x = xstate::kvm::new_xsave2(11008).unwrap();
 /// assert_eq!(xstate::kvm::xsave2_bytes(&x).len(), 11008);
 /// ```
-pub fn new_xsave2(size: usize) -> Xsave {
+///
+/// # Errors
+///
+/// [`KvmError::Alloc`] when a buffer of that size cannot be made.
+pub fn new_xsave2(size: usize) -> Result<Xsave, KvmError> {
     let extra = size.saturating_sub(core::mem::size_of::<kvm_xsave>());
-    let entries = extra.div_ceil(core::mem::size_of::<<kvm_xsave2 as FamStruct>::Entry>());
-    Xsave::new(entries).expect("an XSAVE2 buffer fits in memory")
+    Xsave::new(extra.div_ceil(ENTRY)).map_err(|_| KvmError::Alloc { size })
 }
 
 /// Every byte of an XSAVE2 buffer: the 4096-byte region and the `extra`
@@ -38,10 +45,11 @@ pub fn xsave2_bytes(xsave: &Xsave) -> &[u8] {
     let len = size_of_xsave2(xsave);
     let fam = xsave.as_fam_struct_ptr();
     // SAFETY: `as_fam_struct_ptr` points into the wrapper's allocation,
-    // which holds the `kvm_xsave2` header followed by `len()` FAM entries;
-    // `region` and `extra` are contiguous u32 arrays inside it (repr(C)), so
-    // the `4096 + 4 * len()` bytes from `region` are initialized and within
-    // that allocation, and are borrowed no longer than `xsave`.
+    // which holds the `kvm_xsave2` header followed by `as_slice().len()`
+    // FAM entries; `region` and `extra` are contiguous u32 arrays inside it
+    // (repr(C)), so the `4096 + 4 * len` bytes from `region` are
+    // initialized and within that allocation, and are borrowed no longer
+    // than `xsave`.
     unsafe {
         let region = core::ptr::addr_of!((*fam).xsave.region).cast::<u8>();
         core::slice::from_raw_parts(region, len)
@@ -61,5 +69,5 @@ pub fn xsave2_bytes_mut(xsave: &mut Xsave) -> &mut [u8] {
 }
 
 fn size_of_xsave2(xsave: &Xsave) -> usize {
-    core::mem::size_of::<kvm_xsave>() + 4 * xsave.as_fam_struct_ref().len()
+    core::mem::size_of::<kvm_xsave>() + ENTRY * xsave.as_slice().len()
 }

@@ -3,10 +3,12 @@
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Cap, Kvm};
 
-use super::{ioctl, KvmError, SetXsaveRules};
+use super::{ioctl, KvmBehaviour, KvmError, SetXsaveRules};
 use crate::component::Component;
 use crate::Layout;
 
+/// `arch_prctl` code to read the XSAVE features the process may give guests.
+const ARCH_GET_XCOMP_GUEST_PERM: libc::c_int = 0x1024;
 /// `arch_prctl` code to request permission for a dynamic XSAVE feature
 /// for guests.
 const ARCH_REQ_XCOMP_GUEST_PERM: libc::c_int = 0x1025;
@@ -18,7 +20,8 @@ pub enum AmxPermission {
     NotNeeded,
     /// Permission was granted (or already held).
     Granted,
-    /// The kernel refused, with this errno.
+    /// The kernel refused, with this errno (EBUSY once the process has
+    /// created a vCPU: guest permissions are settled by then).
     Denied(i32),
 }
 
@@ -34,8 +37,13 @@ impl core::fmt::Display for AmxPermission {
     }
 }
 
-/// Requests guest permission for AMX tile data (component 18) when the host
-/// layout has it. Must run before the process creates its first vCPU.
+/// Requests guest permission for AMX tile data (component 18) with
+/// `arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18)` when the host layout has it.
+///
+/// This is the one call with a side effect on the process: it must run
+/// before the process creates its first vCPU (and before
+/// [`KvmCaps::probe`], which creates a scratch one), because the kernel
+/// settles a process's guest XSAVE permissions at its first vCPU.
 pub fn request_amx_permission(host: &Layout) -> AmxPermission {
     if !host.has(Component::TileData) {
         return AmxPermission::NotNeeded;
@@ -56,37 +64,112 @@ pub fn request_amx_permission(host: &Layout) -> AmxPermission {
     }
 }
 
-/// KVM's XSAVE capabilities on this host.
+/// The XSAVE features this process may give its guests
+/// (`arch_prctl(ARCH_GET_XCOMP_GUEST_PERM)`), or `None` on kernels without it.
+pub fn guest_permitted_xfeatures() -> Option<u64> {
+    let mut mask = 0u64;
+    // SAFETY: ARCH_GET_XCOMP_GUEST_PERM writes one u64 to the address given,
+    // which is `mask`, live across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_GET_XCOMP_GUEST_PERM,
+            &mut mask as *mut u64,
+        )
+    };
+    (r == 0).then_some(mask)
+}
+
+/// AMX for guests, in three facts: whether the host CPU has it, whether
+/// this process holds guest permission for it, and whether KVM then
+/// actually offers it (its supported guest XCR0 has bits 17 and 18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AmxStatus {
+    /// The host layout has AMX tile data (component 18).
+    pub host: bool,
+    /// The process holds guest permission for component 18.
+    pub permitted: bool,
+    /// KVM's supported guest XCR0 has AMX TILECFG and TILEDATA.
+    pub offered: bool,
+}
+
+impl core::fmt::Display for AmxStatus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match (self.host, self.permitted, self.offered) {
+            (false, _, _) => f.write_str("no AMX on this host"),
+            (true, false, _) => f.write_str(
+                "the host has AMX, but this process holds no guest permission for it",
+            ),
+            (true, true, false) => f.write_str(
+                "guest permission granted, but KVM offers guests no AMX (its guest XCR0 lacks bits 17-18)",
+            ),
+            (true, true, true) => f.write_str("offered to guests"),
+        }
+    }
+}
+
+/// KVM's XSAVE capabilities on this host, probed and measured.
 #[derive(Clone, Debug)]
 pub struct KvmCaps {
     layout: Layout,
     xsave2_size: Option<usize>,
     guest_xcr0: u64,
-    amx: AmxPermission,
+    guest_xss: u64,
+    guest_xfd: bool,
+    amx: AmxStatus,
+    kernel_release: String,
+    behaviour: KvmBehaviour,
 }
 
 impl KvmCaps {
-    /// Requests AMX permission where the host has AMX, then reads
-    /// `KVM_CAP_XSAVE2` and the XCR0 bits KVM supports for guests (CPUID
-    /// leaf 0xD of `KVM_GET_SUPPORTED_CPUID`). Call it before creating the
-    /// first vCPU.
+    /// Reads `KVM_CAP_XSAVE2`, the XCR0 and IA32_XSS bits KVM supports for
+    /// guests (CPUID leaf 0xD of `KVM_GET_SUPPORTED_CPUID`) and the guest
+    /// AMX permission, and measures the kernel's behaviour
+    /// ([`KvmBehaviour`], once per process, on a scratch vCPU).
+    ///
+    /// It requests nothing: where AMX is wanted, call
+    /// [`request_amx_permission`] first, before any vCPU exists.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Layout`] when the host layout cannot be read,
+    /// [`KvmError::Ioctl`] when a KVM call fails.
     pub fn probe(kvm: &Kvm) -> Result<KvmCaps, KvmError> {
         let layout = Layout::host()?;
-        let amx = request_amx_permission(&layout);
         let size = kvm.check_extension_int(Cap::Xsave2);
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
-        let guest_xcr0 = cpuid
-            .as_slice()
-            .iter()
-            .find(|e| e.function == 0xD && e.index == 0)
-            .map_or(0x3, |e| u64::from(e.edx) << 32 | u64::from(e.eax));
+        let leaf = |index| {
+            cpuid
+                .as_slice()
+                .iter()
+                .find(|e| e.function == 0xD && e.index == index)
+                .copied()
+        };
+        let guest_xcr0 = leaf(0).map_or(0x3, |e| u64::from(e.edx) << 32 | u64::from(e.eax));
+        let sub1 = leaf(1);
+        let guest_xss = sub1.map_or(0, |e| u64::from(e.edx) << 32 | u64::from(e.ecx));
+        let guest_xfd = sub1.is_some_and(|e| e.eax & (1 << 4) != 0);
+        let xsave2_size = (size > 0).then_some(size as usize);
+        let tiles = Component::TileData.mask();
+        let amx = AmxStatus {
+            host: layout.has(Component::TileData),
+            permitted: guest_permitted_xfeatures().is_some_and(|m| m & tiles != 0),
+            offered: guest_xcr0 & (tiles | Component::TileCfg.mask())
+                == tiles | Component::TileCfg.mask(),
+        };
+        let buffer_size = xsave2_size.unwrap_or(4096).max(4096);
+        let behaviour = KvmBehaviour::measure(kvm, &layout, guest_xcr0, buffer_size)?;
         Ok(KvmCaps {
             layout,
-            xsave2_size: (size > 0).then_some(size as usize),
+            xsave2_size,
             guest_xcr0,
+            guest_xss,
+            guest_xfd,
             amx,
+            kernel_release: kernel_release(),
+            behaviour,
         })
     }
 
@@ -100,7 +183,10 @@ impl KvmCaps {
         self.xsave2_size
     }
 
-    /// The size of the buffers `KVM_GET_XSAVE2` / `KVM_SET_XSAVE` use here.
+    /// The size in bytes of the buffers `KVM_GET_XSAVE2` / `KVM_SET_XSAVE`
+    /// use here: the `KVM_CAP_XSAVE2` size, at least 4096. It can be smaller
+    /// than the host layout's standard size (4096 against 11008 where the
+    /// host has AMX but KVM offers guests none).
     pub fn buffer_size(&self) -> usize {
         self.xsave2_size.unwrap_or(4096).max(4096)
     }
@@ -110,14 +196,43 @@ impl KvmCaps {
         self.guest_xcr0
     }
 
-    /// The MXCSR bits KVM accepts (the host's MXCSR mask).
-    pub fn mxcsr_mask(&self) -> u32 {
-        self.layout.mxcsr_mask()
+    /// IA32_XSS bits KVM supports for guests (`KVM_GET_SUPPORTED_CPUID`
+    /// leaf 0xD sub-leaf 1 EDX:ECX).
+    pub fn guest_xss(&self) -> u64 {
+        self.guest_xss
     }
 
-    /// The AMX permission outcome.
-    pub fn amx(&self) -> &AmxPermission {
-        &self.amx
+    /// Whether KVM offers guests extended feature disable (IA32_XFD; leaf
+    /// 0xD sub-leaf 1 EAX bit 4 of `KVM_GET_SUPPORTED_CPUID`).
+    pub fn guest_xfd(&self) -> bool {
+        self.guest_xfd
+    }
+
+    /// The MXCSR bits `KVM_SET_XSAVE` accepts, as measured on a scratch vCPU.
+    pub fn mxcsr_mask(&self) -> u32 {
+        self.behaviour.mxcsr_mask
+    }
+
+    /// AMX for guests: host, permission, and what KVM offers.
+    pub fn amx(&self) -> AmxStatus {
+        self.amx
+    }
+
+    /// The running kernel's release (`uname -r`).
+    pub fn kernel_release(&self) -> &str {
+        &self.kernel_release
+    }
+
+    /// The kernel behaviour measured on a scratch vCPU.
+    pub fn behaviour(&self) -> &KvmBehaviour {
+        &self.behaviour
+    }
+
+    /// Components a restore should always send with their XSTATE_BV bit
+    /// set, because kernels treat the clear bit differently: PKRU, where
+    /// KVM offers it to guests (see [`KvmBehaviour::pkru`]).
+    pub fn pinned(&self) -> u64 {
+        self.guest_xcr0 & Component::Pkru.mask()
     }
 
     /// The rules `KVM_SET_XSAVE` applies on this host.
@@ -128,4 +243,21 @@ impl KvmCaps {
             size: self.buffer_size(),
         }
     }
+}
+
+/// `uname -r`, or an empty string when the call fails.
+fn kernel_release() -> String {
+    // SAFETY: `utsname` is plain old data; all-zero bytes are a valid value.
+    let mut uts: libc::utsname = unsafe { core::mem::zeroed() };
+    // SAFETY: uname writes only into the struct it is given.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return String::new();
+    }
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }

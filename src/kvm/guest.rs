@@ -19,7 +19,7 @@
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
-use super::{ioctl, set_xcr0, KvmCaps, KvmError};
+use super::{ioctl, request_amx_permission, set_xcr0, AmxPermission, KvmCaps, KvmError};
 use crate::Component;
 
 /// Guest memory size.
@@ -111,6 +111,7 @@ pub struct TestVm {
     vcpu: VcpuFd,
     vm: VmFd,
     caps: KvmCaps,
+    amx_permission: AmxPermission,
     mem: Mapping,
 }
 
@@ -134,8 +135,11 @@ impl TestVm {
         TestVm::with_kvm(&kvm)
     }
 
-    /// As [`new`](Self::new), on an open `/dev/kvm`.
+    /// As [`new`](Self::new), on an open `/dev/kvm`. Requests AMX guest
+    /// permission first where the host has AMX (a no-op after the
+    /// process's first vCPU), so guests get every component KVM can offer.
     pub fn with_kvm(kvm: &Kvm) -> Result<TestVm, KvmError> {
+        let amx_permission = request_amx_permission(&crate::Layout::host()?);
         let caps = KvmCaps::probe(kvm)?;
         let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
         // SAFETY: an anonymous private mapping; no existing memory is affected.
@@ -167,6 +171,7 @@ impl TestVm {
         let set = unsafe { vm.set_user_memory_region(region) };
         let mut this = TestVm {
             caps,
+            amx_permission,
             vcpu: vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?,
             vm,
             mem: Mapping(mem.cast()),
@@ -225,6 +230,11 @@ impl TestVm {
     /// KVM's capabilities, as probed when the VM was built.
     pub fn caps(&self) -> &KvmCaps {
         &self.caps
+    }
+
+    /// What the AMX guest permission request made before the VM answered.
+    pub fn amx_permission(&self) -> &AmxPermission {
+        &self.amx_permission
     }
 
     /// The vCPU.

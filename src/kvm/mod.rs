@@ -11,10 +11,10 @@
 //! use xstate::kvm::{KvmCaps, XstateBuffer};
 //!
 //! let kvm = Kvm::new()?;
-//! let caps = KvmCaps::probe(&kvm)?;              // before the first vCPU
+//! let caps = KvmCaps::probe(&kvm)?;
 //! let vm = kvm.create_vm()?;
 //! let vcpu = vm.create_vcpu(0)?;
-//! let mut state = XstateBuffer::new(&caps);
+//! let mut state = XstateBuffer::new(&caps)?;
 //! state.save(&vcpu)?;                            // KVM_GET_XSAVE2
 //! let mut view = state.view_mut(caps.layout())?; // zero-copy typed access
 //! view.set_xmm(0, 0x1234)?;
@@ -27,20 +27,24 @@ mod caps;
 mod gpr;
 pub mod guest;
 mod preflight;
+mod probe;
 mod vcpu;
 
 pub use buffer::{
     kvm_xsave_bytes, kvm_xsave_bytes_mut, new_xsave2, xsave2_bytes, xsave2_bytes_mut,
 };
-pub use caps::{request_amx_permission, AmxPermission, KvmCaps};
+pub use caps::{
+    guest_permitted_xfeatures, request_amx_permission, AmxPermission, AmxStatus, KvmCaps,
+};
 pub use gpr::{Gprs, GPR_NAMES};
 pub use preflight::{preflight, PreflightError, SetXsaveRules};
+pub use probe::{KvmBehaviour, PkruBehaviour, PkruOnClearBit};
 pub use vcpu::{get_xcr0, set_xcr0, XstateBuffer};
 
 use thiserror::Error;
 
 /// Errors of the KVM helpers.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 #[non_exhaustive]
 pub enum KvmError {
     /// An ioctl failed.
@@ -60,6 +64,12 @@ pub enum KvmError {
     /// The host layout could not be read.
     #[error(transparent)]
     Layout(#[from] crate::LayoutError),
+    /// A buffer of `size` bytes could not be allocated.
+    #[error("cannot allocate a {size}-byte XSAVE buffer")]
+    Alloc {
+        /// The size asked for.
+        size: usize,
+    },
 }
 
 pub(crate) fn ioctl(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {

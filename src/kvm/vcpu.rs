@@ -4,7 +4,7 @@ use kvm_bindings::{kvm_xcrs, Xsave};
 use kvm_ioctls::VcpuFd;
 
 use super::{ioctl, new_xsave2, preflight, xsave2_bytes, xsave2_bytes_mut, KvmCaps, KvmError};
-use crate::{Layout, ViewError, XsaveView};
+use crate::{Format, Layout, RegisterFile, ViewError, XsaveView};
 
 /// A vCPU's XSAVE state buffer, sized from `KVM_CAP_XSAVE2`, reused across
 /// exits. [`save`](Self::save) and [`restore`](Self::restore) move it in
@@ -15,12 +15,39 @@ pub struct XstateBuffer {
 }
 
 impl XstateBuffer {
-    /// A zeroed buffer of the size KVM uses on this host.
-    pub fn new(caps: &KvmCaps) -> XstateBuffer {
-        XstateBuffer {
-            xsave: new_xsave2(caps.buffer_size()),
+    /// A zeroed buffer of the size KVM uses on this host
+    /// ([`KvmCaps::buffer_size`]).
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Alloc`] when the buffer cannot be allocated.
+    pub fn new(caps: &KvmCaps) -> Result<XstateBuffer, KvmError> {
+        Ok(XstateBuffer {
+            xsave: new_xsave2(caps.buffer_size())?,
             xsave2: caps.xsave2_size().is_some(),
-        }
+        })
+    }
+
+    /// Writes `state` into the buffer in the standard format at the host's
+    /// offsets, ready for [`restore`](Self::restore), with the components
+    /// whose clear XSTATE_BV bit kernels treat differently sent with their
+    /// bits set ([`KvmCaps::pinned`]: PKRU where KVM offers it), so the
+    /// vCPU ends up with exactly `state` on every kernel.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::View`] when a live component of `state` has no place in
+    /// this host's buffer (the buffer is then unchanged).
+    pub fn load(&mut self, state: &RegisterFile, caps: &KvmCaps) -> Result<(), KvmError> {
+        let layout = caps.layout();
+        state.encode_into_pinned(
+            self.as_bytes_mut(),
+            layout,
+            Format::Standard,
+            0,
+            caps.pinned(),
+        )?;
+        Ok(())
     }
 
     /// The buffer's bytes (standard format, host offsets).
@@ -64,6 +91,18 @@ impl XstateBuffer {
     /// Checks the buffer with [`preflight`] and, if KVM would take it,
     /// writes it to the vCPU with `KVM_SET_XSAVE`. A rejected buffer
     /// issues no ioctl.
+    ///
+    /// A component whose XSTATE_BV bit is clear is put in its init state,
+    /// except where kernels differ: with the PKRU bit clear, Linux 6.18
+    /// resets PKRU to 0 while older kernels leave the vCPU's PKRU as it
+    /// was ([`KvmCaps::behaviour`] says which this kernel does). To keep
+    /// PKRU deterministic, send it with its bit set, its value (0 when
+    /// init) in the buffer: [`load`](Self::load) does that.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Preflight`] naming the field KVM would reject (no ioctl
+    /// is issued), or [`KvmError::Ioctl`] when `KVM_SET_XSAVE` fails.
     pub fn restore(&self, vcpu: &VcpuFd, caps: &KvmCaps) -> Result<(), KvmError> {
         preflight(self.as_bytes(), &caps.set_xsave_rules())?;
         self.restore_unchecked(vcpu)

@@ -1,0 +1,239 @@
+//! What this kernel's KVM really does with XSAVE state, measured once per
+//! process on a scratch VM and vCPU rather than assumed.
+//!
+//! Kernels differ (see `../shared/reference/xsave-facts.md` and the README):
+//! on Linux 6.18, `KVM_SET_XSAVE` with the PKRU bit of XSTATE_BV clear
+//! resets the vCPU's PKRU to 0, while older kernels leave it untouched; KVM
+//! keeps only the 32 architectural bits of PKRU. The MXCSR mask KVM
+//! enforces is measured the same way, bit by bit.
+
+use std::sync::OnceLock;
+
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_ioctls::{Kvm, VcpuFd};
+
+use super::{ioctl, new_xsave2, xsave2_bytes, xsave2_bytes_mut, KvmError};
+use crate::area::{legacy, HEADER_OFFSET, MXCSR_INIT};
+use crate::component::Component;
+use crate::Layout;
+
+/// What `KVM_SET_XSAVE` did to the vCPU's PKRU when XSTATE_BV\[9\] was
+/// clear and the area's PKRU bytes held another value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PkruOnClearBit {
+    /// PKRU became 0 (its init value): measured on Linux 6.18.
+    Reset,
+    /// PKRU kept the value it had before the call.
+    Kept,
+    /// PKRU took the bytes of the area although its bit was clear.
+    Loaded,
+    /// Something else: the value read back.
+    Other(u32),
+}
+
+impl core::fmt::Display for PkruOnClearBit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PkruOnClearBit::Reset => f.write_str("reset to 0"),
+            PkruOnClearBit::Kept => f.write_str("left unchanged"),
+            PkruOnClearBit::Loaded => f.write_str("loaded from the area's bytes"),
+            PkruOnClearBit::Other(v) => write!(f, "set to {v:#x}"),
+        }
+    }
+}
+
+/// How KVM treats PKRU (XSAVE component 9) on this kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PkruBehaviour {
+    /// What `KVM_SET_XSAVE` with XSTATE_BV\[9\] clear does to PKRU.
+    pub on_clear_bit: PkruOnClearBit,
+    /// Whether bytes 4..8 of the component (reserved) came back as written;
+    /// `false` means KVM keeps only the 32-bit PKRU and returns zeros there.
+    pub keeps_reserved_bytes: bool,
+}
+
+/// Kernel behaviour measured with real `KVM_SET_XSAVE` / `KVM_GET_XSAVE2`
+/// calls on a scratch vCPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvmBehaviour {
+    /// The MXCSR bits `KVM_SET_XSAVE` accepts while SSE is live: each of
+    /// the 32 bits tried on its own (0x2FFFF on AMD Zen 3, 0xFFFF on Intel).
+    pub mxcsr_mask: u32,
+    /// PKRU's treatment, or `None` where KVM offers guests no PKRU.
+    pub pkru: Option<PkruBehaviour>,
+}
+
+/// The PKRU values the probe writes: distinct, with key 0 left accessible.
+const PKRU_FIRST: u32 = 0x5555_5554;
+const PKRU_SECOND: u32 = 0x1234_5670;
+const PKRU_RESERVED: [u8; 4] = [0xA5, 0x5A, 0xC3, 0x3C];
+
+impl KvmBehaviour {
+    /// Measures the behaviour, once per process: later calls return the
+    /// first result. Creates a VM and a vCPU (so, in the kernel's rules,
+    /// the process's guest XSAVE permissions are settled from then on:
+    /// call [`request_amx_permission`](super::request_amx_permission)
+    /// first where AMX is wanted).
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Ioctl`] when the scratch VM cannot be built or a call
+    /// that must succeed fails.
+    pub fn measure(
+        kvm: &Kvm,
+        host: &Layout,
+        guest_xcr0: u64,
+        size: usize,
+    ) -> Result<Self, KvmError> {
+        static MEASURED: OnceLock<Result<KvmBehaviour, KvmError>> = OnceLock::new();
+        MEASURED
+            .get_or_init(|| measure_now(kvm, host, guest_xcr0, size))
+            .clone()
+    }
+}
+
+fn measure_now(
+    kvm: &Kvm,
+    host: &Layout,
+    guest_xcr0: u64,
+    size: usize,
+) -> Result<KvmBehaviour, KvmError> {
+    let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
+    let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+    vcpu.set_cpuid2(&cpuid).map_err(ioctl("KVM_SET_CPUID2"))?;
+    let mut scratch = Scratch::new(&vcpu, size)?;
+    let mxcsr_mask = scratch.mxcsr_mask()?;
+    let pkru = match host.offset(Component::Pkru) {
+        Some(offset) if guest_xcr0 & Component::Pkru.mask() != 0 => {
+            Some(scratch.pkru(offset as usize)?)
+        }
+        _ => None,
+    };
+    Ok(KvmBehaviour { mxcsr_mask, pkru })
+}
+
+/// A scratch vCPU and its state as KVM first gave it.
+struct Scratch<'v> {
+    vcpu: &'v VcpuFd,
+    base: Vec<u8>,
+    buf: kvm_bindings::Xsave,
+}
+
+impl<'v> Scratch<'v> {
+    fn new(vcpu: &'v VcpuFd, size: usize) -> Result<Self, KvmError> {
+        let mut buf = new_xsave2(size)?;
+        get(vcpu, &mut buf)?;
+        Ok(Scratch {
+            vcpu,
+            base: xsave2_bytes(&buf).to_vec(),
+            buf,
+        })
+    }
+
+    /// `KVM_SET_XSAVE` of the base state changed by `edit`: whether KVM took it.
+    fn set(&mut self, edit: impl FnOnce(&mut [u8])) -> bool {
+        let bytes = xsave2_bytes_mut(&mut self.buf);
+        bytes.copy_from_slice(&self.base);
+        edit(bytes);
+        // SAFETY: the buffer is `size` bytes, the KVM_CAP_XSAVE2 size (or
+        // 4096 without XSAVE2), so the kernel reads only memory it owns.
+        unsafe { self.vcpu.set_xsave2(&self.buf) }.is_ok()
+    }
+
+    fn get(&mut self) -> Result<&[u8], KvmError> {
+        get(self.vcpu, &mut self.buf)?;
+        Ok(xsave2_bytes(&self.buf))
+    }
+
+    fn mxcsr_mask(&mut self) -> Result<u32, KvmError> {
+        let mut mask = 0u32;
+        for bit in 0..32 {
+            let mxcsr = MXCSR_INIT | 1 << bit;
+            let accepted = self.set(|b| {
+                let bv = read_u64(b, HEADER_OFFSET) | Component::Sse.mask();
+                b[HEADER_OFFSET..HEADER_OFFSET + 8].copy_from_slice(&bv.to_le_bytes());
+                let m = legacy::MXCSR as usize;
+                b[m..m + 4].copy_from_slice(&mxcsr.to_le_bytes());
+            });
+            if accepted {
+                mask |= 1 << bit;
+            }
+        }
+        Ok(mask)
+    }
+
+    fn pkru(&mut self, at: usize) -> Result<PkruBehaviour, KvmError> {
+        let write = |value: u32, live: bool| {
+            move |b: &mut [u8]| {
+                let bv = read_u64(b, HEADER_OFFSET);
+                let bv = if live {
+                    bv | Component::Pkru.mask()
+                } else {
+                    bv & !Component::Pkru.mask()
+                };
+                b[HEADER_OFFSET..HEADER_OFFSET + 8].copy_from_slice(&bv.to_le_bytes());
+                b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+                b[at + 4..at + 8].copy_from_slice(&PKRU_RESERVED);
+            }
+        };
+        if !self.set(write(PKRU_FIRST, true)) {
+            return Err(set_failed());
+        }
+        let back = self.get()?;
+        let keeps_reserved_bytes = back[at + 4..at + 8] == PKRU_RESERVED;
+        if !self.set(write(PKRU_SECOND, false)) {
+            return Err(set_failed());
+        }
+        let back = self.get()?;
+        let live = read_u64(back, HEADER_OFFSET) & Component::Pkru.mask() != 0;
+        let value = if live {
+            u32::from_le_bytes(back[at..at + 4].try_into().expect("4 bytes"))
+        } else {
+            0
+        };
+        let on_clear_bit = match value {
+            0 => PkruOnClearBit::Reset,
+            PKRU_FIRST => PkruOnClearBit::Kept,
+            PKRU_SECOND => PkruOnClearBit::Loaded,
+            v => PkruOnClearBit::Other(v),
+        };
+        Ok(PkruBehaviour {
+            on_clear_bit,
+            keeps_reserved_bytes,
+        })
+    }
+}
+
+fn set_failed() -> KvmError {
+    KvmError::Ioctl {
+        op: "KVM_SET_XSAVE (PKRU probe)",
+        source: kvm_ioctls::Error::last(),
+    }
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// `KVM_GET_XSAVE2` into `buf`, or `KVM_GET_XSAVE` for a 4096-byte buffer
+/// on kernels without XSAVE2.
+fn get(vcpu: &VcpuFd, buf: &mut kvm_bindings::Xsave) -> Result<(), KvmError> {
+    // SAFETY: `buf` holds the KVM_CAP_XSAVE2 size (the caller sized it from
+    // the capability, or 4096 bytes without it), so the kernel writes only
+    // memory of the buffer.
+    match unsafe { vcpu.get_xsave2(buf) } {
+        Ok(()) => Ok(()),
+        Err(_) if xsave2_bytes(buf).len() == 4096 => {
+            let x = vcpu.get_xsave().map_err(ioctl("KVM_GET_XSAVE"))?;
+            xsave2_bytes_mut(buf).copy_from_slice(super::kvm_xsave_bytes(&x));
+            Ok(())
+        }
+        Err(e) => Err(KvmError::Ioctl {
+            op: "KVM_GET_XSAVE2",
+            source: e,
+        }),
+    }
+}
