@@ -22,6 +22,8 @@
 
 use core::mem::offset_of;
 
+pub mod amx;
+
 use thiserror::Error;
 
 use crate::area::XCOMP_BV_COMPACTED;
@@ -57,6 +59,12 @@ pub enum HostError {
         /// The CPU's mask.
         mask: u32,
     },
+    /// The process has no AMX permission (or the request was refused).
+    #[error("AMX tile data is not permitted for this process (arch_prctl errno {0})")]
+    AmxPermission(i32),
+    /// A live TILECFG that LDTILECFG / XRSTOR would fault on.
+    #[error("XRSTOR would fault on this area's TILECFG: {0}")]
+    TileConfig(#[from] crate::area::TileConfigError),
 }
 
 /// A 512-byte, 16-byte aligned FXSAVE area.
@@ -187,6 +195,7 @@ macro_rules! save_selected {
         )
     };
 }
+use save_selected;
 
 /// The save instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -587,7 +596,9 @@ impl Host {
     }
 
     /// Checks what XRSTOR would fault on: the header, components XCR0 does
-    /// not enable, and MXCSR bits outside the mask.
+    /// not enable, MXCSR bits outside the mask, live AMX tile data without
+    /// the process's AMX permission, and a live TILECFG LDTILECFG would
+    /// refuse.
     pub fn check_restorable(&self, area: &[u8]) -> Result<(), HostError> {
         let (format, xstate_bv, xcomp_bv) = check_header(area, &self.layout)?;
         let held = match format {
@@ -605,7 +616,12 @@ impl Host {
         if mxcsr & !mask != 0 {
             return Err(HostError::Mxcsr { mxcsr, mask });
         }
-        Ok(())
+        // Live tile data needs the process's AMX permission: without it
+        // XFD is armed and XRSTOR raises #NM (SIGILL from the kernel).
+        if xstate_bv & Component::TileData.mask() != 0 && !amx::permitted() {
+            return Err(HostError::AmxPermission(libc::EPERM));
+        }
+        self.check_tilecfg(area, format, xstate_bv, xcomp_bv)
     }
 
     /// Restores `area` with XRSTOR (RFBM = XCR0; either format), stores the
