@@ -1,5 +1,7 @@
 //! The `xstate` binary end to end: output shapes and exit statuses.
 
+mod common;
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -235,13 +237,16 @@ fn diff_lists_components_that_differ() {
 #[test]
 fn kvm_check_judges_files_like_kvm_set_xsave() {
     if !std::path::Path::new("/dev/kvm").exists() {
-        return eprintln!("skipped: /dev/kvm is absent");
+        return common::skip("xstate kvm check", "/dev/kvm is absent");
     }
     let info = xstate(&["kvm", "info", "--json"]);
     if !info.status.success() {
-        return eprintln!(
-            "skipped: /dev/kvm unusable: {}",
-            String::from_utf8_lossy(&info.stderr)
+        return common::skip(
+            "xstate kvm check",
+            &format!(
+                "/dev/kvm unusable: {}",
+                String::from_utf8_lossy(&info.stderr)
+            ),
         );
     }
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
@@ -391,9 +396,13 @@ fn stream_encode_check_decode_and_pool_baseline() {
         "amd-zen4",
     ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // The same state, PKRU written with its bit set (its init value 0) so
+    // that every kernel's KVM_SET_XSAVE restores it alike.
+    let mut pinned = regs.clone();
+    pinned.set_pkru(0).unwrap();
     assert_eq!(
         RegisterFile::decode(&std::fs::read(p("back.bin")).unwrap(), zen4).unwrap(),
-        regs
+        pinned
     );
     let r = xstate(&[
         "stream",
@@ -450,4 +459,198 @@ fn stream_encode_check_decode_and_pool_baseline() {
         .iter()
         .any(|m| m["id"] == 9));
     assert_eq!(v["cpuid_0xd"][0]["eax"], "0x000002e7");
+}
+
+/// `kvm info --json`, or `None` with the skip printed.
+fn kvm_info(part: &str) -> Option<Value> {
+    if !std::path::Path::new("/dev/kvm").exists() {
+        common::skip(part, "/dev/kvm is absent");
+        return None;
+    }
+    let info = xstate(&["kvm", "info", "--json"]);
+    if !info.status.success() {
+        common::skip(
+            part,
+            &format!(
+                "/dev/kvm unusable: {}",
+                String::from_utf8_lossy(&info.stderr)
+            ),
+        );
+        return None;
+    }
+    Some(serde_json::from_slice(&info.stdout).unwrap())
+}
+
+#[test]
+fn kvm_info_reports_what_was_measured() {
+    let Some(info) = kvm_info("xstate kvm info") else {
+        return;
+    };
+    assert!(!info["kernel_release"].as_str().unwrap().is_empty());
+    let host_size = info["host_layout_standard_size"].as_u64().unwrap();
+    assert_eq!(
+        info["host_layout"]["standard_size"].as_u64().unwrap(),
+        host_size
+    );
+    assert!(info["buffer_size"].as_u64().unwrap() >= 4096);
+    assert_eq!(info["mxcsr_mask"], info["host_mxcsr_mask"]);
+    let guest_xcr0 = u64::from_str_radix(
+        info["guest_xcr0"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    // PKRU's measured behaviour is there exactly when KVM offers PKRU.
+    assert_eq!(info["pkru"].is_object(), guest_xcr0 & 0x200 != 0, "{info}");
+    if info["pkru"].is_object() {
+        let on_clear = info["pkru"]["on_clear_bit"].as_str().unwrap();
+        assert!(["reset", "kept", "loaded"].contains(&on_clear) || on_clear.starts_with("0x"));
+    }
+    let amx = &info["amx"];
+    assert_eq!(amx["offered"], guest_xcr0 & 0x60000 == 0x60000);
+    if amx["permitted"] == true && amx["offered"] == false {
+        assert!(amx["summary"]
+            .as_str()
+            .unwrap()
+            .contains("KVM offers guests no AMX"));
+    }
+    let text = String::from_utf8(xstate(&["kvm", "info"]).stdout).unwrap();
+    for line in [
+        "kernel:",
+        "KVM buffer size:",
+        "MXCSR mask:",
+        "AMX for guests:",
+        "PKRU:",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn kvm_flag_writes_exactly_kvm_size_or_nothing() {
+    let Some(info) = kvm_info("--kvm on convert and stream decode") else {
+        return;
+    };
+    let size = info["buffer_size"].as_u64().unwrap() as usize;
+    let guest_xcr0 = u64::from_str_radix(
+        info["guest_xcr0"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+
+    // An SSE state from another CPU: converted and decoded to KVM's size.
+    let mut regs = RegisterFile::new();
+    regs.set_xmm(5, 0x1234).unwrap();
+    std::fs::write(path("sse.bin"), regs.encode(spr, Format::Standard).unwrap()).unwrap();
+    let out = xstate(&[
+        "convert",
+        &path("sse.bin"),
+        &path("sse.kvm"),
+        "--from",
+        "intel-sapphire-rapids",
+        "--kvm",
+        "--drop-init",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(path("sse.kvm")).unwrap().len(), size);
+    let out = xstate(&[
+        "stream",
+        "encode",
+        &path("sse.bin"),
+        &path("sse.s"),
+        "--layout",
+        "intel-sapphire-rapids",
+    ]);
+    assert!(out.status.success());
+    let out = xstate(&[
+        "stream",
+        "decode",
+        &path("sse.s"),
+        &path("sse2.kvm"),
+        "--kvm",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let area = std::fs::read(path("sse2.kvm")).unwrap();
+    assert_eq!(area.len(), size);
+    let check = xstate(&["kvm", "check", &path("sse.kvm"), &path("sse2.kvm")]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // PKRU goes with its bit set where KVM offers it.
+    let xstate_bv = u64::from_le_bytes(area[512..520].try_into().unwrap());
+    assert_eq!(xstate_bv & 0x200, guest_xcr0 & 0x200);
+
+    // AMX tile data: written only where KVM offers AMX; otherwise refused,
+    // naming the component, and no file appears.
+    let mut amx = RegisterFile::new();
+    amx.set_tmm(0, &[7; 1024]).unwrap();
+    std::fs::write(path("amx.bin"), amx.encode(spr, Format::Standard).unwrap()).unwrap();
+    let out = xstate(&[
+        "stream",
+        "encode",
+        &path("amx.bin"),
+        &path("amx.s"),
+        "--layout",
+        "intel-sapphire-rapids",
+    ]);
+    assert!(out.status.success());
+    let out = xstate(&[
+        "stream",
+        "decode",
+        &path("amx.s"),
+        &path("amx.kvm"),
+        "--kvm",
+    ]);
+    if guest_xcr0 & 0x40000 == 0 {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("component 18"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!dir.path().join("amx.kvm").exists());
+    } else {
+        assert!(out.status.success());
+        assert_eq!(std::fs::read(path("amx.kvm")).unwrap().len(), size);
+    }
+    // Neither --layout nor --kvm: a usage error.
+    assert_eq!(
+        xstate(&["stream", "decode", &path("sse.s"), &path("x")])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        xstate(&[
+            "stream",
+            "decode",
+            &path("sse.s"),
+            &path("x"),
+            "--kvm",
+            "--layout",
+            "amd-zen4"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
 }

@@ -18,18 +18,23 @@ pub struct Args {
     #[arg(long)]
     from: String,
     /// The destination layout.
-    #[arg(long)]
-    to: String,
+    #[arg(long, required_unless_present = "kvm")]
+    to: Option<String>,
     /// Write the compacted format (XSAVEC / XSAVES) instead of the standard one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kvm")]
     compacted: bool,
+    /// Write for KVM on this host: the host layout, standard format, exactly
+    /// KVM's buffer size (KVM_CAP_XSAVE2), checked as KVM_SET_XSAVE would.
+    #[arg(long, conflicts_with = "to")]
+    kvm: bool,
     /// Drop components the destination lacks when their state is init.
     #[arg(long)]
     drop_init: bool,
 }
 
 pub fn run(args: &Args) -> u8 {
-    let (from, to) = match (super::load_layout(&args.from), super::load_layout(&args.to)) {
+    let to_spec = args.to.as_deref().unwrap_or("host");
+    let (from, to) = match (super::load_layout(&args.from), super::load_layout(to_spec)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
     };
@@ -49,8 +54,28 @@ pub fn run(args: &Args) -> u8 {
         Ok(out) => out,
         Err(e) => return fail(REJECTED, format_args!("{}: {e}", args.input.display())),
     };
+    let out = if args.kvm {
+        match kvm_area(&out, &to) {
+            Ok(area) => std::borrow::Cow::Owned(area),
+            Err(e) => return fail(REJECTED, format_args!("{}: {e}", args.input.display())),
+        }
+    } else {
+        out
+    };
     if let Err(e) = output::write_atomically(&args.output, &out) {
         return fail(USAGE, format_args!("{}: {e}", args.output.display()));
     }
     0
+}
+
+/// The relaid-out host-layout area as KVM's buffer on this host.
+#[cfg(target_arch = "x86_64")]
+fn kvm_area(area: &[u8], host: &xstate::Layout) -> Result<Vec<u8>, String> {
+    let state = xstate::RegisterFile::decode(area, host).map_err(|e| e.to_string())?;
+    super::kvm::kvm_area(&state)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn kvm_area(_: &[u8], _: &xstate::Layout) -> Result<Vec<u8>, String> {
+    Err("KVM XSAVE buffers exist only on x86_64".into())
 }

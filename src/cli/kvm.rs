@@ -7,7 +7,9 @@ use std::time::Instant;
 use kvm_ioctls::Kvm;
 use serde_json::json;
 use xstate::kvm::guest::TestVm;
-use xstate::kvm::{preflight, KvmCaps, XstateBuffer};
+use xstate::kvm::{
+    preflight, request_amx_permission, AmxPermission, KvmCaps, PkruOnClearBit, XstateBuffer,
+};
 use xstate::RegisterFile;
 
 use super::{fail, REJECTED, USAGE};
@@ -30,30 +32,29 @@ pub enum KvmCommand {
     },
 }
 
-fn caps() -> Result<KvmCaps, u8> {
+/// Opens `/dev/kvm`, requests AMX guest permission where the host has AMX
+/// (so the answer is what KVM can offer this process's guests), and probes.
+fn caps() -> Result<(KvmCaps, AmxPermission), u8> {
     let kvm = Kvm::new().map_err(|e| fail(USAGE, format_args!("/dev/kvm: {e}")))?;
-    KvmCaps::probe(&kvm).map_err(|e| fail(USAGE, e))
+    let host = xstate::Layout::host().map_err(|e| fail(USAGE, e))?;
+    let permission = request_amx_permission(&host);
+    let caps = KvmCaps::probe(&kvm).map_err(|e| fail(USAGE, e))?;
+    Ok((caps, permission))
 }
 
 pub fn run(cmd: &KvmCommand) -> u8 {
-    let caps = match caps() {
+    let (caps, permission) = match caps() {
         Ok(c) => c,
         Err(code) => return code,
     };
     match cmd {
         KvmCommand::Info { json } => {
             if *json {
-                let out = json!({
-                    "xsave2_size": caps.xsave2_size(),
-                    "buffer_size": caps.buffer_size(),
-                    "guest_xcr0": format!("{:#x}", caps.guest_xcr0()),
-                    "mxcsr_mask": format!("{:#x}", caps.mxcsr_mask()),
-                    "amx_permission": caps.amx().to_string(),
-                    "host_layout": super::layout::to_json(caps.layout()),
-                });
+                let mut out = info_json(&caps, &permission);
+                out["host_layout"] = super::layout::to_json(caps.layout());
                 println!("{}", serde_json::to_string_pretty(&out).expect("json"));
             } else {
-                print!("{}", info_text(&caps));
+                print!("{}", info_text(&caps, &permission));
                 print!("{}", super::layout::table(caps.layout()));
             }
             0
@@ -62,15 +63,133 @@ pub fn run(cmd: &KvmCommand) -> u8 {
     }
 }
 
-fn info_text(caps: &KvmCaps) -> String {
-    format!(
-        "KVM_CAP_XSAVE2: {}\nXCR0 bits KVM supports for guests: {:#x}\nMXCSR mask: {:#x}\nAMX guest permission: {}\n",
+/// `state` as an area of exactly KVM's buffer size on this host: the host
+/// layout, standard format, PKRU sent with its bit set where KVM offers it
+/// ([`XstateBuffer::load`]'s rule), and checked with the pre-flight rules,
+/// so `KVM_SET_XSAVE` here takes it.
+pub fn kvm_area(state: &RegisterFile) -> Result<Vec<u8>, String> {
+    let (caps, _) = caps().map_err(|_| "KVM is not usable on this host".to_string())?;
+    let mut buf = vec![0u8; caps.buffer_size()];
+    state
+        .encode_into_pinned(
+            &mut buf,
+            caps.layout(),
+            xstate::Format::Standard,
+            0,
+            caps.pinned(),
+        )
+        .map_err(|e| {
+            format!(
+                "KVM on this host ({} bytes, guest XCR0 {:#x}): {e}",
+                caps.buffer_size(),
+                caps.guest_xcr0()
+            )
+        })?;
+    preflight(&buf, &caps.set_xsave_rules())
+        .map_err(|e| format!("KVM_SET_XSAVE on this host would reject it: {e}"))?;
+    Ok(buf)
+}
+
+/// The probed and measured facts as JSON (hex strings for masks).
+fn info_json(caps: &KvmCaps, permission: &AmxPermission) -> serde_json::Value {
+    let amx = caps.amx();
+    let pkru = caps.behaviour().pkru.map(|p| {
+        json!({
+            "on_clear_bit": match p.on_clear_bit {
+                PkruOnClearBit::Reset => "reset".to_string(),
+                PkruOnClearBit::Kept => "kept".to_string(),
+                PkruOnClearBit::Loaded => "loaded".to_string(),
+                PkruOnClearBit::Other(v) => format!("{v:#x}"),
+            },
+            "keeps_reserved_bytes": p.keeps_reserved_bytes,
+        })
+    });
+    json!({
+        "kernel_release": caps.kernel_release(),
+        "xsave2_size": caps.xsave2_size(),
+        "buffer_size": caps.buffer_size(),
+        "host_layout_standard_size": caps.layout().standard_size(),
+        "guest_xcr0": format!("{:#x}", caps.guest_xcr0()),
+        "guest_xss": format!("{:#x}", caps.guest_xss()),
+        "guest_xfd": caps.guest_xfd(),
+        "mxcsr_mask": format!("{:#x}", caps.mxcsr_mask()),
+        "host_mxcsr_mask": format!("{:#x}", caps.layout().mxcsr_mask()),
+        "amx": {
+            "host": amx.host,
+            "permission_request": permission.to_string(),
+            "permitted": amx.permitted,
+            "offered": amx.offered,
+            "summary": amx.to_string(),
+        },
+        "pkru": pkru,
+    })
+}
+
+/// The probed and measured facts, one per line.
+fn info_text(caps: &KvmCaps, permission: &AmxPermission) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let host_size = caps.layout().standard_size() as usize;
+    let _ = writeln!(s, "kernel: {}", caps.kernel_release());
+    let _ = writeln!(
+        s,
+        "KVM_CAP_XSAVE2: {}",
         caps.xsave2_size()
-            .map_or("absent (KVM_GET_XSAVE, 4096 bytes)".into(), |s| format!("{s} bytes")),
-        caps.guest_xcr0(),
+            .map_or("absent (KVM_GET_XSAVE, 4096 bytes)".into(), |n| format!(
+                "{n} bytes"
+            ))
+    );
+    let _ = writeln!(
+        s,
+        "KVM buffer size: {} bytes for KVM_GET_XSAVE2 and KVM_SET_XSAVE; the host layout's standard size is {host_size} bytes{}",
+        caps.buffer_size(),
+        if caps.buffer_size() == host_size {
+            ""
+        } else {
+            " (`--kvm` on convert and stream decode writes KVM's size)"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "XCR0 bits KVM supports for guests: {:#x}",
+        caps.guest_xcr0()
+    );
+    let _ = writeln!(
+        s,
+        "IA32_XSS bits KVM supports for guests: {:#x}",
+        caps.guest_xss()
+    );
+    let _ = writeln!(
+        s,
+        "XFD for guests: {}",
+        if caps.guest_xfd() { "yes" } else { "no" }
+    );
+    let _ = writeln!(
+        s,
+        "MXCSR mask: {:#x} (measured with KVM_SET_XSAVE; the host's FXSAVE reports {:#x})",
         caps.mxcsr_mask(),
-        caps.amx()
-    )
+        caps.layout().mxcsr_mask()
+    );
+    let _ = writeln!(s, "AMX guest permission request: {permission}");
+    let _ = writeln!(s, "AMX for guests: {}", caps.amx());
+    match caps.behaviour().pkru {
+        None => {
+            let _ = writeln!(s, "PKRU: KVM offers guests no PKRU");
+        }
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "PKRU: KVM_SET_XSAVE with its XSTATE_BV bit clear: {} (measured); bytes 4..8: {}",
+                p.on_clear_bit,
+                if p.keeps_reserved_bytes {
+                    "kept as written"
+                } else {
+                    "read back as 0 (KVM keeps only the 32-bit PKRU)"
+                }
+            );
+        }
+    }
+    s
 }
 
 fn check(caps: &KvmCaps, files: &[PathBuf]) -> u8 {
@@ -104,10 +223,11 @@ pub fn report() -> String {
         Err(e) => return format!("skipped: /dev/kvm is absent or unusable: {e}\n"),
     };
     let caps = vm.caps().clone();
-    s.push_str(&info_text(&caps));
+    let permission = vm.amx_permission().clone();
+    s.push_str(&info_text(&caps, &permission));
     let layout = caps.layout();
-    let mut state = XstateBuffer::new(&caps);
     let mut run = || -> Result<String, String> {
+        let mut state = XstateBuffer::new(&caps).map_err(|e| e.to_string())?;
         let t0 = Instant::now();
         state.save(vm.vcpu()).map_err(|e| e.to_string())?;
         let t1 = Instant::now();
@@ -119,7 +239,7 @@ pub fn report() -> String {
         let t2 = Instant::now();
         state.restore(vm.vcpu(), &caps).map_err(|e| e.to_string())?;
         let t3 = Instant::now();
-        let mut back = XstateBuffer::new(&caps);
+        let mut back = XstateBuffer::new(&caps).map_err(|e| e.to_string())?;
         back.save(vm.vcpu()).map_err(|e| e.to_string())?;
         let view = back.view(layout).map_err(|e| e.to_string())?;
         let ok = view.xmm(0).map_err(|e| e.to_string())? == 0xC0FFEE

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde_json::json;
 use xstate::migrate::stream::{self, Source};
 use xstate::migrate::{check, Incompatibility};
-use xstate::{Format, RegisterFile};
+use xstate::{Component, Format, RegisterFile};
 
 use super::{fail, output, REJECTED, USAGE};
 
@@ -23,15 +23,21 @@ pub enum StreamCommand {
         #[arg(long)]
         layout: String,
     },
-    /// Decode a stream's vCPU into the destination's standard format.
+    /// Decode a stream's vCPU into the destination's standard format (PKRU
+    /// written with its XSTATE_BV bit set, so every kernel restores it
+    /// alike).
     Decode {
         /// The stream.
         input: PathBuf,
         /// The XSAVE area to write.
         output: PathBuf,
         /// The destination layout.
+        #[arg(long, required_unless_present = "kvm", conflicts_with = "kvm")]
+        layout: Option<String>,
+        /// Write for KVM on this host: the host layout, exactly KVM's buffer
+        /// size (KVM_CAP_XSAVE2), checked as KVM_SET_XSAVE would.
         #[arg(long)]
-        layout: String,
+        kvm: bool,
         /// Which vCPU of the stream.
         #[arg(long, default_value_t = 0)]
         vcpu: usize,
@@ -88,9 +94,9 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             input,
             output,
             layout,
+            kvm: _,
             vcpu,
         } => {
-            let layout = super::load_layout(layout)?;
             let vcpus = load(input)?;
             let regs = vcpus.get(*vcpu).ok_or_else(|| {
                 fail(
@@ -102,12 +108,31 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
                     ),
                 )
             })?;
-            let area = regs.encode(&layout, Format::Standard).map_err(|e| {
+            let rejected = |e: &dyn std::fmt::Display| {
                 fail(
                     REJECTED,
                     format_args!("{}: vCPU {vcpu}: {e}", input.display()),
                 )
-            })?;
+            };
+            let area = match layout {
+                Some(spec) => {
+                    let layout = super::load_layout(spec)?;
+                    let mut area = vec![0u8; layout.standard_size() as usize];
+                    // PKRU goes with its bit set: KVM_SET_XSAVE treats a
+                    // clear bit differently on different kernels.
+                    regs.encode_into_pinned(
+                        &mut area,
+                        &layout,
+                        Format::Standard,
+                        0,
+                        Component::Pkru.mask(),
+                    )
+                    .map_err(|e| rejected(&e))?;
+                    area
+                }
+                // Without --layout, clap has required --kvm.
+                None => kvm_area(regs).map_err(|e| rejected(&e))?,
+            };
             output::write_atomically(output, &area)
                 .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
             Ok(0)
@@ -151,4 +176,14 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             Ok(if compatible { 0 } else { REJECTED })
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn kvm_area(regs: &RegisterFile) -> Result<Vec<u8>, String> {
+    super::kvm::kvm_area(regs)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn kvm_area(_: &RegisterFile) -> Result<Vec<u8>, String> {
+    Err("KVM XSAVE buffers exist only on x86_64".into())
 }
