@@ -2,22 +2,14 @@
 //! views. Skipped, with the reason printed, only where `/dev/kvm` is absent
 //! or unusable; parts the instruction emulator lacks are skipped likewise.
 
+mod common;
+
 use xstate::kvm::guest::{program, Exit, TestVm, INPUT, OUTPUT};
-use xstate::kvm::{preflight, XstateBuffer};
+use xstate::kvm::{preflight, PkruOnClearBit, XstateBuffer};
 use xstate::{Component, RegisterFile};
 
-fn vm() -> Option<TestVm> {
-    if !std::path::Path::new("/dev/kvm").exists() {
-        eprintln!("skipped: /dev/kvm is absent");
-        return None;
-    }
-    match TestVm::new() {
-        Ok(vm) => Some(vm),
-        Err(e) => {
-            eprintln!("skipped: /dev/kvm is unusable: {e}");
-            None
-        }
-    }
+fn vm(part: &str) -> Option<TestVm> {
+    common::vm(part)
 }
 
 fn pattern(seed: u8) -> Vec<u8> {
@@ -32,14 +24,16 @@ fn xmm_of(bytes: &[u8], i: usize) -> u128 {
 
 #[test]
 fn guest_xmm_registers_move_through_the_views() {
-    let Some(mut vm) = vm() else { return };
+    let Some(mut vm) = vm("guest xmm0-15 through the views") else {
+        return;
+    };
     let layout = vm.caps().layout().clone();
     // 1. The guest loads known patterns into xmm0..xmm15 and halts.
     let input = pattern(0x31);
     vm.write(INPUT, &input);
     vm.load(&program::load_xmm(INPUT)).unwrap();
     assert_eq!(vm.run().unwrap(), Exit::Hlt);
-    let mut state = XstateBuffer::new(vm.caps());
+    let mut state = XstateBuffer::new(vm.caps()).unwrap();
     state.save(vm.vcpu()).unwrap();
     let view = state.view(&layout).unwrap();
     for i in 0..16 {
@@ -71,7 +65,9 @@ fn guest_xmm_registers_move_through_the_views() {
 
 #[test]
 fn avx_and_x87_guest_parts_run_where_the_cpu_or_emulator_can() {
-    let Some(mut vm) = vm() else { return };
+    let Some(mut vm) = vm("AVX and x87 guest parts") else {
+        return;
+    };
     let layout = vm.caps().layout().clone();
     let input = pattern(0x44);
     vm.write(INPUT, &input);
@@ -79,40 +75,65 @@ fn avx_and_x87_guest_parts_run_where_the_cpu_or_emulator_can() {
     vm.load(&program::avx_probe(INPUT)).unwrap();
     match vm.run().unwrap() {
         Exit::Hlt => {
-            let mut state = XstateBuffer::new(vm.caps());
+            let mut state = XstateBuffer::new(vm.caps()).unwrap();
             state.save(vm.vcpu()).unwrap();
             let view = state.view(&layout).unwrap();
             let ymm = view.ymm(0).unwrap();
             assert_eq!(ymm, [xmm_of(&input, 0), xmm_of(&input, 1)], "ymm0 as the guest loaded it");
             assert!(view.is_live(Component::Avx));
         }
-        other => eprintln!("skipped: AVX guest part: KVM cannot run a VEX instruction here ({other:?}); on this host KVM emulates guests"),
+        other => common::skip("AVX guest part", &format!("KVM cannot run a VEX instruction here ({other:?}); on this host KVM emulates guests")),
     }
     // x87: FLD of an 80-bit value.
-    let Some(mut vm) = self::vm() else { return };
+    let Some(mut vm) = self::vm("x87 guest part") else {
+        return;
+    };
     let one = [0, 0, 0, 0, 0, 0, 0, 0x80, 0xFF, 0x3F]; // 1.0
     vm.write(INPUT, &one);
     vm.load(&program::x87_probe(INPUT)).unwrap();
     match vm.run().unwrap() {
         Exit::Hlt => {
-            let mut state = XstateBuffer::new(vm.caps());
+            let mut state = XstateBuffer::new(vm.caps()).unwrap();
             state.save(vm.vcpu()).unwrap();
             let view = state.view(&layout).unwrap();
             assert_eq!(view.st(0).unwrap(), one, "st0 as the guest loaded it");
         }
-        other => eprintln!("skipped: x87 guest part: KVM cannot run an x87 load here ({other:?}); on this host KVM emulates guests"),
+        other => common::skip(
+            "x87 guest part",
+            &format!(
+                "KVM cannot run an x87 load here ({other:?}); on this host KVM emulates guests"
+            ),
+        ),
     }
+}
+
+/// The bytes of component `i` that hold architectural state (x87 and SSE:
+/// the whole legacy image; PKRU: its 4 bytes, not the reserved 4..8).
+fn architectural(regs: &RegisterFile, i: u8) -> Option<Vec<u8>> {
+    let bytes = regs.component(i)?;
+    let reserved = xstate::component::reserved_bytes(i);
+    Some(
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| !reserved.contains(n))
+            .map(|(_, b)| *b)
+            .collect(),
+    )
 }
 
 #[test]
 fn every_supported_component_round_trips_through_kvm() {
-    let Some(vm) = vm() else { return };
+    let Some(vm) = vm("component round trip through KVM") else {
+        return;
+    };
     let caps = vm.caps();
     let layout = caps.layout().clone();
     let guest = caps.guest_xcr0() & layout.xcr0_supported();
-    let mut state = XstateBuffer::new(caps);
+    let mut state = XstateBuffer::new(caps).unwrap();
     state.save(vm.vcpu()).unwrap();
-    // Fill every component KVM supports for guests with a pattern.
+    // Fill every component KVM supports for guests with a pattern; the
+    // reserved bytes of PKRU get one too, and must not matter.
     let mut regs = RegisterFile::new();
     for i in xstate::component::bits(guest) {
         let size = match i {
@@ -120,7 +141,7 @@ fn every_supported_component_round_trips_through_kvm() {
             _ => layout.geometry(i).unwrap().size as usize,
         };
         let mut bytes: Vec<u8> = (0..size)
-            .map(|b| (b as u8).wrapping_mul(13).wrapping_add(i))
+            .map(|b| (b as u8).wrapping_mul(13).wrapping_add(i) | 1)
             .collect();
         if i == Component::Pkru.index() {
             // Key 0 stays accessible.
@@ -136,18 +157,18 @@ fn every_supported_component_round_trips_through_kvm() {
     }
     preflight(state.as_bytes(), &caps.set_xsave_rules()).unwrap();
     state.restore(vm.vcpu(), caps).unwrap();
-    let mut back = XstateBuffer::new(caps);
+    let mut back = XstateBuffer::new(caps).unwrap();
     back.save(vm.vcpu()).unwrap();
     let got = RegisterFile::from_view(&back.view(&layout).unwrap()).unwrap();
-    for i in xstate::component::bits(guest) {
-        if i < 2 {
-            continue;
-        }
+    let mut compared = Vec::new();
+    for i in xstate::component::bits(guest & !3) {
         assert_eq!(
-            got.component(i),
-            regs.component(i),
-            "component {i} after KVM round trip"
+            architectural(&got, i),
+            architectural(&regs, i),
+            "{} (component {i}) after the KVM round trip",
+            xstate::component::name_of(i)
         );
+        compared.push(xstate::component::name_of(i).into_owned());
     }
     for reg in xstate::Register::all() {
         if let Ok(v) = regs.read(reg) {
@@ -165,7 +186,10 @@ fn every_supported_component_round_trips_through_kvm() {
             }
         }
     }
-    eprintln!("components round-tripped through KVM: {guest:#x}");
+    common::note(&format!(
+        "components round-tripped through KVM (guest XCR0 {guest:#x}): x87, SSE, {}",
+        compared.join(", ")
+    ));
 
     // Components set init come back init.
     {
@@ -200,27 +224,116 @@ fn every_supported_component_round_trips_through_kvm() {
 }
 
 #[test]
-fn pkru_is_left_alone_when_its_bit_is_clear() {
-    let Some(vm) = vm() else { return };
+fn pkru_with_its_bit_clear_behaves_as_probed() {
+    let Some(vm) = vm("PKRU with its XSTATE_BV bit clear") else {
+        return;
+    };
     let caps = vm.caps();
-    if caps.guest_xcr0() & Component::Pkru.mask() == 0 {
-        return eprintln!("skipped: PKRU rule: KVM on this host does not support PKRU for guests");
-    }
+    let Some(probed) = caps.behaviour().pkru else {
+        assert_eq!(caps.guest_xcr0() & Component::Pkru.mask(), 0);
+        return common::skip(
+            "PKRU with its XSTATE_BV bit clear",
+            &format!(
+                "KVM on this host offers guests no PKRU (guest XCR0 {:#x})",
+                caps.guest_xcr0()
+            ),
+        );
+    };
     let layout = caps.layout().clone();
-    let mut state = XstateBuffer::new(caps);
+    let at = layout.offset(Component::Pkru).unwrap() as usize;
+    let mut state = XstateBuffer::new(caps).unwrap();
     state.save(vm.vcpu()).unwrap();
     state
         .view_mut(&layout)
         .unwrap()
         .set_pkru(0x5555_5554)
         .unwrap();
+    // Reserved bytes 4..8 with a pattern, written behind the view's back.
+    state.as_bytes_mut()[at + 4..at + 8].copy_from_slice(&[1, 2, 3, 4]);
     state.restore(vm.vcpu(), caps).unwrap();
-    // Now a buffer with the PKRU bit clear and other bytes there.
-    let mut view = state.view_mut(&layout).unwrap();
-    view.set_pkru(0x1234_5678).unwrap();
-    view.set_init(Component::Pkru);
-    state.restore(vm.vcpu(), caps).unwrap();
-    let mut back = XstateBuffer::new(caps);
+    let mut back = XstateBuffer::new(caps).unwrap();
     back.save(vm.vcpu()).unwrap();
     assert_eq!(back.view(&layout).unwrap().pkru().unwrap(), 0x5555_5554);
+    assert_eq!(
+        back.as_bytes()[at + 4..at + 8] == [1, 2, 3, 4],
+        probed.keeps_reserved_bytes,
+        "PKRU bytes 4..8 as the probe measured"
+    );
+
+    // Now a buffer with the PKRU bit clear and other bytes there.
+    let mut view = state.view_mut(&layout).unwrap();
+    view.set_pkru(0x1234_5670).unwrap();
+    view.set_init(Component::Pkru);
+    state.restore(vm.vcpu(), caps).unwrap();
+    back.save(vm.vcpu()).unwrap();
+    let expected = match probed.on_clear_bit {
+        PkruOnClearBit::Reset => 0,
+        PkruOnClearBit::Kept => 0x5555_5554,
+        PkruOnClearBit::Loaded => 0x1234_5670,
+        PkruOnClearBit::Other(v) => v,
+    };
+    assert_eq!(
+        back.view(&layout).unwrap().pkru().unwrap(),
+        expected,
+        "PKRU after KVM_SET_XSAVE with its bit clear: the probe said {}",
+        probed.on_clear_bit
+    );
+    common::note(&format!(
+        "PKRU with its bit clear on Linux {}: {} (probed and confirmed)",
+        caps.kernel_release(),
+        probed.on_clear_bit
+    ));
+
+    // A state loaded with `load` sends PKRU with its bit set: init PKRU
+    // arrives as 0 whatever the kernel does with a clear bit.
+    state
+        .view_mut(&layout)
+        .unwrap()
+        .set_pkru(0x5555_5554)
+        .unwrap();
+    state.restore(vm.vcpu(), caps).unwrap();
+    let init = RegisterFile::new();
+    state.load(&init, caps).unwrap();
+    assert!(state.view(&layout).unwrap().is_live(Component::Pkru));
+    state.restore(vm.vcpu(), caps).unwrap();
+    back.save(vm.vcpu()).unwrap();
+    assert_eq!(back.view(&layout).unwrap().pkru().unwrap(), 0);
+}
+
+#[test]
+fn kvm_behaviour_is_measured_not_assumed() {
+    let Some(vm) = vm("KVM behaviour probe") else {
+        return;
+    };
+    let caps = vm.caps();
+    let host = caps.layout();
+    let b = caps.behaviour();
+    // The MXCSR mask KVM enforces is the one the host CPU reports.
+    assert_eq!(b.mxcsr_mask, host.mxcsr_mask(), "measured vs FXSAVE");
+    assert_eq!(b.mxcsr_mask & 0xFFBF, 0xFFBF);
+    assert_eq!(caps.guest_xcr0() & !host.xcr0_supported(), 0);
+    assert_eq!(caps.guest_xcr0() & 3, 3);
+    assert!(caps.buffer_size() >= 4096);
+    assert_eq!(
+        b.pkru.is_some(),
+        caps.guest_xcr0() & Component::Pkru.mask() != 0
+    );
+    let amx = caps.amx();
+    assert!(!amx.offered || (amx.host && amx.permitted), "{amx:?}");
+    if amx.offered {
+        assert!(caps.buffer_size() >= host.standard_size() as usize);
+    }
+    // Measured once per process: a second probe gives the same answers.
+    let again = xstate::kvm::KvmCaps::probe(&kvm_ioctls::Kvm::new().unwrap()).unwrap();
+    assert_eq!(again.behaviour(), b);
+    common::note(&format!(
+        "KVM on Linux {}: guest XCR0 {:#x}, buffer {} bytes (host layout {}), MXCSR mask {:#x}, AMX: {}, PKRU: {}",
+        caps.kernel_release(),
+        caps.guest_xcr0(),
+        caps.buffer_size(),
+        host.standard_size(),
+        b.mxcsr_mask,
+        amx,
+        b.pkru.map_or("not offered".to_string(), |p| format!("clear bit -> {}", p.on_clear_bit)),
+    ));
 }

@@ -1,7 +1,8 @@
 //! The pre-flight check against the real kernel: for every generated buffer,
 //! `preflight` and `KVM_SET_XSAVE` on a live vCPU must give the same verdict.
 
-use xstate::kvm::guest::TestVm;
+mod common;
+
 use xstate::kvm::{preflight, KvmError, XstateBuffer};
 
 /// A small deterministic generator (xorshift64*).
@@ -100,18 +101,14 @@ fn mutate(rng: &mut Rng, buf: &mut [u8], class: u64, guest_xcr0: u64, mask: u32)
 
 #[test]
 fn preflight_agrees_with_kvm_set_xsave_on_every_buffer() {
-    if !std::path::Path::new("/dev/kvm").exists() {
-        return eprintln!("skipped: /dev/kvm is absent");
-    }
-    let vm = match TestVm::new() {
-        Ok(vm) => vm,
-        Err(e) => return eprintln!("skipped: /dev/kvm is unusable: {e}"),
+    let Some(vm) = common::vm("pre-flight against KVM_SET_XSAVE") else {
+        return;
     };
     let caps = vm.caps();
     let rules = caps.set_xsave_rules();
-    let mut base = XstateBuffer::new(caps);
+    let mut base = XstateBuffer::new(caps).unwrap();
     base.save(vm.vcpu()).unwrap();
-    let mut state = XstateBuffer::new(caps);
+    let mut state = XstateBuffer::new(caps).unwrap();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut accepted, mut rejected) = (0usize, 0usize);
     for case in 0..CASES {
@@ -141,11 +138,11 @@ fn preflight_agrees_with_kvm_set_xsave_on_every_buffer() {
         }
     }
     let agreed = accepted + rejected;
-    eprintln!(
+    common::note(&format!(
         "{agreed} of {CASES} KVM_SET_XSAVE verdicts agreed with the pre-flight check \
          ({accepted} accepted, {rejected} rejected; guest XCR0 {:#x}, MXCSR mask {:#x}, buffer {} bytes)",
         rules.guest_xcr0, rules.mxcsr_mask, rules.size
-    );
+    ));
     assert_eq!(agreed, CASES);
     assert!(
         accepted > 1000 && rejected > 1000,
