@@ -8,6 +8,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use xstate::kvm::guest::{program, Exit, TestVm, OUTPUT};
 use xstate::kvm::{preflight, XstateBuffer};
+use xstate::prelude::*;
 
 fn exit_once(vm: &mut TestVm) {
     match vm.run().expect("KVM_RUN") {

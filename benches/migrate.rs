@@ -7,27 +7,31 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use xstate::component::bits;
 use xstate::layout::catalog;
 use xstate::migrate::stream::{self, Source};
 use xstate::migrate::{relayout, RelayoutOptions};
-use xstate::{Format, Layout, RegisterFile};
+use xstate::prelude::*;
+use xstate::{Format, Layout, RegisterFile, Xfeatures};
 
 fn state(layout: &Layout, mask: u64) -> RegisterFile {
     let mut regs = RegisterFile::new();
-    for i in bits(layout.xcr0_supported() & mask) {
-        let size = match i {
-            0 | 1 => 512,
-            _ => layout.geometry(i).unwrap().size as usize,
+    for i in layout.xcr0_supported() & Xfeatures::from_bits(mask) {
+        let size = if i.is_legacy() {
+            512
+        } else {
+            layout.geometry(i).unwrap().size as usize
         };
-        let bytes: Vec<u8> = (0..size).map(|b| (b as u8).wrapping_mul(29) ^ i).collect();
+        let bytes: Vec<u8> = (0..size)
+            .map(|b| (b as u8).wrapping_mul(29) ^ i.index())
+            .collect();
         regs.set_component(i, &bytes).unwrap();
     }
     regs
 }
 
 fn live_bytes(regs: &RegisterFile) -> usize {
-    bits(regs.xstate_bv())
+    regs.xstate_bv()
+        .iter()
         .map(|i| stream::record_size(i).unwrap_or(0))
         .sum()
 }

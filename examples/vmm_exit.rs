@@ -7,6 +7,7 @@
 
 use xstate::kvm::guest::{program, Exit, TestVm, OUTPUT};
 use xstate::kvm::XstateBuffer;
+use xstate::prelude::*;
 
 const PORT: u8 = 0x10;
 const EXITS: u32 = 1000;

@@ -2,6 +2,7 @@
 //! test `tests/fuzz_smoke.rs`: each takes arbitrary bytes and must never
 //! panic, whatever they hold.
 
+use crate::access::XstateRead;
 use crate::layout::catalog;
 use crate::migrate::stream;
 use crate::{Register, RegisterFile, XsaveView};

@@ -6,12 +6,22 @@
 //! - [`Layout`]: one CPU's XSAVE geometry, from CPUID leaf 0xD of the host,
 //!   of a CPUID dump, or of a layout file ([`layout::catalog`] ships several).
 //! - [`XsaveView`]: zero-copy typed read and write access to an XSAVE area in
-//!   the standard or compacted format, with the hardware's init-state rules.
+//!   the standard or compacted format, with the hardware's init-state rules,
+//!   through the [`XstateRead`] / [`XstateWrite`] traits.
 //! - [`RegisterFile`]: an owned, typed snapshot of a whole state.
-//! - [`kvm`]: views over `kvm_xsave`, vCPU helpers and a pre-flight check
-//!   that predicts `KVM_SET_XSAVE`'s verdict.
+//! - [`migrate`]: relayout, the migration stream, destination checks, the
+//!   pool baseline.
+//! - [`kvm`]: views over `kvm_xsave`, vCPU helpers, the kernel's behaviour
+//!   measured, and [`preflight`], which predicts `KVM_SET_XSAVE`'s verdict.
+//!
+//! Layers, by feature (see `docs/architecture.md`): with none, the core
+//! (`no_std`, no allocation: components, layouts from a CPUID function,
+//! views, header checks, pre-flight); `alloc` adds the register file and
+//! migration; `std` layout files, dumps and the catalog; `kvm` the KVM
+//! helpers; `serde` serde for the register file; `cli` the `xstate` tool.
 //!
 //! ```
+//! use xstate::prelude::*;
 //! use xstate::{layout::catalog, Format, XsaveView};
 //!
 //! let layout = catalog::get("intel-sapphire-rapids").unwrap();
@@ -23,33 +33,54 @@
 //! assert_eq!(view.mxcsr().unwrap(), 0x1f80); // SSE just went live at its init values
 //! ```
 
-#![warn(missing_docs)]
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_errors_doc
+)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(all(feature = "kvm", not(feature = "std")))]
+extern crate std;
+
+pub mod access;
 pub mod area;
 pub mod component;
-pub mod error;
+#[cfg(all(feature = "testing", feature = "std"))]
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(target_arch = "x86_64")]
 pub mod host;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "kvm", target_arch = "x86_64"))]
 pub mod kvm;
 pub mod layout;
+#[cfg(feature = "alloc")]
 pub mod migrate;
+pub mod preflight;
+#[cfg(feature = "alloc")]
 pub mod regfile;
-#[cfg(feature = "serde")]
-mod regfile_serde;
 pub mod register;
 pub mod view;
 
-pub use component::Component;
-pub use error::{LayoutError, ViewError};
-pub use layout::Layout;
+pub use access::{AccessError, XstateRead, XstateWrite};
+pub use area::{Format, HeaderError};
+pub use component::{ComponentId, XcompBv, Xfeatures};
+pub use layout::{Layout, LayoutError};
+#[cfg(feature = "alloc")]
 pub use regfile::RegisterFile;
 pub use register::Register;
-pub use view::{Format, XsaveView};
+pub use view::{OpenError, XsaveView};
+
+/// The register access traits, for `use xstate::prelude::*`.
+pub mod prelude {
+    pub use crate::access::{XstateRead, XstateWrite};
+}
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "cli"))]
 pub struct ReadmeDoctests;

@@ -8,14 +8,14 @@
 //! ```
 //! use xstate::Register;
 //!
-//! assert_eq!(Register::Zmm(5).name(), "zmm5");
+//! assert_eq!(Register::Zmm(5).to_string(), "zmm5");
 //! assert_eq!(Register::parse("r17"), Some(Register::R(17)));
 //! assert_eq!(Register::Zmm(5).width(), 64);
 //! assert_eq!(Register::all().count(), 119);
 //! ```
 
 use crate::area::legacy;
-use crate::component::Component;
+use crate::component::ComponentId;
 
 /// A register held in an XSAVE area.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -66,18 +66,18 @@ pub enum Register {
 /// other components, the offset within the component.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Piece {
-    /// Component number.
-    pub component: u8,
-    /// Offset (see above).
+    /// The component.
+    pub component: ComponentId,
+    /// Offset in bytes (see above).
     pub offset: u32,
     /// Length in bytes.
     pub len: u32,
 }
 
 #[inline]
-const fn piece(component: Component, offset: u32, len: u32) -> Piece {
+const fn piece(component: ComponentId, offset: u32, len: u32) -> Piece {
     Piece {
-        component: component as u8,
+        component,
         offset,
         len,
     }
@@ -95,47 +95,61 @@ impl Register {
         let fixed = [Fcw, Fsw, Ftw, Fop, Fip, Fdp].into_iter();
         fixed
             .chain((0..8).map(St))
-            .chain(std::iter::once(Mxcsr))
+            .chain(core::iter::once(Mxcsr))
             .chain((0..16).map(Xmm))
             .chain((0..16).map(Ymm))
             .chain((0..32).map(Zmm))
             .chain((0..8).map(K))
-            .chain(std::iter::once(Pkru))
+            .chain(core::iter::once(Pkru))
             .chain((0..4).map(Bnd))
             .chain([Bndcfgu, Bndstatus, Tilecfg])
             .chain((0..8).map(Tmm))
             .chain((16..32).map(R))
     }
 
-    /// The register's name as the CLI prints it (`xmm3`, `r16`, `tilecfg`).
-    pub fn name(self) -> String {
+    /// The family name and index (`("xmm", Some(3))`, `("mxcsr", None)`).
+    pub fn family(self) -> (&'static str, Option<u8>) {
         use Register::*;
         match self {
-            Fcw => "fcw".into(),
-            Fsw => "fsw".into(),
-            Ftw => "ftw".into(),
-            Fop => "fop".into(),
-            Fip => "fip".into(),
-            Fdp => "fdp".into(),
-            St(i) => format!("st{i}"),
-            Mxcsr => "mxcsr".into(),
-            Xmm(i) => format!("xmm{i}"),
-            Ymm(i) => format!("ymm{i}"),
-            Zmm(i) => format!("zmm{i}"),
-            K(i) => format!("k{i}"),
-            Pkru => "pkru".into(),
-            Bnd(i) => format!("bnd{i}"),
-            Bndcfgu => "bndcfgu".into(),
-            Bndstatus => "bndstatus".into(),
-            Tilecfg => "tilecfg".into(),
-            Tmm(i) => format!("tmm{i}"),
-            R(i) => format!("r{i}"),
+            Fcw => ("fcw", None),
+            Fsw => ("fsw", None),
+            Ftw => ("ftw", None),
+            Fop => ("fop", None),
+            Fip => ("fip", None),
+            Fdp => ("fdp", None),
+            St(i) => ("st", Some(i)),
+            Mxcsr => ("mxcsr", None),
+            Xmm(i) => ("xmm", Some(i)),
+            Ymm(i) => ("ymm", Some(i)),
+            Zmm(i) => ("zmm", Some(i)),
+            K(i) => ("k", Some(i)),
+            Pkru => ("pkru", None),
+            Bnd(i) => ("bnd", Some(i)),
+            Bndcfgu => ("bndcfgu", None),
+            Bndstatus => ("bndstatus", None),
+            Tilecfg => ("tilecfg", None),
+            Tmm(i) => ("tmm", Some(i)),
+            R(i) => ("r", Some(i)),
         }
     }
 
-    /// Parses a name as [`name`](Self::name) prints it.
+    /// The register's name as the CLI prints it (`xmm3`, `r16`, `tilecfg`).
+    #[cfg(feature = "alloc")]
+    pub fn name(self) -> alloc::string::String {
+        alloc::string::ToString::to_string(&self)
+    }
+
+    /// Parses a name as [`Display`](core::fmt::Display) prints it
+    /// (`xmm3`, not `xmm03` or `XMM3`).
     pub fn parse(name: &str) -> Option<Register> {
-        Register::all().find(|r| r.name() == name)
+        Register::all().find(|r| match r.family() {
+            (family, None) => name == family,
+            (family, Some(i)) => name.strip_prefix(family).is_some_and(|digits| {
+                let canonical = digits.bytes().all(|b| b.is_ascii_digit())
+                    && (digits == "0" || !digits.starts_with('0'));
+                canonical && digits.parse::<u8>() == Ok(i)
+            }),
+        })
     }
 
     /// Whether the index is in range for the register family.
@@ -170,7 +184,7 @@ impl Register {
     /// Indices must be valid ([`is_valid`](Self::is_valid)).
     #[inline]
     pub fn pieces(self) -> Pieces {
-        use Component as C;
+        use ComponentId as C;
         use Register::*;
         let none = piece(C::X87, 0, 0);
         let one = |p| ([p, none, none], 1);
@@ -182,38 +196,41 @@ impl Register {
             Fip => one(piece(C::X87, legacy::FIP, 8)),
             Fdp => one(piece(C::X87, legacy::FDP, 8)),
             St(i) => one(piece(C::X87, legacy::ST + 16 * i as u32, 10)),
-            Mxcsr => one(piece(C::Sse, legacy::MXCSR, 4)),
+            Mxcsr => one(piece(C::SSE, legacy::MXCSR as u32, 4)),
             Xmm(i) => one(xmm(i)),
             Ymm(i) => ([xmm(i), ymm_hi(i), none], 2),
             Zmm(i) if i < 16 => (
-                [xmm(i), ymm_hi(i), piece(C::ZmmHi256, 32 * i as u32, 32)],
+                [xmm(i), ymm_hi(i), piece(C::ZMM_HI256, 32 * i as u32, 32)],
                 3,
             ),
-            Zmm(i) => one(piece(C::Hi16Zmm, 64 * (i as u32 - 16), 64)),
-            K(i) => one(piece(C::Opmask, 8 * i as u32, 8)),
-            Pkru => one(piece(C::Pkru, 0, 4)),
-            Bnd(i) => one(piece(C::MpxBndregs, 16 * i as u32, 16)),
-            Bndcfgu => one(piece(C::MpxBndcsr, 0, 8)),
-            Bndstatus => one(piece(C::MpxBndcsr, 8, 8)),
-            Tilecfg => one(piece(C::TileCfg, 0, 64)),
-            Tmm(i) => one(piece(C::TileData, 1024 * i as u32, 1024)),
-            R(i) => one(piece(C::Apx, 8 * (i as u32 - 16), 8)),
+            Zmm(i) => one(piece(C::HI16_ZMM, 64 * (i as u32 - 16), 64)),
+            K(i) => one(piece(C::OPMASK, 8 * i as u32, 8)),
+            Pkru => one(piece(C::PKRU, 0, 4)),
+            Bnd(i) => one(piece(C::MPX_BNDREGS, 16 * i as u32, 16)),
+            Bndcfgu => one(piece(C::MPX_BNDCSR, 0, 8)),
+            Bndstatus => one(piece(C::MPX_BNDCSR, 8, 8)),
+            Tilecfg => one(piece(C::TILECFG, 0, 64)),
+            Tmm(i) => one(piece(C::TILEDATA, 1024 * i as u32, 1024)),
+            R(i) => one(piece(C::APX, 8 * (i as u32 - 16), 8)),
         }
     }
 }
 
 #[inline]
 fn xmm(i: u8) -> Piece {
-    piece(Component::Sse, legacy::XMM + 16 * i as u32, 16)
+    piece(ComponentId::SSE, legacy::XMM + 16 * i as u32, 16)
 }
 
 #[inline]
 fn ymm_hi(i: u8) -> Piece {
-    piece(Component::Avx, 16 * i as u32, 16)
+    piece(ComponentId::AVX, 16 * i as u32, 16)
 }
 
 impl core::fmt::Display for Register {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.name())
+        match self.family() {
+            (family, None) => f.write_str(family),
+            (family, Some(i)) => write!(f, "{family}{i}"),
+        }
     }
 }

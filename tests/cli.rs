@@ -5,7 +5,8 @@ mod common;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use xstate::{layout::catalog, Format, RegisterFile};
+use xstate::prelude::*;
+use xstate::{layout::catalog, ComponentId, Format, RegisterFile};
 
 fn xstate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xstate"))
@@ -51,10 +52,10 @@ fn layout_json_has_the_documented_shape() {
     let spr = catalog::get("intel-sapphire-rapids").unwrap();
     let all = spr.supported();
     for c in comps {
-        let id = c["id"].as_u64().unwrap() as u8;
+        let id = ComponentId::new(c["id"].as_u64().unwrap() as u8).unwrap();
         assert_eq!(
             c["compacted_offset"],
-            spr.compacted_offset_of(all, id).unwrap()
+            spr.compacted_offset(all, id).unwrap()
         );
     }
     assert_eq!(v["compacted_size"], spr.compacted_size());
@@ -131,7 +132,7 @@ fn decode_prints_every_register_with_init_rules() {
     regs.set_k(2, 0xabcd).unwrap();
     let mut area = regs.encode(zen4, Format::Standard).unwrap();
     // Stale bytes in the init AVX component must read as zero.
-    let avx = zen4.offset(xstate::Component::Avx).unwrap() as usize;
+    let avx = zen4.offset(xstate::ComponentId::AVX).unwrap() as usize;
     area[avx..avx + 256].fill(0xee);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("area.bin");

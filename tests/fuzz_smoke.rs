@@ -4,7 +4,8 @@
 use xstate::fuzzing::{stream_decode, view_open};
 use xstate::layout::catalog;
 use xstate::migrate::stream::{encode, Source};
-use xstate::{Format, RegisterFile};
+use xstate::prelude::*;
+use xstate::{ComponentId, Format, RegisterFile};
 
 struct Rng(u64);
 
@@ -43,7 +44,7 @@ fn seeds() -> Vec<Vec<u8>> {
         let mut regs = RegisterFile::new();
         regs.set_xmm(3, 0x1234).unwrap();
         regs.set_fcw(0x27F).unwrap();
-        if layout.has(xstate::Component::Hi16Zmm) {
+        if layout.has(ComponentId::HI16_ZMM) {
             regs.set_zmm(17, [1, 2, 3, 4]).unwrap();
         }
         out.push(encode(

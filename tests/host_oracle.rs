@@ -9,7 +9,8 @@ mod common;
 use common::skip;
 use xstate::host::amx::{self, TileState};
 use xstate::host::{Host, KnownValues, SaveInstr, VectorWidth};
-use xstate::{Component, Format, Register, RegisterFile, XsaveView};
+use xstate::prelude::*;
+use xstate::{ComponentId, Format, Register, RegisterFile, XcompBv, Xfeatures, XsaveView};
 
 fn host() -> Host {
     Host::detect().expect("XSAVE is enabled on every x86_64 Linux host this runs on")
@@ -90,7 +91,7 @@ fn views_read_what_each_save_instruction_wrote() {
         let view = XsaveView::new(area.as_bytes(), host.layout()).unwrap();
         assert_eq!(view.format(), instr.format(), "{}", instr.name());
         if instr == SaveInstr::Xsavec {
-            assert_eq!(view.xcomp_bv(), host.xcr0() | 1 << 63);
+            assert_eq!(view.xcomp_bv(), XcompBv::compacted(host.xcr0()));
         }
         assert_reads_values(&host, area.as_bytes(), &values, instr.name());
     }
@@ -108,12 +109,12 @@ fn compacted_offsets_are_where_xsavec_put_each_component() {
         .load_then_save(&values, SaveInstr::Xsave, false)
         .unwrap();
     let std_view = XsaveView::new(standard.as_bytes(), layout).unwrap();
-    let extended = host.xcr0() & !3;
+    let extended = host.xcr0().extended();
     // The full XCR0, then every subset with one extended component left
     // out, then each extended component alone: each a different XCOMP_BV.
     let mut masks = vec![host.xcr0()];
-    masks.extend(xstate::component::bits(extended).map(|i| host.xcr0() & !(1 << i)));
-    masks.extend(xstate::component::bits(extended).map(|i| 3 | 1 << i));
+    masks.extend(extended.iter().map(|c| host.xcr0().without(c)));
+    masks.extend(extended.iter().map(|c| Xfeatures::LEGACY.with(c)));
     let mut checked = 0;
     for rfbm in masks {
         let compacted = host
@@ -121,21 +122,21 @@ fn compacted_offsets_are_where_xsavec_put_each_component() {
             .unwrap();
         let bytes = compacted.as_bytes();
         let view = XsaveView::new(bytes, layout).unwrap();
-        assert_eq!(view.xcomp_bv(), rfbm | 1 << 63);
-        for i in xstate::component::bits(rfbm & extended & std_view.xstate_bv()) {
+        assert_eq!(view.xcomp_bv(), XcompBv::compacted(rfbm));
+        for i in rfbm & extended & std_view.xstate_bv() {
             let g = layout.geometry(i).unwrap();
-            let at = layout.compacted_offset_of(rfbm, i).unwrap() as usize;
+            let at = layout.compacted_offset(rfbm, i).unwrap() as usize;
             assert_eq!(
                 &bytes[at..at + g.size as usize],
                 &standard.as_bytes()[g.offset as usize..(g.offset + g.size) as usize],
-                "component {i} with XCOMP_BV {rfbm:#x}: XSAVEC put it elsewhere than offset {at}"
+                "{i} with XCOMP_BV {rfbm}: XSAVEC put it elsewhere than offset {at}"
             );
             checked += 1;
         }
         assert_eq!(
             bytes.len(),
             layout.compacted_size_for(rfbm) as usize,
-            "compacted size for {rfbm:#x}"
+            "compacted size for {rfbm}"
         );
     }
     assert!(checked > 0, "no live extended component was compared");
@@ -157,14 +158,14 @@ fn stale_bytes_of_init_components_read_as_init() {
         }
         let area = host.load_then_save(&values, instr, true).unwrap();
         let view = XsaveView::new(area.as_bytes(), layout).unwrap();
-        if view.is_live(Component::Avx) {
+        if view.is_live(ComponentId::AVX) {
             skip(instr.name(), "the CPU kept AVX state live after VZEROUPPER");
             continue;
         }
         let at = match view.format() {
-            Format::Standard => layout.offset(Component::Avx).unwrap(),
+            Format::Standard => layout.offset(ComponentId::AVX).unwrap(),
             Format::Compacted => layout
-                .compacted_offset(view.xcomp_bv(), Component::Avx)
+                .compacted_offset(view.xcomp_bv().components(), ComponentId::AVX)
                 .unwrap(),
         } as usize;
         let untouched = area.as_bytes()[at..at + 256].iter().all(|&b| b == 0xAA);
@@ -201,7 +202,7 @@ fn stale_bytes_of_init_components_read_as_init() {
                 instr.name()
             );
         }
-        if host.vector_width() == VectorWidth::Zmm && !view.is_live(Component::ZmmHi256) {
+        if host.vector_width() == VectorWidth::Zmm && !view.is_live(ComponentId::ZMM_HI256) {
             for i in 0..16 {
                 assert_eq!(
                     view.zmm(i).unwrap()[2..],
@@ -229,7 +230,7 @@ fn written_state(host: &Host, fill: u8) -> Vec<u8> {
     let layout = host.layout();
     let values = KnownValues::pattern(11);
     let mut buf = vec![fill; layout.standard_size() as usize];
-    xstate::view::init_area(&mut buf, Format::Standard, 0);
+    xstate::area::init_area(&mut buf, XcompBv::STANDARD);
     let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
     match host.vector_width() {
         VectorWidth::Zmm => {
@@ -340,8 +341,7 @@ fn xrstor_accepts_what_the_write_view_wrote_and_restores_it_exactly() {
     regs.encode_into(
         &mut compacted,
         host.layout(),
-        Format::Compacted,
-        host.xcr0(),
+        XcompBv::compacted(host.xcr0()),
     )
     .unwrap();
     let (saved, _) = host
@@ -362,10 +362,10 @@ fn mxcsr_of_an_init_sse_state_restores_as_the_view_reads_it() {
     let mut buf = written_state(&host, 0);
     let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
     assert_eq!(view.mxcsr().unwrap(), 0x9FC0);
-    view.set_init(Component::Sse);
-    view.set_init(Component::Avx);
-    if layout.has(Component::ZmmHi256) {
-        view.set_init(Component::ZmmHi256);
+    view.set_init(ComponentId::SSE);
+    view.set_init(ComponentId::AVX);
+    if layout.has(ComponentId::ZMM_HI256) {
+        view.set_init(ComponentId::ZMM_HI256);
     }
     let reads = view.mxcsr().unwrap();
     assert_eq!(reads, 0x1F80, "MXCSR reads as init with SSE and AVX init");
@@ -384,7 +384,7 @@ fn mxcsr_of_an_init_sse_state_restores_as_the_view_reads_it() {
 #[test]
 fn pkru_round_trips_where_the_cpu_has_it() {
     let host = host();
-    if !host.enabled(Component::Pkru) {
+    if !host.enabled(ComponentId::PKRU) {
         return skip("PKRU", "XCR0 does not enable PKRU on this host (no OSPKE)");
     }
     let layout = host.layout();
@@ -414,11 +414,11 @@ fn areas_xrstor_would_fault_on_are_refused() {
         Err(xstate::host::HostError::Mxcsr { .. })
     ));
 
-    let absent = xstate::component::bits(!host.xcr0() & host.layout().xcr0_supported()).next();
+    let absent = (host.layout().xcr0_supported() - host.xcr0()).first();
     match absent {
         Some(i) => {
             let mut bv = good.clone();
-            let x = u64::from_le_bytes(bv[512..520].try_into().unwrap()) | 1 << i;
+            let x = u64::from_le_bytes(bv[512..520].try_into().unwrap()) | i.bit().bits();
             bv[512..520].copy_from_slice(&x.to_le_bytes());
             assert!(host.check_restorable(&bv).is_err());
         }
@@ -433,11 +433,11 @@ fn areas_xrstor_would_fault_on_are_refused() {
 /// Asserts that `area` (either format) holds exactly `tiles`, live.
 fn assert_holds_tiles(host: &Host, area: &[u8], tiles: &TileState, what: &str) {
     let view = XsaveView::new(area, host.layout()).unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(view.is_live(Component::TileCfg), "{what}: TILECFG live");
-    assert!(view.is_live(Component::TileData), "{what}: TILEDATA live");
+    assert!(view.is_live(ComponentId::TILECFG), "{what}: TILECFG live");
+    assert!(view.is_live(ComponentId::TILEDATA), "{what}: TILEDATA live");
     assert_eq!(view.tilecfg().unwrap(), tiles.cfg, "{what}: TILECFG");
     for i in 0..8 {
-        assert_eq!(*view.tmm(i).unwrap(), tiles.tmm[i], "{what}: tmm{i}");
+        assert_eq!(view.tmm(i).unwrap(), tiles.tmm[i], "{what}: tmm{i}");
     }
 }
 
@@ -475,13 +475,13 @@ fn amx_tiles_against_the_cpu() {
         // After TILERELEASE both components are init, whatever bytes are stale.
         let mut released = host.load_tiles_then_save(&tiles, instr, true).unwrap();
         let view = XsaveView::new(released.as_bytes(), layout).unwrap();
-        assert!(!view.is_live(Component::TileCfg), "{}", instr.name());
-        assert!(!view.is_live(Component::TileData), "{}", instr.name());
+        assert!(!view.is_live(ComponentId::TILECFG), "{}", instr.name());
+        assert!(!view.is_live(ComponentId::TILEDATA), "{}", instr.name());
         let (format, xcomp) = (view.format(), view.xcomp_bv());
-        for c in [Component::TileCfg, Component::TileData] {
+        for c in [ComponentId::TILECFG, ComponentId::TILEDATA] {
             let at = match format {
                 Format::Standard => layout.offset(c),
-                Format::Compacted => layout.compacted_offset(xcomp, c),
+                Format::Compacted => layout.compacted_offset(xcomp.components(), c),
             }
             .unwrap() as usize;
             let size = layout.size(c).unwrap() as usize;
@@ -496,7 +496,7 @@ fn amx_tiles_against_the_cpu() {
         );
         for i in 0..8 {
             assert_eq!(
-                *view.tmm(i).unwrap(),
+                view.tmm(i).unwrap(),
                 [0; 1024],
                 "{}: stale tmm{i}",
                 instr.name()
@@ -507,7 +507,7 @@ fn amx_tiles_against_the_cpu() {
     // An area built by the write view restores to exactly those tiles:
     // read back with TILESTORED and STTILECFG, and with XSAVE.
     let mut buf = vec![0xCC; layout.standard_size() as usize];
-    xstate::view::init_area(&mut buf, Format::Standard, 0);
+    xstate::area::init_area(&mut buf, XcompBv::STANDARD);
     let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
     view.set_tilecfg(&tiles.cfg).unwrap();
     for i in 0..8 {
@@ -531,7 +531,7 @@ fn amx_tiles_against_the_cpu() {
 
     // A TILECFG LDTILECFG would refuse is refused before XRSTOR.
     let mut bad = buf.clone();
-    let at = layout.offset(Component::TileCfg).unwrap() as usize;
+    let at = layout.offset(ComponentId::TILECFG).unwrap() as usize;
     bad[at + 48] = 17; // tile 0 with 17 rows
     assert!(matches!(
         host.check_restorable(&bad),
@@ -546,8 +546,8 @@ fn amx_tiles_against_the_cpu() {
     );
     assert_eq!(b.tilecfg().unwrap(), a.tilecfg().unwrap());
     assert_eq!(
-        b.is_live(Component::TileData),
-        a.is_live(Component::TileData)
+        b.is_live(ComponentId::TILEDATA),
+        a.is_live(ComponentId::TILEDATA)
     );
     common::note(&format!(
         "AMX verified against the CPU: TILECFG and all eight tiles (rows 16..9, 64..36 bytes per row) \

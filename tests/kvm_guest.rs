@@ -6,7 +6,8 @@ mod common;
 
 use xstate::kvm::guest::{program, Exit, TestVm, INPUT, OUTPUT};
 use xstate::kvm::{preflight, PkruOnClearBit, XstateBuffer};
-use xstate::{Component, RegisterFile};
+use xstate::prelude::*;
+use xstate::{ComponentId, RegisterFile};
 
 fn vm(part: &str) -> Option<TestVm> {
     common::vm(part)
@@ -80,7 +81,7 @@ fn avx_and_x87_guest_parts_run_where_the_cpu_or_emulator_can() {
             let view = state.view(&layout).unwrap();
             let ymm = view.ymm(0).unwrap();
             assert_eq!(ymm, [xmm_of(&input, 0), xmm_of(&input, 1)], "ymm0 as the guest loaded it");
-            assert!(view.is_live(Component::Avx));
+            assert!(view.is_live(ComponentId::AVX));
         }
         other => common::skip("AVX guest part", &format!("KVM cannot run a VEX instruction here ({other:?}); on this host KVM emulates guests")),
     }
@@ -109,9 +110,9 @@ fn avx_and_x87_guest_parts_run_where_the_cpu_or_emulator_can() {
 
 /// The bytes of component `i` that hold architectural state (x87 and SSE:
 /// the whole legacy image; PKRU: its 4 bytes, not the reserved 4..8).
-fn architectural(regs: &RegisterFile, i: u8) -> Option<Vec<u8>> {
+fn architectural(regs: &RegisterFile, i: ComponentId) -> Option<Vec<u8>> {
     let bytes = regs.component(i)?;
-    let reserved = xstate::component::reserved_bytes(i);
+    let reserved = i.reserved_bytes();
     Some(
         bytes
             .iter()
@@ -135,15 +136,16 @@ fn every_supported_component_round_trips_through_kvm() {
     // Fill every component KVM supports for guests with a pattern; the
     // reserved bytes of PKRU get one too, and must not matter.
     let mut regs = RegisterFile::new();
-    for i in xstate::component::bits(guest) {
-        let size = match i {
-            0 | 1 => 512,
-            _ => layout.geometry(i).unwrap().size as usize,
+    for i in guest {
+        let size = if i.is_legacy() {
+            512
+        } else {
+            layout.geometry(i).unwrap().size as usize
         };
         let mut bytes: Vec<u8> = (0..size)
-            .map(|b| (b as u8).wrapping_mul(13).wrapping_add(i) | 1)
+            .map(|b| (b as u8).wrapping_mul(13).wrapping_add(i.index()) | 1)
             .collect();
-        if i == Component::Pkru.index() {
+        if i == ComponentId::PKRU {
             // Key 0 stays accessible.
             bytes[..4].copy_from_slice(&0x5555_5554u32.to_le_bytes());
         }
@@ -161,14 +163,14 @@ fn every_supported_component_round_trips_through_kvm() {
     back.save(vm.vcpu()).unwrap();
     let got = RegisterFile::from_view(&back.view(&layout).unwrap()).unwrap();
     let mut compared = Vec::new();
-    for i in xstate::component::bits(guest & !3) {
+    for i in guest.extended() {
         assert_eq!(
             architectural(&got, i),
             architectural(&regs, i),
-            "{} (component {i}) after the KVM round trip",
-            xstate::component::name_of(i)
+            "{i} (component {}) after the KVM round trip",
+            i.index()
         );
-        compared.push(xstate::component::name_of(i).into_owned());
+        compared.push(i.to_string());
     }
     for reg in xstate::Register::all() {
         if let Ok(v) = regs.read(reg) {
@@ -180,7 +182,7 @@ fn every_supported_component_round_trips_through_kvm() {
             }
             let in_guest = layout
                 .geometry(reg.pieces().0[0].component)
-                .is_some_and(|g| guest & 1 << g.index != 0);
+                .is_some_and(|g| guest.contains(g.id));
             if in_guest {
                 assert_eq!(got.read(reg).unwrap(), v, "{reg} after KVM round trip");
             }
@@ -195,12 +197,12 @@ fn every_supported_component_round_trips_through_kvm() {
     {
         let mut view = state.view_mut(&layout).unwrap();
         for c in [
-            Component::Avx,
-            Component::ZmmHi256,
-            Component::Hi16Zmm,
-            Component::Opmask,
+            ComponentId::AVX,
+            ComponentId::ZMM_HI256,
+            ComponentId::HI16_ZMM,
+            ComponentId::OPMASK,
         ] {
-            if guest & c.mask() != 0 {
+            if guest.contains(c) {
                 view.set_init(c);
             }
         }
@@ -209,16 +211,16 @@ fn every_supported_component_round_trips_through_kvm() {
     back.save(vm.vcpu()).unwrap();
     let view = back.view(&layout).unwrap();
     for c in [
-        Component::Avx,
-        Component::ZmmHi256,
-        Component::Hi16Zmm,
-        Component::Opmask,
+        ComponentId::AVX,
+        ComponentId::ZMM_HI256,
+        ComponentId::HI16_ZMM,
+        ComponentId::OPMASK,
     ] {
-        if guest & c.mask() != 0 {
+        if guest.contains(c) {
             assert!(!view.is_live(c), "{c:?} came back live");
         }
     }
-    if guest & Component::Avx.mask() != 0 {
+    if guest.contains(ComponentId::AVX) {
         assert_eq!(view.ymm(3).unwrap()[1], 0);
     }
 }
@@ -230,7 +232,7 @@ fn pkru_with_its_bit_clear_behaves_as_probed() {
     };
     let caps = vm.caps();
     let Some(probed) = caps.behaviour().pkru else {
-        assert_eq!(caps.guest_xcr0() & Component::Pkru.mask(), 0);
+        assert!(!caps.guest_xcr0().contains(ComponentId::PKRU));
         return common::skip(
             "PKRU with its XSTATE_BV bit clear",
             &format!(
@@ -240,7 +242,7 @@ fn pkru_with_its_bit_clear_behaves_as_probed() {
         );
     };
     let layout = caps.layout().clone();
-    let at = layout.offset(Component::Pkru).unwrap() as usize;
+    let at = layout.offset(ComponentId::PKRU).unwrap() as usize;
     let mut state = XstateBuffer::new(caps).unwrap();
     state.save(vm.vcpu()).unwrap();
     state
@@ -263,7 +265,7 @@ fn pkru_with_its_bit_clear_behaves_as_probed() {
     // Now a buffer with the PKRU bit clear and other bytes there.
     let mut view = state.view_mut(&layout).unwrap();
     view.set_pkru(0x1234_5670).unwrap();
-    view.set_init(Component::Pkru);
+    view.set_init(ComponentId::PKRU);
     state.restore(vm.vcpu(), caps).unwrap();
     back.save(vm.vcpu()).unwrap();
     let expected = match probed.on_clear_bit {
@@ -294,7 +296,7 @@ fn pkru_with_its_bit_clear_behaves_as_probed() {
     state.restore(vm.vcpu(), caps).unwrap();
     let init = RegisterFile::new();
     state.load(&init, caps).unwrap();
-    assert!(state.view(&layout).unwrap().is_live(Component::Pkru));
+    assert!(state.view(&layout).unwrap().is_live(ComponentId::PKRU));
     state.restore(vm.vcpu(), caps).unwrap();
     back.save(vm.vcpu()).unwrap();
     assert_eq!(back.view(&layout).unwrap().pkru().unwrap(), 0);
@@ -311,12 +313,12 @@ fn kvm_behaviour_is_measured_not_assumed() {
     // The MXCSR mask KVM enforces is the one the host CPU reports.
     assert_eq!(b.mxcsr_mask, host.mxcsr_mask(), "measured vs FXSAVE");
     assert_eq!(b.mxcsr_mask & 0xFFBF, 0xFFBF);
-    assert_eq!(caps.guest_xcr0() & !host.xcr0_supported(), 0);
-    assert_eq!(caps.guest_xcr0() & 3, 3);
+    assert!(host.xcr0_supported().contains_all(caps.guest_xcr0()));
+    assert!(caps.guest_xcr0().contains_all(xstate::Xfeatures::LEGACY));
     assert!(caps.buffer_size() >= 4096);
     assert_eq!(
         b.pkru.is_some(),
-        caps.guest_xcr0() & Component::Pkru.mask() != 0
+        caps.guest_xcr0().contains(ComponentId::PKRU)
     );
     let amx = caps.amx();
     assert!(!amx.offered || (amx.host && amx.permitted), "{amx:?}");

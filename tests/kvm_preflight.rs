@@ -118,7 +118,13 @@ fn preflight_agrees_with_kvm_set_xsave_on_every_buffer() {
         if case % 8 != 0 {
             for _ in 0..1 + rng.below(3) {
                 let class = rng.below(7);
-                mutate(&mut rng, buf, class, rules.guest_xcr0, rules.mxcsr_mask);
+                mutate(
+                    &mut rng,
+                    buf,
+                    class,
+                    rules.guest_xcr0.bits(),
+                    rules.mxcsr_mask,
+                );
             }
         }
         let predicted = preflight(state.as_bytes(), &rules);

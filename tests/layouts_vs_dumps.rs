@@ -5,8 +5,13 @@ mod common;
 
 use std::path::PathBuf;
 
-use xstate::layout::{catalog, diff, LayoutSource};
-use xstate::{Component, Layout};
+use xstate::layout::{catalog, diff, DumpError, FileError, LayoutSource, SourceError};
+use xstate::{ComponentId, Layout, LayoutError, Xfeatures};
+
+/// Component `n` (0..=63).
+fn id(n: u8) -> ComponentId {
+    ComponentId::new(n).unwrap()
+}
 
 fn dump_dir() -> Option<PathBuf> {
     common::shared_cpuid_dir("layouts against the shared CPUID dumps")
@@ -50,30 +55,36 @@ fn catalog_layouts_match_the_cpuid_dumps_they_came_from() {
 #[test]
 fn vendor_and_generation_facts() {
     let get = |n| catalog::get(n).unwrap();
-    assert_eq!(get("amd-zen3").offset(Component::Pkru), Some(2432));
-    assert_eq!(get("amd-zen4").offset(Component::Pkru), Some(2432));
-    assert_eq!(get("intel-skylake-sp").offset(Component::Pkru), Some(2688));
-    assert_eq!(get("intel-lunar-lake").offset(Component::Pkru), Some(2688));
-    assert_eq!(get("amd-zen4").offset(Component::Opmask), Some(832));
+    assert_eq!(get("amd-zen3").offset(ComponentId::PKRU), Some(2432));
+    assert_eq!(get("amd-zen4").offset(ComponentId::PKRU), Some(2432));
     assert_eq!(
-        get("intel-sapphire-rapids").offset(Component::Opmask),
+        get("intel-skylake-sp").offset(ComponentId::PKRU),
+        Some(2688)
+    );
+    assert_eq!(
+        get("intel-lunar-lake").offset(ComponentId::PKRU),
+        Some(2688)
+    );
+    assert_eq!(get("amd-zen4").offset(ComponentId::OPMASK), Some(832));
+    assert_eq!(
+        get("intel-sapphire-rapids").offset(ComponentId::OPMASK),
         Some(1088)
     );
     assert_eq!(get("intel-sapphire-rapids").standard_size(), 11008);
     assert_eq!(get("intel-lunar-lake").standard_size(), 2696);
     assert_eq!(get("amd-zen4").standard_size(), 2440);
     assert_eq!(
-        get("intel-skylake-sp").offset(Component::MpxBndregs),
+        get("intel-skylake-sp").offset(ComponentId::MPX_BNDREGS),
         Some(960)
     );
     // AMD's standard offsets equal Intel's compacted ones for AVX-512.
     let spr = get("intel-sapphire-rapids");
     let zen4 = get("amd-zen4");
     for c in [
-        Component::Avx,
-        Component::Opmask,
-        Component::ZmmHi256,
-        Component::Hi16Zmm,
+        ComponentId::AVX,
+        ComponentId::OPMASK,
+        ComponentId::ZMM_HI256,
+        ComponentId::HI16_ZMM,
     ] {
         assert_eq!(
             spr.compacted_offset(spr.xcr0_supported(), c),
@@ -82,7 +93,7 @@ fn vendor_and_generation_facts() {
         );
     }
     // AMX tile data is 64-byte aligned and XFD-capable.
-    let tiles = spr.geometry(18).unwrap();
+    let tiles = spr.geometry(ComponentId::TILEDATA).unwrap();
     assert!(tiles.align64 && tiles.xfd);
     // MXCSR masks differ: AMD's bit 17.
     assert_eq!(zen4.mxcsr_mask(), 0x2FFFF);
@@ -92,35 +103,40 @@ fn vendor_and_generation_facts() {
 #[test]
 fn the_apx_layout_puts_r16_r31_where_mpx_was() {
     let dmr = catalog::get("intel-diamond-rapids").unwrap();
-    let apx = dmr.geometry(19).unwrap();
+    let apx = dmr.geometry(ComponentId::APX).unwrap();
     assert_eq!((apx.offset, apx.size), (960, 128));
-    assert!(!dmr.has(Component::MpxBndregs) && !dmr.has(Component::MpxBndcsr));
+    assert!(!dmr.has(ComponentId::MPX_BNDREGS) && !dmr.has(ComponentId::MPX_BNDCSR));
     assert!(dmr.source().contains("no silicon dump"), "{}", dmr.source());
     // Compacted, APX comes after every lower component, AMX included.
     let all = dmr.xcr0_supported();
-    let tiles = dmr.compacted_offset(all, Component::TileData).unwrap();
+    let tiles = dmr.compacted_offset(all, ComponentId::TILEDATA).unwrap();
     assert_eq!(
-        dmr.compacted_offset(all, Component::Apx),
+        dmr.compacted_offset(all, ComponentId::APX),
         Some(tiles + 8192)
     );
     // Standard offsets no longer rise with the component number.
-    assert!(dmr.offset(Component::Apx).unwrap() < dmr.offset(Component::Pkru).unwrap());
+    assert!(dmr.offset(ComponentId::APX).unwrap() < dmr.offset(ComponentId::PKRU).unwrap());
 }
 
 #[test]
 fn the_host_layout_agrees_with_cpuid() {
-    let host = Layout::host().unwrap();
-    assert_eq!(host.xcr0_supported() & 3, 3);
+    let host = xstate::host::layout().unwrap();
+    assert_eq!(host.xcr0_supported() & Xfeatures::LEGACY, Xfeatures::LEGACY);
     assert!(host.standard_size() >= 576);
     let leaf = core::arch::x86_64::__cpuid_count(0xD, 0);
     assert_eq!(host.standard_size(), leaf.ecx);
     assert_eq!(
-        host.xcr0_supported(),
+        host.xcr0_supported().bits(),
         u64::from(leaf.edx) << 32 | u64::from(leaf.eax)
     );
-    for g in host.components().filter(|g| g.index >= 2) {
-        let r = core::arch::x86_64::__cpuid_count(0xD, u32::from(g.index));
-        assert_eq!((g.size, g.offset), (r.eax, r.ebx), "component {}", g.index);
+    for g in host.components().filter(|g| !g.id.is_legacy()) {
+        let r = core::arch::x86_64::__cpuid_count(0xD, u32::from(g.id.index()));
+        assert_eq!(
+            (g.size, g.offset),
+            (r.eax, r.ebx),
+            "component {}",
+            g.id.index()
+        );
     }
     eprintln!(
         "host layout: XCR0 {:#x}, {} bytes",
@@ -136,20 +152,20 @@ fn dump_formats_are_detected_and_bad_dumps_refused() {
     let l = Layout::from_dump("two", &instlat).unwrap();
     // Only the first CPU of a multi-CPU dump is read.
     assert_eq!(l.vendor(), "GenuineIntel");
-    assert_eq!(l.offset(Component::Pkru), Some(2688));
+    assert_eq!(l.offset(ComponentId::PKRU), Some(2688));
     assert!(l.source().contains("InstLatx64"));
     let raw = std::fs::read_to_string(fixtures.join("unknown-component-cpuid-r.txt")).unwrap();
     let u = Layout::from_dump("unknown", &raw).unwrap();
     assert!(u.source().contains("cpuid -r"));
     // A component past 19 is kept, not dropped.
-    let g = u.geometry(21).unwrap();
+    let g = u.geometry(id(21)).unwrap();
     assert_eq!((g.size, g.offset), (64, 2816));
-    assert_eq!(xstate::component::name_of(21), "component 21");
+    assert_eq!(id(21).to_string(), "component 21");
     assert!(Layout::from_dump("x", "hello\nworld\n").is_err());
     let no_leaf_d = "CPUID 00000000: 00000016-756E6547-6C65746E-49656E69\n";
     assert_eq!(
         Layout::from_dump("x", no_leaf_d).unwrap_err(),
-        xstate::LayoutError::NoLeaf0xD
+        DumpError::NoLeaf0xD
     );
 }
 
@@ -159,7 +175,16 @@ fn dump_formats_are_detected_and_bad_dumps_refused() {
 /// align64, xfd).
 fn table(l: &Layout) -> Vec<(u8, u32, u32, bool, bool, bool)> {
     l.components()
-        .map(|g| (g.index, g.size, g.offset, g.supervisor, g.align64, g.xfd))
+        .map(|g| {
+            (
+                g.id.index(),
+                g.size,
+                g.offset,
+                g.supervisor,
+                g.align64,
+                g.xfd,
+            )
+        })
         .collect()
 }
 
@@ -232,16 +257,16 @@ fn the_intel_host_capture_matches_sapphire_rapids_user_components() {
     assert_eq!(emr.vendor(), "GenuineIntel");
     let user = |l: &Layout| table(l).into_iter().filter(|c| !c.3).collect::<Vec<_>>();
     assert_eq!(user(&emr), user(spr));
-    assert_eq!(emr.xcr0_supported(), 0x602e7);
+    assert_eq!(emr.xcr0_supported().bits(), 0x602e7);
     assert_eq!(emr.standard_size(), 11008);
-    assert_eq!(emr.offset(Component::Pkru), Some(2688));
+    assert_eq!(emr.offset(ComponentId::PKRU), Some(2688));
     // What KVM offers guests there is smaller than the host layout: XCR0
     // 0x2e7 (no AMX) fits in the 4096-byte kvm_xsave.
-    assert!(emr.standard_size_for(0x2e7) <= 4096);
+    assert!(emr.standard_size_for(Xfeatures::from_bits(0x2e7)) <= 4096);
     // The two hosts this machine kind has had: no component sits at the
     // same offset with a different size, and PKRU moves (AMD 2432, Intel 2688).
     let zen3 = from_dump(&dir, "host-amd-epyc-zen3-cpuid-r.txt");
-    assert_eq!(zen3.offset(Component::Pkru), Some(2432));
+    assert_eq!(zen3.offset(ComponentId::PKRU), Some(2432));
     assert_eq!(zen3.mxcsr_mask(), 0x2FFFF);
     assert_eq!(emr.mxcsr_mask(), 0xFFFF);
 }
@@ -256,60 +281,69 @@ fn facts_read_from_the_dumps() {
     let genoa = from_dump(&dir, "AuthenticAMD0A10F11_K19_Genoa_01.txt");
     // PKRU: AMD 2432, Intel 2688 (with or without AVX-512).
     for l in [&milan, &genoa] {
-        assert_eq!(l.offset(Component::Pkru), Some(2432), "{}", l.name());
+        assert_eq!(l.offset(ComponentId::PKRU), Some(2432), "{}", l.name());
         assert_eq!(l.standard_size(), 2440, "{}", l.name());
     }
     for l in [&skx, &spr, &lnl] {
-        assert_eq!(l.offset(Component::Pkru), Some(2688), "{}", l.name());
+        assert_eq!(l.offset(ComponentId::PKRU), Some(2688), "{}", l.name());
     }
     // Zen 4 packs AVX-512 right after AVX: no MPX hole.
-    assert_eq!(genoa.offset(Component::Opmask), Some(832));
-    assert_eq!(genoa.offset(Component::ZmmHi256), Some(896));
-    assert_eq!(genoa.offset(Component::Hi16Zmm), Some(1408));
-    assert_eq!(skx.offset(Component::Opmask), Some(1088));
+    assert_eq!(genoa.offset(ComponentId::OPMASK), Some(832));
+    assert_eq!(genoa.offset(ComponentId::ZMM_HI256), Some(896));
+    assert_eq!(genoa.offset(ComponentId::HI16_ZMM), Some(1408));
+    assert_eq!(skx.offset(ComponentId::OPMASK), Some(1088));
     // Lunar Lake: a hole where AVX-512 would be, max size 2696.
-    assert!(!lnl.has(Component::Opmask));
+    assert!(!lnl.has(ComponentId::OPMASK));
     assert_eq!(lnl.standard_size(), 2696);
     // Sapphire Rapids: AMX, max size 11008, tiles aligned and XFD-capable.
     assert_eq!(spr.standard_size(), 11008);
-    assert_eq!(spr.offset(Component::TileCfg), Some(2752));
-    assert_eq!(spr.offset(Component::TileData), Some(2816));
-    let tiles = spr.geometry(18).unwrap();
+    assert_eq!(spr.offset(ComponentId::TILECFG), Some(2752));
+    assert_eq!(spr.offset(ComponentId::TILEDATA), Some(2816));
+    let tiles = spr.geometry(ComponentId::TILEDATA).unwrap();
     assert!(tiles.align64 && tiles.xfd);
-    let cfg = spr.geometry(17).unwrap();
+    let cfg = spr.geometry(ComponentId::TILECFG).unwrap();
     assert!(cfg.align64 && !cfg.xfd);
     // Skylake-SP: MPX at 960 and 1024.
-    assert_eq!(skx.offset(Component::MpxBndregs), Some(960));
-    assert_eq!(skx.offset(Component::MpxBndcsr), Some(1024));
+    assert_eq!(skx.offset(ComponentId::MPX_BNDREGS), Some(960));
+    assert_eq!(skx.offset(ComponentId::MPX_BNDCSR), Some(1024));
     // CPUID.(0xD,1).EBX is the XSAVES size for the components enabled when
     // the dump was taken; the engine's compacted sizes agree:
     // Sapphire Rapids, XCR0 0x602e7 + PT: 10880 (0x2A80);
-    assert_eq!(spr.compacted_size_for(0x602e7 | 0x100), 0x2A80);
+    assert_eq!(
+        spr.compacted_size_for(Xfeatures::from_bits(0x602e7 | 0x100)),
+        0x2A80
+    );
     // Skylake-SP, XCR0 0xff (sub-leaf 0 EBX 2688 = PKRU off) + PT: 2688;
-    assert_eq!(skx.compacted_size_for(0xff | 0x100), 0xA80);
+    assert_eq!(
+        skx.compacted_size_for(Xfeatures::from_bits(0xff | 0x100)),
+        0xA80
+    );
     // Genoa, XCR0 0xe7 (sub-leaf 0 EBX 2432 = PKRU off) + CET_U: 2448;
-    assert_eq!(genoa.compacted_size_for(0xe7 | 0x800), 0x990);
+    assert_eq!(
+        genoa.compacted_size_for(Xfeatures::from_bits(0xe7 | 0x800)),
+        0x990
+    );
     // Milan, XCR0 0x7: 832.
-    assert_eq!(milan.compacted_size_for(0x7), 0x340);
+    assert_eq!(milan.compacted_size_for(Xfeatures::from_bits(0x7)), 0x340);
     // Supervisor components have no standard offset.
-    assert_eq!(spr.offset(Component::Pt), None);
-    assert!(spr.geometry(8).unwrap().supervisor);
+    assert_eq!(spr.offset(ComponentId::PT), None);
+    assert!(spr.geometry(ComponentId::PT).unwrap().supervisor);
 }
 
 #[test]
 fn catalog_facts_for_the_apx_part() {
     let dmr = catalog::get("intel-diamond-rapids").unwrap();
     let spr = catalog::get("intel-sapphire-rapids").unwrap();
-    assert_eq!(dmr.offset(Component::Apx), Some(960));
-    assert_eq!(dmr.size(Component::Apx), Some(128));
-    assert!(!dmr.has(Component::MpxBndregs));
-    assert!(!dmr.has(Component::MpxBndcsr));
+    assert_eq!(dmr.offset(ComponentId::APX), Some(960));
+    assert_eq!(dmr.size(ComponentId::APX), Some(128));
+    assert!(!dmr.has(ComponentId::MPX_BNDREGS));
+    assert!(!dmr.has(ComponentId::MPX_BNDCSR));
     assert_eq!(dmr.standard_size(), 11008);
     // Otherwise the Sapphire Rapids geometry.
     for g in spr.components() {
-        assert_eq!(dmr.geometry(g.index), Some(g), "component {}", g.index);
+        assert_eq!(dmr.geometry(g.id), Some(g), "component {}", g.id.index());
     }
-    assert_eq!(dmr.supported(), spr.supported() | Component::Apx.mask());
+    assert_eq!(dmr.supported(), spr.supported() | ComponentId::APX.bit());
 }
 
 #[test]
@@ -358,8 +392,8 @@ fn both_formats_of_one_made_up_cpu_read_alike() {
         a.subleaves.keys().copied().collect::<Vec<_>>(),
         [0, 1, 2, 9, 0xB, 0x11]
     );
-    assert_eq!(a.xcr0_supported(), 0x20207);
-    assert_eq!(a.xss_supported(), 0x800);
+    assert_eq!(a.xcr0_supported().bits(), 0x20207);
+    assert_eq!(a.xss_supported().bits(), 0x800);
 
     let li = Layout::from_dump("made-up", &instlat).unwrap();
     let lr = Layout::from_dump("made-up", &raw).unwrap();
@@ -384,17 +418,17 @@ fn both_formats_of_one_made_up_cpu_read_alike() {
     // Compacted: AVX 576..832, PKRU 832..840, CET_U 840..856, TILECFG
     // rounded up from 856 to 896, ends at 960: sub-leaf 1 EBX (0x3C0).
     assert_eq!(
-        li.compacted_offset(li.supported(), Component::CetU),
+        li.compacted_offset(li.supported(), ComponentId::CET_U),
         Some(840)
     );
     assert_eq!(
-        li.compacted_offset(li.supported(), Component::TileCfg),
+        li.compacted_offset(li.supported(), ComponentId::TILECFG),
         Some(896)
     );
     assert_eq!(li.compacted_size(), 0x3C0);
     // Without CET_U, TILECFG is still rounded up: 840 -> 896.
     assert_eq!(
-        li.compacted_offset(li.xcr0_supported(), Component::TileCfg),
+        li.compacted_offset(li.xcr0_supported(), ComponentId::TILECFG),
         Some(896)
     );
 }
@@ -411,19 +445,28 @@ fn dump_files_load_through_layout_source() {
     // Not a dump and not TOML either: the TOML parser's error.
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/not-a-dump.txt");
     let e = LayoutSource::parse(path).load().unwrap_err();
-    assert!(matches!(e, xstate::LayoutError::Toml(_)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            SourceError::File {
+                source: FileError::Toml(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn a_made_up_apx_dump_puts_apx_at_960() {
     let l = Layout::from_dump("apx", &fixture("made-up-apx-instlat.txt")).unwrap();
-    assert_eq!(l.offset(Component::Apx), Some(960));
-    assert_eq!(l.size(Component::Apx), Some(128));
-    assert!(!l.has(Component::MpxBndregs));
+    assert_eq!(l.offset(ComponentId::APX), Some(960));
+    assert_eq!(l.size(ComponentId::APX), Some(128));
+    assert!(!l.has(ComponentId::MPX_BNDREGS));
     assert_eq!(l.standard_size(), 2696);
     // Compacted: after AVX (576..832) and PKRU (832..840).
     assert_eq!(
-        l.compacted_offset(l.xcr0_supported(), Component::Apx),
+        l.compacted_offset(l.xcr0_supported(), ComponentId::APX),
         Some(840)
     );
     assert_eq!(l.compacted_size(), 968);
@@ -432,7 +475,6 @@ fn a_made_up_apx_dump_puts_apx_at_960() {
 #[test]
 fn bad_dumps_are_refused_with_reasons() {
     use xstate::layout::CpuidLeaf0xD;
-    use xstate::LayoutError;
 
     let e = Layout::from_dump("x", &fixture("mpx-and-apx-instlat.txt")).unwrap_err();
     assert_eq!(
@@ -446,7 +488,10 @@ fn bad_dumps_are_refused_with_reasons() {
         "AVX (component 2) at 576..832 overlaps PKRU (component 9) at 768..776"
     );
     let e = Layout::from_dump("x", &fixture("missing-subleaf-cpuid-r.txt")).unwrap_err();
-    assert_eq!(e, LayoutError::MissingGeometry { index: 9 });
+    assert_eq!(
+        e,
+        DumpError::Layout(LayoutError::MissingGeometry(ComponentId::PKRU))
+    );
     assert_eq!(
         e.to_string(),
         "PKRU (component 9) is enumerated but its size and offset are missing"
@@ -454,35 +499,44 @@ fn bad_dumps_are_refused_with_reasons() {
     // Numbers past 4 GiB are refused, not wrapped.
     let e = Layout::from_dump("x", &fixture("end-overflow-cpuid-r.txt")).unwrap_err();
     assert!(
-        matches!(e, LayoutError::EndOverflow { index: 9, .. }),
+        matches!(
+            e,
+            DumpError::Layout(LayoutError::EndOverflow {
+                component: ComponentId::PKRU,
+                ..
+            })
+        ),
         "{e:?}"
     );
     let e = Layout::from_dump("x", &fixture("huge-supervisor-cpuid-r.txt")).unwrap_err();
-    assert!(matches!(e, LayoutError::CompactedTooLarge { .. }), "{e:?}");
+    assert!(
+        matches!(e, DumpError::Layout(LayoutError::CompactedTooLarge { .. })),
+        "{e:?}"
+    );
     for f in ["no-leaf-0xd-instlat.txt", "no-leaf-0xd-cpuid-r.txt"] {
         assert_eq!(
             Layout::from_dump("x", &fixture(f)).unwrap_err(),
-            LayoutError::NoLeaf0xD,
+            DumpError::NoLeaf0xD,
             "{f}"
         );
         assert_eq!(
             CpuidLeaf0xD::from_dump(&fixture(f)).unwrap_err(),
-            LayoutError::NoLeaf0xD
+            DumpError::NoLeaf0xD
         );
     }
     for text in [fixture("not-a-dump.txt"), String::new(), "\n\n".into()] {
         assert_eq!(
             Layout::from_dump("x", &text).unwrap_err(),
-            LayoutError::UnknownDumpFormat
+            DumpError::UnknownFormat
         );
         assert_eq!(
             CpuidLeaf0xD::from_dump(&text).unwrap_err(),
-            LayoutError::UnknownDumpFormat
+            DumpError::UnknownFormat
         );
     }
     assert_eq!(
-        LayoutError::UnknownDumpFormat.to_string(),
-        "not a CPUID dump in a known format"
+        DumpError::UnknownFormat.to_string(),
+        "not a CPUID dump in a known format (InstLatx64 or `cpuid -r`)"
     );
     // Malformed lines are skipped, not misread: five registers, bad hex.
     let text = "CPUID 0000000D: 00000207-00000340-00000988-00000000-00000000 [SL 00]\n\
@@ -495,23 +549,34 @@ fn bad_dumps_are_refused_with_reasons() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn the_host_layout_is_sane_and_agrees_with_xgetbv() {
-    let host = Layout::host().unwrap();
-    assert_eq!(host.xcr0_supported() & 3, 3);
+    let host = xstate::host::layout().unwrap();
+    assert_eq!(host.xcr0_supported() & Xfeatures::LEGACY, Xfeatures::LEGACY);
     assert!(host.standard_size() >= 576);
-    assert_eq!(host.xcr0_supported() & host.xss_supported(), 0);
+    assert_eq!(
+        host.xcr0_supported() & host.xss_supported(),
+        Xfeatures::EMPTY
+    );
     // Every user component fits in the standard size; supervisor ones have
     // no standard offset.
-    for g in host.components().filter(|g| g.index >= 2) {
+    for g in host.components().filter(|g| !g.id.is_legacy()) {
         if g.supervisor {
-            assert_eq!(host.offset(Component::from_index(g.index).unwrap()), None);
+            assert_eq!(host.offset(g.id), None);
         } else {
             assert!(g.offset >= 576 && g.end() <= host.standard_size());
         }
     }
     // CPUID.(0xD,0).EBX is the size for the XCR0 the OS enabled.
     if let Some(xcr0) = xstate::host::xcr0() {
-        assert_eq!(xcr0 & 3, 3, "XCR0 {xcr0:#x}");
-        assert_eq!(xcr0 & !host.xcr0_supported(), 0, "XCR0 {xcr0:#x}");
+        assert_eq!(
+            xcr0 & Xfeatures::LEGACY,
+            Xfeatures::LEGACY,
+            "XCR0 {xcr0:#x}"
+        );
+        assert_eq!(
+            xcr0 - host.xcr0_supported(),
+            Xfeatures::EMPTY,
+            "XCR0 {xcr0:#x}"
+        );
         let s0 = core::arch::x86_64::__cpuid_count(0xD, 0);
         assert_eq!(host.standard_size_for(xcr0), s0.ebx, "XCR0 {xcr0:#x}");
     } else {

@@ -3,10 +3,10 @@
 use std::borrow::Cow;
 
 use proptest::prelude::*;
-use xstate::component::bits;
 use xstate::layout::catalog;
 use xstate::migrate::{relayout, MigrateError, RelayoutOptions};
-use xstate::{Format, Layout, RegisterFile};
+use xstate::prelude::*;
+use xstate::{ComponentId, Format, Layout, RegisterFile, Xfeatures};
 
 fn pairs() -> impl Strategy<Value = (&'static Layout, &'static Layout)> {
     let all: Vec<&'static Layout> = catalog::all().iter().collect();
@@ -19,19 +19,23 @@ fn formats() -> impl Strategy<Value = Format> {
 
 /// A state whose live components are a random subset of `layout`'s user
 /// components, filled from `bytes`.
-fn state(layout: &Layout, pick: u64, bytes: &[u8]) -> RegisterFile {
+fn state(layout: &Layout, pick: Xfeatures, bytes: &[u8]) -> RegisterFile {
     let mut regs = RegisterFile::new();
-    for (n, i) in bits(layout.xcr0_supported() & pick).enumerate() {
-        let size = match i {
-            0 | 1 => 512,
-            _ => layout.geometry(i).unwrap().size as usize,
+    for (n, c) in (layout.xcr0_supported() & pick).iter().enumerate() {
+        let size = if c.is_legacy() {
+            512
+        } else {
+            layout.geometry(c).unwrap().size as usize
         };
         let chunk: Vec<u8> = (0..size)
             .map(|b| bytes[(b + 97 * n) % bytes.len()])
             .collect();
-        regs.set_component(i, &chunk).unwrap();
+        regs.set_component(c, &chunk).unwrap();
     }
-    if regs.xstate_bv() & 0b110 != 0 {
+    if regs
+        .xstate_bv()
+        .intersects(ComponentId::SSE.bit() | ComponentId::AVX.bit())
+    {
         regs.set_mxcsr(0x1F80 | (u32::from(bytes[0]) & 0x3F))
             .unwrap();
     }
@@ -55,7 +59,7 @@ proptest! {
     ) {
         // Only components both layouts have are live.
         let shared = a.xcr0_supported() & b.xcr0_supported();
-        let regs = state(a, pick & shared, &bytes);
+        let regs = state(a, Xfeatures::from_bits(pick) & shared, &bytes);
         let src = regs.encode(a, fa).unwrap();
         let opts = RelayoutOptions { format: fb, drop_init: true };
         let there = relayout(&src, a, b, opts).unwrap();
@@ -71,23 +75,23 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 64..512),
         drop_init in any::<bool>(),
     ) {
-        let regs = state(a, pick, &bytes);
+        let regs = state(a, Xfeatures::from_bits(pick), &bytes);
         let src = regs.encode(a, Format::Standard).unwrap();
-        let homeless_live = regs.xstate_bv() & !b.supported();
-        let homeless_init = a.xcr0_supported() & !b.supported() & !regs.xstate_bv();
+        let homeless_live = regs.xstate_bv() - b.supported();
+        let homeless_init = a.xcr0_supported() - b.supported() - regs.xstate_bv();
         match relayout(&src, a, b, RelayoutOptions { format: Format::Standard, drop_init }) {
             Ok(out) => {
-                prop_assert_eq!(homeless_live, 0);
-                prop_assert!(drop_init || homeless_init == 0);
+                prop_assert_eq!(homeless_live, Xfeatures::EMPTY);
+                prop_assert!(drop_init || homeless_init.is_empty());
                 // Init components never come out live.
                 let moved = RegisterFile::decode(&out, b).unwrap();
                 prop_assert_eq!(moved.xstate_bv(), regs.xstate_bv());
             }
-            Err(MigrateError::LiveWithoutHome { index, .. }) => {
-                prop_assert!(homeless_live & 1 << index != 0);
+            Err(MigrateError::LiveWithoutHome { component, .. }) => {
+                prop_assert!(homeless_live.contains(component));
             }
-            Err(MigrateError::InitWithoutHome { index, .. }) => {
-                prop_assert!(!drop_init && homeless_init & 1 << index != 0);
+            Err(MigrateError::InitWithoutHome { component, .. }) => {
+                prop_assert!(!drop_init && homeless_init.contains(component));
             }
             Err(e) => prop_assert!(false, "{}", e),
         }
@@ -136,7 +140,13 @@ fn named_cases_from_the_field() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, MigrateError::LiveWithoutHome { index: 18, .. }),
+        matches!(
+            err,
+            MigrateError::LiveWithoutHome {
+                component: ComponentId::TILEDATA,
+                ..
+            }
+        ),
         "{err}"
     );
     // MPX state to an APX host.
@@ -154,7 +164,13 @@ fn named_cases_from_the_field() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, MigrateError::LiveWithoutHome { index: 4, .. }),
+        matches!(
+            err,
+            MigrateError::LiveWithoutHome {
+                component: ComponentId::MPX_BNDCSR,
+                ..
+            }
+        ),
         "{err}"
     );
     // Init AMX: refused unless dropped explicitly.

@@ -2,22 +2,23 @@
 //! refused or harmless.
 
 use proptest::prelude::*;
-use xstate::component::bits;
 use xstate::layout::catalog;
 use xstate::migrate::stream::{self, crc32, decode, decode_vcpus, encode, Source, StreamError};
-use xstate::{Layout, RegisterFile};
+use xstate::prelude::*;
+use xstate::{ComponentId, Layout, RegisterFile, Xfeatures};
 
-fn state(layout: &Layout, pick: u64, seed: u8) -> RegisterFile {
+fn state(layout: &Layout, pick: Xfeatures, seed: u8) -> RegisterFile {
     let mut regs = RegisterFile::new();
-    for i in bits(layout.supported() & pick) {
-        let size = match i {
-            0 | 1 => 512,
-            _ => layout.geometry(i).unwrap().size as usize,
+    for c in layout.supported() & pick {
+        let size = if c.is_legacy() {
+            512
+        } else {
+            layout.geometry(c).unwrap().size as usize
         };
         let bytes: Vec<u8> = (0..size)
-            .map(|b| (b as u8).wrapping_mul(31).wrapping_add(seed ^ i))
+            .map(|b| (b as u8).wrapping_mul(31).wrapping_add(seed ^ c.index()))
             .collect();
-        regs.set_component(i, &bytes).unwrap();
+        regs.set_component(c, &bytes).unwrap();
     }
     regs
 }
@@ -25,7 +26,10 @@ fn state(layout: &Layout, pick: u64, seed: u8) -> RegisterFile {
 /// A sample stream: two vCPUs on Sapphire Rapids, AVX-512 and AMX live.
 fn sample() -> (Vec<u8>, Vec<RegisterFile>) {
     let spr = catalog::get("intel-sapphire-rapids").unwrap();
-    let vcpus = vec![state(spr, 0x600E7 | 1 << 8, 1), state(spr, 0x207, 2)];
+    let vcpus = vec![
+        state(spr, Xfeatures::from_bits(0x600E7 | 1 << 8), 1),
+        state(spr, Xfeatures::from_bits(0x207), 2),
+    ];
     (encode(&vcpus, &Source::of(spr)), vcpus)
 }
 
@@ -49,7 +53,10 @@ proptest! {
         layout in prop::sample::select(catalog::all().iter().collect::<Vec<_>>()),
         picks in prop::collection::vec((any::<u64>(), any::<u8>()), 0..5),
     ) {
-        let vcpus: Vec<RegisterFile> = picks.iter().map(|&(p, s)| state(layout, p, s)).collect();
+        let vcpus: Vec<RegisterFile> = picks
+            .iter()
+            .map(|&(p, s)| state(layout, Xfeatures::from_bits(p), s))
+            .collect();
         let bytes = encode(&vcpus, &Source::of(layout));
         let (header, back) = decode(&bytes).unwrap();
         prop_assert_eq!(header.vcpus as usize, vcpus.len());
@@ -57,7 +64,7 @@ proptest! {
         prop_assert_eq!(header.source_fingerprint, layout.fingerprint());
         prop_assert_eq!(&back, &vcpus);
         // Sparse: no bigger than the live state plus fixed headers.
-        let live: usize = vcpus.iter().map(|v| bits(v.xstate_bv()).map(|i| stream::record_size(i).unwrap_or(0) + 8).sum::<usize>()).sum();
+        let live: usize = vcpus.iter().map(|v| v.xstate_bv().iter().map(|c| stream::record_size(c).unwrap_or(0) + 8).sum::<usize>()).sum();
         prop_assert_eq!(bytes.len(), stream::HEADER_LEN + 4 + 16 * vcpus.len() + live);
     }
 
@@ -162,7 +169,7 @@ fn structural_faults_are_typed_with_their_offsets() {
     let mut v = bytes.clone();
     v[rec + 4..rec + 8].copy_from_slice(&151u32.to_le_bytes());
     assert!(
-        matches!(decode(&reseal(v)), Err(StreamError::RecordSize { offset, component: 0, .. }) if offset == rec)
+        matches!(decode(&reseal(v)), Err(StreamError::RecordSize { offset, component: ComponentId::X87, .. }) if offset == rec)
     );
 
     // Duplicate: the second record (SSE) renumbered as x87.
@@ -173,7 +180,7 @@ fn structural_faults_are_typed_with_their_offsets() {
         decode(&reseal(v)),
         Err(StreamError::Duplicate {
             offset: second,
-            component: 0
+            component: ComponentId::X87
         })
     );
 
@@ -233,7 +240,10 @@ fn stream_size_next_to_raw_buffers() {
         ("AVX-512", 0xE7),
         ("AMX tiles live", 0x600E7),
     ] {
-        let bytes = encode(&[state(spr, pick, 9)], &Source::of(spr));
+        let bytes = encode(
+            &[state(spr, Xfeatures::from_bits(pick), 9)],
+            &Source::of(spr),
+        );
         eprintln!("{name}: stream {} bytes, raw KVM buffer 11008", bytes.len());
         assert!(bytes.len() < 11008);
     }
@@ -244,18 +254,22 @@ fn pkru_travels_as_its_32_bits_and_reserved_bytes_are_refused() {
     let spr = catalog::get("intel-sapphire-rapids").unwrap();
     let mut regs = RegisterFile::new();
     // Bytes 4..8 given non-zero are stored as zero.
-    regs.set_component(9, &[0x54, 0x55, 0x55, 0x55, 9, 9, 9, 9])
+    regs.set_component(ComponentId::PKRU, &[0x54, 0x55, 0x55, 0x55, 9, 9, 9, 9])
         .unwrap();
     let bytes = encode(std::slice::from_ref(&regs), &Source::of(spr));
     let (_, back) = decode(&bytes).unwrap();
     assert_eq!(
-        back[0].component(9),
+        back[0].component(ComponentId::PKRU),
         Some(&[0x54, 0x55, 0x55, 0x55, 0, 0, 0, 0][..])
     );
     // A stream whose PKRU record has a non-zero reserved byte is refused
     // with the offset of that byte, even with a correct checksum.
     let rec = stream::HEADER_LEN + stream::VCPU_HEADER_LEN;
-    assert_eq!(bytes[rec], 9, "the PKRU record comes first");
+    assert_eq!(
+        bytes[rec],
+        ComponentId::PKRU.index(),
+        "the PKRU record comes first"
+    );
     let data = rec + stream::RECORD_HEADER_LEN;
     let mut v = bytes.clone();
     v[data + 6] = 1;

@@ -2,9 +2,25 @@
 //! and both formats.
 
 use proptest::prelude::*;
-use xstate::component::bits;
 use xstate::layout::catalog;
-use xstate::{Component, Format, Layout, Register, RegisterFile, ViewError, XsaveView};
+use xstate::prelude::*;
+use xstate::{
+    AccessError, ComponentId, Format, HeaderError, Layout, Register, RegisterFile, XcompBv,
+    Xfeatures, XsaveView,
+};
+
+/// The components whose liveness makes MXCSR count: SSE and AVX.
+const MXCSR_LIVE: Xfeatures = ComponentId::SSE.bit().union(ComponentId::AVX.bit());
+
+/// The size in bytes of `c`'s bytes in a register file: the 512-byte legacy
+/// region for x87 and SSE, the layout's size for the others.
+fn component_size(layout: &Layout, c: ComponentId) -> usize {
+    if c.is_legacy() {
+        512
+    } else {
+        layout.geometry(c).unwrap().size as usize
+    }
+}
 
 fn layouts() -> impl Strategy<Value = &'static Layout> {
     prop::sample::select(catalog::all().iter().collect::<Vec<_>>())
@@ -27,16 +43,13 @@ fn state_for(layout: &'static Layout) -> impl Strategy<Value = RegisterFile> {
         .prop_map(move |(pick, bytes, mxcsr)| {
             let mut regs = RegisterFile::new();
             let mut at = 0;
-            for i in bits(user & pick) {
-                let size = match i {
-                    0 | 1 => 512,
-                    _ => layout.geometry(i).unwrap().size as usize,
-                };
+            for c in user & Xfeatures::from_bits(pick) {
+                let size = component_size(layout, c);
                 let chunk = &bytes[at..at + size];
                 at = (at + size) % 8192;
-                regs.set_component(i, chunk).unwrap();
+                regs.set_component(c, chunk).unwrap();
             }
-            if regs.xstate_bv() & 0b110 != 0 {
+            if regs.xstate_bv().intersects(MXCSR_LIVE) {
                 regs.set_mxcsr(mxcsr & layout.mxcsr_mask()).unwrap();
             }
             regs
@@ -49,7 +62,7 @@ fn layout_and_state() -> impl Strategy<Value = (&'static Layout, RegisterFile)> 
 
 /// Every register's value, or the error reading it.
 fn all_registers(
-    read: impl Fn(Register) -> Result<Vec<u8>, ViewError>,
+    read: impl Fn(Register) -> Result<Vec<u8>, AccessError>,
 ) -> Vec<(Register, Option<Vec<u8>>)> {
     Register::all().map(|r| (r, read(r).ok())).collect()
 }
@@ -72,8 +85,8 @@ proptest! {
         for reg in Register::all() {
             match view.read(reg) {
                 Ok(v) => prop_assert_eq!(v, regs.read(reg).unwrap(), "{}", reg),
-                Err(ViewError::NoComponent { index, .. }) => {
-                    prop_assert!(!layout.has(Component::from_index(index).unwrap()));
+                Err(AccessError::NoComponent { component, .. }) => {
+                    prop_assert!(!layout.has(component));
                 }
                 Err(e) => prop_assert!(false, "{}: {}", reg, e),
             }
@@ -105,10 +118,10 @@ proptest! {
             Ok(moved) => {
                 prop_assert_eq!(RegisterFile::decode(&moved, to).unwrap(), regs);
             }
-            Err(ViewError::NoComponent { index, .. }) => {
+            Err(AccessError::NoComponent { component, .. }) => {
                 // Refused only for a live component the destination lacks.
-                prop_assert!(regs.xstate_bv() & 1 << index != 0);
-                prop_assert!(to.geometry(index).is_none());
+                prop_assert!(regs.xstate_bv().contains(component));
+                prop_assert!(to.geometry(component).is_none());
             }
             Err(e) => prop_assert!(false, "{}", e),
         }
@@ -124,15 +137,15 @@ proptest! {
     ) {
         if plausible && bytes.len() >= 576 {
             // A header that often passes, to reach the accessors.
-            let supported = layout.supported();
-            let held = xcomp_bv & supported;
+            let held = Xfeatures::from_bits(xcomp_bv) & layout.supported();
+            let xstate_bv = Xfeatures::from_bits(xstate_bv);
             let (bv, comp) = if xcomp_bv & 1 != 0 {
-                (xstate_bv & held, held | 1 << 63)
+                (xstate_bv & held, XcompBv::compacted(held))
             } else {
-                (xstate_bv & layout.xcr0_supported(), 0)
+                (xstate_bv & layout.xcr0_supported(), XcompBv::STANDARD)
             };
-            bytes[512..520].copy_from_slice(&bv.to_le_bytes());
-            bytes[520..528].copy_from_slice(&comp.to_le_bytes());
+            bytes[512..520].copy_from_slice(&bv.bits().to_le_bytes());
+            bytes[520..528].copy_from_slice(&comp.bits().to_le_bytes());
             bytes[528..576].fill(0);
         }
         if let Ok(view) = XsaveView::new(&bytes[..], layout) {
@@ -154,16 +167,16 @@ proptest! {
         let before = buf.clone();
         let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
         for (reg, component) in [
-            (Register::R(16), Component::Apx),
-            (Register::Tmm(0), Component::TileData),
-            (Register::Bnd(0), Component::MpxBndregs),
-            (Register::Pkru, Component::Pkru),
+            (Register::R(16), ComponentId::APX),
+            (Register::Tmm(0), ComponentId::TILEDATA),
+            (Register::Bnd(0), ComponentId::MPX_BNDREGS),
+            (Register::Pkru, ComponentId::PKRU),
         ] {
             if !layout.has(component) {
                 let bytes = value.to_le_bytes();
                 let err = view.write(reg, &bytes[..reg.width().min(16)].repeat(reg.width().div_ceil(16))[..reg.width()]);
                 prop_assert!(
-                    matches!(err, Err(ViewError::NoComponent { .. })),
+                    matches!(err, Err(AccessError::NoComponent { .. })),
                     "{} on {}: {:?}", reg, layout.name(), err
                 );
             }
@@ -180,7 +193,7 @@ fn first_write_initializes_the_rest_of_the_component() {
         let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
         // SSE: the other XMMs read 0 and MXCSR its init value.
         view.set_xmm(3, 7).unwrap();
-        assert_eq!(view.xstate_bv(), Component::Sse.mask());
+        assert_eq!(view.xstate_bv(), ComponentId::SSE.bit());
         for i in (0..16).filter(|&i| i != 3) {
             assert_eq!(view.xmm(i).unwrap(), 0, "{}: xmm{i}", layout.name());
         }
@@ -189,7 +202,7 @@ fn first_write_initializes_the_rest_of_the_component() {
         view.set_st(0, [1; 10]).unwrap();
         assert_eq!(view.fcw().unwrap(), 0x037F);
         assert_eq!(view.st(1).unwrap(), [0; 10]);
-        if layout.has(Component::Hi16Zmm) {
+        if layout.has(ComponentId::HI16_ZMM) {
             view.set_zmm(20, [1, 2, 3, 4]).unwrap();
             for i in (16..32).filter(|&i| i != 20) {
                 assert_eq!(view.zmm(i).unwrap(), [0; 4], "{}: zmm{i}", layout.name());
@@ -197,15 +210,15 @@ fn first_write_initializes_the_rest_of_the_component() {
             // ZMM0-15 upper halves are still init.
             assert_eq!(view.zmm(0).unwrap(), [0; 4]);
         }
-        if layout.has(Component::Apx) {
+        if layout.has(ComponentId::APX) {
             view.set_r(31, 5).unwrap();
             for i in 16..31 {
                 assert_eq!(view.r(i).unwrap(), 0, "r{i}");
             }
         }
-        if layout.has(Component::TileData) {
+        if layout.has(ComponentId::TILEDATA) {
             view.set_tmm(7, &[9; 1024]).unwrap();
-            assert_eq!(*view.tmm(0).unwrap(), [0; 1024]);
+            assert_eq!(view.tmm(0).unwrap(), [0; 1024]);
             assert_eq!(view.tilecfg().unwrap(), [0; 64], "TILECFG stays init");
         }
     }
@@ -219,19 +232,28 @@ fn registers_a_layout_lacks_are_errors_not_zeros() {
     let v4 = XsaveView::new(&buf[..], zen4).unwrap();
     assert!(matches!(
         v4.r(16),
-        Err(ViewError::NoComponent { index: 19, .. })
+        Err(AccessError::NoComponent {
+            component: ComponentId::APX,
+            ..
+        })
     ));
     assert!(matches!(
         v4.tmm(0),
-        Err(ViewError::NoComponent { index: 18, .. })
+        Err(AccessError::NoComponent {
+            component: ComponentId::TILEDATA,
+            ..
+        })
     ));
     let vs = XsaveView::new(&buf[..], spr).unwrap();
     assert!(matches!(
         vs.bnd(0),
-        Err(ViewError::NoComponent { index: 3, .. })
+        Err(AccessError::NoComponent {
+            component: ComponentId::MPX_BNDREGS,
+            ..
+        })
     ));
-    assert!(matches!(vs.xmm(16), Err(ViewError::NoRegister { .. })));
-    assert!(matches!(vs.r(15), Err(ViewError::NoRegister { .. })));
+    assert!(matches!(vs.xmm(16), Err(AccessError::NoRegister { .. })));
+    assert!(matches!(vs.r(15), Err(AccessError::NoRegister { .. })));
 }
 
 #[test]
@@ -242,31 +264,28 @@ fn headers_are_checked_against_the_layout() {
     buf[512..520].copy_from_slice(&(1u64 << 18).to_le_bytes());
     assert!(matches!(
         XsaveView::new(&buf[..], zen4),
-        Err(ViewError::Unsupported {
-            unsupported: 0x40000,
-            ..
-        })
+        Err(HeaderError::Unsupported { unsupported, .. }) if unsupported.bits() == 0x40000
     ));
     // Standard format with a stray XCOMP_BV bit.
     buf[512..520].fill(0);
     buf[520] = 1;
     assert!(matches!(
         XsaveView::new(&buf[..], zen4),
-        Err(ViewError::BadXcompBv { .. })
+        Err(HeaderError::XcompBv(_))
     ));
     // Compacted, XSTATE_BV beyond XCOMP_BV.
     buf[512..520].copy_from_slice(&0x20u64.to_le_bytes());
     buf[520..528].copy_from_slice(&(0x7u64 | 1 << 63).to_le_bytes());
     assert!(matches!(
         XsaveView::new(&buf[..], zen4),
-        Err(ViewError::NotInXcompBv { missing: 0x20, .. })
+        Err(HeaderError::NotInXcompBv { missing, .. }) if missing.bits() == 0x20
     ));
     // Too small for the components XSTATE_BV names.
     buf[520..528].fill(0);
     buf[512..520].copy_from_slice(&0x80u64.to_le_bytes());
     assert!(matches!(
         XsaveView::new(&buf[..2000], zen4),
-        Err(ViewError::TooSmall { needed: 2432, .. })
+        Err(HeaderError::TooSmall { needed: 2432, .. })
     ));
     // Any alignment: a view one byte into a buffer.
     let mut shifted = vec![0u8; 4097];
@@ -303,8 +322,8 @@ fn registers() -> Vec<Register> {
 enum Op {
     /// Write register number `.0` of `Register::all()` with bytes from seed `.1`.
     Write(usize, u64),
-    /// Put user component `.0` (a bit number) in its init configuration.
-    Init(u8),
+    /// Put user component `.0` in its init configuration.
+    Init(ComponentId),
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
@@ -312,19 +331,22 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(
         prop_oneof![
             4 => (0..n, any::<u64>()).prop_map(|(r, s)| Op::Write(r, s)),
-            1 => (0u8..20).prop_map(Op::Init),
+            1 => (0u8..20).prop_map(|c| Op::Init(ComponentId::new(c).unwrap())),
         ],
         1..12,
     )
 }
 
 /// Why writing `reg` must fail on this view, if it must.
-fn expected_write_error<B: AsRef<[u8]>>(view: &XsaveView<'_, B>, reg: Register) -> Option<u8> {
+fn expected_write_error<B: AsRef<[u8]>>(
+    view: &XsaveView<'_, B>,
+    reg: Register,
+) -> Option<ComponentId> {
     let layout = view.layout();
     let (pieces, n) = reg.pieces();
     pieces[..n].iter().map(|p| p.component).find(|&c| {
         layout.geometry(c).is_none()
-            || (view.format() == Format::Compacted && view.xcomp_bv() & (1 << c) == 0)
+            || (view.format() == Format::Compacted && !view.xcomp_bv().components().contains(c))
     })
 }
 
@@ -349,8 +371,8 @@ fn assert_reads_like<B: AsRef<[u8]>>(
                 layout.name(),
                 view.format()
             ),
-            (Err(ViewError::NoComponent { index, .. }), Some(p)) => {
-                prop_assert_eq!(index, p.component)
+            (Err(AccessError::NoComponent { component, .. }), Some(p)) => {
+                prop_assert_eq!(component, p.component)
             }
             (r, _) => prop_assert!(false, "{} on {}: {:?}", reg, layout.name(), r),
         }
@@ -361,17 +383,17 @@ fn assert_reads_like<B: AsRef<[u8]>>(
 /// A buffer of garbage holding an all-init area: XSTATE_BV = 0; compacted
 /// areas hold the components in `pick` (a random subset of the supported
 /// ones, user and supervisor).
-fn garbage_area(layout: &Layout, format: Format, pick: u64, seed: u64) -> (Vec<u8>, u64) {
+fn garbage_area(layout: &Layout, format: Format, pick: u64, seed: u64) -> (Vec<u8>, XcompBv) {
     let (len, xcomp) = match format {
-        Format::Standard => (layout.standard_size(), 0),
+        Format::Standard => (layout.standard_size(), XcompBv::STANDARD),
         Format::Compacted => {
-            let held = pick & layout.supported();
-            (layout.compacted_size_for(held), held | 1 << 63)
+            let held = Xfeatures::from_bits(pick) & layout.supported();
+            (layout.compacted_size_for(held), XcompBv::compacted(held))
         }
     };
     let mut buf = bytes_from(seed, len as usize);
     buf[512..520].fill(0);
-    buf[520..528].copy_from_slice(&xcomp.to_le_bytes());
+    buf[520..528].copy_from_slice(&xcomp.bits().to_le_bytes());
     buf[528..576].fill(0);
     (buf, xcomp)
 }
@@ -407,8 +429,8 @@ proptest! {
                         (Ok(()), None) => model.write(reg, &value).unwrap(),
                         (Err(e), Some(c)) => {
                             match e {
-                                ViewError::NoComponent { index, .. }
-                                | ViewError::NotInBuffer { index } => prop_assert_eq!(index, c),
+                                AccessError::NoComponent { component, .. }
+                                | AccessError::NotInArea(component) => prop_assert_eq!(component, c),
                                 e => prop_assert!(false, "{}: {}", reg, e),
                             }
                             // A failed write leaves the buffer as it was.
@@ -418,9 +440,8 @@ proptest! {
                     }
                 }
                 Op::Init(c) => {
-                    let component = Component::from_index(c).unwrap();
-                    if layout.xcr0_supported() & component.mask() != 0 {
-                        view.set_init(component);
+                    if layout.xcr0_supported().contains(c) {
+                        view.set_init(c);
                         model.set_init(c);
                     }
                 }
@@ -441,13 +462,13 @@ proptest! {
         pick in any::<u64>(),
         seed in any::<u64>(),
     ) {
-        let live = pick & layout.xcr0_supported();
+        let live = Xfeatures::from_bits(pick) & layout.xcr0_supported();
         let v = bytes_from(seed, 64 * 1024);
         let u = |i: usize| u128::from_le_bytes(v[16 * i..16 * i + 16].try_into().unwrap());
         let q = |i: usize| u(i) as u64;
         let mut regs = RegisterFile::new();
-        let has = |c: Component| live & c.mask() != 0;
-        if has(Component::X87) {
+        let has = |c: ComponentId| live.contains(c);
+        if has(ComponentId::X87) {
             regs.set_fcw(q(0) as u16).unwrap();
             regs.set_fsw(q(1) as u16).unwrap();
             regs.set_ftw(q(2) as u8).unwrap();
@@ -458,56 +479,56 @@ proptest! {
                 regs.set_st(i, v[100 + 10 * i..110 + 10 * i].try_into().unwrap()).unwrap();
             }
         }
-        if has(Component::Sse) {
+        if has(ComponentId::SSE) {
             regs.set_mxcsr(q(6) as u32 & layout.mxcsr_mask()).unwrap();
             for i in 0..16 {
                 regs.set_xmm(i, u(10 + i)).unwrap();
             }
         }
-        if has(Component::Avx) {
+        if has(ComponentId::AVX) {
             for i in 0..16 {
                 let lo = regs.xmm(i).unwrap();
                 regs.set_ymm(i, [lo, u(30 + i)]).unwrap();
             }
         }
-        if has(Component::MpxBndregs) {
+        if has(ComponentId::MPX_BNDREGS) {
             for i in 0..4 {
                 regs.set_bnd(i, u(50 + i)).unwrap();
             }
         }
-        if has(Component::MpxBndcsr) {
+        if has(ComponentId::MPX_BNDCSR) {
             regs.set_bndcfgu(q(54)).unwrap();
             regs.set_bndstatus(q(55)).unwrap();
         }
-        if has(Component::Opmask) {
+        if has(ComponentId::OPMASK) {
             for i in 0..8 {
                 regs.set_k(i, q(60 + i)).unwrap();
             }
         }
-        if has(Component::ZmmHi256) {
+        if has(ComponentId::ZMM_HI256) {
             for i in 0..16 {
                 let [a, b] = regs.ymm(i).unwrap();
                 regs.set_zmm(i, [a, b, u(70 + i), u(90 + i)]).unwrap();
             }
         }
-        if has(Component::Hi16Zmm) {
+        if has(ComponentId::HI16_ZMM) {
             for i in 16..32 {
                 regs.set_zmm(i, [u(110 + i), u(150 + i), u(190 + i), u(230 + i)]).unwrap();
             }
         }
-        if has(Component::Pkru) {
+        if has(ComponentId::PKRU) {
             regs.set_pkru(q(300) as u32).unwrap();
         }
-        if has(Component::TileCfg) {
+        if has(ComponentId::TILECFG) {
             regs.set_tilecfg(v[5000..5064].try_into().unwrap()).unwrap();
         }
-        if has(Component::TileData) {
+        if has(ComponentId::TILEDATA) {
             for i in 0..8 {
                 let start = 8192 + 1024 * i;
                 regs.set_tmm(i, v[start..start + 1024].try_into().unwrap()).unwrap();
             }
         }
-        if has(Component::Apx) {
+        if has(ComponentId::APX) {
             for i in 16..32 {
                 regs.set_r(i, q(400 + i)).unwrap();
             }
@@ -515,11 +536,11 @@ proptest! {
         // The setters made live exactly the picked components (a YMM write
         // makes SSE live too; a ZMM0-15 write SSE and AVX).
         let mut expect_live = live;
-        if live & (Component::Avx.mask() | Component::ZmmHi256.mask()) != 0 {
-            expect_live |= Component::Sse.mask();
+        if live.intersects(ComponentId::AVX.bit() | ComponentId::ZMM_HI256.bit()) {
+            expect_live |= ComponentId::SSE.bit();
         }
-        if live & Component::ZmmHi256.mask() != 0 {
-            expect_live |= Component::Avx.mask();
+        if live.contains(ComponentId::ZMM_HI256) {
+            expect_live |= ComponentId::AVX.bit();
         }
         prop_assert_eq!(regs.xstate_bv(), expect_live);
         let standard = regs.encode(layout, Format::Standard).unwrap();
@@ -543,10 +564,10 @@ proptest! {
         let area = regs.encode(from, from_format).unwrap();
         let decoded = RegisterFile::decode(&area, from).unwrap();
         prop_assert_eq!(&decoded, &regs);
-        let missing = regs.xstate_bv() & !to.xcr0_supported();
+        let missing = regs.xstate_bv() - to.xcr0_supported();
         match decoded.encode(to, to_format) {
             Ok(moved) => {
-                prop_assert_eq!(missing, 0);
+                prop_assert_eq!(missing, Xfeatures::EMPTY);
                 let view = XsaveView::new(&moved[..], to).unwrap();
                 prop_assert_eq!(view.format(), to_format);
                 prop_assert_eq!(view.xstate_bv(), regs.xstate_bv());
@@ -554,8 +575,8 @@ proptest! {
                 assert_reads_like(&view, &regs)?;
                 prop_assert_eq!(RegisterFile::from_view(&view).unwrap(), regs);
             }
-            Err(ViewError::NoComponent { index, .. }) => {
-                prop_assert!(missing & 1 << index != 0, "refused {} but missing {:#x}", index, missing);
+            Err(AccessError::NoComponent { component, .. }) => {
+                prop_assert!(missing.contains(component), "refused {} but missing {}", component, missing);
             }
             Err(e) => prop_assert!(false, "{}", e),
         }
@@ -605,7 +626,7 @@ fn first_write_in_a_compacted_garbage_area_initializes_the_rest() {
         let (mut buf, _) = garbage_area(layout, Format::Compacted, u64::MAX, 7);
         let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
         view.set_xmm(3, 0x1234).unwrap();
-        assert_eq!(view.xstate_bv(), Component::Sse.mask());
+        assert_eq!(view.xstate_bv(), ComponentId::SSE.bit());
         for i in (0..16).filter(|&i| i != 3) {
             assert_eq!(view.xmm(i).unwrap(), 0, "xmm{i}");
         }
@@ -618,7 +639,7 @@ fn first_write_in_a_compacted_garbage_area_initializes_the_rest() {
         assert_eq!(view.zmm(20).unwrap(), [1, 2, 3, 4]);
         // The bytes behind the view agree: the rest of Hi16_ZMM is zeroed.
         let at = layout
-            .compacted_offset(view.xcomp_bv(), Component::Hi16Zmm)
+            .compacted_offset(view.xcomp_bv().components(), ComponentId::HI16_ZMM)
             .unwrap() as usize;
         let hi16 = &view.as_bytes()[at..at + 1024];
         assert!(hi16[..256].iter().all(|&b| b == 0));
@@ -640,12 +661,12 @@ fn first_write_in_a_compacted_garbage_area_initializes_the_rest() {
             let mut view = XsaveView::new(&mut buf[..], layout).unwrap();
             let err = view.write(reg, &vec![0xEE; reg.width()]).unwrap_err();
             assert!(
-                matches!(err, ViewError::NoComponent { .. }),
+                matches!(err, AccessError::NoComponent { .. }),
                 "{reg} on {}: {err}",
                 layout.name()
             );
             assert!(view.read(reg).is_err());
-            assert_eq!(view.xstate_bv(), 0);
+            assert_eq!(view.xstate_bv(), Xfeatures::EMPTY);
             assert_eq!(buf, before, "{reg} on {} {format:?}", layout.name());
         }
     }
@@ -671,7 +692,7 @@ proptest! {
             let (pieces, count) = reg.pieces();
             let ok = pieces[..count]
                 .iter()
-                .all(|p| layout.xcr0_supported() & second_pick & 1 << p.component != 0);
+                .all(|p| (layout.xcr0_supported() & Xfeatures::from_bits(second_pick)).contains(p.component));
             if ok && n % 3 == (second_seed % 3) as usize {
                 second.write(reg, &bytes_from(second_seed ^ n as u64, reg.width())).unwrap();
             }
@@ -687,8 +708,8 @@ proptest! {
     #[test]
     fn copying_every_live_component_copies_the_state((_layout, regs) in layout_and_state()) {
         let mut copy = RegisterFile::new();
-        for i in bits(regs.xstate_bv()) {
-            copy.set_component(i, regs.component(i).unwrap()).unwrap();
+        for c in regs.xstate_bv() {
+            copy.set_component(c, regs.component(c).unwrap()).unwrap();
         }
         prop_assert_eq!(copy.xstate_bv(), regs.xstate_bv());
         prop_assert_eq!(copy.mxcsr().unwrap(), regs.mxcsr().unwrap());
@@ -709,19 +730,19 @@ fn view_components_are_the_register_file_components() {
     for format in [Format::Standard, Format::Compacted] {
         let area = regs.encode(zen4, format).unwrap();
         let view = XsaveView::new(&area[..], zen4).unwrap();
-        for i in bits(regs.xstate_bv()) {
-            match view.component(i) {
+        for c in regs.xstate_bv() {
+            match view.component(c) {
                 Ok(Some(bytes)) => {
-                    let want = regs.component(i).unwrap();
+                    let want = regs.component(c).unwrap();
                     assert!(
                         bytes == want,
-                        "component {i} ({format:?}): the view gives {} bytes, the register file {}",
+                        "{c} ({format:?}): the view gives {} bytes, the register file {}",
                         bytes.len(),
                         want.len()
                     );
                 }
-                Ok(None) => panic!("component {i} is live"),
-                Err(e) => assert!(i < 2, "component {i}: {e}"),
+                Ok(None) => panic!("{c} is live"),
+                Err(e) => assert!(c.is_legacy(), "{c}: {e}"),
             }
         }
     }
@@ -761,14 +782,11 @@ proptest! {
     ) {
         let layout = &wider_layouts()[which];
         let mut regs = RegisterFile::new();
-        for i in bits(layout.supported() & pick) {
-            let size = match i {
-                0 | 1 => 512,
-                _ => layout.geometry(i).unwrap().size as usize,
-            };
-            regs.set_component(i, &bytes_from(seed ^ u64::from(i), size)).unwrap();
+        for c in layout.supported() & Xfeatures::from_bits(pick) {
+            let size = component_size(layout, c);
+            regs.set_component(c, &bytes_from(seed ^ u64::from(c.index()), size)).unwrap();
         }
-        if regs.xstate_bv() & 0b110 != 0 {
+        if regs.xstate_bv().intersects(MXCSR_LIVE) {
             regs.set_mxcsr(seed as u32 & layout.mxcsr_mask()).unwrap();
         }
         let compacted = regs.encode(layout, Format::Compacted).unwrap();
@@ -780,20 +798,20 @@ proptest! {
         let supervisor = regs.xstate_bv() & layout.xss_supported();
         match regs.encode(layout, Format::Standard) {
             Ok(standard) => {
-                prop_assert_eq!(supervisor, 0);
+                prop_assert_eq!(supervisor, Xfeatures::EMPTY);
                 prop_assert_eq!(&RegisterFile::decode(&standard, layout).unwrap(), &regs);
                 prop_assert_eq!(standard.len(), layout.standard_size() as usize);
             }
-            Err(ViewError::NotInBuffer { index }) => {
-                prop_assert!(supervisor & 1 << index != 0, "refused {}", index);
+            Err(AccessError::NotInArea(component)) => {
+                prop_assert!(supervisor.contains(component), "refused {}", component);
             }
             Err(e) => prop_assert!(false, "{}", e),
         }
         // Compacted with exactly the live components (XSAVEC's init
         // optimisation aside): still the same state.
-        let held = regs.xstate_bv() | 0x3;
+        let held = regs.xstate_bv() | Xfeatures::LEGACY;
         let mut tight = vec![0u8; layout.compacted_size_for(held) as usize];
-        regs.encode_into(&mut tight, layout, Format::Compacted, held).unwrap();
+        regs.encode_into(&mut tight, layout, XcompBv::compacted(held)).unwrap();
         prop_assert_eq!(&RegisterFile::decode(&tight, layout).unwrap(), &regs);
     }
 }
@@ -816,10 +834,10 @@ proptest! {
         // A compacted area must hold every live component, x87 and SSE too.
         let live = regs.xstate_bv();
         let (xcomp, needed) = match format {
-            Format::Standard => (0, layout.standard_size_for(live)),
+            Format::Standard => (XcompBv::STANDARD, layout.standard_size_for(live)),
             Format::Compacted => {
-                let x = xcomp_pick & layout.supported();
-                (x, layout.compacted_size_for(x))
+                let x = Xfeatures::from_bits(xcomp_pick) & layout.supported();
+                (XcompBv::compacted(x), layout.compacted_size_for(x))
             }
         };
         // Lengths around what the components need, and up to a KVM-sized page.
@@ -827,8 +845,8 @@ proptest! {
         let mut buf = vec![fill; len];
         let before = buf.clone();
         let fits = len >= needed as usize
-            && (format == Format::Standard || live & !xcomp == 0);
-        match regs.encode_into(&mut buf, layout, format, xcomp) {
+            && (format == Format::Standard || xcomp.components().contains_all(live));
+        match regs.encode_into(&mut buf, layout, xcomp) {
             Ok(()) => {
                 prop_assert!(fits, "encoded {} bytes, needed {}", len, needed);
                 let view = XsaveView::new(&buf[..], layout).unwrap();

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
+use xstate::prelude::*;
 use xstate::{Register, XsaveView};
 
 use super::{fail, hex, REJECTED, USAGE};
@@ -62,7 +63,7 @@ pub fn run(args: &Args) -> u8 {
         // Registers of components the layout lacks are not printed.
         if let Ok(value) = view.read(reg) {
             registers.insert(
-                reg.name(),
+                reg.to_string(),
                 Value::String(hex::format(&value, reg.is_memory_order())),
             );
         }

@@ -1,7 +1,6 @@
 //! `xstate diff`: how two CPUs' XSAVE layouts differ.
 
 use serde_json::json;
-use xstate::component::name_of;
 use xstate::layout::{diff, ComponentGeometry};
 
 /// Arguments of `xstate diff`.
@@ -39,8 +38,8 @@ pub fn run(args: &Args) -> u8 {
             .iter()
             .map(|c| {
                 json!({
-                    "id": c.index,
-                    "name": name_of(c.index),
+                    "id": c.id.index(),
+                    "name": c.id.to_string(),
                     "a": geometry(c.a),
                     "b": geometry(c.b),
                 })
@@ -77,8 +76,8 @@ pub fn run(args: &Args) -> u8 {
         for c in &d {
             println!(
                 "{:>3}  {:<18} {:<24} {}",
-                c.index,
-                name_of(c.index),
+                c.id.index(),
+                c.id.to_string(),
                 cell(c.a),
                 cell(c.b)
             );

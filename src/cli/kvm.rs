@@ -10,6 +10,7 @@ use xstate::kvm::guest::TestVm;
 use xstate::kvm::{
     preflight, request_amx_permission, AmxPermission, KvmCaps, PkruOnClearBit, XstateBuffer,
 };
+use xstate::prelude::*;
 use xstate::RegisterFile;
 
 use super::{fail, REJECTED, USAGE};
@@ -36,7 +37,7 @@ pub enum KvmCommand {
 /// (so the answer is what KVM can offer this process's guests), and probes.
 fn caps() -> Result<(KvmCaps, AmxPermission), u8> {
     let kvm = Kvm::new().map_err(|e| fail(USAGE, format_args!("/dev/kvm: {e}")))?;
-    let host = xstate::Layout::host().map_err(|e| fail(USAGE, e))?;
+    let host = xstate::host::layout().map_err(|e| fail(USAGE, e))?;
     let permission = request_amx_permission(&host);
     let caps = KvmCaps::probe(&kvm).map_err(|e| fail(USAGE, e))?;
     Ok((caps, permission))
@@ -74,8 +75,7 @@ pub fn kvm_area(state: &RegisterFile) -> Result<Vec<u8>, String> {
         .encode_into_pinned(
             &mut buf,
             caps.layout(),
-            xstate::Format::Standard,
-            0,
+            xstate::XcompBv::STANDARD,
             caps.pinned(),
         )
         .map_err(|e| {
@@ -109,8 +109,8 @@ fn info_json(caps: &KvmCaps, permission: &AmxPermission) -> serde_json::Value {
         "xsave2_size": caps.xsave2_size(),
         "buffer_size": caps.buffer_size(),
         "host_layout_standard_size": caps.layout().standard_size(),
-        "guest_xcr0": format!("{:#x}", caps.guest_xcr0()),
-        "guest_xss": format!("{:#x}", caps.guest_xss()),
+        "guest_xcr0": caps.guest_xcr0().to_string(),
+        "guest_xss": caps.guest_xss().to_string(),
         "guest_xfd": caps.guest_xfd(),
         "mxcsr_mask": format!("{:#x}", caps.mxcsr_mask()),
         "host_mxcsr_mask": format!("{:#x}", caps.layout().mxcsr_mask()),
@@ -262,7 +262,7 @@ pub fn report() -> String {
             (t1 - t0).as_secs_f64() * 1e6,
             (t2 - t1).as_secs_f64() * 1e6,
             (t3 - t2).as_secs_f64() * 1e6,
-            regs.xstate_bv().count_ones(),
+            regs.xstate_bv().len(),
             if guest_ok { "ok" } else { "MISMATCH" },
         ))
     };

@@ -1,7 +1,6 @@
 //! `xstate layout`: one CPU's XSAVE layout as a table or JSON.
 
 use serde_json::json;
-use xstate::component::name_of;
 use xstate::Layout;
 
 /// Arguments of `xstate layout`.
@@ -47,11 +46,11 @@ pub fn to_json(layout: &Layout) -> serde_json::Value {
         .components()
         .map(|g| {
             json!({
-                "id": g.index,
-                "name": name_of(g.index),
+                "id": g.id.index(),
+                "name": g.id.to_string(),
                 "size": g.size,
                 "offset": if g.supervisor { None } else { Some(g.offset) },
-                "compacted_offset": layout.compacted_offset_of(all, g.index),
+                "compacted_offset": layout.compacted_offset(all, g.id),
                 "align64": g.align64,
                 "supervisor": g.supervisor,
                 "xfd": g.xfd,
@@ -61,8 +60,9 @@ pub fn to_json(layout: &Layout) -> serde_json::Value {
     json!({
         "name": layout.name(),
         "vendor": layout.vendor(),
-        "xcr0_supported": format!("{:#x}", layout.xcr0_supported()),
-        "xss_supported": format!("{:#x}", layout.xss_supported()),
+        "xcr0_supported": layout.xcr0_supported().to_string(),
+        "xss_supported": layout.xss_supported().to_string(),
+        "xsave_features": format!("{:#x}", layout.xsave_features()),
         "standard_size": layout.standard_size(),
         "compacted_size": layout.compacted_size(),
         "components": components,
@@ -101,13 +101,13 @@ pub fn table(layout: &Layout) -> String {
             g.offset.to_string()
         };
         let compacted = layout
-            .compacted_offset_of(all, g.index)
+            .compacted_offset(all, g.id)
             .map_or("-".into(), |o| o.to_string());
         let _ = writeln!(
             s,
             "{:>3}  {:<18} {:>6} {:>8} {:>10}  {:<7} {:<10} {}",
-            g.index,
-            name_of(g.index),
+            g.id.index(),
+            g.id.to_string(),
             g.size,
             offset,
             compacted,

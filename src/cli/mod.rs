@@ -74,15 +74,28 @@ pub fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
     code
 }
 
+/// An error and every error it was caused by, joined with ": ".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 /// Loads a layout named on the command line (`host`, a catalog name, a
 /// layout file or a CPUID dump).
 pub fn load_layout(spec: &str) -> Result<xstate::Layout, u8> {
     let source = xstate::layout::LayoutSource::parse(spec);
     source.load().map_err(|e| {
         let code = match e {
-            xstate::LayoutError::Io { .. } | xstate::LayoutError::UnknownName(_) => USAGE,
+            xstate::layout::SourceError::Io { .. }
+            | xstate::layout::SourceError::UnknownName { .. } => USAGE,
             _ => REJECTED,
         };
-        fail(code, format_args!("layout {spec}: {e}"))
+        fail(code, format_args!("layout {spec}: {}", chain(&e)))
     })
 }

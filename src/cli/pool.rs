@@ -2,7 +2,6 @@
 //! of a migration pool.
 
 use serde_json::json;
-use xstate::component::name_of;
 use xstate::migrate::pool::baseline;
 
 /// Pool subcommands.
@@ -46,12 +45,12 @@ pub fn run(cmd: &PoolCommand) -> u8 {
         .collect();
     if *json {
         let out = json!({
-            "xcr0": format!("{:#x}", b.xcr0),
-            "xss": format!("{:#x}", b.xss),
-            "excluded": b.excluded.iter().map(|e| json!({"id": e.index, "name": name_of(e.index), "reason": e.reason})).collect::<Vec<_>>(),
+            "xcr0": b.xcr0.to_string(),
+            "xss": b.xss.to_string(),
+            "excluded": b.excluded.iter().map(|e| json!({"id": e.component.index(), "name": e.component.to_string(), "reason": e.reason})).collect::<Vec<_>>(),
             "offset_mismatches": b.offset_mismatches.iter().map(|m| json!({
-                "id": m.index,
-                "name": name_of(m.index),
+                "id": m.component.index(),
+                "name": m.component.to_string(),
                 "offsets": m.offsets.iter().map(|(h, o)| json!({"host": h, "offset": o})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "cpuid_0xd": cpuid,
@@ -67,8 +66,8 @@ pub fn run(cmd: &PoolCommand) -> u8 {
         for e in &b.excluded {
             println!(
                 "excluded {} (component {}): {}",
-                name_of(e.index),
-                e.index,
+                e.component,
+                e.component.index(),
                 e.reason
             );
         }
@@ -76,8 +75,8 @@ pub fn run(cmd: &PoolCommand) -> u8 {
             let list: Vec<String> = m.offsets.iter().map(|(h, o)| format!("{h} {o}")).collect();
             println!(
                 "offsets differ for {} (component {}): {}",
-                name_of(m.index),
-                m.index,
+                m.component,
+                m.component.index(),
                 list.join(", ")
             );
         }

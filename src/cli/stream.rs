@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde_json::json;
 use xstate::migrate::stream::{self, Source};
 use xstate::migrate::{check, Incompatibility};
-use xstate::{Component, Format, RegisterFile};
+use xstate::{ComponentId, RegisterFile, XcompBv};
 
 use super::{fail, output, REJECTED, USAGE};
 
@@ -123,9 +123,8 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
                     regs.encode_into_pinned(
                         &mut area,
                         &layout,
-                        Format::Standard,
-                        0,
-                        Component::Pkru.mask(),
+                        XcompBv::STANDARD,
+                        ComponentId::PKRU.bit(),
                     )
                     .map_err(|e| rejected(&e))?;
                     area

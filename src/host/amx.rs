@@ -13,10 +13,12 @@ use core::mem::offset_of;
 
 use zerocopy::IntoBytes;
 
-use super::{save_selected, Host, HostArea, HostError, SaveInstr};
-use crate::area::{palette1, TileConfig};
-use crate::component::Component;
-use crate::view::Format;
+use crate::component::Xfeatures;
+
+use super::oracle::{halves, save_selected};
+use super::{Host, HostArea, HostError, SaveInstr};
+use crate::area::{palette1, AreaHeader, Format, TileConfig};
+use crate::component::ComponentId;
 
 /// `arch_prctl` code to request permission for a dynamic XSAVE feature.
 const ARCH_REQ_XCOMP_PERM: libc::c_int = 0x1023;
@@ -37,7 +39,7 @@ pub fn permitted() -> bool {
             &mut mask as *mut u64,
         )
     };
-    r == 0 && mask & Component::TileData.mask() != 0
+    r == 0 && Xfeatures::from_bits(mask).contains(ComponentId::TILEDATA)
 }
 
 /// Bytes between the rows of a tile in memory: one full row, so a tile's
@@ -57,7 +59,7 @@ pub fn request_permission() -> Result<(), HostError> {
         libc::syscall(
             libc::SYS_arch_prctl,
             ARCH_REQ_XCOMP_PERM,
-            libc::c_ulong::from(Component::TileData.index()),
+            libc::c_ulong::from(ComponentId::TILEDATA.index()),
         )
     };
     if r == 0 {
@@ -136,9 +138,9 @@ impl Host {
     /// Whether the CPU has AMX-TILE (CPUID.(7,0):EDX\[24\]) and XCR0 enables
     /// TILECFG and TILEDATA.
     pub fn has_amx(&self) -> bool {
-        let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
-        let both = Component::TileCfg.mask() | Component::TileData.mask();
-        leaf7.edx & (1 << 24) != 0 && self.xcr0 & both == both
+        let leaf7 = super::cpuid(7, 0);
+        let both = ComponentId::TILECFG.bit() | ComponentId::TILEDATA.bit();
+        leaf7.edx & (1 << 24) != 0 && self.xcr0().contains_all(both)
     }
 
     fn check_amx(&self) -> Result<(), HostError> {
@@ -168,9 +170,9 @@ impl Host {
         self.check_amx()?;
         config_of(&tiles.cfg).check()?;
         let configured = tiles.configured();
-        let mut orig = HostArea::new(self.layout.standard_size_for(self.xcr0) as usize, 0);
-        let mut out = self.area_for(instr, 0xAA, self.xcr0);
-        let (lo, hi) = (self.xcr0 as u32, (self.xcr0 >> 32) as u32);
+        let mut orig = HostArea::new(self.layout().standard_size_for(self.xcr0()) as usize, 0);
+        let mut out = self.area_for(instr, 0xAA, self.xcr0());
+        let (lo, hi) = halves(self.xcr0());
         let (tiles_p, orig_p, out_p) = (
             tiles as *const TileState,
             orig.as_mut_ptr(),
@@ -260,10 +262,10 @@ impl Host {
         self.check_amx()?;
         self.check_restorable(area)?;
         let mut input = HostArea::from_bytes(area);
-        let mut orig = HostArea::new(self.layout.standard_size_for(self.xcr0) as usize, 0);
-        let mut out = self.area_for(SaveInstr::Xsave, 0xAA, self.xcr0);
+        let mut orig = HostArea::new(self.layout().standard_size_for(self.xcr0()) as usize, 0);
+        let mut out = self.area_for(SaveInstr::Xsave, 0xAA, self.xcr0());
         let mut dump = TileState::zeroed();
-        let (lo, hi) = (self.xcr0 as u32, (self.xcr0 >> 32) as u32);
+        let (lo, hi) = halves(self.xcr0());
         let (in_p, orig_p, out_p, dump_p) = (
             input.as_mut_ptr(),
             orig.as_mut_ptr(),
@@ -341,27 +343,21 @@ impl Host {
 
     /// The TILECFG of a live AMX configuration in `area` (either format),
     /// checked as XRSTOR would load it; `Ok` when TILECFG is init or absent.
-    pub(super) fn check_tilecfg(
-        &self,
-        area: &[u8],
-        format: Format,
-        xstate_bv: u64,
-        xcomp_bv: u64,
-    ) -> Result<(), HostError> {
-        if xstate_bv & Component::TileCfg.mask() == 0 {
+    pub(super) fn check_tilecfg(&self, area: &[u8], header: &AreaHeader) -> Result<(), HostError> {
+        if !header.xstate_bv.contains(ComponentId::TILECFG) {
             return Ok(());
         }
-        let offset = match format {
-            Format::Standard => self.layout.offset(Component::TileCfg),
-            Format::Compacted => self.layout.compacted_offset(xcomp_bv, Component::TileCfg),
+        let offset = match header.format {
+            Format::Standard => self.layout().offset(ComponentId::TILECFG),
+            Format::Compacted => self
+                .layout()
+                .compacted_offset(header.xcomp_bv.components(), ComponentId::TILECFG),
         };
         let Some(at) = offset.map(|o| o as usize) else {
             return Ok(());
         };
-        let bytes = area
-            .get(at..at + 64)
-            .ok_or(HostError::Unsupported("a TILECFG past the area's end"))?;
-        config_of(bytes).check()?;
+        // The header check guarantees the area holds TILECFG.
+        config_of(&area[at..at + 64]).check()?;
         Ok(())
     }
 }

@@ -3,8 +3,11 @@
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Cap, Kvm};
 
+use std::string::String;
+use std::vec::Vec;
+
 use super::{ioctl, KvmBehaviour, KvmError, SetXsaveRules};
-use crate::component::Component;
+use crate::component::{ComponentId, Xfeatures};
 use crate::Layout;
 
 /// `arch_prctl` code to read the XSAVE features the process may give guests.
@@ -45,7 +48,7 @@ impl core::fmt::Display for AmxPermission {
 /// [`KvmCaps::probe`], which creates a scratch one), because the kernel
 /// settles a process's guest XSAVE permissions at its first vCPU.
 pub fn request_amx_permission(host: &Layout) -> AmxPermission {
-    if !host.has(Component::TileData) {
+    if !host.has(ComponentId::TILEDATA) {
         return AmxPermission::NotNeeded;
     }
     // SAFETY: arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18) takes two integer
@@ -54,7 +57,7 @@ pub fn request_amx_permission(host: &Layout) -> AmxPermission {
         libc::syscall(
             libc::SYS_arch_prctl,
             ARCH_REQ_XCOMP_GUEST_PERM,
-            libc::c_ulong::from(Component::TileData.index()),
+            libc::c_ulong::from(ComponentId::TILEDATA.index()),
         )
     };
     if r == 0 {
@@ -66,7 +69,7 @@ pub fn request_amx_permission(host: &Layout) -> AmxPermission {
 
 /// The XSAVE features this process may give its guests
 /// (`arch_prctl(ARCH_GET_XCOMP_GUEST_PERM)`), or `None` on kernels without it.
-pub fn guest_permitted_xfeatures() -> Option<u64> {
+pub fn guest_permitted_xfeatures() -> Option<Xfeatures> {
     let mut mask = 0u64;
     // SAFETY: ARCH_GET_XCOMP_GUEST_PERM writes one u64 to the address given,
     // which is `mask`, live across the call.
@@ -77,7 +80,7 @@ pub fn guest_permitted_xfeatures() -> Option<u64> {
             &mut mask as *mut u64,
         )
     };
-    (r == 0).then_some(mask)
+    (r == 0).then_some(Xfeatures::from_bits(mask))
 }
 
 /// AMX for guests, in three facts: whether the host CPU has it, whether
@@ -113,8 +116,8 @@ impl core::fmt::Display for AmxStatus {
 pub struct KvmCaps {
     layout: Layout,
     xsave2_size: Option<usize>,
-    guest_xcr0: u64,
-    guest_xss: u64,
+    guest_xcr0: Xfeatures,
+    guest_xss: Xfeatures,
     guest_xfd: bool,
     amx: AmxStatus,
     kernel_release: String,
@@ -135,7 +138,7 @@ impl KvmCaps {
     /// [`KvmError::Layout`] when the host layout cannot be read,
     /// [`KvmError::Ioctl`] when a KVM call fails.
     pub fn probe(kvm: &Kvm) -> Result<KvmCaps, KvmError> {
-        let layout = Layout::host()?;
+        let layout = crate::host::layout()?;
         let size = kvm.check_extension_int(Cap::Xsave2);
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -147,17 +150,21 @@ impl KvmCaps {
                 .find(|e| e.function == 0xD && e.index == index)
                 .copied()
         };
-        let guest_xcr0 = leaf(0).map_or(0x3, |e| u64::from(e.edx) << 32 | u64::from(e.eax));
+        let guest_xcr0 = leaf(0).map_or(Xfeatures::LEGACY, |e| {
+            Xfeatures::from_bits(u64::from(e.edx) << 32 | u64::from(e.eax))
+        });
         let sub1 = leaf(1);
-        let guest_xss = sub1.map_or(0, |e| u64::from(e.edx) << 32 | u64::from(e.ecx));
+        let guest_xss = sub1.map_or(Xfeatures::EMPTY, |e| {
+            Xfeatures::from_bits(u64::from(e.edx) << 32 | u64::from(e.ecx))
+        });
         let guest_xfd = sub1.is_some_and(|e| e.eax & (1 << 4) != 0);
         let xsave2_size = (size > 0).then_some(size as usize);
-        let tiles = Component::TileData.mask();
         let amx = AmxStatus {
-            host: layout.has(Component::TileData),
-            permitted: guest_permitted_xfeatures().is_some_and(|m| m & tiles != 0),
-            offered: guest_xcr0 & (tiles | Component::TileCfg.mask())
-                == tiles | Component::TileCfg.mask(),
+            host: layout.has(ComponentId::TILEDATA),
+            permitted: guest_permitted_xfeatures()
+                .is_some_and(|m| m.contains(ComponentId::TILEDATA)),
+            offered: guest_xcr0
+                .contains_all(ComponentId::TILECFG.bit() | ComponentId::TILEDATA.bit()),
         };
         let buffer_size = xsave2_size.unwrap_or(4096).max(4096);
         let behaviour = KvmBehaviour::measure(kvm, &layout, guest_xcr0, buffer_size)?;
@@ -192,13 +199,13 @@ impl KvmCaps {
     }
 
     /// XCR0 bits KVM supports for guests.
-    pub fn guest_xcr0(&self) -> u64 {
+    pub fn guest_xcr0(&self) -> Xfeatures {
         self.guest_xcr0
     }
 
     /// IA32_XSS bits KVM supports for guests (`KVM_GET_SUPPORTED_CPUID`
     /// leaf 0xD sub-leaf 1 EDX:ECX).
-    pub fn guest_xss(&self) -> u64 {
+    pub fn guest_xss(&self) -> Xfeatures {
         self.guest_xss
     }
 
@@ -231,8 +238,8 @@ impl KvmCaps {
     /// Components a restore should always send with their XSTATE_BV bit
     /// set, because kernels treat the clear bit differently: PKRU, where
     /// KVM offers it to guests (see [`KvmBehaviour::pkru`]).
-    pub fn pinned(&self) -> u64 {
-        self.guest_xcr0 & Component::Pkru.mask()
+    pub fn pinned(&self) -> Xfeatures {
+        self.guest_xcr0 & ComponentId::PKRU.bit()
     }
 
     /// The rules `KVM_SET_XSAVE` applies on this host.

@@ -3,7 +3,7 @@
 
 use kvm_bindings::kvm_regs;
 
-use crate::{ViewError, XsaveView};
+use crate::access::{AccessError, XstateRead, XstateWrite};
 
 /// Register names by index, in the x86 encoding order.
 pub const GPR_NAMES: [&str; 32] = [
@@ -12,7 +12,10 @@ pub const GPR_NAMES: [&str; 32] = [
     "r27", "r28", "r29", "r30", "r31",
 ];
 
-/// A unified view of 32 GPRs over a vCPU's `kvm_regs` and XSAVE state.
+/// A unified view of 32 GPRs over a vCPU's `kvm_regs` and its XSAVE state:
+/// a view ([`XsaveView`](crate::XsaveView)) or a
+/// [`RegisterFile`](crate::RegisterFile), anything with [`XstateRead`]
+/// (and [`XstateWrite`] to set).
 ///
 /// Reading r16..r31 while APX is init gives 0; writing one makes APX live.
 /// On a layout without APX, r16..r31 are an error, not a silent zero.
@@ -32,9 +35,10 @@ pub const GPR_NAMES: [&str; 32] = [
 /// assert_eq!(gprs.get(20).unwrap(), 0xfeed);
 /// assert_eq!(regs.rbx, 7);
 /// ```
-pub struct Gprs<'r, 'a, B> {
+#[derive(Debug)]
+pub struct Gprs<'r, S: ?Sized> {
     regs: &'r mut kvm_regs,
-    xstate: &'r mut XsaveView<'a, B>,
+    xstate: &'r mut S,
 }
 
 fn slot(regs: &mut kvm_regs, i: usize) -> &mut u64 {
@@ -58,23 +62,31 @@ fn slot(regs: &mut kvm_regs, i: usize) -> &mut u64 {
     }
 }
 
-fn bad_index(index: usize) -> ViewError {
-    ViewError::NoRegister { name: "gpr", index }
+fn bad_index(index: usize) -> AccessError {
+    AccessError::NoRegister {
+        family: "gpr",
+        index,
+    }
 }
 
 /// The index of a register name (`rax`..`r31`).
-pub fn index_of(name: &str) -> Option<usize> {
+pub(super) fn index_of(name: &str) -> Option<usize> {
     GPR_NAMES.iter().position(|n| *n == name)
 }
 
-impl<'r, 'a, B: AsRef<[u8]>> Gprs<'r, 'a, B> {
-    /// Combines a vCPU's `kvm_regs` and its XSAVE view.
-    pub fn new(regs: &'r mut kvm_regs, xstate: &'r mut XsaveView<'a, B>) -> Self {
+impl<'r, S: XstateRead + ?Sized> Gprs<'r, S> {
+    /// Combines a vCPU's `kvm_regs` and its XSAVE state.
+    pub fn new(regs: &'r mut kvm_regs, xstate: &'r mut S) -> Self {
         Gprs { regs, xstate }
     }
 
     /// GPR `index` (0..32).
-    pub fn get(&mut self, index: usize) -> Result<u64, ViewError> {
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::NoRegister`] past 31; for r16..r31, the state's error
+    /// when it has no APX.
+    pub fn get(&mut self, index: usize) -> Result<u64, AccessError> {
         match index {
             0..=15 => Ok(*slot(self.regs, index)),
             16..=31 => self.xstate.r(index),
@@ -83,14 +95,22 @@ impl<'r, 'a, B: AsRef<[u8]>> Gprs<'r, 'a, B> {
     }
 
     /// GPR by name.
-    pub fn get_by_name(&mut self, name: &str) -> Result<u64, ViewError> {
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); an unknown name is [`AccessError::NoRegister`].
+    pub fn get_by_name(&mut self, name: &str) -> Result<u64, AccessError> {
         self.get(index_of(name).ok_or(bad_index(usize::MAX))?)
     }
 }
 
-impl<'r, 'a, B: AsRef<[u8]> + AsMut<[u8]>> Gprs<'r, 'a, B> {
+impl<S: XstateWrite + ?Sized> Gprs<'_, S> {
     /// Sets GPR `index` (0..32); r16..r31 make APX live.
-    pub fn set(&mut self, index: usize, value: u64) -> Result<(), ViewError> {
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub fn set(&mut self, index: usize, value: u64) -> Result<(), AccessError> {
         match index {
             0..=15 => {
                 *slot(self.regs, index) = value;
@@ -102,7 +122,11 @@ impl<'r, 'a, B: AsRef<[u8]> + AsMut<[u8]>> Gprs<'r, 'a, B> {
     }
 
     /// Sets a GPR by name.
-    pub fn set_by_name(&mut self, name: &str, value: u64) -> Result<(), ViewError> {
+    ///
+    /// # Errors
+    ///
+    /// As [`get_by_name`](Self::get_by_name).
+    pub fn set_by_name(&mut self, name: &str, value: u64) -> Result<(), AccessError> {
         self.set(index_of(name).ok_or(bad_index(usize::MAX))?, value)
     }
 }
@@ -111,6 +135,7 @@ impl<'r, 'a, B: AsRef<[u8]> + AsMut<[u8]>> Gprs<'r, 'a, B> {
 mod tests {
     use super::*;
     use crate::layout::catalog;
+    use crate::{ComponentId, XsaveView};
 
     #[test]
     fn r16_to_r31_follow_apx_init_rules() {
@@ -126,7 +151,7 @@ mod tests {
         g.set(17, 0xabc).unwrap();
         assert_eq!(g.get(17).unwrap(), 0xabc);
         assert_eq!(g.get(16).unwrap(), 0, "the rest of APX initialized");
-        assert!(view.is_live(crate::Component::Apx));
+        assert!(view.is_live(ComponentId::APX));
         for (i, name) in GPR_NAMES.iter().enumerate() {
             assert_eq!(index_of(name), Some(i));
         }
@@ -141,11 +166,17 @@ mod tests {
         let mut g = Gprs::new(&mut regs, &mut view);
         assert!(matches!(
             g.get(16),
-            Err(ViewError::NoComponent { index: 19, .. })
+            Err(AccessError::NoComponent {
+                component: ComponentId::APX,
+                ..
+            })
         ));
         assert!(matches!(
             g.set(31, 1),
-            Err(ViewError::NoComponent { index: 19, .. })
+            Err(AccessError::NoComponent {
+                component: ComponentId::APX,
+                ..
+            })
         ));
         assert!(g.get(32).is_err());
         g.set_by_name("r15", 9).unwrap();

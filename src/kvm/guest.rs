@@ -20,7 +20,7 @@ use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MAX_C
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use super::{ioctl, request_amx_permission, set_xcr0, AmxPermission, KvmCaps, KvmError};
-use crate::Component;
+use crate::component::{ComponentId, Xfeatures};
 
 /// Guest memory size.
 pub const MEM_SIZE: usize = 2 << 20;
@@ -115,6 +115,15 @@ pub struct TestVm {
     mem: Mapping,
 }
 
+impl core::fmt::Debug for TestVm {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TestVm")
+            .field("guest_xcr0", &self.caps.guest_xcr0())
+            .field("memory", &MEM_SIZE)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The guest memory mapping, unmapped on drop.
 struct Mapping(*mut u8);
 
@@ -130,6 +139,10 @@ impl Drop for Mapping {
 
 impl TestVm {
     /// Opens `/dev/kvm` and builds the VM, its memory and its vCPU.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError`] when `/dev/kvm` cannot be opened or the VM not built.
     pub fn new() -> Result<TestVm, KvmError> {
         let kvm = Kvm::new().map_err(ioctl("open /dev/kvm"))?;
         TestVm::with_kvm(&kvm)
@@ -138,8 +151,12 @@ impl TestVm {
     /// As [`new`](Self::new), on an open `/dev/kvm`. Requests AMX guest
     /// permission first where the host has AMX (a no-op after the
     /// process's first vCPU), so guests get every component KVM can offer.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError`] when the VM, its memory or its vCPU cannot be set up.
     pub fn with_kvm(kvm: &Kvm) -> Result<TestVm, KvmError> {
-        let amx_permission = request_amx_permission(&crate::Layout::host()?);
+        let amx_permission = request_amx_permission(&crate::host::layout()?);
         let caps = KvmCaps::probe(kvm)?;
         let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
         // SAFETY: an anonymous private mapping; no existing memory is affected.
@@ -222,8 +239,8 @@ impl TestVm {
         self.vcpu
             .set_sregs(&sregs)
             .map_err(ioctl("KVM_SET_SREGS"))?;
-        let avx = self.caps.guest_xcr0() & Component::Avx.mask();
-        set_xcr0(&self.vcpu, 0b11 | avx)?;
+        let avx = self.caps.guest_xcr0() & ComponentId::AVX.bit();
+        set_xcr0(&self.vcpu, Xfeatures::LEGACY | avx)?;
         self.set_rip(CODE)
     }
 
@@ -266,6 +283,10 @@ impl TestVm {
     }
 
     /// Points the vCPU at `rip` (64-bit mode, RFLAGS 2, stack below 2 MiB).
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Ioctl`] when `KVM_SET_REGS` fails.
     pub fn set_rip(&mut self, rip: u64) -> Result<(), KvmError> {
         let regs = kvm_regs {
             rip,
@@ -277,12 +298,20 @@ impl TestVm {
     }
 
     /// Loads `code` at [`CODE`] and points the vCPU at it.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Ioctl`] when `KVM_SET_REGS` fails.
     pub fn load(&mut self, code: &[u8]) -> Result<(), KvmError> {
         self.write(CODE, code);
         self.set_rip(CODE)
     }
 
     /// Runs the vCPU until it exits to userspace.
+    ///
+    /// # Errors
+    ///
+    /// None today: a failing `KVM_RUN` is reported as [`Exit::Other`].
     pub fn run(&mut self) -> Result<Exit, KvmError> {
         match self.vcpu.run() {
             Ok(VcpuExit::Hlt) => Ok(Exit::Hlt),

@@ -1,14 +1,17 @@
-//! KVM integration: views over `kvm_xsave` buffers, vCPU state helpers and a
-//! pre-flight check that predicts `KVM_SET_XSAVE`'s verdict.
+//! KVM integration: vCPU XSAVE state in and out of KVM, zero-copy views
+//! over its buffers, what KVM on this host offers and does (probed), and
+//! the pre-flight check that predicts `KVM_SET_XSAVE`'s verdict.
 //!
 //! KVM always uses the standard (non-compacted) format, at the host's
 //! CPUID offsets; its buffers are `struct kvm_xsave` (4096 bytes) or, with
 //! `KVM_CAP_XSAVE2`, a larger FAM struct whose size the capability gives
-//! (11008 bytes with AMX). The views here open directly over either, no copy.
+//! (11008 bytes with AMX offered to guests). The views open directly over
+//! either, no copy.
 //!
 //! ```no_run
 //! use kvm_ioctls::Kvm;
 //! use xstate::kvm::{KvmCaps, XstateBuffer};
+//! use xstate::prelude::*;
 //!
 //! let kvm = Kvm::new()?;
 //! let caps = KvmCaps::probe(&kvm)?;
@@ -25,8 +28,8 @@
 mod buffer;
 mod caps;
 mod gpr;
+#[cfg(feature = "testing")]
 pub mod guest;
-mod preflight;
 mod probe;
 mod vcpu;
 
@@ -37,14 +40,13 @@ pub use caps::{
     guest_permitted_xfeatures, request_amx_permission, AmxPermission, AmxStatus, KvmCaps,
 };
 pub use gpr::{Gprs, GPR_NAMES};
-pub use preflight::{preflight, PreflightError, SetXsaveRules};
 pub use probe::{KvmBehaviour, PkruBehaviour, PkruOnClearBit};
 pub use vcpu::{get_xcr0, set_xcr0, XstateBuffer};
 
-use thiserror::Error;
+pub use crate::preflight::{preflight, PreflightError, SetXsaveRules};
 
 /// Errors of the KVM helpers.
-#[derive(Clone, Debug, Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KvmError {
     /// An ioctl failed.
@@ -53,23 +55,36 @@ pub enum KvmError {
         /// The operation.
         op: &'static str,
         /// The errno.
+        #[source]
         source: kvm_ioctls::Error,
     },
     /// The buffer would be rejected by `KVM_SET_XSAVE`: no ioctl was issued.
     #[error("KVM_SET_XSAVE would reject the buffer: {0}")]
     Preflight(#[from] PreflightError),
-    /// A view could not be opened.
+    /// A register or component could not be read or written.
     #[error(transparent)]
-    View(#[from] crate::ViewError),
+    Access(#[from] crate::AccessError),
     /// The host layout could not be read.
-    #[error(transparent)]
+    #[error("host layout: {0}")]
     Layout(#[from] crate::LayoutError),
     /// A buffer of `size` bytes could not be allocated.
     #[error("cannot allocate a {size}-byte XSAVE buffer")]
     Alloc {
-        /// The size asked for.
+        /// The size asked for, in bytes.
         size: usize,
     },
+}
+
+impl From<crate::HeaderError> for KvmError {
+    fn from(e: crate::HeaderError) -> KvmError {
+        KvmError::Access(e.into())
+    }
+}
+
+impl<B> From<crate::OpenError<B>> for KvmError {
+    fn from(e: crate::OpenError<B>) -> KvmError {
+        KvmError::Access(e.into())
+    }
 }
 
 pub(crate) fn ioctl(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {

@@ -12,9 +12,11 @@ use std::sync::OnceLock;
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd};
 
-use super::{ioctl, new_xsave2, xsave2_bytes, xsave2_bytes_mut, KvmError};
-use crate::area::{legacy, HEADER_OFFSET, MXCSR_INIT};
-use crate::component::Component;
+use std::vec::Vec;
+
+use super::{ioctl, new_xsave2, KvmError, XstateBuffer};
+use crate::area::{LegacyRegion, XsaveHeader, MXCSR_INIT};
+use crate::component::{ComponentId, Xfeatures};
 use crate::Layout;
 
 /// What `KVM_SET_XSAVE` did to the vCPU's PKRU when XSTATE_BV\[9\] was
@@ -82,7 +84,7 @@ impl KvmBehaviour {
     pub fn measure(
         kvm: &Kvm,
         host: &Layout,
-        guest_xcr0: u64,
+        guest_xcr0: Xfeatures,
         size: usize,
     ) -> Result<Self, KvmError> {
         static MEASURED: OnceLock<Result<KvmBehaviour, KvmError>> = OnceLock::new();
@@ -95,7 +97,7 @@ impl KvmBehaviour {
 fn measure_now(
     kvm: &Kvm,
     host: &Layout,
-    guest_xcr0: u64,
+    guest_xcr0: Xfeatures,
     size: usize,
 ) -> Result<KvmBehaviour, KvmError> {
     let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
@@ -106,8 +108,8 @@ fn measure_now(
     vcpu.set_cpuid2(&cpuid).map_err(ioctl("KVM_SET_CPUID2"))?;
     let mut scratch = Scratch::new(&vcpu, size)?;
     let mxcsr_mask = scratch.mxcsr_mask()?;
-    let pkru = match host.offset(Component::Pkru) {
-        Some(offset) if guest_xcr0 & Component::Pkru.mask() != 0 => {
+    let pkru = match host.offset(ComponentId::PKRU) {
+        Some(offset) if guest_xcr0.contains(ComponentId::PKRU) => {
             Some(scratch.pkru(offset as usize)?)
         }
         _ => None,
@@ -119,45 +121,46 @@ fn measure_now(
 struct Scratch<'v> {
     vcpu: &'v VcpuFd,
     base: Vec<u8>,
-    buf: kvm_bindings::Xsave,
+    buf: XstateBuffer,
 }
 
 impl<'v> Scratch<'v> {
     fn new(vcpu: &'v VcpuFd, size: usize) -> Result<Self, KvmError> {
-        let mut buf = new_xsave2(size)?;
-        get(vcpu, &mut buf)?;
+        let mut buf = XstateBuffer::from(new_xsave2(size)?);
+        buf.save(vcpu)?;
         Ok(Scratch {
             vcpu,
-            base: xsave2_bytes(&buf).to_vec(),
+            base: buf.as_bytes().to_vec(),
             buf,
         })
     }
 
-    /// `KVM_SET_XSAVE` of the base state changed by `edit`: whether KVM took it.
-    fn set(&mut self, edit: impl FnOnce(&mut [u8])) -> bool {
-        let bytes = xsave2_bytes_mut(&mut self.buf);
+    /// `KVM_SET_XSAVE` of the base state changed by `edit`.
+    fn set(&mut self, edit: impl FnOnce(&mut [u8])) -> Result<(), KvmError> {
+        let bytes = self.buf.as_bytes_mut();
         bytes.copy_from_slice(&self.base);
         edit(bytes);
-        // SAFETY: the buffer is `size` bytes, the KVM_CAP_XSAVE2 size (or
-        // 4096 without XSAVE2), so the kernel reads only memory it owns.
-        unsafe { self.vcpu.set_xsave2(&self.buf) }.is_ok()
+        self.buf.restore_unchecked(self.vcpu)
     }
 
     fn get(&mut self) -> Result<&[u8], KvmError> {
-        get(self.vcpu, &mut self.buf)?;
-        Ok(xsave2_bytes(&self.buf))
+        self.buf.save(self.vcpu)?;
+        Ok(self.buf.as_bytes())
     }
 
     fn mxcsr_mask(&mut self) -> Result<u32, KvmError> {
         let mut mask = 0u32;
         for bit in 0..32 {
             let mxcsr = MXCSR_INIT | 1 << bit;
-            let accepted = self.set(|b| {
-                let bv = read_u64(b, HEADER_OFFSET) | Component::Sse.mask();
-                b[HEADER_OFFSET..HEADER_OFFSET + 8].copy_from_slice(&bv.to_le_bytes());
-                let m = legacy::MXCSR as usize;
-                b[m..m + 4].copy_from_slice(&mxcsr.to_le_bytes());
-            });
+            let accepted = self
+                .set(|b| {
+                    let header = XsaveHeader::of_mut(b);
+                    header
+                        .xstate_bv
+                        .set(header.xstate_bv.get() | ComponentId::SSE.bit().bits());
+                    LegacyRegion::of_mut(b).mxcsr.set(mxcsr);
+                })
+                .is_ok();
             if accepted {
                 mask |= 1 << bit;
             }
@@ -168,27 +171,25 @@ impl<'v> Scratch<'v> {
     fn pkru(&mut self, at: usize) -> Result<PkruBehaviour, KvmError> {
         let write = |value: u32, live: bool| {
             move |b: &mut [u8]| {
-                let bv = read_u64(b, HEADER_OFFSET);
+                let header = XsaveHeader::of_mut(b);
+                let bv = Xfeatures::from_bits(header.xstate_bv.get());
                 let bv = if live {
-                    bv | Component::Pkru.mask()
+                    bv.with(ComponentId::PKRU)
                 } else {
-                    bv & !Component::Pkru.mask()
+                    bv.without(ComponentId::PKRU)
                 };
-                b[HEADER_OFFSET..HEADER_OFFSET + 8].copy_from_slice(&bv.to_le_bytes());
+                header.xstate_bv.set(bv.bits());
                 b[at..at + 4].copy_from_slice(&value.to_le_bytes());
                 b[at + 4..at + 8].copy_from_slice(&PKRU_RESERVED);
             }
         };
-        if !self.set(write(PKRU_FIRST, true)) {
-            return Err(set_failed());
-        }
+        self.set(write(PKRU_FIRST, true))?;
         let back = self.get()?;
         let keeps_reserved_bytes = back[at + 4..at + 8] == PKRU_RESERVED;
-        if !self.set(write(PKRU_SECOND, false)) {
-            return Err(set_failed());
-        }
+        self.set(write(PKRU_SECOND, false))?;
         let back = self.get()?;
-        let live = read_u64(back, HEADER_OFFSET) & Component::Pkru.mask() != 0;
+        let live =
+            Xfeatures::from_bits(XsaveHeader::of(back).xstate_bv.get()).contains(ComponentId::PKRU);
         let value = if live {
             u32::from_le_bytes(back[at..at + 4].try_into().expect("4 bytes"))
         } else {
@@ -204,36 +205,5 @@ impl<'v> Scratch<'v> {
             on_clear_bit,
             keeps_reserved_bytes,
         })
-    }
-}
-
-fn set_failed() -> KvmError {
-    KvmError::Ioctl {
-        op: "KVM_SET_XSAVE (PKRU probe)",
-        source: kvm_ioctls::Error::last(),
-    }
-}
-
-fn read_u64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
-/// `KVM_GET_XSAVE2` into `buf`, or `KVM_GET_XSAVE` for a 4096-byte buffer
-/// on kernels without XSAVE2.
-fn get(vcpu: &VcpuFd, buf: &mut kvm_bindings::Xsave) -> Result<(), KvmError> {
-    // SAFETY: `buf` holds the KVM_CAP_XSAVE2 size (the caller sized it from
-    // the capability, or 4096 bytes without it), so the kernel writes only
-    // memory of the buffer.
-    match unsafe { vcpu.get_xsave2(buf) } {
-        Ok(()) => Ok(()),
-        Err(_) if xsave2_bytes(buf).len() == 4096 => {
-            let x = vcpu.get_xsave().map_err(ioctl("KVM_GET_XSAVE"))?;
-            xsave2_bytes_mut(buf).copy_from_slice(super::kvm_xsave_bytes(&x));
-            Ok(())
-        }
-        Err(e) => Err(KvmError::Ioctl {
-            op: "KVM_GET_XSAVE2",
-            source: e,
-        }),
     }
 }

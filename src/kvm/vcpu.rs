@@ -4,14 +4,38 @@ use kvm_bindings::{kvm_xcrs, Xsave};
 use kvm_ioctls::VcpuFd;
 
 use super::{ioctl, new_xsave2, preflight, xsave2_bytes, xsave2_bytes_mut, KvmCaps, KvmError};
-use crate::{Format, Layout, RegisterFile, ViewError, XsaveView};
+use crate::component::{XcompBv, Xfeatures};
+use crate::{HeaderError, Layout, RegisterFile, XsaveView};
 
 /// A vCPU's XSAVE state buffer, sized from `KVM_CAP_XSAVE2`, reused across
 /// exits. [`save`](Self::save) and [`restore`](Self::restore) move it in
-/// and out of KVM; the views read and write it in place.
+/// and out of KVM; the views read and write it in place. It converts from
+/// and to kvm-bindings' [`Xsave`], for VMMs that hold one already.
 pub struct XstateBuffer {
     xsave: Xsave,
+    /// Whether to read with KVM_GET_XSAVE2 (false: KVM_GET_XSAVE).
     xsave2: bool,
+}
+
+impl core::fmt::Debug for XstateBuffer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("XstateBuffer")
+            .field("len", &self.as_bytes().len())
+            .field("xsave2", &self.xsave2)
+            .finish()
+    }
+}
+
+impl From<Xsave> for XstateBuffer {
+    /// Wraps an `Xsave` the VMM already has (its size must be the one
+    /// `KVM_CAP_XSAVE2` gives, or 4096 without XSAVE2, for
+    /// [`save`](Self::save) and [`restore`](Self::restore) to be safe).
+    fn from(xsave: Xsave) -> XstateBuffer {
+        XstateBuffer {
+            xsave,
+            xsave2: true,
+        }
+    }
 }
 
 impl XstateBuffer {
@@ -36,18 +60,27 @@ impl XstateBuffer {
     ///
     /// # Errors
     ///
-    /// [`KvmError::View`] when a live component of `state` has no place in
+    /// [`KvmError::Access`] when a live component of `state` has no place in
     /// this host's buffer (the buffer is then unchanged).
     pub fn load(&mut self, state: &RegisterFile, caps: &KvmCaps) -> Result<(), KvmError> {
         let layout = caps.layout();
         state.encode_into_pinned(
             self.as_bytes_mut(),
             layout,
-            Format::Standard,
-            0,
+            XcompBv::STANDARD,
             caps.pinned(),
         )?;
         Ok(())
+    }
+
+    /// The kvm-bindings buffer.
+    pub fn as_xsave(&self) -> &Xsave {
+        &self.xsave
+    }
+
+    /// Gives the kvm-bindings buffer back.
+    pub fn into_inner(self) -> Xsave {
+        self.xsave
     }
 
     /// The buffer's bytes (standard format, host offsets).
@@ -61,31 +94,54 @@ impl XstateBuffer {
     }
 
     /// A read view with `layout` (the host's, for state from this host).
-    pub fn view<'a>(&'a self, layout: &'a Layout) -> Result<XsaveView<'a, &'a [u8]>, ViewError> {
+    ///
+    /// # Errors
+    ///
+    /// [`HeaderError`] when the header does not fit the layout.
+    pub fn view<'a>(&'a self, layout: &'a Layout) -> Result<XsaveView<'a, &'a [u8]>, HeaderError> {
         XsaveView::new(self.as_bytes(), layout)
     }
 
     /// A write view with `layout`.
+    ///
+    /// # Errors
+    ///
+    /// [`HeaderError`] when the header does not fit the layout.
     pub fn view_mut<'a>(
         &'a mut self,
         layout: &'a Layout,
-    ) -> Result<XsaveView<'a, &'a mut [u8]>, ViewError> {
+    ) -> Result<XsaveView<'a, &'a mut [u8]>, HeaderError> {
         XsaveView::new(xsave2_bytes_mut(&mut self.xsave), layout)
     }
 
     /// Reads the vCPU's state: `KVM_GET_XSAVE2`, or `KVM_GET_XSAVE` where
     /// the kernel lacks XSAVE2.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Ioctl`] when the ioctl fails.
     pub fn save(&mut self, vcpu: &VcpuFd) -> Result<(), KvmError> {
         if self.xsave2 {
-            // SAFETY: the buffer was sized from KVM_CAP_XSAVE2 (`new`), and
-            // the process's dynamic XSAVE permissions are requested in
-            // `KvmCaps::probe`, before that size is read.
-            unsafe { vcpu.get_xsave2(&mut self.xsave) }.map_err(ioctl("KVM_GET_XSAVE2"))
-        } else {
-            let x = vcpu.get_xsave().map_err(ioctl("KVM_GET_XSAVE"))?;
-            xsave2_bytes_mut(&mut self.xsave)[..4096].copy_from_slice(super::kvm_xsave_bytes(&x));
-            Ok(())
+            // SAFETY: the buffer holds the KVM_CAP_XSAVE2 size (`new` sized
+            // it from the capability; `From<Xsave>` documents the same
+            // requirement), so the kernel writes only memory of the buffer.
+            match unsafe { vcpu.get_xsave2(&mut self.xsave) } {
+                Ok(()) => return Ok(()),
+                // A kernel without XSAVE2 (before 5.17): KVM_GET_XSAVE.
+                Err(e) if self.as_bytes().len() == 4096 && e.errno() == libc::EINVAL => {
+                    self.xsave2 = false;
+                }
+                Err(source) => {
+                    return Err(KvmError::Ioctl {
+                        op: "KVM_GET_XSAVE2",
+                        source,
+                    })
+                }
+            }
         }
+        let x = vcpu.get_xsave().map_err(ioctl("KVM_GET_XSAVE"))?;
+        xsave2_bytes_mut(&mut self.xsave)[..4096].copy_from_slice(super::kvm_xsave_bytes(&x));
+        Ok(())
     }
 
     /// Checks the buffer with [`preflight`] and, if KVM would take it,
@@ -110,6 +166,10 @@ impl XstateBuffer {
 
     /// `KVM_SET_XSAVE` without the pre-flight check (the kernel still
     /// validates; it answers EINVAL where [`preflight`] would have said why).
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Ioctl`] when the ioctl fails.
     pub fn restore_unchecked(&self, vcpu: &VcpuFd) -> Result<(), KvmError> {
         // SAFETY: the buffer holds the full size KVM copies on this host
         // (KVM_CAP_XSAVE2, or 4096 without it), so the kernel reads only
@@ -119,21 +179,33 @@ impl XstateBuffer {
 }
 
 /// The vCPU's XCR0 (`KVM_GET_XCRS`).
-pub fn get_xcr0(vcpu: &VcpuFd) -> Result<u64, KvmError> {
+///
+/// # Errors
+///
+/// [`KvmError::Ioctl`] when the ioctl fails.
+pub fn get_xcr0(vcpu: &VcpuFd) -> Result<Xfeatures, KvmError> {
     let xcrs = vcpu.get_xcrs().map_err(ioctl("KVM_GET_XCRS"))?;
-    Ok(xcrs.xcrs[..xcrs.nr_xcrs as usize]
-        .iter()
-        .find(|x| x.xcr == 0)
-        .map_or(1, |x| x.value))
+    let n = (xcrs.nr_xcrs as usize).min(xcrs.xcrs.len());
+    Ok(Xfeatures::from_bits(
+        xcrs.xcrs[..n]
+            .iter()
+            .find(|x| x.xcr == 0)
+            .map_or(1, |x| x.value),
+    ))
 }
 
 /// Sets the vCPU's XCR0 (`KVM_SET_XCRS`).
-pub fn set_xcr0(vcpu: &VcpuFd, xcr0: u64) -> Result<(), KvmError> {
+///
+/// # Errors
+///
+/// [`KvmError::Ioctl`] when the kernel refuses the value (an XCR0 breaking
+/// an XSETBV rule, or with components the vCPU's CPUID lacks).
+pub fn set_xcr0(vcpu: &VcpuFd, xcr0: Xfeatures) -> Result<(), KvmError> {
     let mut xcrs = kvm_xcrs {
         nr_xcrs: 1,
         ..Default::default()
     };
     xcrs.xcrs[0].xcr = 0;
-    xcrs.xcrs[0].value = xcr0;
+    xcrs.xcrs[0].value = xcr0.bits();
     vcpu.set_xcrs(&xcrs).map_err(ioctl("KVM_SET_XCRS"))
 }

@@ -1,7 +1,7 @@
 //! The built-in catalog: the layout files of `layouts/`, compiled in.
 //!
 //! ```
-//! let names: Vec<&str> = xstate::layout::catalog::all().iter().map(|l| l.name()).collect();
+//! let names = xstate::layout::catalog::names();
 //! assert!(names.contains(&"intel-sapphire-rapids"));
 //! assert!(names.contains(&"intel-diamond-rapids"));
 //! ```
@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use super::Layout;
 
 /// The layout files compiled into the crate, by file name.
-pub const FILES: [(&str, &str); 6] = [
+const FILES: [(&str, &str); 6] = [
     (
         "intel-skylake-sp",
         include_str!("../../layouts/intel-skylake-sp.toml"),
@@ -39,6 +39,7 @@ pub fn all() -> &'static [Layout] {
         FILES
             .iter()
             .map(|(name, text)| {
+                // The files are part of the crate; a test parses each one.
                 Layout::from_toml(text)
                     .unwrap_or_else(|e| panic!("catalog layout {name} is invalid: {e}"))
             })
@@ -49,4 +50,9 @@ pub fn all() -> &'static [Layout] {
 /// The catalog layout called `name`.
 pub fn get(name: &str) -> Option<&'static Layout> {
     all().iter().find(|l| l.name() == name)
+}
+
+/// The catalog's names, in catalog order.
+pub fn names() -> Vec<&'static str> {
+    FILES.iter().map(|(name, _)| *name).collect()
 }

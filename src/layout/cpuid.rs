@@ -1,13 +1,24 @@
 //! CPUID leaf 0xD values and the layout they describe.
+//!
+//! Leaf 0xD (Intel SDM vol. 1, 13.2): sub-leaf 0 EDX:EAX the XCR0 bits
+//! supported, EBX the standard size for the XCR0 enabled now, ECX for every
+//! supported bit; sub-leaf 1 EAX the XSAVE features, EBX the XSAVES size for
+//! XCR0 | IA32_XSS enabled now, EDX:ECX the IA32_XSS bits supported;
+//! sub-leaf i >= 2 EAX size, EBX standard offset, ECX bit 0 supervisor,
+//! bit 1 64-byte aligned when compacted, bit 2 XFD.
 
-use std::collections::BTreeMap;
+#[cfg(feature = "alloc")]
+use alloc::collections::BTreeMap;
+#[cfg(feature = "alloc")]
+use alloc::string::String;
 
-use super::{ComponentGeometry, Layout, LayoutParts};
-use crate::component;
-use crate::error::LayoutError;
+use arrayvec::ArrayVec;
+
+use super::{ComponentGeometry, Layout, LayoutError, LayoutParts};
+use crate::component::{ComponentId, Xfeatures};
 
 /// The four registers one CPUID sub-leaf returns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CpuidRegs {
     /// EAX.
     pub eax: u32,
@@ -17,6 +28,143 @@ pub struct CpuidRegs {
     pub ecx: u32,
     /// EDX.
     pub edx: u32,
+}
+
+/// Leaf 0xD sub-leaf 1 EAX bit 4: XFD (IA32_XFD) is supported.
+pub(crate) const XFD: u32 = 1 << 4;
+
+/// Leaf 0xD sub-leaf 1 EAX for a layout that does not say: XSAVEOPT,
+/// XSAVEC, XGETBV with ECX = 1 and XSAVES (every CPU since Skylake);
+/// layouts with an XFD-capable component add XFD (bit 4).
+pub const XSAVE_FEATURES_DEFAULT: u32 = 0xF;
+
+/// Leaf 0xD sub-leaf 0 for a guest or CPU whose supported XCR0 is `xcr0`:
+/// EBX and ECX the standard size `size` for it.
+pub fn subleaf0(xcr0: Xfeatures, size: u32) -> CpuidRegs {
+    CpuidRegs {
+        eax: xcr0.bits() as u32,
+        ebx: size,
+        ecx: size,
+        edx: (xcr0.bits() >> 32) as u32,
+    }
+}
+
+/// Leaf 0xD sub-leaf 1: the XSAVE features `eax`, the compacted size
+/// `compacted_size` of XCR0 | IA32_XSS, and the IA32_XSS bits `xss`.
+pub fn subleaf1(eax: u32, compacted_size: u32, xss: Xfeatures) -> CpuidRegs {
+    CpuidRegs {
+        eax,
+        ebx: compacted_size,
+        ecx: xss.bits() as u32,
+        edx: (xss.bits() >> 32) as u32,
+    }
+}
+
+impl From<&ComponentGeometry> for CpuidRegs {
+    /// The sub-leaf CPUID.(0xD, i) that describes a component: EAX size,
+    /// EBX standard offset, ECX supervisor / align64 / XFD bits.
+    fn from(g: &ComponentGeometry) -> CpuidRegs {
+        CpuidRegs {
+            eax: g.size,
+            ebx: g.offset,
+            ecx: u32::from(g.supervisor) | u32::from(g.align64) << 1 | u32::from(g.xfd) << 2,
+            edx: 0,
+        }
+    }
+}
+
+fn geometry_of(id: ComponentId, r: CpuidRegs) -> ComponentGeometry {
+    ComponentGeometry {
+        id,
+        size: r.eax,
+        offset: r.ebx,
+        supervisor: r.ecx & 1 != 0,
+        align64: r.ecx & 2 != 0,
+        xfd: r.ecx & 4 != 0,
+    }
+}
+
+fn vendor_of(leaf0: CpuidRegs) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    for (i, r) in [leaf0.ebx, leaf0.edx, leaf0.ecx].into_iter().enumerate() {
+        v[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
+    }
+    v
+}
+
+/// Builds a layout from the sub-leaves of leaf 0xD that `subleaf` gives
+/// (`None` for a sub-leaf the source lacks).
+pub(crate) fn from_subleaves(
+    name: &str,
+    vendor: &str,
+    source: &str,
+    subleaf: impl Fn(u32) -> Option<CpuidRegs>,
+) -> Result<Layout, LayoutError> {
+    let s0 = subleaf(0).ok_or(LayoutError::NoLeaf0xD)?;
+    let s1 = subleaf(1);
+    let xcr0 = Xfeatures::from_bits(u64::from(s0.edx) << 32 | u64::from(s0.eax));
+    let xss = s1.map_or(Xfeatures::EMPTY, |r| {
+        Xfeatures::from_bits(u64::from(r.edx) << 32 | u64::from(r.ecx))
+    });
+    let mut components = ArrayVec::<ComponentGeometry, 64>::new();
+    for id in (xcr0 | xss).extended() {
+        let r = subleaf(u32::from(id.index())).ok_or(LayoutError::MissingGeometry(id))?;
+        components.push(geometry_of(id, r));
+    }
+    Layout::from_parts(LayoutParts {
+        name,
+        vendor,
+        source,
+        xcr0_supported: xcr0,
+        xss_supported: xss,
+        standard_size: Some(s0.ecx),
+        mxcsr_mask: None,
+        xsave_features: s1.map(|r| r.eax),
+        components: &components,
+    })
+}
+
+impl Layout {
+    /// Builds the layout a CPUID function describes: `cpuid(leaf, subleaf)`
+    /// answers as the CPUID instruction would (the host's, a guest's, a
+    /// dump's). Reads the vendor from leaf 0 and the geometry from leaf
+    /// 0xD; needs no allocation. The MXCSR mask is the vendor's usual one
+    /// ([`Layout::with_mxcsr_mask`] sets a measured one).
+    ///
+    /// ```
+    /// use xstate::layout::CpuidRegs;
+    /// use xstate::Layout;
+    ///
+    /// // An AMD Zen 3: x87, SSE, AVX and PKRU.
+    /// let zen3 = |leaf: u32, sub: u32| match (leaf, sub) {
+    ///     (0, _) => CpuidRegs { eax: 0x10, ebx: 0x6874_7541, ecx: 0x444d_4163, edx: 0x6974_6e65 },
+    ///     (0xD, 0) => CpuidRegs { eax: 0x207, ebx: 0x988, ecx: 0x988, edx: 0 },
+    ///     (0xD, 2) => CpuidRegs { eax: 0x100, ebx: 0x240, ecx: 0, edx: 0 },
+    ///     (0xD, 9) => CpuidRegs { eax: 8, ebx: 0x980, ecx: 0, edx: 0 },
+    ///     _ => CpuidRegs::default(),
+    /// };
+    /// let layout = Layout::from_cpuid("zen3", "CPUID", zen3).unwrap();
+    /// assert_eq!(layout.vendor(), "AuthenticAMD");
+    /// assert_eq!(layout.standard_size(), 2440);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`LayoutError::NoLeaf0xD`] when leaf 0 says leaf 0xD does not exist,
+    /// or the validation error of the geometry read.
+    pub fn from_cpuid(
+        name: &str,
+        source: &str,
+        cpuid: impl Fn(u32, u32) -> CpuidRegs,
+    ) -> Result<Layout, LayoutError> {
+        let leaf0 = cpuid(0, 0);
+        if leaf0.eax < 0xD {
+            return Err(LayoutError::NoLeaf0xD);
+        }
+        let vendor = vendor_of(leaf0);
+        let vendor = core::str::from_utf8(&vendor).unwrap_or("unknown");
+        from_subleaves(name, vendor, source, |sub| Some(cpuid(0xD, sub)))
+    }
 }
 
 /// CPUID leaf 0xD of one CPU: its sub-leaves by number, and the vendor
@@ -33,6 +181,7 @@ pub struct CpuidRegs {
 /// let layout = leaf.to_layout("zen3").unwrap();
 /// assert_eq!(layout.standard_size(), 2440);
 /// ```
+#[cfg(feature = "alloc")]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpuidLeaf0xD {
     /// Vendor string (`GenuineIntel`, `AuthenticAMD`, ...).
@@ -41,156 +190,70 @@ pub struct CpuidLeaf0xD {
     pub subleaves: BTreeMap<u32, CpuidRegs>,
 }
 
+#[cfg(feature = "alloc")]
 impl CpuidLeaf0xD {
-    /// Reads leaf 0xD of the CPU this code runs on.
-    #[cfg(target_arch = "x86_64")]
-    pub fn host() -> CpuidLeaf0xD {
-        use core::arch::x86_64::__cpuid_count;
-        let query = |leaf, sub| {
-            let r = __cpuid_count(leaf, sub);
-            CpuidRegs {
-                eax: r.eax,
-                ebx: r.ebx,
-                ecx: r.ecx,
-                edx: r.edx,
-            }
-        };
-        let v = query(0, 0);
-        let mut vendor = Vec::with_capacity(12);
-        for r in [v.ebx, v.edx, v.ecx] {
-            vendor.extend_from_slice(&r.to_le_bytes());
-        }
-        let mut out = CpuidLeaf0xD {
-            vendor: Some(String::from_utf8_lossy(&vendor).into_owned()),
-            subleaves: BTreeMap::new(),
-        };
-        if v.eax < 0xD {
-            return out;
-        }
-        let s0 = query(0xD, 0);
-        let s1 = query(0xD, 1);
-        out.subleaves.insert(0, s0);
-        out.subleaves.insert(1, s1);
-        let supported = (u64::from(s0.edx) << 32 | u64::from(s0.eax))
-            | (u64::from(s1.edx) << 32 | u64::from(s1.ecx));
-        for i in component::bits(supported & !3) {
-            out.subleaves.insert(u32::from(i), query(0xD, u32::from(i)));
-        }
-        out
-    }
-
     /// XCR0 bits supported (sub-leaf 0 EDX:EAX).
-    pub fn xcr0_supported(&self) -> u64 {
-        self.subleaves
-            .get(&0)
-            .map_or(0, |r| u64::from(r.edx) << 32 | u64::from(r.eax))
+    pub fn xcr0_supported(&self) -> Xfeatures {
+        Xfeatures::from_bits(
+            self.subleaves
+                .get(&0)
+                .map_or(0, |r| u64::from(r.edx) << 32 | u64::from(r.eax)),
+        )
     }
 
     /// IA32_XSS bits supported (sub-leaf 1 EDX:ECX).
-    pub fn xss_supported(&self) -> u64 {
-        self.subleaves
-            .get(&1)
-            .map_or(0, |r| u64::from(r.edx) << 32 | u64::from(r.ecx))
+    pub fn xss_supported(&self) -> Xfeatures {
+        Xfeatures::from_bits(
+            self.subleaves
+                .get(&1)
+                .map_or(0, |r| u64::from(r.edx) << 32 | u64::from(r.ecx)),
+        )
     }
 
     /// Builds the layout these values describe, named `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`LayoutError::NoLeaf0xD`] without sub-leaf 0,
+    /// [`LayoutError::MissingGeometry`] for an enumerated component without
+    /// its sub-leaf, or another validation error of the geometry.
     pub fn to_layout(&self, name: &str) -> Result<Layout, LayoutError> {
         self.to_layout_from(name, "CPUID leaf 0xD")
     }
 
     pub(crate) fn to_layout_from(&self, name: &str, source: &str) -> Result<Layout, LayoutError> {
-        let s0 = self.subleaves.get(&0).ok_or(LayoutError::NoLeaf0xD)?;
-        let xcr0 = self.xcr0_supported();
-        let xss = self.xss_supported();
-        let mut components = Vec::new();
-        for i in component::bits((xcr0 | xss) & !3) {
-            let r = self
-                .subleaves
-                .get(&u32::from(i))
-                .ok_or(LayoutError::MissingGeometry { index: i })?;
-            components.push(ComponentGeometry {
-                index: i,
-                size: r.eax,
-                offset: r.ebx,
-                supervisor: r.ecx & 1 != 0,
-                align64: r.ecx & 2 != 0,
-                xfd: r.ecx & 4 != 0,
-            });
-        }
-        Layout::from_parts(LayoutParts {
-            name: name.to_string(),
-            vendor: self.vendor.clone().unwrap_or_else(|| "unknown".into()),
-            source: source.to_string(),
-            xcr0_supported: xcr0,
-            xss_supported: xss,
-            standard_size: Some(s0.ecx),
-            mxcsr_mask: None,
-            components,
-        })
+        from_subleaves(
+            name,
+            self.vendor.as_deref().unwrap_or("unknown"),
+            source,
+            |sub| self.subleaves.get(&sub).copied(),
+        )
     }
 }
 
+#[cfg(feature = "alloc")]
 impl Layout {
-    /// The layout of the CPU this code runs on, from the CPUID instruction.
-    ///
-    /// The MXCSR mask is measured with FXSAVE.
-    ///
-    /// ```
-    /// let host = xstate::Layout::host().unwrap();
-    /// assert!(host.standard_size() >= 576);
-    /// ```
-    #[cfg(target_arch = "x86_64")]
-    pub fn host() -> Result<Layout, LayoutError> {
-        let leaf = CpuidLeaf0xD::host();
-        let mut layout = leaf.to_layout_from("host", "CPUID instruction on this host")?;
-        layout.mxcsr_mask = crate::host::mxcsr_mask();
-        Ok(layout)
-    }
-
     /// The leaf 0xD values this layout describes, as a CPU would report them
     /// with every supported component enabled in XCR0 and IA32_XSS.
     pub fn to_cpuid(&self) -> CpuidLeaf0xD {
         let mut out = CpuidLeaf0xD {
-            vendor: Some(self.vendor.clone()),
+            vendor: Some(self.vendor().into()),
             subleaves: BTreeMap::new(),
         };
-        let xcr0 = self.xcr0_supported;
-        let xss = self.xss_supported;
-        out.subleaves.insert(
-            0,
-            CpuidRegs {
-                eax: xcr0 as u32,
-                ebx: self.standard_size,
-                ecx: self.standard_size,
-                edx: (xcr0 >> 32) as u32,
-            },
-        );
+        out.subleaves
+            .insert(0, subleaf0(self.xcr0_supported(), self.standard_size()));
         out.subleaves.insert(
             1,
-            CpuidRegs {
-                // XSAVEOPT, XSAVEC, XGETBV with ECX=1, XSAVES.
-                eax: 0xF,
-                ebx: self.compacted_size(),
-                ecx: xss as u32,
-                edx: (xss >> 32) as u32,
-            },
+            subleaf1(
+                self.xsave_features(),
+                self.compacted_size(),
+                self.xss_supported(),
+            ),
         );
-        for g in self.components().filter(|g| g.index >= 2) {
-            out.subleaves.insert(u32::from(g.index), CpuidRegs::from(g));
+        for g in self.components().filter(|g| !g.id.is_legacy()) {
+            out.subleaves
+                .insert(u32::from(g.id.index()), CpuidRegs::from(g));
         }
         out
-    }
-}
-
-impl From<&ComponentGeometry> for CpuidRegs {
-    /// The sub-leaf CPUID.(0xD, i) that describes a component: EAX size,
-    /// EBX standard offset, ECX supervisor / align64 / XFD bits.
-    fn from(g: &ComponentGeometry) -> CpuidRegs {
-        CpuidRegs {
-            eax: g.size,
-            ebx: g.offset,
-            ecx: u32::from(g.supervisor) | u32::from(g.align64) << 1 | u32::from(g.xfd) << 2,
-            edx: 0,
-        }
     }
 }

@@ -1,13 +1,15 @@
 //! Component-by-component differences between two layouts.
 
+use alloc::vec::Vec;
+
 use super::{ComponentGeometry, Layout};
-use crate::component;
+use crate::component::ComponentId;
 
 /// How one component differs between two layouts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ComponentDiff {
-    /// The component number.
-    pub index: u8,
+    /// The component.
+    pub id: ComponentId,
     /// Its geometry in the first layout, if enumerated there.
     pub a: Option<ComponentGeometry>,
     /// Its geometry in the second layout, if enumerated there.
@@ -31,23 +33,21 @@ impl ComponentDiff {
 ///
 /// ```
 /// use xstate::layout::{catalog, diff};
+/// use xstate::ComponentId;
 ///
 /// let zen4 = catalog::get("amd-zen4").unwrap();
 /// let spr = catalog::get("intel-sapphire-rapids").unwrap();
 /// let d = diff(zen4, spr);
-/// let pkru = d.iter().find(|c| c.index == 9).unwrap();
+/// let pkru = d.iter().find(|c| c.id == ComponentId::PKRU).unwrap();
 /// assert!(pkru.offset_differs()); // 2432 on AMD, 2688 on Intel
-/// assert!(d.iter().any(|c| c.index == 18 && c.is_missing())); // AMX tiles
+/// assert!(d.iter().any(|c| c.id == ComponentId::TILEDATA && c.is_missing()));
 /// ```
 pub fn diff(a: &Layout, b: &Layout) -> Vec<ComponentDiff> {
-    component::bits(a.supported() | b.supported())
-        .filter_map(|i| {
-            let (ga, gb) = (a.geometry(i).copied(), b.geometry(i).copied());
-            (ga != gb).then_some(ComponentDiff {
-                index: i,
-                a: ga,
-                b: gb,
-            })
+    (a.supported() | b.supported())
+        .iter()
+        .filter_map(|id| {
+            let (ga, gb) = (a.geometry(id).copied(), b.geometry(id).copied());
+            (ga != gb).then_some(ComponentDiff { id, a: ga, b: gb })
         })
         .collect()
 }

@@ -7,8 +7,22 @@
 //! The format is detected from the content. Only the first CPU of a
 //! multi-CPU dump is read.
 
-use super::{CpuidLeaf0xD, CpuidRegs, Layout};
-use crate::error::LayoutError;
+use super::{CpuidLeaf0xD, CpuidRegs, Layout, LayoutError};
+
+/// Why a CPUID dump gave no layout.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DumpError {
+    /// Text in neither dump format.
+    #[error("not a CPUID dump in a known format (InstLatx64 or `cpuid -r`)")]
+    UnknownFormat,
+    /// A dump without leaf 0xD sub-leaf 0.
+    #[error("no CPUID leaf 0xD sub-leaf 0 found")]
+    NoLeaf0xD,
+    /// Leaf 0xD describes an invalid geometry.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+}
 
 /// The text formats a dump may be in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +90,7 @@ fn parse_cpuid_raw(line: &str) -> Option<(u32, u32, CpuidRegs)> {
 }
 
 /// Detects the dump format of `text`, if it is a CPUID dump at all.
-pub fn detect(text: &str) -> Option<DumpFormat> {
+pub(crate) fn detect(text: &str) -> Option<DumpFormat> {
     for line in text.lines() {
         if parse_instlat(line).is_some() {
             return Some(DumpFormat::InstLatx64);
@@ -99,10 +113,14 @@ impl CpuidLeaf0xD {
     ///             CPUID 0000000D: 00000008-00000980-00000000-00000000 [SL 09]\n";
     /// let leaf = xstate::layout::CpuidLeaf0xD::from_dump(dump).unwrap();
     /// assert_eq!(leaf.vendor.as_deref(), Some("AuthenticAMD"));
-    /// assert_eq!(leaf.xcr0_supported(), 0x207);
+    /// assert_eq!(leaf.xcr0_supported().bits(), 0x207);
     /// ```
-    pub fn from_dump(text: &str) -> Result<CpuidLeaf0xD, LayoutError> {
-        let format = detect(text).ok_or(LayoutError::UnknownDumpFormat)?;
+    ///
+    /// # Errors
+    ///
+    /// [`DumpError::UnknownFormat`] or [`DumpError::NoLeaf0xD`].
+    pub fn from_dump(text: &str) -> Result<CpuidLeaf0xD, DumpError> {
+        let format = detect(text).ok_or(DumpError::UnknownFormat)?;
         let mut out = CpuidLeaf0xD::default();
         let mut seen_leaf0 = false;
         for line in text.lines() {
@@ -133,7 +151,7 @@ impl CpuidLeaf0xD {
             }
         }
         if !out.subleaves.contains_key(&0) {
-            return Err(LayoutError::NoLeaf0xD);
+            return Err(DumpError::NoLeaf0xD);
         }
         Ok(out)
     }
@@ -141,12 +159,16 @@ impl CpuidLeaf0xD {
 
 impl Layout {
     /// Builds a layout from a CPUID dump (format auto-detected), named `name`.
-    pub fn from_dump(name: &str, text: &str) -> Result<Layout, LayoutError> {
-        let format = detect(text).ok_or(LayoutError::UnknownDumpFormat)?;
+    ///
+    /// # Errors
+    ///
+    /// A [`DumpError`]: not a dump, no leaf 0xD, or an invalid geometry.
+    pub fn from_dump(name: &str, text: &str) -> Result<Layout, DumpError> {
+        let format = detect(text).ok_or(DumpError::UnknownFormat)?;
         let what = match format {
             DumpFormat::InstLatx64 => "CPUID dump (InstLatx64 format)",
             DumpFormat::CpuidRaw => "CPUID dump (cpuid -r format)",
         };
-        CpuidLeaf0xD::from_dump(text)?.to_layout_from(name, what)
+        Ok(CpuidLeaf0xD::from_dump(text)?.to_layout_from(name, what)?)
     }
 }

@@ -18,13 +18,41 @@
 //! ```
 //!
 //! `supervisor`, `align64` and `xfd` default to false; `standard_size` to the
-//! end of the last user component; `mxcsr_mask` to the vendor's usual value.
+//! end of the last user component; `mxcsr_mask` to the vendor's usual value;
+//! `xsave_features` (CPUID.(0xD,1).EAX) to 0xF, with bit 4 (XFD) when a
+//! component is XFD-capable.
 
+use arrayvec::ArrayVec;
 use serde::{Deserialize, Serialize};
 
-use super::{ComponentGeometry, Layout, LayoutParts};
-use crate::component;
-use crate::error::LayoutError;
+use super::{ComponentGeometry, Layout, LayoutError, LayoutParts};
+use crate::component::{ComponentId, Xfeatures};
+
+/// Why a layout file gave no layout.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// Not TOML, or not this schema.
+    #[error("not a layout file")]
+    Toml(#[source] toml::de::Error),
+    /// A field with a bad value.
+    #[error("layout file field {field} has a bad value {value:?}")]
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// Its text.
+        value: String,
+    },
+    /// A `[[component]]` id that is no component number (0..=63).
+    #[error("layout file component id {0} is not a component number (0..=63)")]
+    BadId(u8),
+    /// More `[[component]]` tables than there are components.
+    #[error("layout file has {0} component tables, more than the 64 components there are")]
+    TooManyComponents(usize),
+    /// The file describes an invalid geometry.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+}
 
 /// The serialized form of a layout file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -50,6 +78,9 @@ pub struct LayoutFile {
     /// MXCSR_MASK, hex, if stated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mxcsr_mask: Option<String>,
+    /// CPUID.(0xD,1).EAX (XSAVEOPT, XSAVEC, XGETBV1, XSAVES, XFD), hex, if stated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xsave_features: Option<String>,
     /// Extended components (index >= 2).
     #[serde(default, rename = "component")]
     pub components: Vec<ComponentEntry>,
@@ -84,13 +115,20 @@ pub struct ComponentEntry {
     pub xfd: bool,
 }
 
-fn parse_hex(field: &'static str, s: &str) -> Result<u64, LayoutError> {
+fn parse_hex(field: &'static str, s: &str) -> Result<u64, FileError> {
     let t = s.trim();
     let t = t
         .strip_prefix("0x")
         .or_else(|| t.strip_prefix("0X"))
         .unwrap_or(t);
-    u64::from_str_radix(t, 16).map_err(|_| LayoutError::BadField {
+    u64::from_str_radix(t, 16).map_err(|_| FileError::BadField {
+        field,
+        value: s.to_string(),
+    })
+}
+
+fn parse_hex32(field: &'static str, s: &str) -> Result<u32, FileError> {
+    u32::try_from(parse_hex(field, s)?).map_err(|_| FileError::BadField {
         field,
         value: s.to_string(),
     })
@@ -98,41 +136,56 @@ fn parse_hex(field: &'static str, s: &str) -> Result<u64, LayoutError> {
 
 impl LayoutFile {
     /// Builds and validates the layout this file describes.
-    pub fn to_layout(&self) -> Result<Layout, LayoutError> {
-        let mxcsr_mask = match &self.mxcsr_mask {
-            Some(s) => Some(u32::try_from(parse_hex("mxcsr_mask", s)?).map_err(|_| {
-                LayoutError::BadField {
-                    field: "mxcsr_mask",
-                    value: s.clone(),
-                }
-            })?),
-            None => None,
+    ///
+    /// # Errors
+    ///
+    /// [`FileError::BadField`] for a hex field that does not parse,
+    /// [`FileError::BadId`] for a component id past 63, or the geometry's
+    /// [`FileError::Layout`] error.
+    pub fn to_layout(&self) -> Result<Layout, FileError> {
+        let mxcsr_mask = self
+            .mxcsr_mask
+            .as_deref()
+            .map(|s| parse_hex32("mxcsr_mask", s))
+            .transpose()?;
+        let xsave_features = self
+            .xsave_features
+            .as_deref()
+            .map(|s| parse_hex32("xsave_features", s))
+            .transpose()?;
+        if self.components.len() > 64 {
+            return Err(FileError::TooManyComponents(self.components.len()));
+        }
+        let mut components = ArrayVec::<ComponentGeometry, 64>::new();
+        for c in &self.components {
+            components.push(ComponentGeometry {
+                id: ComponentId::new(c.id).ok_or(FileError::BadId(c.id))?,
+                size: c.size,
+                offset: c.offset,
+                supervisor: c.supervisor,
+                align64: c.align64,
+                xfd: c.xfd,
+            });
+        }
+        let source = if self.description.is_empty() {
+            self.source.clone()
+        } else {
+            format!("{}: {}", self.description, self.source)
         };
-        Layout::from_parts(LayoutParts {
-            name: self.name.clone(),
-            vendor: self.vendor.clone(),
-            source: if self.description.is_empty() {
-                self.source.clone()
-            } else {
-                format!("{}: {}", self.description, self.source)
-            },
-            xcr0_supported: parse_hex("xcr0_supported", &self.xcr0_supported)?,
-            xss_supported: parse_hex("xss_supported", &self.xss_supported)?,
+        Ok(Layout::from_parts(LayoutParts {
+            name: &self.name,
+            vendor: &self.vendor,
+            source: &source,
+            xcr0_supported: Xfeatures::from_bits(parse_hex(
+                "xcr0_supported",
+                &self.xcr0_supported,
+            )?),
+            xss_supported: Xfeatures::from_bits(parse_hex("xss_supported", &self.xss_supported)?),
             standard_size: self.standard_size,
             mxcsr_mask,
-            components: self
-                .components
-                .iter()
-                .map(|c| ComponentGeometry {
-                    index: c.id,
-                    size: c.size,
-                    offset: c.offset,
-                    supervisor: c.supervisor,
-                    align64: c.align64,
-                    xfd: c.xfd,
-                })
-                .collect(),
-        })
+            xsave_features,
+            components: &components,
+        })?)
     }
 
     /// The file form of `layout`.
@@ -146,12 +199,13 @@ impl LayoutFile {
             xss_supported: format!("{:#x}", layout.xss_supported()),
             standard_size: Some(layout.standard_size()),
             mxcsr_mask: Some(format!("{:#x}", layout.mxcsr_mask())),
+            xsave_features: Some(format!("{:#x}", layout.xsave_features())),
             components: layout
                 .components()
-                .filter(|g| g.index >= 2)
+                .filter(|g| !g.id.is_legacy())
                 .map(|g| ComponentEntry {
-                    id: g.index,
-                    name: Some(component::name_of(g.index).into_owned()),
+                    id: g.id.index(),
+                    name: Some(g.id.to_string()),
                     size: g.size,
                     offset: g.offset,
                     supervisor: g.supervisor,
@@ -165,9 +219,13 @@ impl LayoutFile {
 
 impl Layout {
     /// Parses and validates a TOML layout file.
-    pub fn from_toml(text: &str) -> Result<Layout, LayoutError> {
-        let file: LayoutFile =
-            toml::from_str(text).map_err(|e| LayoutError::Toml(e.message().to_string()))?;
+    ///
+    /// # Errors
+    ///
+    /// [`FileError::Toml`] for text that is not a layout file, or an error
+    /// of [`LayoutFile::to_layout`].
+    pub fn from_toml(text: &str) -> Result<Layout, FileError> {
+        let file: LayoutFile = toml::from_str(text).map_err(FileError::Toml)?;
         file.to_layout()
     }
 

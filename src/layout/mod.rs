@@ -6,52 +6,71 @@
 //! on which components a buffer holds (its XCOMP_BV) and follow from the
 //! hardware rule in [`Layout::compacted_offset`].
 //!
-//! Layouts come from the host ([`Layout::host`]), a CPUID dump
-//! ([`Layout::from_dump`]), a layout file ([`Layout::from_toml`]) or the
-//! built-in [`catalog`]. Every constructor validates the geometry.
+//! This module is pure data and parsing, and needs no allocation: a layout
+//! comes from a CPUID function ([`Layout::from_cpuid`]). With the `std`
+//! feature it also comes from CPUID dumps ([`Layout::from_dump`]), layout
+//! files ([`Layout::from_toml`]) and the built-in [`catalog`]; the host's
+//! comes from [`crate::host::layout`]. Every constructor validates the
+//! geometry.
 //!
 //! ```
-//! use xstate::{Component, Layout};
+//! use xstate::{ComponentId, Layout, Xfeatures};
 //!
 //! let zen4 = xstate::layout::catalog::get("amd-zen4").unwrap();
 //! let spr = xstate::layout::catalog::get("intel-sapphire-rapids").unwrap();
 //! // Same component, different standard offsets: never hard-code one CPU.
-//! assert_eq!(zen4.offset(Component::Pkru), Some(2432));
-//! assert_eq!(spr.offset(Component::Pkru), Some(2688));
+//! assert_eq!(zen4.offset(ComponentId::PKRU), Some(2432));
+//! assert_eq!(spr.offset(ComponentId::PKRU), Some(2688));
 //! // Compacted offsets follow from the components present.
-//! let all = spr.supported();
-//! assert_eq!(spr.compacted_offset(all, Component::Opmask), Some(832));
+//! assert_eq!(spr.compacted_offset(spr.supported(), ComponentId::OPMASK), Some(832));
 //! ```
 
+#[cfg(feature = "std")]
 pub mod catalog;
 mod cpuid;
+#[cfg(feature = "alloc")]
 mod diff;
+#[cfg(feature = "std")]
 mod dump;
+#[cfg(feature = "std")]
 mod file;
+#[cfg(feature = "std")]
 mod source;
+#[cfg(all(test, feature = "std"))]
+mod tests;
 
-pub use cpuid::{CpuidLeaf0xD, CpuidRegs};
+#[cfg(feature = "alloc")]
+pub use cpuid::CpuidLeaf0xD;
+pub use cpuid::{subleaf0, subleaf1, CpuidRegs, XSAVE_FEATURES_DEFAULT};
+#[cfg(feature = "alloc")]
 pub use diff::{diff, ComponentDiff};
-pub use file::LayoutFile;
-pub use source::LayoutSource;
+#[cfg(feature = "std")]
+pub use dump::{DumpError, DumpFormat};
+#[cfg(feature = "std")]
+pub use file::{ComponentEntry, FileError, LayoutFile};
+#[cfg(feature = "std")]
+pub use source::{LayoutSource, SourceError};
 
-use crate::component::{self, Component, EXTENDED_REGION_START, LEGACY_MASK};
-use crate::error::LayoutError;
+use arrayvec::ArrayString;
+
+use crate::area::EXTENDED_START;
+use crate::component::{ComponentId, Xfeatures};
 
 /// Where a component sits in one CPU's XSAVE area, from CPUID leaf 0xD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ComponentGeometry {
-    /// The component's bit number.
-    pub index: u8,
+    /// The component.
+    pub id: ComponentId,
     /// Size in bytes (CPUID.(0xD, i).EAX).
     pub size: u32,
-    /// Offset in the standard format (CPUID.(0xD, i).EBX); 0 for supervisor components.
+    /// Offset in bytes in the standard format (CPUID.(0xD, i).EBX); 0 for
+    /// supervisor components.
     pub offset: u32,
     /// Managed by IA32_XSS (CPUID.(0xD, i).ECX bit 0).
     pub supervisor: bool,
     /// Aligned to 64 bytes in the compacted format (ECX bit 1).
     pub align64: bool,
-    /// Supports extended feature disable (ECX bit 2).
+    /// Supports extended feature disable, IA32_XFD (ECX bit 2).
     pub xfd: bool,
 }
 
@@ -60,44 +79,159 @@ impl ComponentGeometry {
     pub fn end(&self) -> u32 {
         self.offset + self.size
     }
+
+    /// The component with `id` in a layout that does not enumerate it.
+    const fn absent(id: ComponentId) -> ComponentGeometry {
+        ComponentGeometry {
+            id,
+            size: 0,
+            offset: 0,
+            supervisor: false,
+            align64: false,
+            xfd: false,
+        }
+    }
 }
 
-/// The legacy components as they sit in the 512-byte FXSAVE region.
-const LEGACY_GEOMETRY: [ComponentGeometry; 2] = [
-    ComponentGeometry {
-        index: 0,
-        size: 160,
-        offset: 0,
-        supervisor: false,
-        align64: false,
-        xfd: false,
+/// Why a layout could not be built: every message names the components and
+/// offsets at fault.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// XCR0 must enumerate x87 and SSE.
+    #[error("supported XCR0 {xcr0} lacks x87 or SSE (bits 0 and 1)")]
+    MissingLegacy {
+        /// The XCR0 bits read.
+        xcr0: Xfeatures,
     },
-    ComponentGeometry {
-        index: 1,
-        size: 256,
-        offset: 160,
-        supervisor: false,
-        align64: false,
-        xfd: false,
+    /// A bit is enumerated both in XCR0 and IA32_XSS.
+    #[error("components {0} are enumerated in both XCR0 and IA32_XSS")]
+    BothXcr0AndXss(Xfeatures),
+    /// Geometry given for x87 or SSE, whose places are fixed.
+    #[error("{0} (component {n}) is a legacy component: its place in the legacy region is fixed", n = .0.index())]
+    LegacyGeometry(ComponentId),
+    /// Geometry for a component that XCR0/XSS does not enumerate.
+    #[error("{0} (component {n}) has geometry but is not enumerated in XCR0 or IA32_XSS", n = .0.index())]
+    NotEnumerated(ComponentId),
+    /// Two geometry entries for one component.
+    #[error("{0} (component {n}) is described twice", n = .0.index())]
+    Duplicate(ComponentId),
+    /// A component of size 0.
+    #[error("{0} (component {n}) has size 0", n = .0.index())]
+    ZeroSize(ComponentId),
+    /// The supervisor flag disagrees with the XCR0/XSS bit.
+    #[error("{component} (component {n}) is flagged {flag} but enumerated in {register}", n = .component.index(),
+        flag = if *supervisor { "supervisor" } else { "user" }, register = if *supervisor { "XCR0" } else { "IA32_XSS" })]
+    SupervisorMismatch {
+        /// The component.
+        component: ComponentId,
+        /// Its supervisor flag.
+        supervisor: bool,
     },
-];
+    /// An enumerated component without geometry.
+    #[error("{0} (component {n}) is enumerated but its size and offset are missing", n = .0.index())]
+    MissingGeometry(ComponentId),
+    /// A component whose end does not fit in 32 bits.
+    #[error("{component} (component {n}) at offset {offset} with size {size} ends past 4 GiB", n = .component.index())]
+    EndOverflow {
+        /// The component.
+        component: ComponentId,
+        /// Its offset in bytes.
+        offset: u32,
+        /// Its size in bytes.
+        size: u32,
+    },
+    /// The compacted area for every supported component would not fit in 32 bits.
+    #[error("the compacted area for every supported component would be {size} bytes, past 4 GiB")]
+    CompactedTooLarge {
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A user component placed inside the legacy region or header.
+    #[error("{component} (component {n}) at offset {offset} lies inside the legacy region and header (0..576)", n = .component.index())]
+    InLegacyRegion {
+        /// The component.
+        component: ComponentId,
+        /// Its standard offset in bytes.
+        offset: u32,
+    },
+    /// A component running past the enumerated size.
+    #[error("{component} (component {n}) at {offset}..{end} runs past the enumerated size {standard_size}",
+        n = .component.index(), end = *offset as u64 + *size as u64)]
+    PastEnd {
+        /// The component.
+        component: ComponentId,
+        /// Its offset in bytes.
+        offset: u32,
+        /// Its size in bytes.
+        size: u32,
+        /// The enumerated standard size in bytes.
+        standard_size: u32,
+    },
+    /// Two user components overlapping in the standard format.
+    #[error("{a} (component {an}) at {a_offset}..{a_end} overlaps {b} (component {bn}) at {b_offset}..{b_end}",
+        an = .a.index(), bn = .b.index())]
+    Overlap {
+        /// First component.
+        a: ComponentId,
+        /// Its offset in bytes.
+        a_offset: u32,
+        /// Its end.
+        a_end: u32,
+        /// Second component.
+        b: ComponentId,
+        /// Its offset in bytes.
+        b_offset: u32,
+        /// Its end.
+        b_end: u32,
+    },
+    /// MPX and APX are both enumerated: they share offset 960 and are
+    /// mutually exclusive.
+    #[error("{mpx} (component {n}) at offset {mpx_offset} and APX (component 19) at offset {apx_offset} are both enumerated; MPX and APX are mutually exclusive", n = .mpx.index())]
+    MpxAndApx {
+        /// The MPX component enumerated.
+        mpx: ComponentId,
+        /// Its offset in bytes.
+        mpx_offset: u32,
+        /// APX's offset in bytes.
+        apx_offset: u32,
+    },
+    /// No CPUID leaf 0xD (sub-leaf 0) to build a layout from.
+    #[error("no CPUID leaf 0xD sub-leaf 0 found")]
+    NoLeaf0xD,
+}
+
+/// Short text held inline, without allocation: a layout's name, vendor and
+/// source. Longer text is cut at a character boundary.
+pub type Text<const N: usize> = ArrayString<N>;
+
+/// `s` as inline text of at most `N` bytes.
+pub(crate) fn text<const N: usize>(s: &str) -> Text<N> {
+    let mut end = s.len().min(N);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Text::from(&s[..end]).expect("cut to the capacity")
+}
 
 /// One CPU's XSAVE geometry. See the [module docs](self).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
-    name: String,
-    vendor: String,
-    source: String,
-    xcr0_supported: u64,
-    xss_supported: u64,
+    name: Text<64>,
+    vendor: Text<16>,
+    source: Text<256>,
+    xcr0_supported: Xfeatures,
+    xss_supported: Xfeatures,
     standard_size: u32,
     mxcsr_mask: u32,
+    xsave_features: u32,
     /// Indexed by component number; `size == 0` means not enumerated.
     table: [ComponentGeometry; 64],
 }
 
 /// MXCSR_MASK when a layout does not say: Intel's 0xFFFF, or AMD's 0x2FFFF
-/// (bit 17, misaligned-SSE mask, writable).
+/// (bit 17, misaligned-SSE mask, writable; measured on this project's AMD
+/// host).
 pub fn default_mxcsr_mask(vendor: &str) -> u32 {
     if vendor == "AuthenticAMD" {
         0x2FFFF
@@ -106,86 +240,81 @@ pub fn default_mxcsr_mask(vendor: &str) -> u32 {
     }
 }
 
-const EMPTY: ComponentGeometry = ComponentGeometry {
-    index: 0,
-    size: 0,
-    offset: 0,
-    supervisor: false,
-    align64: false,
-    xfd: false,
-};
-
 /// What a layout is built from, before validation.
-#[derive(Clone, Debug)]
-pub(crate) struct LayoutParts {
-    pub name: String,
-    pub vendor: String,
-    pub source: String,
-    pub xcr0_supported: u64,
-    pub xss_supported: u64,
-    pub standard_size: Option<u32>,
-    pub mxcsr_mask: Option<u32>,
-    /// Extended components (index >= 2).
-    pub components: Vec<ComponentGeometry>,
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayoutParts<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) vendor: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) xcr0_supported: Xfeatures,
+    pub(crate) xss_supported: Xfeatures,
+    pub(crate) standard_size: Option<u32>,
+    pub(crate) mxcsr_mask: Option<u32>,
+    /// CPUID.(0xD,1).EAX, if known.
+    pub(crate) xsave_features: Option<u32>,
+    /// Extended components (2..=63).
+    pub(crate) components: &'a [ComponentGeometry],
 }
 
 impl Layout {
     /// Builds and validates a layout from its parts.
-    pub(crate) fn from_parts(parts: LayoutParts) -> Result<Layout, LayoutError> {
-        let mut table = [EMPTY; 64];
-        table[0] = LEGACY_GEOMETRY[0];
-        table[1] = LEGACY_GEOMETRY[1];
-        if parts.xcr0_supported & LEGACY_MASK != LEGACY_MASK {
-            return Err(LayoutError::MissingLegacy {
-                xcr0: parts.xcr0_supported,
-            });
+    pub(crate) fn from_parts(parts: LayoutParts<'_>) -> Result<Layout, LayoutError> {
+        let mut table: [ComponentGeometry; 64] = core::array::from_fn(|i| {
+            ComponentGeometry::absent(ComponentId::new(i as u8).expect("0..64"))
+        });
+        table[0].size = crate::component::COMPONENTS[0].size;
+        table[1] = ComponentGeometry {
+            size: crate::component::COMPONENTS[1].size,
+            offset: crate::area::legacy::XMM,
+            ..table[1]
+        };
+        let (xcr0, xss) = (parts.xcr0_supported, parts.xss_supported);
+        if !xcr0.contains_all(Xfeatures::LEGACY) {
+            return Err(LayoutError::MissingLegacy { xcr0 });
         }
-        if parts.xcr0_supported & parts.xss_supported != 0 {
-            return Err(LayoutError::BothXcr0AndXss {
-                mask: parts.xcr0_supported & parts.xss_supported,
-            });
+        if xcr0.intersects(xss) {
+            return Err(LayoutError::BothXcr0AndXss(xcr0 & xss));
         }
-        let supported = parts.xcr0_supported | parts.xss_supported;
-        for g in &parts.components {
-            let idx = g.index;
-            if !(2..64).contains(&idx) {
-                return Err(LayoutError::BadIndex { index: idx });
+        let supported = xcr0 | xss;
+        for g in parts.components {
+            let id = g.id;
+            if id.is_legacy() {
+                return Err(LayoutError::LegacyGeometry(id));
             }
-            if supported & (1 << idx) == 0 {
-                return Err(LayoutError::NotEnumerated { index: idx });
+            if !supported.contains(id) {
+                return Err(LayoutError::NotEnumerated(id));
             }
-            if table[idx as usize].size != 0 {
-                return Err(LayoutError::Duplicate { index: idx });
+            if table[id.index() as usize].size != 0 {
+                return Err(LayoutError::Duplicate(id));
             }
             if g.size == 0 {
-                return Err(LayoutError::ZeroSize { index: idx });
+                return Err(LayoutError::ZeroSize(id));
             }
             if g.offset.checked_add(g.size).is_none() {
                 return Err(LayoutError::EndOverflow {
-                    index: idx,
+                    component: id,
                     offset: g.offset,
                     size: g.size,
                 });
             }
-            let expect_supervisor = parts.xss_supported & (1 << idx) != 0;
-            if g.supervisor != expect_supervisor {
+            if g.supervisor != xss.contains(id) {
                 return Err(LayoutError::SupervisorMismatch {
-                    index: idx,
+                    component: id,
                     supervisor: g.supervisor,
                 });
             }
-            table[idx as usize] = *g;
+            table[id.index() as usize] = *g;
         }
-        for idx in component::bits(supported & !LEGACY_MASK) {
-            if table[idx as usize].size == 0 {
-                return Err(LayoutError::MissingGeometry { index: idx });
+        for id in supported.extended() {
+            if table[id.index() as usize].size == 0 {
+                return Err(LayoutError::MissingGeometry(id));
             }
         }
         // Every compacted offset and size is a partial sum of this one:
         // checking it once keeps all later u32 arithmetic in range.
-        let mut compacted = u64::from(EXTENDED_REGION_START);
-        for i in component::bits(supported & !LEGACY_MASK) {
-            let g = &table[i as usize];
+        let mut compacted = EXTENDED_START as u64;
+        for id in supported.extended() {
+            let g = &table[id.index() as usize];
             if g.align64 {
                 compacted = compacted.next_multiple_of(64);
             }
@@ -194,70 +323,71 @@ impl Layout {
         if compacted > u64::from(u32::MAX) {
             return Err(LayoutError::CompactedTooLarge { size: compacted });
         }
-        let user: Vec<ComponentGeometry> = component::bits(parts.xcr0_supported & !LEGACY_MASK)
-            .map(|i| table[i as usize])
-            .collect();
+        let user = xcr0.extended();
         let computed_size = user
             .iter()
-            .map(ComponentGeometry::end)
+            .map(|id| table[id.index() as usize].end())
             .max()
             .unwrap_or(0)
-            .max(EXTENDED_REGION_START);
+            .max(EXTENDED_START as u32);
         let standard_size = parts.standard_size.unwrap_or(computed_size);
-        for g in &user {
-            if g.offset < EXTENDED_REGION_START {
+        for id in user {
+            let g = &table[id.index() as usize];
+            if (g.offset as usize) < EXTENDED_START {
                 return Err(LayoutError::InLegacyRegion {
-                    index: g.index,
+                    component: id,
                     offset: g.offset,
                 });
             }
             if g.end() > standard_size {
                 return Err(LayoutError::PastEnd {
-                    index: g.index,
+                    component: id,
                     offset: g.offset,
                     size: g.size,
                     standard_size,
                 });
             }
         }
-        let mpx = Component::MpxBndregs.mask() | Component::MpxBndcsr.mask();
-        if supported & mpx != 0 && supported & Component::Apx.mask() != 0 {
-            let m = if supported & Component::MpxBndregs.mask() != 0 {
-                3
-            } else {
-                4
-            };
+        let mpx = ComponentId::MPX_BNDREGS.bit() | ComponentId::MPX_BNDCSR.bit();
+        if supported.intersects(mpx) && supported.contains(ComponentId::APX) {
+            let m = (supported & mpx).first().expect("an MPX component");
             return Err(LayoutError::MpxAndApx {
                 mpx: m,
-                mpx_offset: table[m as usize].offset,
-                apx_offset: table[19].offset,
+                mpx_offset: table[m.index() as usize].offset,
+                apx_offset: table[ComponentId::APX.index() as usize].offset,
             });
         }
-        for (i, a) in user.iter().enumerate() {
-            for b in &user[i + 1..] {
-                if a.offset < b.end() && b.offset < a.end() {
+        for a in user {
+            for b in user - a.bit() {
+                let (ga, gb) = (&table[a.index() as usize], &table[b.index() as usize]);
+                if a < b && ga.offset < gb.end() && gb.offset < ga.end() {
                     return Err(LayoutError::Overlap {
-                        a: a.index,
-                        a_offset: a.offset,
-                        a_end: a.end(),
-                        b: b.index,
-                        b_offset: b.offset,
-                        b_end: b.end(),
+                        a,
+                        a_offset: ga.offset,
+                        a_end: ga.end(),
+                        b,
+                        b_offset: gb.offset,
+                        b_end: gb.end(),
                     });
                 }
             }
         }
         let mxcsr_mask = parts
             .mxcsr_mask
-            .unwrap_or_else(|| default_mxcsr_mask(&parts.vendor));
+            .unwrap_or_else(|| default_mxcsr_mask(parts.vendor));
+        let xfd = supported.iter().any(|id| table[id.index() as usize].xfd);
+        let xsave_features = parts
+            .xsave_features
+            .unwrap_or(XSAVE_FEATURES_DEFAULT | if xfd { cpuid::XFD } else { 0 });
         Ok(Layout {
-            name: parts.name,
-            vendor: parts.vendor,
-            source: parts.source,
-            xcr0_supported: parts.xcr0_supported,
-            xss_supported: parts.xss_supported,
+            name: text(parts.name),
+            vendor: text(parts.vendor),
+            source: text(parts.source),
+            xcr0_supported: xcr0,
+            xss_supported: xss,
             standard_size,
             mxcsr_mask,
+            xsave_features,
             table,
         })
     }
@@ -280,30 +410,31 @@ impl Layout {
 
     /// User components the CPU supports in XCR0 (CPUID.(0xD,0).EDX:EAX).
     #[inline]
-    pub fn xcr0_supported(&self) -> u64 {
+    pub fn xcr0_supported(&self) -> Xfeatures {
         self.xcr0_supported
     }
 
     /// Supervisor components the CPU supports in IA32_XSS (CPUID.(0xD,1).EDX:ECX).
     #[inline]
-    pub fn xss_supported(&self) -> u64 {
+    pub fn xss_supported(&self) -> Xfeatures {
         self.xss_supported
     }
 
     /// Every supported component, user and supervisor.
     #[inline]
-    pub fn supported(&self) -> u64 {
+    pub fn supported(&self) -> Xfeatures {
         self.xcr0_supported | self.xss_supported
     }
 
-    /// Size of the standard-format area for every supported user component
-    /// (CPUID.(0xD,0).ECX).
+    /// Size in bytes of the standard-format area for every supported user
+    /// component (CPUID.(0xD,0).ECX).
     #[inline]
     pub fn standard_size(&self) -> u32 {
         self.standard_size
     }
 
-    /// Size of a compacted area holding every supported component (XCR0 and XSS).
+    /// Size in bytes of a compacted area holding every supported component
+    /// (XCR0 and XSS).
     pub fn compacted_size(&self) -> u32 {
         self.compacted_size_for(self.supported())
     }
@@ -313,99 +444,113 @@ impl Layout {
         self.mxcsr_mask
     }
 
+    /// This layout with the MXCSR mask `mask` (the host's, measured with
+    /// FXSAVE: [`crate::host::layout`] does that).
+    pub fn with_mxcsr_mask(mut self, mask: u32) -> Layout {
+        self.mxcsr_mask = mask;
+        self
+    }
+
+    /// CPUID.(0xD,1).EAX: bit 0 XSAVEOPT, 1 XSAVEC, 2 XGETBV with ECX = 1,
+    /// 3 XSAVES/XRSTORS, 4 XFD.
+    pub fn xsave_features(&self) -> u32 {
+        self.xsave_features
+    }
+
     /// Whether the CPU enumerates `component`.
     #[inline]
-    pub fn has(&self, component: Component) -> bool {
-        self.supported() & component.mask() != 0
+    pub fn has(&self, component: ComponentId) -> bool {
+        self.supported().contains(component)
     }
 
-    /// The geometry of component number `index`, if the CPU enumerates it.
+    /// The geometry of `component`, if the CPU enumerates it.
     #[inline]
-    pub fn geometry(&self, index: u8) -> Option<&ComponentGeometry> {
-        let g = self.table.get(index as usize)?;
-        (self.supported() & (1 << index) != 0).then_some(g)
+    pub fn geometry(&self, component: ComponentId) -> Option<&ComponentGeometry> {
+        self.has(component)
+            .then(|| &self.table[component.index() as usize])
     }
 
-    /// Every enumerated component's geometry, in ascending index order,
-    /// the legacy x87 and SSE components included.
+    /// Every enumerated component's geometry, in ascending order, the
+    /// legacy x87 and SSE components included (their sizes as CPUID
+    /// reports them, 160 and 256, at offsets 0 and 160).
     pub fn components(&self) -> impl Iterator<Item = &ComponentGeometry> + '_ {
-        component::bits(self.supported()).map(move |i| &self.table[i as usize])
+        self.supported()
+            .iter()
+            .map(move |id| &self.table[id.index() as usize])
     }
 
-    /// Standard-format offset of a user component (`None` for supervisor or
-    /// unsupported components).
-    pub fn offset(&self, component: Component) -> Option<u32> {
-        self.geometry(component.index())
+    /// Standard-format offset in bytes of a user component (`None` for
+    /// supervisor or unsupported components).
+    pub fn offset(&self, component: ComponentId) -> Option<u32> {
+        self.geometry(component)
             .filter(|g| !g.supervisor)
             .map(|g| g.offset)
     }
 
-    /// Size of a component, if supported.
-    pub fn size(&self, component: Component) -> Option<u32> {
-        self.geometry(component.index()).map(|g| g.size)
+    /// Size in bytes of a component, if supported.
+    pub fn size(&self, component: ComponentId) -> Option<u32> {
+        self.geometry(component).map(|g| g.size)
     }
 
-    /// Offset of component `index` in a compacted area whose XCOMP_BV is
-    /// `xcomp_bv` (bit 63 ignored), or `None` if the area does not hold it.
+    /// Offset in bytes of `component` in a compacted area holding `held`
+    /// (XCOMP_BV's components), or `None` if the area does not hold it.
     ///
-    /// The rule is the hardware's: the extended region starts at 576 and the
-    /// components present follow in ascending index order, each first
-    /// rounded up to 64 bytes when its align bit is set.
-    pub fn compacted_offset(&self, xcomp_bv: u64, component: Component) -> Option<u32> {
-        self.compacted_offset_of(xcomp_bv, component.index())
-    }
-
-    /// [`compacted_offset`](Self::compacted_offset) by component number.
+    /// The rule is the hardware's (Intel SDM vol. 1, 13.4.3): the extended
+    /// region starts at 576 and the components present follow in ascending
+    /// order, each first rounded up to 64 bytes when its align bit is set.
     #[inline]
-    pub fn compacted_offset_of(&self, xcomp_bv: u64, index: u8) -> Option<u32> {
-        let index = index as usize;
-        if index >= 64 || xcomp_bv & self.supported() & (1 << index) == 0 {
+    pub fn compacted_offset(&self, held: Xfeatures, component: ComponentId) -> Option<u32> {
+        let held = held & self.supported();
+        if !held.contains(component) {
             return None;
         }
-        if index < 2 {
-            return Some(self.table[index].offset);
+        if component.is_legacy() {
+            return Some(self.table[component.index() as usize].offset);
         }
-        let below = xcomp_bv & self.supported() & !LEGACY_MASK & ((1u64 << index) - 1);
-        let mut offset = EXTENDED_REGION_START;
-        for i in component::bits(below) {
-            offset = self.place(offset, i as usize) + self.table[i as usize].size;
+        let mut offset = EXTENDED_START as u32;
+        for id in held.extended().below(component) {
+            offset = self.place(offset, id) + self.table[id.index() as usize].size;
         }
-        Some(self.place(offset, index))
+        Some(self.place(offset, component))
     }
 
-    /// Size of a compacted area whose XCOMP_BV is `xcomp_bv` (bit 63 ignored).
+    /// Size in bytes of a compacted area holding `held` (XCOMP_BV's
+    /// components).
     #[inline]
-    pub fn compacted_size_for(&self, xcomp_bv: u64) -> u32 {
-        let mut offset = EXTENDED_REGION_START;
-        for i in component::bits(xcomp_bv & self.supported() & !LEGACY_MASK & !(1 << 63)) {
-            offset = self.place(offset, i as usize) + self.table[i as usize].size;
+    pub fn compacted_size_for(&self, held: Xfeatures) -> u32 {
+        let mut offset = EXTENDED_START as u32;
+        for id in (held & self.supported()).extended() {
+            offset = self.place(offset, id) + self.table[id.index() as usize].size;
         }
         offset
     }
 
     #[inline]
-    fn place(&self, offset: u32, index: usize) -> u32 {
-        if self.table[index].align64 {
+    fn place(&self, offset: u32, id: ComponentId) -> u32 {
+        if self.table[id.index() as usize].align64 {
             offset.next_multiple_of(64)
         } else {
             offset
         }
     }
 
-    /// Size of a standard-format area holding the user components in `xcr0`.
+    /// Size in bytes of a standard-format area holding the user components
+    /// in `xcr0`.
     #[inline]
-    pub fn standard_size_for(&self, xcr0: u64) -> u32 {
-        component::bits(xcr0 & self.xcr0_supported & !LEGACY_MASK)
-            .map(|i| self.table[i as usize].end())
+    pub fn standard_size_for(&self, xcr0: Xfeatures) -> u32 {
+        (xcr0 & self.xcr0_supported)
+            .extended()
+            .iter()
+            .map(|id| self.table[id.index() as usize].end())
             .max()
             .unwrap_or(0)
-            .max(EXTENDED_REGION_START)
+            .max(EXTENDED_START as u32)
     }
 
     /// A copy of this layout under another name.
-    pub fn renamed(&self, name: impl Into<String>) -> Layout {
+    pub fn renamed(&self, name: &str) -> Layout {
         Layout {
-            name: name.into(),
+            name: text(name),
             ..self.clone()
         }
     }
@@ -421,11 +566,11 @@ impl Layout {
                 h = h.wrapping_mul(0x0000_0100_0000_01b3);
             }
         };
-        feed(self.xcr0_supported);
-        feed(self.xss_supported);
+        feed(self.xcr0_supported.bits());
+        feed(self.xss_supported.bits());
         feed(u64::from(self.standard_size));
         for g in self.components() {
-            feed(u64::from(g.index));
+            feed(u64::from(g.id.index()));
             feed(u64::from(g.size));
             feed(u64::from(g.offset));
             feed(u64::from(g.supervisor) | u64::from(g.align64) << 1 | u64::from(g.xfd) << 2);
@@ -433,6 +578,3 @@ impl Layout {
         h
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,10 +1,54 @@
 //! Naming a layout on a command line or in a config: `host`, a catalog
 //! name, a layout file or a CPUID dump.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{catalog, dump, Layout};
-use crate::error::LayoutError;
+use super::{catalog, dump, DumpError, FileError, Layout, LayoutError};
+
+/// Why a named layout could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A name that is neither a catalog layout nor an existing file.
+    #[error("no catalog layout named {name:?} and no such file (the catalog has {})", catalog::names().join(", "))]
+    UnknownName {
+        /// The name given.
+        name: String,
+    },
+    /// A file that could not be read.
+    #[error("cannot read {}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file read as a CPUID dump that gave no layout.
+    #[error("{} (a CPUID dump)", path.display())]
+    Dump {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: DumpError,
+    },
+    /// A file read as a layout file that gave no layout.
+    #[error("{} (a layout file)", path.display())]
+    File {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: FileError,
+    },
+    /// The host's layout could not be read.
+    #[error("the host's CPUID leaf 0xD")]
+    Host(#[source] LayoutError),
+    /// `host` was asked for on a CPU that is not x86_64.
+    #[error("the host is not x86_64: it has no XSAVE layout")]
+    NotX86,
+}
 
 /// Where a layout comes from.
 ///
@@ -22,7 +66,7 @@ pub enum LayoutSource {
     /// A layout of the built-in catalog.
     Catalog(String),
     /// A file: a TOML layout file or a CPUID dump, told apart by content.
-    File(std::path::PathBuf),
+    File(PathBuf),
 }
 
 impl LayoutSource {
@@ -38,31 +82,53 @@ impl LayoutSource {
     }
 
     /// Loads and validates the layout.
-    pub fn load(&self) -> Result<Layout, LayoutError> {
+    ///
+    /// # Errors
+    ///
+    /// A [`SourceError`] naming what was wrong: an unknown name (with the
+    /// catalog's names), an unreadable file, or the file's dump or layout
+    /// file error.
+    pub fn load(&self) -> Result<Layout, SourceError> {
         match self {
             #[cfg(target_arch = "x86_64")]
-            LayoutSource::Host => Layout::host(),
+            LayoutSource::Host => crate::host::layout().map_err(SourceError::Host),
             #[cfg(not(target_arch = "x86_64"))]
-            LayoutSource::Host => Err(LayoutError::NotX86),
+            LayoutSource::Host => Err(SourceError::NotX86),
             LayoutSource::Catalog(name) => catalog::get(name)
                 .cloned()
-                .ok_or_else(|| LayoutError::UnknownName(name.clone())),
+                .ok_or_else(|| SourceError::UnknownName { name: name.clone() }),
             LayoutSource::File(path) => load_file(path),
         }
     }
 }
 
-fn load_file(path: &Path) -> Result<Layout, LayoutError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LayoutError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
+fn load_file(path: &Path) -> Result<Layout, SourceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        // A bare word that is no file was meant as a catalog name.
+        let bare = path.components().count() == 1 && path.extension().is_none();
+        if bare && source.kind() == std::io::ErrorKind::NotFound {
+            SourceError::UnknownName {
+                name: path.display().to_string(),
+            }
+        } else {
+            SourceError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
     })?;
     if dump::detect(&text).is_some() {
         let name = path
             .file_stem()
             .map_or_else(|| "dump".into(), |s| s.to_string_lossy().into_owned());
-        Layout::from_dump(&name, &text)
+        Layout::from_dump(&name, &text).map_err(|source| SourceError::Dump {
+            path: path.to_path_buf(),
+            source,
+        })
     } else {
-        Layout::from_toml(&text)
+        Layout::from_toml(&text).map_err(|source| SourceError::File {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }

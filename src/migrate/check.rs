@@ -1,24 +1,26 @@
 //! Whether a state can go to a destination CPU, with every reason it cannot.
 
-use crate::component::{self, name_of};
-use crate::{Format, Layout, RegisterFile};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::access::XstateRead;
+use crate::component::{ComponentId, XcompBv};
+use crate::preflight::{preflight, SetXsaveRules};
+use crate::{Layout, RegisterFile};
 
 /// One reason a state cannot be restored at a destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Incompatibility {
     /// A live component the destination lacks.
-    MissingComponent {
-        /// The component.
-        index: u8,
-    },
+    MissingComponent(ComponentId),
     /// A live component whose size differs at the destination.
     SizeDiffers {
         /// The component.
-        index: u8,
-        /// Its size in the state.
+        component: ComponentId,
+        /// Its size in bytes in the state.
         state: usize,
-        /// Its size at the destination.
+        /// Its size in bytes at the destination.
         destination: u32,
     },
     /// MXCSR bits the destination does not implement (AMD's bit 17 on Intel).
@@ -35,13 +37,19 @@ pub enum Incompatibility {
 impl core::fmt::Display for Incompatibility {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Incompatibility::MissingComponent { index } => {
-                write!(f, "{} (component {index}) is live but the destination lacks it", name_of(*index))
-            }
-            Incompatibility::SizeDiffers { index, state, destination } => write!(
+            Incompatibility::MissingComponent(c) => write!(
                 f,
-                "{} (component {index}) is {state} bytes in the state, {destination} at the destination",
-                name_of(*index)
+                "{c} (component {}) is live but the destination lacks it",
+                c.index()
+            ),
+            Incompatibility::SizeDiffers {
+                component,
+                state,
+                destination,
+            } => write!(
+                f,
+                "{component} (component {}) is {state} bytes in the state, {destination} at the destination",
+                component.index()
             ),
             Incompatibility::Mxcsr { mxcsr, bad, mask } => write!(
                 f,
@@ -70,11 +78,13 @@ impl CheckReport {
 }
 
 /// Lists every reason `state` cannot be restored on a CPU with layout
-/// `destination`, not just the first.
+/// `destination`, not just the first. The verdict is the same on every
+/// build target: it is byte logic ([`preflight`]), no ioctl.
 ///
 /// ```
 /// use xstate::layout::catalog;
 /// use xstate::migrate::check;
+/// use xstate::prelude::*;
 /// use xstate::RegisterFile;
 ///
 /// let mut state = RegisterFile::new();
@@ -86,13 +96,13 @@ impl CheckReport {
 /// ```
 pub fn check(state: &RegisterFile, destination: &Layout) -> CheckReport {
     let mut out = Vec::new();
-    for i in component::bits(state.xstate_bv()) {
-        let size = state.component(i).map_or(0, <[u8]>::len);
-        match destination.geometry(i) {
-            None => out.push(Incompatibility::MissingComponent { index: i }),
-            Some(g) if i >= 2 && g.size as usize != size => {
+    for c in state.xstate_bv() {
+        let size = state.component(c).map_or(0, <[u8]>::len);
+        match destination.geometry(c) {
+            None => out.push(Incompatibility::MissingComponent(c)),
+            Some(g) if !c.is_legacy() && g.size as usize != size => {
                 out.push(Incompatibility::SizeDiffers {
-                    index: i,
+                    component: c,
                     state: size,
                     destination: g.size,
                 })
@@ -116,13 +126,13 @@ pub fn check(state: &RegisterFile, destination: &Layout) -> CheckReport {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+/// Whether the state, encoded for `destination` at a KVM-sized buffer,
+/// passes the pre-flight rules with the destination CPU's XCR0 and mask.
 fn kvm_would_accept(state: &RegisterFile, destination: &Layout) -> bool {
-    use crate::kvm::{preflight, SetXsaveRules};
     let size = (destination.standard_size() as usize).max(4096);
     let mut buf = vec![0u8; size];
     if state
-        .encode_into(&mut buf, destination, Format::Standard, 0)
+        .encode_into(&mut buf, destination, XcompBv::STANDARD)
         .is_err()
     {
         return false;
@@ -133,9 +143,4 @@ fn kvm_would_accept(state: &RegisterFile, destination: &Layout) -> bool {
         size,
     };
     preflight(&buf, &rules).is_ok()
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn kvm_would_accept(state: &RegisterFile, destination: &Layout) -> bool {
-    state.encode(destination, Format::Standard).is_ok()
 }

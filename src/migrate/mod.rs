@@ -4,6 +4,7 @@
 //! ```
 //! use xstate::layout::catalog;
 //! use xstate::migrate::{relayout, RelayoutOptions};
+//! use xstate::prelude::*;
 //! use xstate::{Format, RegisterFile};
 //!
 //! let zen4 = catalog::get("amd-zen4").unwrap();

@@ -1,11 +1,12 @@
 //! Converting an XSAVE area from one layout and format to another.
 
-use std::borrow::Cow;
+use alloc::borrow::Cow;
 
-use thiserror::Error;
-
-use crate::component::{self, name_of};
-use crate::{Format, Layout, RegisterFile, ViewError, XsaveView};
+use crate::access::{AccessError, XstateRead};
+use crate::area::HeaderError;
+use crate::component::ComponentId;
+use crate::layout::{text, Text};
+use crate::{Format, Layout, RegisterFile, XsaveView};
 
 /// How [`relayout`] writes its output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,32 +28,35 @@ impl Default for RelayoutOptions {
 }
 
 /// Why state cannot move.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MigrateError {
     /// The source area does not open under the source layout.
     #[error("source area: {0}")]
-    Source(ViewError),
+    Source(#[source] HeaderError),
+    /// The source area's bytes cannot be read (a component past its end).
+    #[error("source area: {0}")]
+    SourceAccess(#[source] AccessError),
     /// A live component the destination has no place for.
-    #[error("{} (component {index}) is live but {layout} has no place for it", name_of(*index))]
+    #[error("{component} (component {n}) is live but {layout} has no place for it", n = .component.index())]
     LiveWithoutHome {
         /// The component.
-        index: u8,
-        /// The destination layout.
-        layout: String,
+        component: ComponentId,
+        /// The destination layout's name.
+        layout: Text<64>,
     },
     /// A component the destination lacks, init in the source: dropped
     /// only when asked to.
-    #[error("{} (component {index}) is init but {layout} has no place for it; drop init components to convert", name_of(*index))]
+    #[error("{component} (component {n}) is init but {layout} has no place for it; drop init components to convert", n = .component.index())]
     InitWithoutHome {
         /// The component.
-        index: u8,
-        /// The destination layout.
-        layout: String,
+        component: ComponentId,
+        /// The destination layout's name.
+        layout: Text<64>,
     },
     /// The destination cannot take the state (sizes differ, say).
     #[error("destination: {0}")]
-    Destination(ViewError),
+    Destination(#[source] AccessError),
 }
 
 /// Converts the XSAVE area `src` (in `from`'s layout, either format) to
@@ -61,6 +65,10 @@ pub enum MigrateError {
 /// Init components stay init. A live component `to` lacks is an error
 /// naming it; so is an init one unless `options.drop_init`. Where the
 /// layouts and formats agree the input is returned as it is, uncopied.
+///
+/// # Errors
+///
+/// A [`MigrateError`] naming the component or field at fault.
 pub fn relayout<'a>(
     src: &'a [u8],
     from: &Layout,
@@ -68,27 +76,24 @@ pub fn relayout<'a>(
     options: RelayoutOptions,
 ) -> Result<Cow<'a, [u8]>, MigrateError> {
     let view = XsaveView::new(src, from).map_err(MigrateError::Source)?;
-    let regs = RegisterFile::from_view(&view).map_err(MigrateError::Source)?;
+    let regs = RegisterFile::from_view(&view).map_err(MigrateError::SourceAccess)?;
     // What the source area holds: its XCOMP_BV, or every component its
     // layout enables in the standard format.
-    let held = match view.format() {
-        Format::Standard => from.xcr0_supported(),
-        Format::Compacted => view.xcomp_bv() & !(1 << 63),
-    };
-    for i in component::bits(held | regs.xstate_bv()) {
-        if to.geometry(i).is_some() {
+    for c in view.held() | regs.xstate_bv() {
+        if to.geometry(c).is_some() {
             continue;
         }
-        if regs.xstate_bv() & 1 << i != 0 {
+        let layout = text(to.name());
+        if regs.is_live(c) {
             return Err(MigrateError::LiveWithoutHome {
-                index: i,
-                layout: to.name().to_string(),
+                component: c,
+                layout,
             });
         }
         if !options.drop_init {
             return Err(MigrateError::InitWithoutHome {
-                index: i,
-                layout: to.name().to_string(),
+                component: c,
+                layout,
             });
         }
     }

@@ -1,9 +1,11 @@
 //! The migration stream: the XSAVE state of one or many vCPUs, independent
-//! of the source layout. `docs/stream-format.md` documents the bytes.
+//! of the source layout. `docs/stream-format.md` documents the bytes; the
+//! fixed-size parts are the zerocopy types of [`wire`].
 //!
 //! ```
 //! use xstate::layout::catalog;
 //! use xstate::migrate::stream::{decode, encode, Source};
+//! use xstate::prelude::*;
 //! use xstate::RegisterFile;
 //!
 //! let zen4 = catalog::get("amd-zen4").unwrap();
@@ -15,30 +17,118 @@
 //! assert_eq!(vcpus, vec![vcpu]);
 //! ```
 
-use thiserror::Error;
+use alloc::vec::Vec;
 
-use crate::area::legacy;
-use crate::component::{self, name_of, COMPONENTS, KNOWN_COMPONENTS};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::access::XstateRead;
+use crate::area::{legacy, LEGACY_SIZE};
+use crate::component::{ComponentId, Xfeatures};
 use crate::{Layout, RegisterFile};
 
-/// The stream's first eight bytes.
-pub const MAGIC: [u8; 8] = *b"XSTATEMS";
+pub use wire::{RecordHeader, StreamHeaderBytes, VcpuHeader, MAGIC};
+
+/// The stream's fixed-size parts, little-endian, as `docs/stream-format.md`
+/// gives them.
+pub mod wire {
+    use core::mem::{offset_of, size_of};
+
+    use zerocopy::little_endian::{U16, U32, U64};
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+    /// The stream's first eight bytes.
+    pub const MAGIC: [u8; 8] = *b"XSTATEMS";
+
+    /// The stream header (32 bytes).
+    #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+    #[repr(C)]
+    pub struct StreamHeaderBytes {
+        /// `XSTATEMS`.
+        pub magic: [u8; 8],
+        /// The format version.
+        pub version: U16,
+        /// Reserved, 0.
+        pub flags: U16,
+        /// The number of vCPU sections.
+        pub vcpu_count: U32,
+        /// The source's XCR0.
+        pub source_xcr0: U64,
+        /// `Layout::fingerprint()` of the source layout.
+        pub source_fingerprint: U64,
+    }
+
+    /// A vCPU section's header (16 bytes).
+    #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+    #[repr(C)]
+    pub struct VcpuHeader {
+        /// The section's position, from 0.
+        pub vcpu_index: U32,
+        /// The number of records that follow.
+        pub record_count: U32,
+        /// The live components: exactly the records' components.
+        pub xstate_bv: U64,
+    }
+
+    /// A record's header (8 bytes); `length` bytes of data follow.
+    #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+    #[repr(C)]
+    pub struct RecordHeader {
+        /// The component number (0..=63).
+        pub component: u8,
+        /// Reserved, 0.
+        pub reserved: [u8; 3],
+        /// Bytes of data.
+        pub length: U32,
+    }
+
+    const _: () = {
+        assert!(size_of::<StreamHeaderBytes>() == 32);
+        assert!(offset_of!(StreamHeaderBytes, version) == 8);
+        assert!(offset_of!(StreamHeaderBytes, flags) == 10);
+        assert!(offset_of!(StreamHeaderBytes, vcpu_count) == 12);
+        assert!(offset_of!(StreamHeaderBytes, source_xcr0) == 16);
+        assert!(offset_of!(StreamHeaderBytes, source_fingerprint) == 24);
+        assert!(size_of::<VcpuHeader>() == 16);
+        assert!(offset_of!(VcpuHeader, record_count) == 4);
+        assert!(offset_of!(VcpuHeader, xstate_bv) == 8);
+        assert!(size_of::<RecordHeader>() == 8);
+        assert!(offset_of!(RecordHeader, reserved) == 1);
+        assert!(offset_of!(RecordHeader, length) == 4);
+    };
+}
+
 /// The format version this code writes and reads.
 pub const VERSION: u16 = 1;
 /// Bytes of the stream header.
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = core::mem::size_of::<StreamHeaderBytes>();
 /// Bytes of a vCPU section's header.
-pub const VCPU_HEADER_LEN: usize = 16;
+pub const VCPU_HEADER_LEN: usize = core::mem::size_of::<VcpuHeader>();
 /// Bytes of a record's header.
-pub const RECORD_HEADER_LEN: usize = 8;
-/// The largest record accepted for a component this code has no size for.
+pub const RECORD_HEADER_LEN: usize = core::mem::size_of::<RecordHeader>();
+/// Bytes of the trailing checksum.
+const CHECKSUM_LEN: usize = 4;
+/// The largest record in bytes accepted for a component this code has no
+/// size for.
 pub const MAX_UNKNOWN_RECORD: usize = 1 << 20;
+/// The most vCPUs a stream may hold: KVM's limit on x86 (KVM_MAX_VCPUS),
+/// which bounds what a hostile header can make a decoder allocate.
+pub const MAX_VCPUS: u32 = 4096;
+
+/// The x87 record: legacy bytes 0..24 and 32..160.
+const X87_RECORD: usize = legacy::X87_BYTES;
+/// The SSE record: MXCSR, then XMM0-15.
+const SSE_RECORD: usize = 4 + legacy::XMM_BYTES;
+
+const _: () = {
+    assert!(X87_RECORD == 152);
+    assert!(SSE_RECORD == 260);
+};
 
 /// Where the state came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Source {
     /// The source's XCR0.
-    pub xcr0: u64,
+    pub xcr0: Xfeatures,
     /// [`Layout::fingerprint`] of the source layout.
     pub fingerprint: u64,
 }
@@ -61,13 +151,13 @@ pub struct StreamHeader {
     /// The number of vCPUs.
     pub vcpus: u32,
     /// The source's XCR0.
-    pub source_xcr0: u64,
+    pub source_xcr0: Xfeatures,
     /// The source layout's fingerprint.
     pub source_fingerprint: u64,
 }
 
-/// Why a stream was refused; `offset` is where in the input.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+/// Why a stream was refused; `offset` is where in the input, in bytes.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StreamError {
     /// The input ends before a field it needs.
@@ -107,6 +197,9 @@ pub enum StreamError {
         /// Where.
         offset: usize,
     },
+    /// More vCPUs than [`MAX_VCPUS`].
+    #[error("the stream header at offset 12 says {0} vCPUs, more than the {MAX_VCPUS} KVM allows")]
+    TooManyVcpus(u32),
     /// A vCPU section out of order.
     #[error("vCPU section at offset {offset} has index {found}, expected {expected}")]
     VcpuIndex {
@@ -118,42 +211,44 @@ pub enum StreamError {
         found: u32,
     },
     /// A component number no record may carry.
-    #[error("record at offset {offset} is for unknown component {component}")]
+    #[error(
+        "record at offset {offset} is for component {component}, not a component number (0..=63)"
+    )]
     UnknownComponent {
         /// Where.
         offset: usize,
-        /// The component number.
+        /// The number read.
         component: u8,
     },
     /// A component recorded twice, or out of ascending order.
-    #[error("record at offset {offset}: {} (component {component}) is duplicated or out of order", name_of(*component))]
+    #[error("record at offset {offset}: {component} (component {n}) is duplicated or out of order", n = .component.index())]
     Duplicate {
         /// Where.
         offset: usize,
         /// The component.
-        component: u8,
+        component: ComponentId,
     },
     /// A record whose size is not the component's.
-    #[error("record at offset {offset}: {} (component {component}) is {length} bytes, expected {expected}", name_of(*component))]
+    #[error("record at offset {offset}: {component} (component {n}) is {length} bytes, expected {expected}", n = .component.index())]
     RecordSize {
         /// Where.
         offset: usize,
         /// The component.
-        component: u8,
+        component: ComponentId,
         /// The length read.
         length: u32,
-        /// The component's size.
+        /// The component's size in bytes.
         expected: usize,
     },
     /// XSTATE_BV that does not list exactly the recorded components.
-    #[error("vCPU section at offset {offset}: XSTATE_BV {xstate_bv:#x} does not match its records {records:#x}")]
+    #[error("vCPU section at offset {offset}: XSTATE_BV {xstate_bv} does not match its records {records}")]
     XstateBv {
         /// Where.
         offset: usize,
         /// XSTATE_BV read.
-        xstate_bv: u64,
+        xstate_bv: Xfeatures,
         /// The components recorded.
-        records: u64,
+        records: Xfeatures,
     },
     /// Bytes after the last vCPU section, before the checksum.
     #[error("{count} bytes of trailing garbage at offset {offset}")]
@@ -173,15 +268,15 @@ pub enum StreamError {
     },
 }
 
-/// The canonical record size of component `index`, if fixed: x87 152 bytes
+/// The canonical record size in bytes of `component`, if fixed: x87 152
 /// (legacy bytes 0..24 and 32..160), SSE 260 (MXCSR, then XMM0-15), the
-/// others their architectural size.
-pub fn record_size(index: u8) -> Option<usize> {
-    match index {
-        0 => Some(152),
-        1 => Some(260),
-        i if (i as usize) < KNOWN_COMPONENTS => Some(COMPONENTS[i as usize].size as usize),
-        _ => None,
+/// other known components their architectural size (from the component
+/// table).
+pub fn record_size(component: ComponentId) -> Option<usize> {
+    match component {
+        ComponentId::X87 => Some(X87_RECORD),
+        ComponentId::SSE => Some(SSE_RECORD),
+        c => c.info().map(|info| info.size as usize),
     }
 }
 
@@ -190,15 +285,14 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
 }
 
-fn record_bytes(regs: &RegisterFile, index: u8, out: &mut Vec<u8>) {
-    let bytes = regs.component(index).expect("live");
-    match index {
-        0 => legacy::X87_RANGES
+fn record_bytes(regs: &RegisterFile, c: ComponentId, out: &mut Vec<u8>) {
+    let bytes = regs.component(c).expect("live");
+    match c {
+        ComponentId::X87 => legacy::X87_RANGES
             .iter()
             .for_each(|r| out.extend_from_slice(&bytes[r.clone()])),
-        1 => {
-            let m = legacy::MXCSR as usize;
-            out.extend_from_slice(&bytes[m..m + 4]);
+        ComponentId::SSE => {
+            out.extend_from_slice(&bytes[legacy::MXCSR..legacy::MXCSR + 4]);
             out.extend_from_slice(&bytes[legacy::SSE_RANGE]);
         }
         _ => out.extend_from_slice(bytes),
@@ -206,36 +300,52 @@ fn record_bytes(regs: &RegisterFile, index: u8, out: &mut Vec<u8>) {
 }
 
 /// Encodes the states of `vcpus` (in order) as a stream from `source`.
+///
+/// # Panics
+///
+/// When `vcpus` holds more than [`MAX_VCPUS`].
 pub fn encode(vcpus: &[RegisterFile], source: &Source) -> Vec<u8> {
+    assert!(
+        vcpus.len() <= MAX_VCPUS as usize,
+        "at most {MAX_VCPUS} vCPUs"
+    );
     let records: usize = vcpus
         .iter()
-        .flat_map(|v| component::bits(v.xstate_bv()).map(move |i| (v, i)))
-        .map(|(v, i)| {
+        .flat_map(|v| v.xstate_bv().iter().map(move |c| (v, c)))
+        .map(|(v, c)| {
             RECORD_HEADER_LEN
-                + record_size(i).unwrap_or_else(|| v.component(i).map_or(0, <[u8]>::len))
+                + record_size(c).unwrap_or_else(|| v.component(c).map_or(0, <[u8]>::len))
         })
         .sum();
-    let mut out = Vec::with_capacity(HEADER_LEN + 4 + vcpus.len() * VCPU_HEADER_LEN + records);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&(vcpus.len() as u32).to_le_bytes());
-    out.extend_from_slice(&source.xcr0.to_le_bytes());
-    out.extend_from_slice(&source.fingerprint.to_le_bytes());
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + vcpus.len() * VCPU_HEADER_LEN + records + CHECKSUM_LEN);
+    let header = StreamHeaderBytes {
+        magic: MAGIC,
+        version: VERSION.into(),
+        flags: 0.into(),
+        vcpu_count: (vcpus.len() as u32).into(),
+        source_xcr0: source.xcr0.bits().into(),
+        source_fingerprint: source.fingerprint.into(),
+    };
+    out.extend_from_slice(header.as_bytes());
     for (n, regs) in vcpus.iter().enumerate() {
         let live = regs.xstate_bv();
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        out.extend_from_slice(&live.count_ones().to_le_bytes());
-        out.extend_from_slice(&live.to_le_bytes());
-        for i in component::bits(live) {
-            out.push(i);
-            out.extend_from_slice(&[0; 3]);
-            let len_at = out.len();
-            out.extend_from_slice(&[0; 4]);
-            let start = out.len();
-            record_bytes(regs, i, &mut out);
-            let len = (out.len() - start) as u32;
-            out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        let section = VcpuHeader {
+            vcpu_index: (n as u32).into(),
+            record_count: live.len().into(),
+            xstate_bv: live.bits().into(),
+        };
+        out.extend_from_slice(section.as_bytes());
+        for c in live {
+            let at = out.len();
+            out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+            record_bytes(regs, c, &mut out);
+            let record = RecordHeader {
+                component: c.index(),
+                reserved: [0; 3],
+                length: ((out.len() - at - RECORD_HEADER_LEN) as u32).into(),
+            };
+            out[at..at + RECORD_HEADER_LEN].copy_from_slice(record.as_bytes());
         }
     }
     let crc = crc32(&out);
@@ -260,7 +370,7 @@ impl<'a> Reader<'a> {
         let Some(end) = end else {
             return Err(StreamError::Truncated {
                 offset: self.at,
-                needed: self.at + n - self.bytes.len(),
+                needed: self.at.saturating_add(n) - self.bytes.len(),
             });
         };
         let s = &self.bytes[self.at..end];
@@ -268,52 +378,50 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn u8(&mut self) -> Result<u8, StreamError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, StreamError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
-    }
-
-    fn u32(&mut self) -> Result<u32, StreamError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
-    }
-
-    fn u64(&mut self) -> Result<u64, StreamError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    /// The next fixed-size part, read in place.
+    fn read<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable + zerocopy::Unaligned>(
+        &mut self,
+    ) -> Result<&'a T, StreamError> {
+        let bytes = self.take(core::mem::size_of::<T>())?;
+        Ok(T::ref_from_bytes(bytes).expect("sized and unaligned"))
     }
 }
 
 /// One validated record: component and where its bytes are.
-type Record = (u8, core::ops::Range<usize>);
+type Record = (ComponentId, core::ops::Range<usize>);
 
 /// Validates the whole stream, then decodes every vCPU's state. Nothing is
 /// produced for an input with any fault.
+///
+/// # Errors
+///
+/// The first [`StreamError`] found, with its offset.
 pub fn decode(bytes: &[u8]) -> Result<(StreamHeader, Vec<RegisterFile>), StreamError> {
     let (header, sections) = validate(bytes)?;
     let vcpus = sections
         .iter()
         .map(|records| {
             let mut regs = RegisterFile::new();
-            for (i, range) in records {
+            for (c, range) in records {
                 let data = &bytes[range.clone()];
-                let mut legacy_image = [0u8; 512];
-                let image: &[u8] = match i {
-                    0 => {
-                        legacy_image[0..24].copy_from_slice(&data[..24]);
-                        legacy_image[32..160].copy_from_slice(&data[24..]);
+                let mut legacy_image = [0u8; LEGACY_SIZE];
+                let image: &[u8] = match *c {
+                    ComponentId::X87 => {
+                        let [a, b] = legacy::X87_RANGES;
+                        let split = a.len();
+                        legacy_image[a].copy_from_slice(&data[..split]);
+                        legacy_image[b].copy_from_slice(&data[split..]);
                         &legacy_image
                     }
-                    1 => {
-                        let m = legacy::MXCSR as usize;
+                    ComponentId::SSE => {
+                        let m = legacy::MXCSR;
                         legacy_image[m..m + 4].copy_from_slice(&data[..4]);
                         legacy_image[legacy::SSE_RANGE].copy_from_slice(&data[4..]);
                         &legacy_image
                     }
                     _ => data,
                 };
-                regs.set_component(*i, image)
+                regs.set_component(*c, image)
                     .expect("validated record sizes");
             }
             regs
@@ -323,6 +431,10 @@ pub fn decode(bytes: &[u8]) -> Result<(StreamHeader, Vec<RegisterFile>), StreamE
 }
 
 /// [`decode`], requiring exactly `expected` vCPUs.
+///
+/// # Errors
+///
+/// As [`decode`], and [`StreamError::VcpuCount`] for another count.
 pub fn decode_vcpus(bytes: &[u8], expected: usize) -> Result<Vec<RegisterFile>, StreamError> {
     let (_, vcpus) = decode(bytes)?;
     if vcpus.len() != expected {
@@ -339,18 +451,22 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vec<Record>>), StreamErro
     if r.take(MAGIC.len())? != MAGIC {
         return Err(StreamError::BadMagic);
     }
-    let version = r.u16()?;
+    let version_at = r.at;
+    let version = u16::from_le_bytes(r.take(2)?.try_into().expect("2 bytes"));
     if version != VERSION {
-        return Err(StreamError::UnknownVersion { offset: 8, version });
-    }
-    if bytes.len() < HEADER_LEN + 4 {
-        return Err(StreamError::Truncated {
-            offset: bytes.len(),
-            needed: HEADER_LEN + 4 - bytes.len(),
+        return Err(StreamError::UnknownVersion {
+            offset: version_at,
+            version,
         });
     }
-    let body = bytes.len() - 4;
-    let stored = u32::from_le_bytes(bytes[body..].try_into().expect("4"));
+    if bytes.len() < HEADER_LEN + CHECKSUM_LEN {
+        return Err(StreamError::Truncated {
+            offset: bytes.len(),
+            needed: HEADER_LEN + CHECKSUM_LEN - bytes.len(),
+        });
+    }
+    let body = bytes.len() - CHECKSUM_LEN;
+    let stored = u32::from_le_bytes(bytes[body..].try_into().expect("4 bytes"));
     let computed = crc32(&bytes[..body]);
     if stored != computed {
         return Err(StreamError::Checksum {
@@ -362,53 +478,58 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vec<Record>>), StreamErro
     // Structure, read only from the checksummed body.
     let mut r = Reader {
         bytes: &bytes[..body],
-        at: 10,
+        at: 0,
     };
-    if r.u16()? != 0 {
-        return Err(StreamError::Reserved { offset: 10 });
+    let h: &StreamHeaderBytes = r.read()?;
+    if h.flags.get() != 0 {
+        return Err(StreamError::Reserved {
+            offset: core::mem::offset_of!(StreamHeaderBytes, flags),
+        });
     }
-    let vcpus = r.u32()?;
+    let vcpus = h.vcpu_count.get();
+    if vcpus > MAX_VCPUS {
+        return Err(StreamError::TooManyVcpus(vcpus));
+    }
     let header = StreamHeader {
         version,
         vcpus,
-        source_xcr0: r.u64()?,
-        source_fingerprint: r.u64()?,
+        source_xcr0: Xfeatures::from_bits(h.source_xcr0.get()),
+        source_fingerprint: h.source_fingerprint.get(),
     };
     let mut sections = Vec::new();
     for n in 0..vcpus {
         let at = r.at;
-        let index = r.u32()?;
-        if index != n {
+        let section: &VcpuHeader = r.read()?;
+        if section.vcpu_index.get() != n {
             return Err(StreamError::VcpuIndex {
                 offset: at,
                 expected: n,
-                found: index,
+                found: section.vcpu_index.get(),
             });
         }
-        let count = r.u32()?;
-        let xstate_bv = r.u64()?;
+        let xstate_bv = Xfeatures::from_bits(section.xstate_bv.get());
         let mut records = Vec::new();
-        let mut seen = 0u64;
-        let mut last: Option<u8> = None;
-        for _ in 0..count {
+        let mut seen = Xfeatures::EMPTY;
+        let mut last: Option<ComponentId> = None;
+        for _ in 0..section.record_count.get() {
             let at = r.at;
-            let component = r.u8()?;
-            if r.take(3)? != [0; 3] {
+            let record: &RecordHeader = r.read()?;
+            if record.reserved != [0; 3] {
                 return Err(StreamError::Reserved { offset: at + 1 });
             }
-            let length = r.u32()?;
-            if component >= 64 {
+            let Some(component) = ComponentId::new(record.component) else {
                 return Err(StreamError::UnknownComponent {
                     offset: at,
-                    component,
+                    component: record.component,
                 });
-            }
+            };
             if last.is_some_and(|l| component <= l) {
                 return Err(StreamError::Duplicate {
                     offset: at,
                     component,
                 });
             }
+            let length = record.length.get();
             let expected = record_size(component).unwrap_or(length as usize);
             if length as usize != expected || length == 0 || expected > MAX_UNKNOWN_RECORD {
                 return Err(StreamError::RecordSize {
@@ -421,19 +542,19 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vec<Record>>), StreamErro
             let start = r.at;
             let data = r.take(length as usize)?;
             // Reserved bytes of a component (PKRU's 4..8) travel as zero.
-            let reserved = component::reserved_bytes(component);
+            let reserved = component.reserved_bytes();
             if let Some(i) = data[reserved.clone()].iter().position(|&b| b != 0) {
                 return Err(StreamError::Reserved {
                     offset: start + reserved.start + i,
                 });
             }
             records.push((component, start..r.at));
-            seen |= 1 << component;
+            seen = seen.with(component);
             last = Some(component);
         }
         if seen != xstate_bv {
             return Err(StreamError::XstateBv {
-                offset: at + 8,
+                offset: at + core::mem::offset_of!(VcpuHeader, xstate_bv),
                 xstate_bv,
                 records: seen,
             });

@@ -4,9 +4,11 @@
 //! A register file serializes as its live components: `xstate_bv` and a map
 //! from component number to the component's canonical bytes (for x87 and
 //! SSE, the 512-byte legacy region). Deserializing validates every
-//! component's size and refuses anything else.
+//! component's number and size and refuses anything else.
 //!
 //! ```
+//! use xstate::prelude::*;
+//!
 //! let mut regs = xstate::RegisterFile::new();
 //! regs.set_xmm(1, 7).unwrap();
 //! let json = serde_json::to_string(&regs).unwrap();
@@ -14,13 +16,15 @@
 //! assert_eq!(back, regs);
 //! ```
 
-use std::collections::BTreeMap;
+use alloc::collections::BTreeMap;
+use alloc::format;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::component;
-use crate::RegisterFile;
+use super::RegisterFile;
+use crate::access::XstateRead;
+use crate::component::{ComponentId, Xfeatures};
 
 #[derive(Serialize, Deserialize)]
 struct Repr {
@@ -30,16 +34,18 @@ struct Repr {
 
 impl Serialize for RegisterFile {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let components = component::bits(self.xstate_bv())
-            .map(|i| {
+        let components = self
+            .xstate_bv()
+            .iter()
+            .map(|c| {
                 (
-                    i,
-                    serde_bytes::ByteBuf::from(self.component(i).expect("live").to_vec()),
+                    c.index(),
+                    serde_bytes::ByteBuf::from(self.component(c).expect("live").to_vec()),
                 )
             })
             .collect();
         Repr {
-            xstate_bv: self.xstate_bv(),
+            xstate_bv: self.xstate_bv().bits(),
             components,
         }
         .serialize(serializer)
@@ -49,19 +55,20 @@ impl Serialize for RegisterFile {
 impl<'de> Deserialize<'de> for RegisterFile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let repr = Repr::deserialize(deserializer)?;
-        let listed = repr
-            .components
-            .keys()
-            .fold(0u64, |m, &i| m | component::bit(i));
-        if listed != repr.xstate_bv {
+        let mut listed = Xfeatures::EMPTY;
+        let mut regs = RegisterFile::new();
+        for (&i, bytes) in &repr.components {
+            let c = ComponentId::new(i).ok_or_else(|| {
+                D::Error::custom(format!("{i} is not a component number (0..=63)"))
+            })?;
+            regs.set_component(c, bytes).map_err(D::Error::custom)?;
+            listed = listed.with(c);
+        }
+        if listed.bits() != repr.xstate_bv {
             return Err(D::Error::custom(format!(
-                "xstate_bv {:#x} does not match the components given ({listed:#x})",
+                "xstate_bv {:#x} does not match the components given ({listed})",
                 repr.xstate_bv
             )));
-        }
-        let mut regs = RegisterFile::new();
-        for (i, bytes) in &repr.components {
-            regs.set_component(*i, bytes).map_err(D::Error::custom)?;
         }
         Ok(regs)
     }
@@ -69,6 +76,7 @@ impl<'de> Deserialize<'de> for RegisterFile {
 
 #[cfg(test)]
 mod tests {
+    use crate::access::XstateWrite;
     use crate::layout::catalog;
     use crate::RegisterFile;
 
@@ -86,6 +94,10 @@ mod tests {
         .is_err());
         assert!(
             serde_json::from_str::<RegisterFile>(r#"{"xstate_bv":1,"components":{}}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<RegisterFile>(r#"{"xstate_bv":0,"components":{"64":[1]}}"#)
+                .is_err()
         );
         let spr = catalog::get("intel-sapphire-rapids").unwrap();
         assert!(

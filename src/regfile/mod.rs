@@ -1,0 +1,590 @@
+//! The owned, typed snapshot of a whole XSAVE state.
+//!
+//! A [`RegisterFile`] holds every register of every component, AMX tiles
+//! included, independent of any CPU's layout or format: it is filled from a
+//! view of one layout and written to a view of another. Components are kept
+//! in canonical form (their architectural byte images, reserved bytes
+//! zero), so filling and writing are one copy per live component; the typed
+//! accessors are the views' own ([`XstateRead`], [`XstateWrite`]). MXCSR
+//! travels with SSE (the 512-byte legacy image of component 1): a non-init
+//! MXCSR makes SSE live, as the CPU tracks it.
+//!
+//! Storage is derived from the component table: one buffer with a slot per
+//! fixed-size user component, placed by
+//! [`COMPONENTS`] alone, and a map for
+//! supervisor and unknown components, whose sizes only CPUID knows.
+//!
+//! ```
+//! use xstate::prelude::*;
+//! use xstate::{layout::catalog, Format, RegisterFile};
+//!
+//! let zen4 = catalog::get("amd-zen4").unwrap();
+//! let spr = catalog::get("intel-sapphire-rapids").unwrap();
+//! let mut regs = RegisterFile::new();
+//! regs.set_zmm(20, [1, 2, 3, 4]).unwrap();
+//! regs.set_k(3, 0xff).unwrap();
+//!
+//! // Zen 4 standard format, then Sapphire Rapids compacted: same registers.
+//! let a = regs.encode(zen4, Format::Standard).unwrap();
+//! let b = RegisterFile::decode(&a, zen4).unwrap().encode(spr, Format::Compacted).unwrap();
+//! assert_eq!(RegisterFile::decode(&b, spr).unwrap(), regs);
+//! ```
+
+#[cfg(feature = "serde")]
+mod serde;
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
+
+use crate::access::{check_register, check_width, AccessError, XstateRead, XstateWrite};
+use crate::area::{init_area, legacy, Format, LegacyRegion, EXTENDED_START, FCW_INIT, MXCSR_INIT};
+use crate::component::{ComponentId, XcompBv, Xfeatures, CANONICAL_SLOTS, COMPONENTS};
+use crate::layout::Layout;
+use crate::register::{Piece, Register};
+use crate::view::XsaveView;
+
+/// Bytes of the canonical images of every fixed-size user component.
+const EXTENDED_BYTES: usize = CANONICAL_SLOTS.1;
+
+/// Why a component's bytes were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegfileError {
+    /// Bytes whose length is not the component's canonical size.
+    #[error("{component} (component {n}) is {expected} bytes, {got} were given", n = .component.index())]
+    WrongSize {
+        /// The component.
+        component: ComponentId,
+        /// Its canonical size in bytes (512 for x87 and SSE: the legacy region).
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+}
+
+/// An owned snapshot of a whole XSAVE state. See the [module docs](self).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegisterFile {
+    xstate_bv: Xfeatures,
+    legacy: LegacyRegion,
+    extended: Box<[u8; EXTENDED_BYTES]>,
+    /// Components without a fixed-size slot (supervisor and unknown ones),
+    /// as their raw bytes.
+    other: BTreeMap<ComponentId, Vec<u8>>,
+}
+
+impl core::fmt::Debug for RegisterFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RegisterFile")
+            .field("xstate_bv", &self.xstate_bv)
+            .field("mxcsr", &format_args!("{:#x}", self.legacy.mxcsr.get()))
+            .field("other", &self.other.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RegisterFile {
+    fn default() -> Self {
+        RegisterFile::new()
+    }
+}
+
+/// Where a fixed-size user component's canonical image lives in
+/// `extended`, or `None` for supervisor, legacy and unknown components.
+#[inline]
+fn slot(component: ComponentId) -> Option<core::ops::Range<usize>> {
+    let i = component.index() as usize;
+    let start = (*CANONICAL_SLOTS.0.get(i)?)? as usize;
+    Some(start..start + COMPONENTS[i].size as usize)
+}
+
+/// The components whose liveness makes MXCSR count.
+const MXCSR_COMPONENTS: Xfeatures = ComponentId::SSE.bit().union(ComponentId::AVX.bit());
+
+impl RegisterFile {
+    /// A register file with every component in its init configuration.
+    pub fn new() -> RegisterFile {
+        let mut legacy = LegacyRegion::new_zeroed();
+        legacy.fcw.set(FCW_INIT);
+        legacy.mxcsr.set(MXCSR_INIT);
+        RegisterFile {
+            xstate_bv: Xfeatures::EMPTY,
+            legacy,
+            extended: FromZeros::new_box_zeroed().expect("a few KiB"),
+            other: BTreeMap::new(),
+        }
+    }
+
+    /// The canonical bytes of live `component`: for x87 and SSE the
+    /// 512-byte legacy region, else the component's architectural image.
+    /// `None` when it is init.
+    pub fn component(&self, component: ComponentId) -> Option<&[u8]> {
+        if !self.xstate_bv.contains(component) {
+            return None;
+        }
+        if component.is_legacy() {
+            return Some(self.legacy.as_bytes());
+        }
+        match slot(component) {
+            Some(range) => Some(&self.extended[range]),
+            None => self.other.get(&component).map(Vec::as_slice),
+        }
+    }
+
+    /// Sets `component` live with canonical bytes `bytes` (for x87 and
+    /// SSE, the 512-byte legacy region: each takes its own bytes from it).
+    /// Reserved bytes (PKRU's 4..8) are stored as zero, whatever `bytes`
+    /// holds there.
+    ///
+    /// # Errors
+    ///
+    /// [`RegfileError::WrongSize`] when `bytes` is not the component's
+    /// architectural size (any non-empty size is taken for a component
+    /// without a fixed size: supervisor and unknown ones). Nothing changes
+    /// then.
+    pub fn set_component(
+        &mut self,
+        component: ComponentId,
+        bytes: &[u8],
+    ) -> Result<(), RegfileError> {
+        let wrong = |expected: usize| RegfileError::WrongSize {
+            component,
+            expected,
+            got: bytes.len(),
+        };
+        if component.is_legacy() {
+            let src = LegacyRegion::ref_from_bytes(bytes).map_err(|_| wrong(512))?;
+            self.copy_legacy(src, component);
+        } else if let Some(range) = slot(component) {
+            if range.len() != bytes.len() {
+                return Err(wrong(range.len()));
+            }
+            let dst = &mut self.extended[range];
+            dst.copy_from_slice(bytes);
+            dst[component.reserved_bytes()].fill(0);
+        } else {
+            self.other.insert(component, bytes.to_vec());
+        }
+        self.xstate_bv = self.xstate_bv.with(component);
+        Ok(())
+    }
+
+    /// Returns `component` to its init configuration.
+    pub fn set_init(&mut self, component: ComponentId) {
+        self.xstate_bv = self.xstate_bv.without(component);
+        match component {
+            ComponentId::X87 => self.init_x87(),
+            ComponentId::SSE => self.legacy.xmm = [[0; 16]; 16],
+            c => match slot(c) {
+                Some(range) => self.extended[range].fill(0),
+                None => {
+                    self.other.remove(&c);
+                }
+            },
+        }
+        if !self.xstate_bv.intersects(MXCSR_COMPONENTS) {
+            self.legacy.mxcsr.set(MXCSR_INIT);
+        }
+    }
+
+    fn init_x87(&mut self) {
+        let b = self.legacy.as_mut_bytes();
+        for r in legacy::X87_RANGES {
+            b[r].fill(0);
+        }
+        self.legacy.fcw.set(FCW_INIT);
+    }
+
+    /// Copies x87's or SSE's bytes out of a legacy region.
+    fn copy_legacy(&mut self, src: &LegacyRegion, component: ComponentId) {
+        let (dst, src) = (self.legacy.as_mut_bytes(), src.as_bytes());
+        if component == ComponentId::X87 {
+            for r in legacy::X87_RANGES {
+                dst[r.clone()].copy_from_slice(&src[r]);
+            }
+        } else {
+            dst[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
+            let m = legacy::MXCSR;
+            dst[m..m + 4].copy_from_slice(&src[m..m + 4]);
+        }
+    }
+
+    /// Fills this register file from `view`, reusing its allocations.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::BufferTooSmall`] when the buffer ends inside a live
+    /// component (the file is then partly filled).
+    pub fn read_from<B: AsRef<[u8]>>(
+        &mut self,
+        view: &XsaveView<'_, B>,
+    ) -> Result<(), AccessError> {
+        let src = LegacyRegion::of(view.as_bytes());
+        let live = view.xstate_bv();
+        for c in self.xstate_bv - live {
+            self.set_init(c);
+        }
+        for c in live & Xfeatures::LEGACY {
+            self.copy_legacy(src, c);
+        }
+        self.legacy.mxcsr = if live.intersects(MXCSR_COMPONENTS) {
+            src.mxcsr
+        } else {
+            MXCSR_INIT.into()
+        };
+        self.xstate_bv = live & Xfeatures::LEGACY;
+        // A non-init MXCSR with only AVX live: SSE carries it, live at its
+        // init XMM values, so every component image holds the whole state.
+        if live.intersects(MXCSR_COMPONENTS)
+            && !live.contains(ComponentId::SSE)
+            && self.legacy.mxcsr.get() != MXCSR_INIT
+        {
+            self.legacy.xmm = [[0; 16]; 16];
+            self.xstate_bv = self.xstate_bv.with(ComponentId::SSE);
+        }
+        for c in live.extended() {
+            let bytes = view.component(c)?.expect("live components have bytes");
+            self.set_component(c, bytes)
+                .expect("a layout's component sizes are the architectural ones");
+        }
+        Ok(())
+    }
+
+    /// A register file with the state `view` holds.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_from`](Self::read_from).
+    pub fn from_view<B: AsRef<[u8]>>(view: &XsaveView<'_, B>) -> Result<RegisterFile, AccessError> {
+        let mut out = RegisterFile::new();
+        out.read_from(view)?;
+        Ok(out)
+    }
+
+    /// Decodes an XSAVE area (format from its XCOMP_BV) under `layout`.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::Header`] when the header does not fit the layout, or
+    /// an error of [`read_from`](Self::read_from).
+    pub fn decode(bytes: &[u8], layout: &Layout) -> Result<RegisterFile, AccessError> {
+        RegisterFile::from_view(&XsaveView::new(bytes, layout)?)
+    }
+
+    /// Checks that `view` can take every live component of this file.
+    ///
+    /// # Errors
+    ///
+    /// The first live component it cannot take: missing from the layout,
+    /// not in the area, past the buffer's end, or of another size.
+    pub fn check_fits<B: AsRef<[u8]>>(&self, view: &XsaveView<'_, B>) -> Result<(), AccessError> {
+        for c in self.xstate_bv & Xfeatures::LEGACY {
+            view.component_offset(c)?;
+        }
+        for c in self.xstate_bv.extended() {
+            let range = view.extent_of(c)?;
+            let state_size = self.component(c).map_or(0, <[u8]>::len);
+            if range.len() != state_size {
+                return Err(AccessError::SizeMismatch {
+                    component: c,
+                    layout_size: range.len(),
+                    state_size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the whole state into `view`: live components are copied and
+    /// marked live, the others marked init.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_fits`](Self::check_fits); nothing is written then.
+    pub fn write_to<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        view: &mut XsaveView<'_, B>,
+    ) -> Result<(), AccessError> {
+        self.check_fits(view)?;
+        for c in self.xstate_bv.extended() {
+            let src = self.component(c).expect("live");
+            let start = view.extent_of(c)?.start;
+            view.bytes_mut()[start..start + src.len()].copy_from_slice(src);
+        }
+        let buf = view.bytes_mut();
+        let src = self.legacy.as_bytes();
+        if self.xstate_bv.contains(ComponentId::X87) {
+            for r in legacy::X87_RANGES {
+                buf[r.clone()].copy_from_slice(&src[r]);
+            }
+        }
+        if self.xstate_bv.contains(ComponentId::SSE) {
+            buf[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
+        }
+        // Always written: 0x1F80 while SSE and AVX are init, so that the
+        // standard-format XRSTOR (which loads MXCSR regardless) agrees.
+        buf[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(self.legacy.mxcsr.as_bytes());
+        view.set_xstate_bv(self.xstate_bv);
+        Ok(())
+    }
+
+    /// Encodes the state as an XSAVE area for `layout` in `format`.
+    ///
+    /// The standard format is `layout.standard_size()` bytes; the compacted
+    /// one holds every supported user component plus the live supervisor
+    /// ones, as XSAVEC / XSAVES would lay them out.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_to`](Self::write_to): a live component the layout cannot
+    /// take.
+    pub fn encode(&self, layout: &Layout, format: Format) -> Result<Vec<u8>, AccessError> {
+        let (size, xcomp_bv) = match format {
+            Format::Standard => (layout.standard_size(), XcompBv::STANDARD),
+            Format::Compacted => {
+                let held = layout.xcr0_supported() | (self.xstate_bv & layout.xss_supported());
+                (layout.compacted_size_for(held), XcompBv::compacted(held))
+            }
+        };
+        let mut buf = vec![0u8; (size as usize).max(EXTENDED_START)];
+        self.encode_into(&mut buf, layout, xcomp_bv)?;
+        Ok(buf)
+    }
+
+    /// Encodes into `buf`, in the format `xcomp_bv` names (its components,
+    /// for the compacted format).
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::Header`] when `buf` or `xcomp_bv` does not fit the
+    /// layout, or a live component that cannot go there; `buf` is then
+    /// unchanged.
+    pub fn encode_into(
+        &self,
+        buf: &mut [u8],
+        layout: &Layout,
+        xcomp_bv: XcompBv,
+    ) -> Result<(), AccessError> {
+        self.encode_into_pinned(buf, layout, xcomp_bv, Xfeatures::EMPTY)
+    }
+
+    /// As [`encode_into`](Self::encode_into), and the extended components
+    /// in `pin` that this state holds in their init configuration are
+    /// written too: at their init values, with their XSTATE_BV bits set.
+    ///
+    /// This keeps a restore deterministic where the consumer treats a clear
+    /// bit its own way: KVM_SET_XSAVE with XSTATE_BV\[9\] clear resets
+    /// PKRU on some kernels and leaves it unchanged on others, but with the
+    /// bit set it always loads the value given. Components of `pin` the
+    /// layout lacks are ignored; x87 and SSE cannot be pinned.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_into`](Self::encode_into), and for a pinned component
+    /// the area has no room for; `buf` is then unchanged.
+    pub fn encode_into_pinned(
+        &self,
+        buf: &mut [u8],
+        layout: &Layout,
+        xcomp_bv: XcompBv,
+        pin: Xfeatures,
+    ) -> Result<(), AccessError> {
+        if buf.len() < EXTENDED_START {
+            return Err(AccessError::Header(crate::area::HeaderError::TooSmall {
+                len: buf.len(),
+                needed: EXTENDED_START,
+                format: if xcomp_bv.is_compacted() {
+                    Format::Compacted
+                } else {
+                    Format::Standard
+                },
+            }));
+        }
+        let header = crate::area::HEADER_OFFSET..EXTENDED_START;
+        let saved: [u8; 64] = buf[header.clone()].try_into().expect("64 bytes");
+        init_area(buf, xcomp_bv);
+        let pin = (pin & layout.supported()).extended() - self.xstate_bv;
+        let result = XsaveView::new(&mut *buf, layout)
+            .map_err(AccessError::from)
+            .and_then(|mut view| {
+                for c in pin {
+                    view.extent_of(c)?;
+                }
+                self.write_to(&mut view)?;
+                pin.iter().try_for_each(|c| view.make_live(c))
+            });
+        if result.is_err() {
+            buf[header].copy_from_slice(&saved);
+        }
+        result
+    }
+
+    fn piece(&self, p: &Piece) -> &[u8] {
+        let (o, l) = (p.offset as usize, p.len as usize);
+        if p.component.is_legacy() {
+            return &self.legacy.as_bytes()[o..o + l];
+        }
+        let range = slot(p.component).expect("registers live in fixed-size components");
+        &self.extended[range][o..o + l]
+    }
+}
+
+impl XstateRead for RegisterFile {
+    #[inline]
+    fn xstate_bv(&self) -> Xfeatures {
+        self.xstate_bv
+    }
+
+    fn read_into(&self, reg: Register, out: &mut [u8]) -> Result<(), AccessError> {
+        check_register(reg)?;
+        check_width(reg, out)?;
+        let (pieces, n) = reg.pieces();
+        let mut at = 0;
+        for p in &pieces[..n] {
+            let dst = &mut out[at..at + p.len as usize];
+            dst.copy_from_slice(self.piece(p));
+            at += p.len as usize;
+        }
+        Ok(())
+    }
+}
+
+impl XstateWrite for RegisterFile {
+    fn write(&mut self, reg: Register, value: &[u8]) -> Result<(), AccessError> {
+        check_register(reg)?;
+        check_width(reg, value)?;
+        let (pieces, n) = reg.pieces();
+        let mut at = 0;
+        for p in &pieces[..n] {
+            // MXCSR's piece belongs to SSE: writing it makes SSE live.
+            self.xstate_bv = self.xstate_bv.with(p.component);
+            let (o, l) = (p.offset as usize, p.len as usize);
+            let dst = if p.component.is_legacy() {
+                &mut self.legacy.as_mut_bytes()[o..o + l]
+            } else {
+                let range = slot(p.component).expect("registers live in fixed-size components");
+                &mut self.extended[range][o..o + l]
+            };
+            dst.copy_from_slice(&value[at..at + l]);
+            at += l;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::catalog;
+
+    #[test]
+    fn new_is_all_init() {
+        let r = RegisterFile::new();
+        assert_eq!(r.xstate_bv(), Xfeatures::EMPTY);
+        assert_eq!(r.fcw().unwrap(), FCW_INIT);
+        assert_eq!(r.mxcsr().unwrap(), MXCSR_INIT);
+        assert_eq!(r.zmm(31).unwrap(), [0; 4]);
+    }
+
+    #[test]
+    fn unknown_components_are_kept_and_sizes_checked() {
+        let mut r = RegisterFile::new();
+        let c40 = ComponentId::new(40).unwrap();
+        r.set_component(c40, &[1, 2, 3]).unwrap();
+        assert_eq!(r.component(c40), Some(&[1, 2, 3][..]));
+        assert_eq!(
+            r.set_component(ComponentId::AVX, &[0; 255]),
+            Err(RegfileError::WrongSize {
+                component: ComponentId::AVX,
+                expected: 256,
+                got: 255
+            })
+        );
+        assert_eq!(
+            r.set_component(ComponentId::AVX, &[0; 257])
+                .unwrap_err()
+                .to_string(),
+            "AVX (component 2) is 256 bytes, 257 were given"
+        );
+        assert!(!r.is_live(ComponentId::AVX));
+        r.set_init(c40);
+        assert_eq!(r, RegisterFile::new());
+    }
+
+    #[test]
+    fn pkru_reserved_bytes_are_kept_zero() {
+        let mut r = RegisterFile::new();
+        r.set_component(ComponentId::PKRU, &[0x54, 0x55, 0x55, 0x55, 1, 2, 3, 4])
+            .unwrap();
+        assert_eq!(
+            r.component(ComponentId::PKRU),
+            Some(&[0x54, 0x55, 0x55, 0x55, 0, 0, 0, 0][..])
+        );
+        assert_eq!(r.pkru().unwrap(), 0x5555_5554);
+        // A view writing PKRU over garbage zeroes bytes 4..8 too.
+        let spr = catalog::get("intel-sapphire-rapids").unwrap();
+        let mut buf = r.encode(spr, Format::Standard).unwrap();
+        buf[2688 + 4..2688 + 8].fill(0xEE);
+        let mut view = XsaveView::new(&mut buf[..], spr).unwrap();
+        view.set_pkru(7).unwrap();
+        assert_eq!(&buf[2688..2696], &[7, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn pinned_components_go_with_their_bits_set() {
+        let spr = catalog::get("intel-sapphire-rapids").unwrap();
+        let mut r = RegisterFile::new();
+        r.set_xmm(1, 5).unwrap();
+        let mut buf = vec![0xAAu8; spr.standard_size() as usize];
+        let pin = ComponentId::PKRU.bit() | ComponentId::new(40).unwrap().bit();
+        r.encode_into_pinned(&mut buf, spr, XcompBv::STANDARD, pin)
+            .unwrap();
+        let back = RegisterFile::decode(&buf, spr).unwrap();
+        assert_eq!(
+            back.xstate_bv(),
+            ComponentId::SSE.bit() | ComponentId::PKRU.bit()
+        );
+        assert_eq!(back.pkru().unwrap(), 0);
+        assert_eq!(&buf[2688..2696], &[0; 8]);
+        // Pinning a component the compacted area has no room for changes nothing.
+        let mut small = vec![0x11u8; spr.compacted_size_for(Xfeatures::LEGACY) as usize];
+        let before = small.clone();
+        assert!(r
+            .encode_into_pinned(
+                &mut small,
+                spr,
+                XcompBv::compacted(Xfeatures::LEGACY),
+                ComponentId::PKRU.bit()
+            )
+            .is_err());
+        assert_eq!(small, before);
+    }
+
+    #[test]
+    fn live_component_without_home_is_refused_and_nothing_changes() {
+        let zen4 = catalog::get("amd-zen4").unwrap();
+        let mut r = RegisterFile::new();
+        r.set_r(16, 7).unwrap();
+        let mut buf = vec![0x55u8; zen4.standard_size() as usize];
+        buf[512..576].fill(0);
+        let before = buf.clone();
+        let err = r
+            .encode_into(&mut buf, zen4, XcompBv::STANDARD)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AccessError::NoComponent {
+                    component: ComponentId::APX,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(buf, before);
+    }
+}
