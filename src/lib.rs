@@ -27,6 +27,7 @@
 
 pub mod area;
 pub mod component;
+pub mod cpuid;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -26,7 +26,7 @@
 pub mod catalog;
 mod cpuid;
 mod diff;
-mod dump;
+pub(crate) mod dump;
 mod file;
 mod source;
 

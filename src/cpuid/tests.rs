@@ -1,0 +1,246 @@
+//! Hand-made CPUIDs.
+
+use super::*;
+
+/// A made-up Intel CPU that is consistent: AVX, AVX-512, PKRU and AMX,
+/// XSAVEC/XSAVES/XFD, no supervisor component. Sizes are Sapphire Rapids'.
+const BASE: &str = "\
+CPU:
+   0x00000000 0x00: eax=0x0000001e ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000001 ebx=0x00010020 ecx=0x00000008 edx=0x01000000
+   0x00000007 0x01: eax=0x00000000 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x00: eax=0x000602e7 ebx=0x00002b00 ecx=0x00002b00 edx=0x00000000
+   0x0000000d 0x01: eax=0x0000001f ebx=0x00002a00 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x02: eax=0x00000100 ebx=0x00000240 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x05: eax=0x00000040 ebx=0x00000440 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x06: eax=0x00000200 ebx=0x00000480 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x07: eax=0x00000400 ebx=0x00000680 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x09: eax=0x00000008 ebx=0x00000a80 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x11: eax=0x00000040 ebx=0x00000ac0 ecx=0x00000002 edx=0x00000000
+   0x0000000d 0x12: eax=0x00002000 ebx=0x00000b00 ecx=0x00000006 edx=0x00000000
+   0x0000001d 0x00: eax=0x00000001 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+   0x0000001d 0x01: eax=0x04002000 ebx=0x00080040 ecx=0x00000010 edx=0x00000000
+   0x0000001e 0x00: eax=0x00000000 ebx=0x00004010 ecx=0x00000000 edx=0x00000000
+";
+
+fn base() -> CpuidSet {
+    CpuidSet::from_cpuid_raw(BASE).unwrap()
+}
+
+// ---- CpuidSet ----
+
+#[test]
+fn base_parses_and_is_consistent() {
+    let set = base();
+    assert_eq!(set.len(), 16);
+    assert_eq!(set.vendor().as_deref(), Some("GenuineIntel"));
+    assert_eq!(set.xcr0_supported(), 0x602e7);
+    assert_eq!(set.xss_supported(), 0);
+    assert!(set.is_indexed(7) && set.is_indexed(0xd) && set.is_indexed(0x1e));
+    assert!(!set.is_indexed(1));
+    assert!(set.has_feature(FeatureBit::new("AVX512F", 7, 0, Register::Ebx, 16)));
+}
+
+#[test]
+fn non_indexed_leaves_ignore_the_subleaf() {
+    let mut set = base();
+    assert_eq!(set.get(1, 5), set.get(1, 0));
+    assert_eq!(set.entry(1, 5), None);
+    assert_eq!(set.get(7, 5), None);
+    // A non-zero sub-leaf marks the leaf indexed.
+    set.set(0x40, 3, CpuidRegs::default()).unwrap();
+    assert!(set.is_indexed(0x40));
+    set.set_indexed(0x40, false);
+    assert_eq!(set.entry(0x40, 3), None);
+    assert_eq!(set.remove_leaf(0xd), 9);
+    assert_eq!(set.xcr0_supported(), 0);
+    assert!(!set.is_indexed(0xd));
+}
+
+#[test]
+fn cpuid_raw_and_kvm_json_round_trip() {
+    let set = base();
+    assert_eq!(CpuidSet::from_cpuid_raw(&set.to_cpuid_raw()).unwrap(), set);
+    let json = set.to_kvm_json();
+    assert!(json.contains(
+        "{\"function\": \"0x0000000d\", \"index\": \"0x00000012\", \"flags\": \"0x00000001\", \
+         \"eax\": \"0x00002000\", \"ebx\": \"0x00000b00\", \"ecx\": \"0x00000006\", \"edx\": \"0x00000000\"}"
+    ));
+    let again = CpuidSet::from_kvm_json(&json).unwrap();
+    assert_eq!(again, set);
+    assert_eq!(again.to_kvm_json(), json);
+    assert_eq!(CpuidSet::parse(&json).unwrap(), set);
+    assert_eq!(CpuidSet::new().to_kvm_json(), "[]\n");
+}
+
+#[test]
+fn kvm_json_takes_numbers_hex_and_decimal_strings() {
+    let json = r#"{"entries": [
+        {"function": 13, "index": "0x1", "flags": 1, "eax": "0X1F", "ebx": "576", "ecx": 0, "edx": 4294967295, "padding": [0, 0, 0]},
+        {"function": "0x1", "index": 7, "eax": 1, "ebx": 2, "ecx": 3, "edx": 4}
+    ]}"#;
+    let set = CpuidSet::from_kvm_json(json).unwrap();
+    assert_eq!(
+        set.entry(0xd, 1),
+        Some(CpuidRegs {
+            eax: 0x1f,
+            ebx: 576,
+            ecx: 0,
+            edx: u32::MAX
+        })
+    );
+    // Not indexed: its index is not significant and is kept as 0.
+    assert_eq!(set.entry(1, 0).unwrap().edx, 4);
+    assert!(!set.is_indexed(1));
+}
+
+#[test]
+fn kvm_json_errors_name_the_entry() {
+    let e = |s: &str| CpuidSet::from_kvm_json(s).unwrap_err();
+    assert!(matches!(e("[1, 2"), CpuidSetError::Json { line: 1, .. }));
+    assert_eq!(e("3"), CpuidSetError::JsonShape);
+    assert_eq!(e("{\"entries\": 3}"), CpuidSetError::JsonShape);
+    assert_eq!(e("[]"), CpuidSetError::NotADump);
+    let ok = r#"{"function": 0, "eax": 0, "ebx": 0, "ecx": 0, "edx": 0}"#;
+    assert_eq!(
+        e(&format!("[{ok}, 7]")),
+        CpuidSetError::NotAnObject { at: At::Entry(1) }
+    );
+    for bad in [
+        "-1",
+        "4294967296",
+        "1.5",
+        "\"+1\"",
+        "\"0x\"",
+        "\"0x1g\"",
+        "\"-3\"",
+        "null",
+        "\"0x100000000\"",
+    ] {
+        let entry = ok.replace("\"ecx\": 0", &format!("\"ecx\": {bad}"));
+        assert_eq!(
+            e(&format!("[{ok}, {entry}]")),
+            CpuidSetError::Field {
+                at: At::Entry(1),
+                field: "ecx",
+                reason: "is not a 32-bit unsigned number, hex string (\"0x1f\") or decimal string"
+            },
+            "{bad}"
+        );
+    }
+    let missing = ok.replace("\"eax\": 0, ", "");
+    assert!(matches!(
+        e(&format!("[{missing}]")),
+        CpuidSetError::Field {
+            at: At::Entry(0),
+            field: "eax",
+            reason: "is missing"
+        }
+    ));
+    assert_eq!(
+        e(&format!("[{ok}, {ok}]")),
+        CpuidSetError::Duplicate {
+            at: At::Entry(1),
+            leaf: 0,
+            subleaf: 0
+        }
+    );
+    let many = format!("[{}]", vec![ok; MAX_ENTRIES + 1].join(","));
+    assert_eq!(
+        e(&many),
+        CpuidSetError::TooManyEntries {
+            at: At::Entry(MAX_ENTRIES),
+            max: MAX_ENTRIES
+        }
+    );
+}
+
+#[test]
+fn text_errors_name_the_line() {
+    let text = "CPU:\n   0x00000000 0x00: eax=0x1 ebx=0x2 ecx=0x3 edx=0x4\n   0x00000001 0x00: eax=0xzz ebx=0 ecx=0 edx=0\n";
+    let err = CpuidSet::from_cpuid_raw(text).unwrap_err();
+    assert_eq!(err, CpuidSetError::Malformed { at: At::Line(3) });
+    assert_eq!(err.to_string(), "line 3: malformed CPUID line");
+    let dup = "   0x00000001 0x00: eax=0x1 ebx=0x2 ecx=0x3 edx=0x4\n\n   0x00000001 0x00: eax=0x1 ebx=0x2 ecx=0x3 edx=0x4\n";
+    assert_eq!(
+        CpuidSet::from_cpuid_raw(dup).unwrap_err(),
+        CpuidSetError::Duplicate {
+            at: At::Line(3),
+            leaf: 1,
+            subleaf: 0
+        }
+    );
+    let instlat = "CPUID 00000001: 00000001-00000002-00000003\n";
+    assert_eq!(
+        CpuidSet::from_instlatx64(instlat).unwrap_err(),
+        CpuidSetError::Malformed { at: At::Line(1) }
+    );
+    assert_eq!(
+        CpuidSet::parse("hello\n").unwrap_err(),
+        CpuidSetError::NotADump
+    );
+    assert_eq!(
+        CpuidSet::from_cpuid_raw("").unwrap_err(),
+        CpuidSetError::NotADump
+    );
+    let mut many = String::new();
+    for leaf in 0..=MAX_ENTRIES as u32 {
+        many.push_str(&format!(
+            "   {:#010x} 0x01: eax=0x0 ebx=0x0 ecx=0x0 edx=0x0\n",
+            leaf + 1
+        ));
+    }
+    assert_eq!(
+        CpuidSet::from_cpuid_raw(&many).unwrap_err(),
+        CpuidSetError::TooManyEntries {
+            at: At::Line(MAX_ENTRIES + 1),
+            max: MAX_ENTRIES
+        }
+    );
+}
+
+#[test]
+fn text_reads_the_first_cpu_and_marks_indexed_leaves() {
+    let two = "\
+CPU 0:
+   0x00000000 0x00: eax=0x00000016 ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+   0x00000006 0x00: eax=0x00000001 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+   0x00000020 0x00: eax=0x00000000 ebx=0x00000001 ecx=0x00000000 edx=0x00000000
+   0x00000021 0x01: eax=0x00000000 ebx=0x00000001 ecx=0x00000000 edx=0x00000000
+CPU 1:
+   0x00000000 0x00: eax=0x00000010 ebx=0x68747541 ecx=0x444d4163 edx=0x69746e65
+   0x00000007 0x00: eax=0x00000000 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+";
+    let set = CpuidSet::parse(two).unwrap();
+    assert_eq!(set.len(), 4);
+    assert_eq!(set.vendor().as_deref(), Some("GenuineIntel"));
+    assert!(!set.is_indexed(6) && !set.is_indexed(0x20) && set.is_indexed(0x21));
+
+    let instlat = "\
+CPUID 00000000: 00000020-756E6547-6C65746E-49656E69 [GenuineIntel]
+CPUID 00000006: 00000001-00000000-00000000-00000000
+CPUID 00000020: 00000000-00000001-00000000-00000000 [SL 00]
+CPUID 00000000: 00000010-68747541-444D4163-69746E65 [AuthenticAMD]
+";
+    let set = CpuidSet::parse(instlat).unwrap();
+    assert_eq!(set.len(), 3);
+    assert!(!set.is_indexed(6) && set.is_indexed(0x20));
+}
+
+#[test]
+fn set_refuses_past_the_limit() {
+    let mut set = CpuidSet::new();
+    for leaf in 0..MAX_ENTRIES as u32 {
+        set.set(leaf, 0, CpuidRegs::default()).unwrap();
+    }
+    assert_eq!(
+        set.set(u32::MAX, 0, CpuidRegs::default()),
+        Err(CpuidSetError::Full { max: MAX_ENTRIES })
+    );
+    // Replacing an entry still works.
+    assert_eq!(
+        set.set(3, 0, CpuidRegs::default()),
+        Ok(Some(CpuidRegs::default()))
+    );
+}
