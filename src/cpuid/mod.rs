@@ -3,6 +3,7 @@
 //! - [`CpuidSet`]: every leaf and sub-leaf of one CPU, read from `cpuid -r`
 //!   text, an InstLatx64 dump or KVM `kvm_cpuid2` entries as JSON, and
 //!   written back to `cpuid -r` text or that JSON.
+//! - [`xcr0`]: the rules XSETBV and `KVM_SET_XCRS` enforce on an XCR0 value.
 //!
 //! Component sets are `u64` masks (bit i = state component i) and component
 //! numbers are `u8`. Nothing here touches the host: it is pure logic over
@@ -24,6 +25,7 @@
 
 mod bit;
 mod set;
+pub mod xcr0;
 
 pub use crate::layout::CpuidRegs;
 pub use bit::{FeatureBit, Register};

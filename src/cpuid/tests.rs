@@ -1,5 +1,6 @@
 //! Hand-made CPUIDs.
 
+use super::xcr0::{self, Rule, Violation, Xcr0Error};
 use super::*;
 
 /// A made-up Intel CPU that is consistent: AVX, AVX-512, PKRU and AMX,
@@ -243,4 +244,80 @@ fn set_refuses_past_the_limit() {
         set.set(3, 0, CpuidRegs::default()),
         Ok(Some(CpuidRegs::default()))
     );
+}
+
+// ---- xcr0 ----
+
+#[test]
+fn each_rule_and_its_fix() {
+    let cases: [(u64, Rule, u64, u64); 8] = [
+        (0x6, Rule::X87Required, 1, 0),
+        (0x5, Rule::AvxNeedsSse, 0x4, 0x1),
+        (0xe3, Rule::Avx512NeedsAvx, 0xe0, 0x3),
+        (0x67, Rule::Avx512AllOrNone, 0x60, 0x7),
+        (0xb, Rule::MpxTogether, 0x8, 0x3),
+        (0x40003, Rule::AmxTogether, 0x40000, 0x3),
+        (0x80013, Rule::NoMpxWithApx, 0x10, 0x80003),
+        (0x8001b, Rule::NoMpxWithApx, 0x18, 0x80003),
+    ];
+    for (value, rule, bits, fixed) in cases {
+        let v = xcr0::violations(value);
+        assert!(
+            v.contains(&Violation {
+                rule,
+                xcr0: value,
+                bits
+            }),
+            "{value:#x}: {v:?}"
+        );
+        if rule == Rule::X87Required {
+            assert_eq!(
+                xcr0::sanitize(value),
+                Err(Xcr0Error::MissingX87 { xcr0: value })
+            );
+        } else {
+            assert_eq!(xcr0::sanitize(value).unwrap().0, fixed, "{value:#x}");
+        }
+    }
+    // AVX without SSE takes AVX-512 down with it, each with its reason.
+    assert_eq!(
+        xcr0::sanitize(0xe5).unwrap(),
+        (
+            0x1,
+            vec![
+                (2, Rule::AvxNeedsSse),
+                (5, Rule::Avx512NeedsAvx),
+                (6, Rule::Avx512NeedsAvx),
+                (7, Rule::Avx512NeedsAvx)
+            ]
+        )
+    );
+    assert_eq!(
+        xcr0::violations(0x3)
+            .into_iter()
+            .chain(xcr0::violations(0x602e7))
+            .count(),
+        0
+    );
+    assert_eq!(
+        Violation {
+            rule: Rule::AmxTogether,
+            xcr0: 0x40003,
+            bits: 0x40000
+        }
+        .to_string(),
+        "XCR0 0x40003 breaks a rule: AMX TILECFG and TILEDATA (bits 17-18) must be both set or \
+         both clear (bits at fault: 0x40000)"
+    );
+}
+
+#[test]
+fn minimal_xcr0_per_component() {
+    assert_eq!(xcr0::minimal_with(0), 0x1);
+    assert_eq!(xcr0::minimal_with(2), 0x7);
+    assert_eq!(xcr0::minimal_with(3), 0x19);
+    assert_eq!(xcr0::minimal_with(7), 0xe7);
+    assert_eq!(xcr0::minimal_with(17), 0x60001);
+    assert_eq!(xcr0::minimal_with(19), 0x80001);
+    assert_eq!(xcr0::minimal_with(200), 0x1);
 }
