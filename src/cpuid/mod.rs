@@ -3,6 +3,9 @@
 //! - [`CpuidSet`]: every leaf and sub-leaf of one CPU, read from `cpuid -r`
 //!   text, an InstLatx64 dump or KVM `kvm_cpuid2` entries as JSON, and
 //!   written back to `cpuid -r` text or that JSON.
+//! - [`features`]: one sourced table from XSAVE state components to the
+//!   CPUID feature flags and leaves that advertise them, and the masks that
+//!   take components away from a guest CPUID ([`features::apply`]).
 //! - [`xcr0`]: the rules XSETBV and `KVM_SET_XCRS` enforce on an XCR0 value.
 //!
 //! Component sets are `u64` masks (bit i = state component i) and component
@@ -10,20 +13,28 @@
 //! values given to it.
 //!
 //! ```
-//! use xstate::cpuid::CpuidSet;
+//! use xstate::cpuid::{features, CpuidSet};
 //!
 //! let dump = "\
 //!    0x00000000 0x00: eax=0x0000000d ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+//!    0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
 //!    0x0000000d 0x00: eax=0x00000007 ebx=0x00000340 ecx=0x00000340 edx=0x00000000
+//!    0x0000000d 0x01: eax=0x00000001 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
 //!    0x0000000d 0x02: eax=0x00000100 ebx=0x00000240 ecx=0x00000000 edx=0x00000000
 //! ";
-//! let set = CpuidSet::parse(dump).unwrap();
+//! let mut set = CpuidSet::parse(dump).unwrap();
 //! assert_eq!(set.vendor().as_deref(), Some("GenuineIntel"));
-//! assert_eq!(set.xcr0_supported(), 0b111);
-//! assert_eq!(set.get(0xd, 2).unwrap().ebx, 576);
+//!
+//! // Take AVX away: the AVX flag, XCR0 bit 2 and sub-leaf 2 go, the sizes follow.
+//! features::apply(&mut set, 1 << 2).unwrap();
+//! assert!(!set.has_feature(features::AVX));
+//! assert_eq!(set.xcr0_supported(), 0b11);
+//! assert_eq!(set.get(0xd, 0).unwrap().ecx, 576);
 //! ```
 
 mod bit;
+pub mod features;
+mod leaf_d;
 mod set;
 pub mod xcr0;
 

@@ -1,5 +1,6 @@
 //! Hand-made CPUIDs.
 
+use super::features::{self, FeatureMask, GROUPS};
 use super::xcr0::{self, Rule, Violation, Xcr0Error};
 use super::*;
 
@@ -25,8 +26,22 @@ CPU:
    0x0000001e 0x00: eax=0x00000000 ebx=0x00004010 ecx=0x00000000 edx=0x00000000
 ";
 
+/// Compacted size of x87, SSE, AVX, PKRU and AMX on BASE's geometry:
+/// 576 + 256 + 8 = 840, aligned to 896 + 64 = 960, + 8192.
+const COMPACTED_WITHOUT_AVX512: u32 = 9152;
+
 fn base() -> CpuidSet {
     CpuidSet::from_cpuid_raw(BASE).unwrap()
+}
+
+fn regs(set: &CpuidSet, leaf: u32, sub: u32) -> CpuidRegs {
+    set.entry(leaf, sub).unwrap()
+}
+
+fn edit(set: &mut CpuidSet, leaf: u32, sub: u32, f: impl FnOnce(&mut CpuidRegs)) {
+    let mut r = regs(set, leaf, sub);
+    f(&mut r);
+    set.set(leaf, sub, r).unwrap();
 }
 
 // ---- CpuidSet ----
@@ -244,6 +259,126 @@ fn set_refuses_past_the_limit() {
         set.set(3, 0, CpuidRegs::default()),
         Ok(Some(CpuidRegs::default()))
     );
+}
+
+// ---- features ----
+
+#[test]
+fn every_group_bit_is_unique_and_groups_are_disjoint() {
+    let mut seen = std::collections::HashSet::new();
+    let mut components = 0u64;
+    for g in GROUPS {
+        assert_eq!(components & g.components, 0, "{}", g.name);
+        components |= g.components;
+        for b in g.features {
+            assert!(
+                seen.insert((b.leaf, b.subleaf, b.register, b.bit)),
+                "{b} twice"
+            );
+        }
+    }
+}
+
+#[test]
+fn closure_follows_groups_and_requirements() {
+    assert_eq!(features::closure(0), 0);
+    assert_eq!(features::closure(1 << 2), 0xe4);
+    assert_eq!(features::closure(1 << 6), 0xe0);
+    assert_eq!(features::closure(1 << 3), 0x18);
+    assert_eq!(features::closure(1 << 12), 0x1800);
+    assert_eq!(features::closure(1 << 40), 1 << 40);
+}
+
+#[test]
+fn plan_lists_masks_per_register() {
+    assert_eq!(
+        features::plan(0b10),
+        Err(features::FeatureError::Legacy { excluded: 0b10 })
+    );
+    let plan = features::plan(1 << 17).unwrap();
+    assert_eq!(plan.excluded, 0b11 << 17);
+    assert_eq!(plan.drop_leaves, vec![0x1d, 0x1e]);
+    assert_eq!(plan.drop_subleaves, vec![(0xd, 17), (0xd, 18)]);
+    let want = |leaf, subleaf, register, clear| FeatureMask {
+        leaf,
+        subleaf,
+        register,
+        clear,
+    };
+    assert_eq!(
+        plan.masks,
+        vec![
+            want(7, 0, Register::Edx, (1 << 22) | (1 << 24) | (1 << 25)),
+            want(7, 1, Register::Eax, 1 << 21),
+            want(7, 1, Register::Edx, 1 << 8),
+            want(0xd, 0, Register::Eax, 0b11 << 17),
+            want(0xd, 1, Register::Ecx, 0b11 << 17),
+            want(0x12, 1, Register::Ecx, 0b11 << 17),
+        ]
+    );
+    // A component past 31 lands in the high register.
+    let plan = features::plan(1 << 40).unwrap();
+    assert!(plan.masks.contains(&want(0xd, 0, Register::Edx, 1 << 8)));
+}
+
+#[test]
+fn apply_avx512_out_of_base() {
+    let mut set = base();
+    set.set(
+        0x12,
+        1,
+        CpuidRegs {
+            eax: 0,
+            ebx: 0,
+            ecx: 0x602e7,
+            edx: 0,
+        },
+    )
+    .unwrap();
+    set.set(
+        0x24,
+        0,
+        CpuidRegs {
+            eax: 0,
+            ebx: 0x70001,
+            ecx: 0,
+            edx: 0,
+        },
+    )
+    .unwrap();
+    features::apply(&mut set, 1 << 5).unwrap();
+    assert!(!set.has_feature(features::AVX512F));
+    assert!(set.has_feature(features::AVX));
+    assert_eq!(set.xcr0_supported(), 0x60207);
+    assert_eq!(regs(&set, 0x12, 1).ecx, 0x60207);
+    assert_eq!(set.get(0x24, 0), None);
+    assert_eq!(set.entry(0xd, 6), None);
+    assert_eq!(regs(&set, 0xd, 0).ecx, 0x2b00);
+    assert_eq!(regs(&set, 0xd, 0).ebx, 0x2b00);
+    assert_eq!(regs(&set, 0xd, 1).ebx, COMPACTED_WITHOUT_AVX512);
+}
+
+#[test]
+fn apply_avx_takes_avx512_along_and_stays_consistent() {
+    let mut set = base();
+    let plan = features::apply(&mut set, 1 << 2).unwrap();
+    assert_eq!(plan.excluded, 0xe4);
+    assert!(!set.has_feature(features::AVX) && !set.has_feature(features::AVX512F));
+    assert_eq!(regs(&set, 7, 0).ebx, 0);
+    assert_eq!(set.xcr0_supported(), 0x60203);
+
+    let mut set = base();
+    features::apply(&mut set, 1 << 18).unwrap();
+    assert_eq!(set.xcr0_supported(), 0x2e7);
+    assert_eq!(set.get(0x1d, 1), None);
+    assert_eq!(regs(&set, 0xd, 0).ecx, 0xa88);
+    assert_eq!(regs(&set, 0xd, 1).ebx, 2440);
+
+    // Nothing of leaf 0xD changes: the sizes are left as they were.
+    let mut set = base();
+    edit(&mut set, 0xd, 0, |r| r.ebx = 0x340);
+    features::apply(&mut set, 1 << 8).unwrap();
+    assert_eq!(regs(&set, 0xd, 0).ebx, 0x340);
 }
 
 // ---- xcr0 ----

@@ -1,0 +1,73 @@
+//! XSAVE area sizes from the leaf 0xD sub-leaves of a [`CpuidSet`].
+//!
+//! Sub-leaf i >= 2: EAX = size, EBX = standard-format offset, `ECX[1]` = 64-byte
+//! aligned in the compacted format (Intel SDM Vol. 1 §13.4.3 and the CPUID
+//! instruction, leaf 0DH). The legacy region and header take the first 576
+//! bytes of either format.
+//!
+//! Sizes are `u64` so that hostile offsets and sizes cannot overflow.
+
+use super::set::CpuidSet;
+use crate::component::{self, EXTENDED_REGION_START};
+
+/// Sub-leaf `c` of leaf 0xD, looked up exactly.
+fn subleaf(set: &CpuidSet, c: u8) -> Option<crate::layout::CpuidRegs> {
+    set.entry(0xd, u32::from(c))
+}
+
+/// Size in bytes of the standard-format area for the user components of
+/// `xcr0`: the furthest end (offset + size) of any of them, at least 576.
+/// None when a component's sub-leaf is missing.
+pub(crate) fn standard_size(set: &CpuidSet, xcr0: u64) -> Option<u64> {
+    let mut size = u64::from(EXTENDED_REGION_START);
+    for c in component::bits(xcr0 & !component::LEGACY_MASK) {
+        let r = subleaf(set, c)?;
+        size = size.max(u64::from(r.ebx) + u64::from(r.eax));
+    }
+    Some(size)
+}
+
+/// Size in bytes of the compacted-format area holding `mask`'s components:
+/// 576, then each component in ascending order, rounded up to 64 bytes
+/// first when its `ECX[1]` says so. None when a sub-leaf is missing.
+pub(crate) fn compacted_size(set: &CpuidSet, mask: u64) -> Option<u64> {
+    let mut size = u64::from(EXTENDED_REGION_START);
+    for c in component::bits(mask & !component::LEGACY_MASK) {
+        size = place(size, subleaf(set, c)?);
+    }
+    Some(size)
+}
+
+/// The end of a component placed at `offset` in the compacted format.
+fn place(offset: u64, r: crate::layout::CpuidRegs) -> u64 {
+    let start = if r.ecx & 2 != 0 {
+        offset.next_multiple_of(64)
+    } else {
+        offset
+    };
+    start + u64::from(r.eax)
+}
+
+/// Rewrites leaf 0xD's size fields for the XCR0 and IA32_XSS bits it now
+/// supports, as `KVM_GET_SUPPORTED_CPUID` reports them: sub-leaf 0 EBX and
+/// ECX = the standard size, sub-leaf 1 EBX = the compacted size when
+/// XSAVEC (`EAX[1]`) or XSAVES (`EAX[3]`) is advertised. A size that cannot be
+/// computed (missing sub-leaf) or does not fit 32 bits is left as it was.
+pub(crate) fn refresh_sizes(set: &mut CpuidSet) {
+    let (xcr0, xss) = (set.xcr0_supported(), set.xss_supported());
+    if let (Some(mut r), Some(size)) = (set.entry(0xd, 0), standard_size(set, xcr0)) {
+        if let Ok(size) = u32::try_from(size) {
+            r.ebx = size;
+            r.ecx = size;
+            let _ = set.set(0xd, 0, r);
+        }
+    }
+    if let (Some(mut r), Some(size)) = (set.entry(0xd, 1), compacted_size(set, xcr0 | xss)) {
+        if r.eax & 0b1010 != 0 {
+            if let Ok(size) = u32::try_from(size) {
+                r.ebx = size;
+                let _ = set.set(0xd, 1, r);
+            }
+        }
+    }
+}
