@@ -7,8 +7,15 @@
 //!
 //! Sizes are `u64` so that hostile offsets and sizes cannot overflow.
 
+use std::collections::BTreeSet;
+
 use super::set::CpuidSet;
+use super::xcr0;
 use crate::component::{self, EXTENDED_REGION_START};
+
+/// Past this many combinations or reachable sizes, [`compacted_size_possible`]
+/// gives up rather than spend unbounded time on a hostile CPUID.
+const SEARCH_LIMIT: usize = 1 << 16;
 
 /// Sub-leaf `c` of leaf 0xD, looked up exactly.
 fn subleaf(set: &CpuidSet, c: u8) -> Option<crate::layout::CpuidRegs> {
@@ -46,6 +53,74 @@ fn place(offset: u64, r: crate::layout::CpuidRegs) -> u64 {
         offset
     };
     start + u64::from(r.eax)
+}
+
+/// Every size sub-leaf 0 EBX may report: the standard-format size of some
+/// XCR0 that is a subset of the supported one and breaks no XSETBV rule.
+/// That is 576 or the size of [`xcr0::minimal_with`] a supported component
+/// (the furthest-reaching component of a valid XCR0 brings no more than its
+/// own minimal set). x87 and SSE count as supported: they add no size, and
+/// a CPUID lacking them is reported by the XCR0 rules already. None when a
+/// sub-leaf is missing.
+pub(crate) fn possible_standard_sizes(set: &CpuidSet) -> Option<BTreeSet<u64>> {
+    let supported = set.xcr0_supported();
+    let mut sizes = BTreeSet::from([u64::from(EXTENDED_REGION_START)]);
+    for c in component::bits(supported & !component::LEGACY_MASK) {
+        let minimal = xcr0::minimal_with(c);
+        if minimal & !(supported | component::LEGACY_MASK) == 0 {
+            sizes.insert(standard_size(set, minimal)?);
+        }
+    }
+    Some(sizes)
+}
+
+/// Whether `size` is the compacted size of some valid XCR0 (a subset of the
+/// supported one that breaks no XSETBV rule) together with some subset of
+/// the supported IA32_XSS bits: what sub-leaf 1 EBX reports for the XCR0
+/// and IA32_XSS enabled at the time. None when a sub-leaf is missing or the
+/// search would exceed its bound (more than 2^16 combinations). x87 and SSE
+/// count as enabled, as for [`possible_standard_sizes`].
+pub(crate) fn compacted_size_possible(set: &CpuidSet, size: u64) -> Option<bool> {
+    let xcr0 = set.xcr0_supported();
+    let xss = set.xss_supported() & !xcr0;
+    let free = xcr0 & !component::LEGACY_MASK;
+    let combinations = 1usize
+        .checked_shl(free.count_ones())
+        .and_then(|n| n.checked_mul(1usize.checked_shl(xss.count_ones())?))?;
+    if combinations > SEARCH_LIMIT {
+        return None;
+    }
+    let mut geometry = Vec::new();
+    for c in component::bits((xcr0 | xss) & !component::LEGACY_MASK) {
+        geometry.push((c, subleaf(set, c)?));
+    }
+    // Every subset of the extended XCR0 bits, x87 and SSE always in.
+    let mut sub = free;
+    loop {
+        let user = sub | component::LEGACY_MASK;
+        if xcr0::violations(user).is_empty() {
+            let mut reachable = BTreeSet::from([u64::from(EXTENDED_REGION_START)]);
+            for &(c, r) in &geometry {
+                let bit = component::bit(c);
+                if user & bit != 0 {
+                    reachable = reachable.iter().map(|&o| place(o, r)).collect();
+                } else if xss & bit != 0 {
+                    let placed: Vec<u64> = reachable.iter().map(|&o| place(o, r)).collect();
+                    reachable.extend(placed);
+                }
+                if reachable.len() > SEARCH_LIMIT {
+                    return None;
+                }
+            }
+            if reachable.contains(&size) {
+                return Some(true);
+            }
+        }
+        if sub == 0 {
+            return Some(false);
+        }
+        sub = (sub - 1) & free;
+    }
 }
 
 /// Rewrites leaf 0xD's size fields for the XCR0 and IA32_XSS bits it now

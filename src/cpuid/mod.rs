@@ -7,13 +7,16 @@
 //!   CPUID feature flags and leaves that advertise them, and the masks that
 //!   take components away from a guest CPUID ([`features::apply`]).
 //! - [`xcr0`]: the rules XSETBV and `KVM_SET_XCRS` enforce on an XCR0 value.
+//! - [`check()`]: a CPUID's internal consistency as far as XSAVE goes: feature
+//!   flags against XCR0, leaf 0xD sizes against its offsets, AMX and XFD,
+//!   APX and MPX.
 //!
 //! Component sets are `u64` masks (bit i = state component i) and component
 //! numbers are `u8`. Nothing here touches the host: it is pure logic over
 //! values given to it.
 //!
 //! ```
-//! use xstate::cpuid::{features, CpuidSet};
+//! use xstate::cpuid::{check, features, CpuidSet};
 //!
 //! let dump = "\
 //!    0x00000000 0x00: eax=0x0000000d ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
@@ -24,15 +27,18 @@
 //! ";
 //! let mut set = CpuidSet::parse(dump).unwrap();
 //! assert_eq!(set.vendor().as_deref(), Some("GenuineIntel"));
+//! assert!(check(&set).is_empty());
 //!
 //! // Take AVX away: the AVX flag, XCR0 bit 2 and sub-leaf 2 go, the sizes follow.
 //! features::apply(&mut set, 1 << 2).unwrap();
 //! assert!(!set.has_feature(features::AVX));
 //! assert_eq!(set.xcr0_supported(), 0b11);
 //! assert_eq!(set.get(0xd, 0).unwrap().ecx, 576);
+//! assert!(check(&set).is_empty());
 //! ```
 
 mod bit;
+mod check;
 pub mod features;
 mod leaf_d;
 mod set;
@@ -40,6 +46,7 @@ pub mod xcr0;
 
 pub use crate::layout::CpuidRegs;
 pub use bit::{FeatureBit, Register};
+pub use check::{check, Inconsistency};
 pub use set::{At, CpuidSet, CpuidSetError, MAX_ENTRIES};
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Hand-made CPUIDs.
+//! Hand-made CPUIDs: parsing, masking and every inconsistency `check` knows.
 
 use super::features::{self, FeatureMask, GROUPS};
 use super::xcr0::{self, Rule, Violation, Xcr0Error};
@@ -55,7 +55,8 @@ fn base_parses_and_is_consistent() {
     assert_eq!(set.xss_supported(), 0);
     assert!(set.is_indexed(7) && set.is_indexed(0xd) && set.is_indexed(0x1e));
     assert!(!set.is_indexed(1));
-    assert!(set.has_feature(FeatureBit::new("AVX512F", 7, 0, Register::Ebx, 16)));
+    assert!(set.has_feature(features::AVX512F));
+    assert_eq!(check(&set), vec![]);
 }
 
 #[test]
@@ -356,6 +357,7 @@ fn apply_avx512_out_of_base() {
     assert_eq!(regs(&set, 0xd, 0).ecx, 0x2b00);
     assert_eq!(regs(&set, 0xd, 0).ebx, 0x2b00);
     assert_eq!(regs(&set, 0xd, 1).ebx, COMPACTED_WITHOUT_AVX512);
+    assert_eq!(check(&set), vec![]);
 }
 
 #[test]
@@ -366,6 +368,7 @@ fn apply_avx_takes_avx512_along_and_stays_consistent() {
     assert!(!set.has_feature(features::AVX) && !set.has_feature(features::AVX512F));
     assert_eq!(regs(&set, 7, 0).ebx, 0);
     assert_eq!(set.xcr0_supported(), 0x60203);
+    assert_eq!(check(&set), vec![]);
 
     let mut set = base();
     features::apply(&mut set, 1 << 18).unwrap();
@@ -373,6 +376,7 @@ fn apply_avx_takes_avx512_along_and_stays_consistent() {
     assert_eq!(set.get(0x1d, 1), None);
     assert_eq!(regs(&set, 0xd, 0).ecx, 0xa88);
     assert_eq!(regs(&set, 0xd, 1).ebx, 2440);
+    assert_eq!(check(&set), vec![]);
 
     // Nothing of leaf 0xD changes: the sizes are left as they were.
     let mut set = base();
@@ -455,4 +459,288 @@ fn minimal_xcr0_per_component() {
     assert_eq!(xcr0::minimal_with(17), 0x60001);
     assert_eq!(xcr0::minimal_with(19), 0x80001);
     assert_eq!(xcr0::minimal_with(200), 0x1);
+}
+
+// ---- check: one broken thing at a time ----
+
+#[test]
+fn avx512_flag_without_its_components() {
+    let mut set = base();
+    edit(&mut set, 0xd, 0, |r| r.eax = 0x60207);
+    edit(&mut set, 0xd, 1, |r| r.ebx = COMPACTED_WITHOUT_AVX512);
+    let got = check(&set);
+    assert_eq!(
+        got,
+        vec![Inconsistency::FeatureWithoutComponent {
+            feature: features::AVX512F,
+            value: 0x10020,
+            group: "AVX-512",
+            missing: 0xe0,
+            supported: 0x60207
+        }]
+    );
+    assert_eq!(
+        got[0].to_string(),
+        "AVX512F (CPUID.(EAX=0x7,ECX=0):EBX[16]) is set (CPUID.(EAX=0x7,ECX=0):EBX = 0x00010020) \
+         but AVX-512 components 0xe0 are not supported: CPUID.(EAX=0xd,ECX=0):EDX:EAX XCR0 | \
+         CPUID.(EAX=0xd,ECX=1):EDX:ECX IA32_XSS = 0x60207"
+    );
+}
+
+#[test]
+fn xsave_clear_under_osxsave_and_the_xsave_extensions() {
+    let mut set = base();
+    edit(&mut set, 1, 0, |r| r.ecx &= !(1 << 26));
+    let dep = |feature: FeatureBit, value, needs: FeatureBit| Inconsistency::MissingDependency {
+        feature,
+        value,
+        needs,
+        needs_value: 0x18000000,
+    };
+    assert_eq!(
+        check(&set),
+        vec![
+            dep(features::OSXSAVE, 0x18000000, features::XSAVE),
+            dep(features::XSAVEOPT, 0x1f, features::XSAVE),
+            dep(features::XSAVEC, 0x1f, features::XSAVE),
+            dep(features::XSAVES, 0x1f, features::XSAVE),
+            dep(features::XGETBV1, 0x1f, features::XSAVE),
+            dep(features::AVX, 0x18000000, features::XSAVE),
+            dep(features::PKU, 0x8, features::XSAVE),
+        ]
+    );
+    assert!(check(&set)[0].to_string().contains(
+        "but the XSAVE (CPUID.(EAX=0x1,ECX=0):ECX[26]) it needs is clear (CPUID.(EAX=0x1,ECX=0):ECX = 0x18000000)"
+    ));
+}
+
+#[test]
+fn xcr0_breaking_a_rule() {
+    let mut set = base();
+    edit(&mut set, 0xd, 0, |r| r.eax = 0x602a7);
+    assert_eq!(
+        check(&set),
+        vec![
+            Inconsistency::Xcr0Rule(Violation {
+                rule: Rule::Avx512AllOrNone,
+                xcr0: 0x602a7,
+                bits: 0xa0
+            }),
+            Inconsistency::FeatureWithoutComponent {
+                feature: features::AVX512F,
+                value: 0x10020,
+                group: "AVX-512",
+                missing: 0x40,
+                supported: 0x602a7
+            },
+            Inconsistency::CompactedSizeImpossible {
+                ebx: 0x2a00,
+                xcr0: 0x602a7,
+                xss: 0
+            },
+        ]
+    );
+
+    let mut set = base();
+    edit(&mut set, 0xd, 0, |r| r.eax = 0x602e6);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::Xcr0Rule(Violation {
+            rule: Rule::X87Required,
+            xcr0: 0x602e6,
+            bits: 1
+        })]
+    );
+}
+
+#[test]
+fn leaf_d_sizes_against_offsets() {
+    let mut set = base();
+    edit(&mut set, 0xd, 0, |r| r.ecx = 0x2a00);
+    let got = check(&set);
+    assert_eq!(
+        got,
+        vec![Inconsistency::MaxSizeMismatch {
+            ecx: 0x2a00,
+            expected: 0x2b00,
+            xcr0: 0x602e7
+        }]
+    );
+    assert_eq!(
+        got[0].to_string(),
+        "CPUID.(EAX=0xd,ECX=0):ECX = 0x2a00 (10752 bytes) but the sub-leaves of XCR0 0x602e7 end \
+         at 0x2b00 (11008 bytes)"
+    );
+
+    // Any size a valid XCR0 gives is fine for EBX; others are not.
+    for ok in [576, 832, 0xa88, 0xa88, 0x2b00] {
+        let mut set = base();
+        edit(&mut set, 0xd, 0, |r| r.ebx = ok);
+        assert_eq!(check(&set), vec![], "{ok:#x}");
+    }
+    let mut set = base();
+    edit(&mut set, 0xd, 0, |r| r.ebx = 0x1234);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::EnabledSizeImpossible {
+            ebx: 0x1234,
+            xcr0: 0x602e7
+        }]
+    );
+
+    for ok in [576, 840, COMPACTED_WITHOUT_AVX512, 0x2a00] {
+        let mut set = base();
+        edit(&mut set, 0xd, 1, |r| r.ebx = ok);
+        assert_eq!(check(&set), vec![], "{ok}");
+    }
+    let mut set = base();
+    edit(&mut set, 0xd, 1, |r| r.ebx = 0x2a40);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::CompactedSizeImpossible {
+            ebx: 0x2a40,
+            xcr0: 0x602e7,
+            xss: 0
+        }]
+    );
+    // Without XSAVEC and XSAVES (and so without XFD, which needs XSAVES, and
+    // AMX, which needs XFD) sub-leaf 1 EBX is not checked.
+    let mut set = base();
+    features::apply(&mut set, 1 << 17).unwrap();
+    edit(&mut set, 0xd, 1, |r| {
+        r.eax = 1;
+        r.ebx = 0x2a40;
+    });
+    assert_eq!(check(&set), vec![]);
+}
+
+#[test]
+fn missing_and_mislabelled_subleaves() {
+    let mut set = base();
+    set.remove(0xd, 9);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::MissingSubleaf {
+            component: 9,
+            supervisor: false,
+            size: None
+        }]
+    );
+    let mut set = base();
+    edit(&mut set, 0xd, 9, |r| r.eax = 0);
+    assert_eq!(
+        check(&set)[0],
+        Inconsistency::MissingSubleaf {
+            component: 9,
+            supervisor: false,
+            size: Some(0)
+        }
+    );
+    let mut set = base();
+    edit(&mut set, 0xd, 9, |r| r.ecx = 1);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::SupervisorFlag {
+            component: 9,
+            ecx: 1,
+            supervisor: false
+        }]
+    );
+    let mut set = base();
+    edit(&mut set, 0xd, 1, |r| r.ecx = 0x200);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::Xcr0XssOverlap {
+            xcr0: 0x602e7,
+            xss: 0x200
+        }]
+    );
+    let mut set = base();
+    set.remove_leaf(0xd);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::XsaveWithoutLeafD { ecx: 0x1c000000 }]
+    );
+}
+
+#[test]
+fn amx_without_xfd() {
+    let mut set = base();
+    edit(&mut set, 0xd, 1, |r| r.eax = 0xf);
+    let got = check(&set);
+    assert_eq!(got, vec![Inconsistency::AmxWithoutXfd { eax: 0xf }]);
+    assert_eq!(
+        got[0].to_string(),
+        "AMX is offered but XFD is clear (CPUID.(EAX=0xd,ECX=1):EAX = 0x0000000f, bit 4)"
+    );
+    let mut set = base();
+    edit(&mut set, 0xd, 18, |r| r.ecx = 2);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::TileDataWithoutXfd { ecx: 2 }]
+    );
+}
+
+#[test]
+fn apx_with_mpx() {
+    let mut set = base();
+    edit(&mut set, 7, 0, |r| r.ebx |= 1 << 14);
+    edit(&mut set, 7, 1, |r| r.edx |= 1 << 21);
+    assert_eq!(
+        check(&set),
+        vec![
+            Inconsistency::FeatureWithoutComponent {
+                feature: features::MPX,
+                value: 0x14020,
+                group: "MPX",
+                missing: 0x18,
+                supported: 0x602e7
+            },
+            Inconsistency::FeatureWithoutComponent {
+                feature: features::APX_F,
+                value: 1 << 21,
+                group: "APX",
+                missing: 1 << 19,
+                supported: 0x602e7
+            },
+            Inconsistency::ApxWithMpx {
+                ebx: 0x14020,
+                edx: 1 << 21
+            },
+        ]
+    );
+    // With both in XCR0 too (APX over MPX at offset 960), the XCR0 rule breaks.
+    for (sub, eax, ebx) in [(3, 0x40, 0x3c0), (4, 0x40, 0x400), (19, 0x80, 0x3c0)] {
+        set.set(
+            0xd,
+            sub,
+            CpuidRegs {
+                eax,
+                ebx,
+                ecx: 0,
+                edx: 0,
+            },
+        )
+        .unwrap();
+    }
+    edit(&mut set, 0xd, 0, |r| r.eax = 0xe02ff);
+    assert_eq!(
+        check(&set),
+        vec![
+            Inconsistency::Xcr0Rule(Violation {
+                rule: Rule::NoMpxWithApx,
+                xcr0: 0xe02ff,
+                bits: 0x18
+            }),
+            Inconsistency::ApxWithMpx {
+                ebx: 0x14020,
+                edx: 1 << 21
+            },
+        ]
+    );
+    assert_eq!(
+        check(&set)[1].to_string(),
+        "APX_F (CPUID.(EAX=0x7,ECX=1):EDX = 0x00200000, bit 21) and MPX \
+         (CPUID.(EAX=0x7,ECX=0):EBX = 0x00014020, bit 14) are both set"
+    );
 }
