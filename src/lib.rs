@@ -50,6 +50,7 @@ extern crate std;
 pub mod access;
 pub mod area;
 pub mod component;
+pub mod cpuid;
 #[cfg(all(feature = "testing", feature = "std"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -43,7 +43,7 @@ fn hex(s: &str) -> Option<u32> {
 }
 
 /// One parsed line: leaf, sub-leaf, registers.
-fn parse_instlat(line: &str) -> Option<(u32, u32, CpuidRegs)> {
+pub(crate) fn parse_instlat(line: &str) -> Option<(u32, u32, CpuidRegs)> {
     let rest = line.trim().strip_prefix("CPUID ")?;
     let (leaf, rest) = rest.split_once(':')?;
     let leaf = hex(leaf)?;
@@ -61,7 +61,8 @@ fn parse_instlat(line: &str) -> Option<(u32, u32, CpuidRegs)> {
     Some((leaf, sub, CpuidRegs { eax, ebx, ecx, edx }))
 }
 
-fn parse_cpuid_raw(line: &str) -> Option<(u32, u32, CpuidRegs)> {
+/// One parsed `cpuid -r` line: leaf, sub-leaf, registers.
+pub(crate) fn parse_cpuid_raw(line: &str) -> Option<(u32, u32, CpuidRegs)> {
     let mut words = line.split_whitespace();
     let leaf = words.next()?;
     if !leaf.starts_with("0x") {

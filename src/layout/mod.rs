@@ -31,7 +31,7 @@ mod cpuid;
 #[cfg(feature = "alloc")]
 mod diff;
 #[cfg(feature = "std")]
-mod dump;
+pub(crate) mod dump;
 #[cfg(feature = "std")]
 mod file;
 #[cfg(feature = "std")]
