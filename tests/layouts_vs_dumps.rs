@@ -162,9 +162,15 @@ fn dump_formats_are_detected_and_bad_dumps_refused() {
     assert_eq!((g.size, g.offset), (64, 2816));
     assert_eq!(id(21).to_string(), "component 21");
     assert!(Layout::from_dump("x", "hello\nworld\n").is_err());
+    // Leaf 0 but no leaf 0xD: a CPU without XSAVE, legacy-only.
     let no_leaf_d = "CPUID 00000000: 00000016-756E6547-6C65746E-49656E69\n";
+    let legacy = Layout::from_dump("x", no_leaf_d).unwrap();
+    assert!(!legacy.has_xsave());
+    assert_eq!(legacy.xcr0_supported(), Xfeatures::LEGACY);
+    // Neither leaf 0, 1 nor 0xD: nothing says what the CPU is.
+    let only_leaf_7 = "CPUID 00000007: 00000000-00000000-00000000-00000000 [SL 00]\n";
     assert_eq!(
-        Layout::from_dump("x", no_leaf_d).unwrap_err(),
+        Layout::from_dump("x", only_leaf_7).unwrap_err(),
         DumpError::NoLeaf0xD
     );
 }
@@ -513,12 +519,16 @@ fn bad_dumps_are_refused_with_reasons() {
         matches!(e, DumpError::Layout(LayoutError::CompactedTooLarge { .. })),
         "{e:?}"
     );
+    // A Nehalem (CPUID 000106A5): XSAVE clear, no leaf 0xD. Not refused:
+    // a legacy-only CPU, x87 and SSE in the FXSAVE image.
     for f in ["no-leaf-0xd-instlat.txt", "no-leaf-0xd-cpuid-r.txt"] {
-        assert_eq!(
-            Layout::from_dump("x", &fixture(f)).unwrap_err(),
-            DumpError::NoLeaf0xD,
-            "{f}"
-        );
+        let l = Layout::from_dump("nehalem", &fixture(f)).unwrap();
+        assert!(!l.has_xsave(), "{f}");
+        assert_eq!(l.xcr0_supported(), Xfeatures::LEGACY, "{f}");
+        assert_eq!(l.xss_supported(), Xfeatures::EMPTY, "{f}");
+        assert_eq!((l.standard_size(), l.xsave_features()), (576, 0), "{f}");
+        assert_eq!(l.vendor(), "GenuineIntel", "{f}");
+        assert!(l.source().contains("legacy-only"), "{f}");
         assert_eq!(
             CpuidLeaf0xD::from_dump(&fixture(f)).unwrap_err(),
             DumpError::NoLeaf0xD

@@ -32,11 +32,11 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::bit::FeatureBit;
-use super::features::FeatureMask;
+use super::features::{self, FeatureMask};
 use crate::component::Xfeatures;
 #[cfg(feature = "std")]
 use crate::layout::dump::{self, DumpFormat};
-use crate::layout::CpuidRegs;
+use crate::layout::{CpuidRegs, Layout, LayoutError};
 
 /// The most entries a [`CpuidSet`] holds. Parsers refuse more: a real CPU has
 /// a few hundred at most, and KVM takes at most 256 (`KVM_MAX_CPUID_ENTRIES`).
@@ -299,6 +299,17 @@ impl CpuidSet {
         )
     }
 
+    /// Whether this CPU has the XSAVE feature set: CPUID.1:ECX.XSAVE set
+    /// and leaf 0xD sub-leaf 0 present. A set without leaf 1 counts on
+    /// leaf 0xD alone (a dump of leaf 0xD only). Without XSAVE the CPU is
+    /// legacy-only: x87 and SSE in the 512-byte FXSAVE image.
+    pub fn has_xsave(&self) -> bool {
+        let flag = self
+            .entry(1, 0)
+            .is_none_or(|_| self.has_feature(features::XSAVE));
+        flag && self.entry(0xd, 0).is_some()
+    }
+
     /// Clears `mask.clear` in every entry that `masks` name; entries the
     /// set lacks are skipped (looked up exactly, as [`CpuidSet::entry`]).
     pub fn clear_masks(&mut self, masks: &[FeatureMask]) {
@@ -307,6 +318,22 @@ impl CpuidSet {
                 *m.register.slot(regs) &= !m.clear;
             }
         }
+    }
+
+    /// The XSAVE layout this CPUID describes, named `name`: leaf 0xD's
+    /// geometry, the vendor of leaf 0. A CPU without XSAVE
+    /// ([`CpuidSet::has_xsave`] false) gives the legacy-only layout
+    /// ([`Layout::legacy_only`]).
+    ///
+    /// # Errors
+    ///
+    /// The [`LayoutError`] of an invalid leaf 0xD geometry.
+    pub fn to_layout(&self, name: &str, source: &str) -> Result<Layout, LayoutError> {
+        let vendor = self.vendor().unwrap_or_else(|| "unknown".into());
+        if !self.has_xsave() {
+            return Ok(Layout::legacy_only(name, &vendor, source));
+        }
+        crate::layout::from_subleaves(name, &vendor, source, |sub| self.entry(0xd, sub))
     }
 }
 

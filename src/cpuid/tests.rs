@@ -756,3 +756,29 @@ fn apx_with_mpx() {
          (CPUID.(EAX=0x7,ECX=0):EBX = 0x00014020, bit 14) are both set"
     );
 }
+
+#[test]
+fn a_cpuid_without_xsave_is_a_legacy_only_layout() {
+    let set = base();
+    assert!(set.has_xsave());
+    let layout = set.to_layout("base", "test").unwrap();
+    assert!(layout.has_xsave());
+    assert_eq!(layout.xcr0_supported(), x(0x602e7));
+    assert_eq!(layout.xsave_features(), 0x1f);
+    // XSAVE clear in leaf 1: legacy-only, whatever leaf 0xD says.
+    let mut no_flag = base();
+    edit(&mut no_flag, 1, 0, |r| r.ecx &= !(1 << 26));
+    assert!(!no_flag.has_xsave());
+    let old = no_flag.to_layout("old", "test").unwrap();
+    assert!(!old.has_xsave());
+    assert_eq!(old.xcr0_supported(), Xfeatures::LEGACY);
+    assert_eq!(old.vendor(), "GenuineIntel");
+    // No leaf 0xD at all.
+    let mut no_leaf = base();
+    no_leaf.remove_leaf(0xd);
+    assert!(!no_leaf.to_layout("old", "test").unwrap().has_xsave());
+    // Leaf 0xD alone (no leaf 1) is read as it stands.
+    let mut only_d = base();
+    only_d.remove_leaf(1);
+    assert!(only_d.has_xsave());
+}

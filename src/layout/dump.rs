@@ -103,6 +103,58 @@ pub(crate) fn detect(text: &str) -> Option<DumpFormat> {
     None
 }
 
+/// What a dump says about XSAVE: leaf 0 (vendor), leaf 1 ECX, leaf 0xD.
+struct DumpXsave {
+    leaf0xd: CpuidLeaf0xD,
+    /// Leaf 0 was present.
+    leaf0: bool,
+    /// Leaf 1 ECX, if present.
+    leaf1_ecx: Option<u32>,
+}
+
+/// CPUID.1:ECX.XSAVE (bit 26).
+const XSAVE_FLAG: u32 = 1 << 26;
+
+fn read_dump(text: &str) -> Result<DumpXsave, DumpError> {
+    let format = detect(text).ok_or(DumpError::UnknownFormat)?;
+    let mut out = DumpXsave {
+        leaf0xd: CpuidLeaf0xD::default(),
+        leaf0: false,
+        leaf1_ecx: None,
+    };
+    for line in text.lines() {
+        let parsed = match format {
+            DumpFormat::InstLatx64 => parse_instlat(line),
+            DumpFormat::CpuidRaw => parse_cpuid_raw(line),
+        };
+        let Some((leaf, sub, regs)) = parsed else {
+            continue;
+        };
+        match leaf {
+            0 if sub == 0 => {
+                // A second leaf 0 starts the next CPU of a multi-CPU dump.
+                if out.leaf0 {
+                    break;
+                }
+                out.leaf0 = true;
+                let mut v = Vec::with_capacity(12);
+                for r in [regs.ebx, regs.edx, regs.ecx] {
+                    v.extend_from_slice(&r.to_le_bytes());
+                }
+                out.leaf0xd.vendor = Some(String::from_utf8_lossy(&v).into_owned());
+            }
+            1 => {
+                out.leaf1_ecx.get_or_insert(regs.ecx);
+            }
+            0xD => {
+                out.leaf0xd.subleaves.entry(sub).or_insert(regs);
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 impl CpuidLeaf0xD {
     /// Extracts leaf 0 (vendor) and leaf 0xD from a CPUID dump in either
     /// supported text format.
@@ -121,36 +173,7 @@ impl CpuidLeaf0xD {
     ///
     /// [`DumpError::UnknownFormat`] or [`DumpError::NoLeaf0xD`].
     pub fn from_dump(text: &str) -> Result<CpuidLeaf0xD, DumpError> {
-        let format = detect(text).ok_or(DumpError::UnknownFormat)?;
-        let mut out = CpuidLeaf0xD::default();
-        let mut seen_leaf0 = false;
-        for line in text.lines() {
-            let parsed = match format {
-                DumpFormat::InstLatx64 => parse_instlat(line),
-                DumpFormat::CpuidRaw => parse_cpuid_raw(line),
-            };
-            let Some((leaf, sub, regs)) = parsed else {
-                continue;
-            };
-            match leaf {
-                0 if sub == 0 => {
-                    // A second leaf 0 starts the next CPU of a multi-CPU dump.
-                    if seen_leaf0 {
-                        break;
-                    }
-                    seen_leaf0 = true;
-                    let mut v = Vec::with_capacity(12);
-                    for r in [regs.ebx, regs.edx, regs.ecx] {
-                        v.extend_from_slice(&r.to_le_bytes());
-                    }
-                    out.vendor = Some(String::from_utf8_lossy(&v).into_owned());
-                }
-                0xD => {
-                    out.subleaves.entry(sub).or_insert(regs);
-                }
-                _ => {}
-            }
-        }
+        let out = read_dump(text)?.leaf0xd;
         if !out.subleaves.contains_key(&0) {
             return Err(DumpError::NoLeaf0xD);
         }
@@ -161,15 +184,31 @@ impl CpuidLeaf0xD {
 impl Layout {
     /// Builds a layout from a CPUID dump (format auto-detected), named `name`.
     ///
+    /// A dump of a CPU without the XSAVE feature set (CPUID.1:ECX.XSAVE
+    /// clear, or leaf 0 or 1 present but no leaf 0xD) gives the
+    /// [`Layout::legacy_only`] layout.
+    ///
     /// # Errors
     ///
-    /// A [`DumpError`]: not a dump, no leaf 0xD, or an invalid geometry.
+    /// A [`DumpError`]: not a dump, no leaf 0xD (and no leaf 0 or 1 to tell
+    /// a legacy-only CPU by), or an invalid geometry.
     pub fn from_dump(name: &str, text: &str) -> Result<Layout, DumpError> {
         let format = detect(text).ok_or(DumpError::UnknownFormat)?;
         let what = match format {
             DumpFormat::InstLatx64 => "CPUID dump (InstLatx64 format)",
             DumpFormat::CpuidRaw => "CPUID dump (cpuid -r format)",
         };
-        Ok(CpuidLeaf0xD::from_dump(text)?.to_layout_from(name, what)?)
+        let dump = read_dump(text)?;
+        let has_leaf0xd = dump.leaf0xd.subleaves.contains_key(&0);
+        let xsave_clear = dump.leaf1_ecx.is_some_and(|ecx| ecx & XSAVE_FLAG == 0);
+        if xsave_clear || (!has_leaf0xd && (dump.leaf0 || dump.leaf1_ecx.is_some())) {
+            let vendor = dump.leaf0xd.vendor.as_deref().unwrap_or("unknown");
+            let what = format!("{what}: no XSAVE, legacy-only");
+            return Ok(Layout::legacy_only(name, vendor, &what));
+        }
+        if !has_leaf0xd {
+            return Err(DumpError::NoLeaf0xD);
+        }
+        Ok(dump.leaf0xd.to_layout_from(name, what)?)
     }
 }

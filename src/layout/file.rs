@@ -20,7 +20,9 @@
 //! `supervisor`, `align64` and `xfd` default to false; `standard_size` to the
 //! end of the last user component; `mxcsr_mask` to the vendor's usual value;
 //! `xsave_features` (CPUID.(0xD,1).EAX) to 0xF, with bit 4 (XFD) when a
-//! component is XFD-capable.
+//! component is XFD-capable. `xsave = false` describes a CPU without the
+//! XSAVE feature set (a legacy-only CPU: `xcr0_supported = "0x3"`, no
+//! component tables).
 
 use arrayvec::ArrayVec;
 use serde::{Deserialize, Serialize};
@@ -49,6 +51,15 @@ pub enum FileError {
     /// More `[[component]]` tables than there are components.
     #[error("layout file has {0} component tables, more than the 64 components there are")]
     TooManyComponents(usize),
+    /// `xsave = false` with XSAVE state: a legacy-only CPU has XCR0 0x3 and
+    /// nothing else.
+    #[error("layout file says xsave = false (a legacy-only CPU) but has xcr0_supported {xcr0}, xss_supported {xss} or component tables: it may have XCR0 0x3 and nothing else")]
+    LegacyWithXsaveState {
+        /// The file's XCR0 bits.
+        xcr0: Xfeatures,
+        /// The file's IA32_XSS bits.
+        xss: Xfeatures,
+    },
     /// The file describes an invalid geometry.
     #[error(transparent)]
     Layout(#[from] LayoutError),
@@ -81,6 +92,10 @@ pub struct LayoutFile {
     /// CPUID.(0xD,1).EAX (XSAVEOPT, XSAVEC, XGETBV1, XSAVES, XFD), hex, if stated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xsave_features: Option<String>,
+    /// CPUID.1:ECX.XSAVE; `false` for a legacy-only CPU (x87 and SSE in
+    /// the FXSAVE image, XCR0 0x3, no components). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xsave: Option<bool>,
     /// Extended components (index >= 2).
     #[serde(default, rename = "component")]
     pub components: Vec<ComponentEntry>,
@@ -172,6 +187,18 @@ impl LayoutFile {
         } else {
             format!("{}: {}", self.description, self.source)
         };
+        if self.xsave == Some(false) {
+            let xcr0 = Xfeatures::from_bits(parse_hex("xcr0_supported", &self.xcr0_supported)?);
+            let xss = Xfeatures::from_bits(parse_hex("xss_supported", &self.xss_supported)?);
+            if xcr0 != Xfeatures::LEGACY || !xss.is_empty() || !components.is_empty() {
+                return Err(FileError::LegacyWithXsaveState { xcr0, xss });
+            }
+            let layout = Layout::legacy_only(&self.name, &self.vendor, &source);
+            return Ok(match mxcsr_mask {
+                Some(m) => layout.with_mxcsr_mask(m),
+                None => layout,
+            });
+        }
         Ok(Layout::from_parts(LayoutParts {
             name: &self.name,
             vendor: &self.vendor,
@@ -200,6 +227,7 @@ impl LayoutFile {
             standard_size: Some(layout.standard_size()),
             mxcsr_mask: Some(format!("{:#x}", layout.mxcsr_mask())),
             xsave_features: Some(format!("{:#x}", layout.xsave_features())),
+            xsave: (!layout.has_xsave()).then_some(false),
             components: layout
                 .components()
                 .filter(|g| !g.id.is_legacy())

@@ -40,6 +40,8 @@ mod source;
 mod tests;
 
 #[cfg(feature = "alloc")]
+pub(crate) use cpuid::from_subleaves;
+#[cfg(feature = "alloc")]
 pub use cpuid::CpuidLeaf0xD;
 pub use cpuid::{subleaf0, subleaf1, CpuidRegs, XSAVE_FEATURES_DEFAULT};
 #[cfg(feature = "alloc")]
@@ -225,6 +227,8 @@ pub struct Layout {
     standard_size: u32,
     mxcsr_mask: u32,
     xsave_features: u32,
+    /// CPUID.1:ECX.XSAVE: false for a legacy-only CPU.
+    xsave: bool,
     /// Indexed by component number; `size == 0` means not enumerated.
     table: [ComponentGeometry; 64],
 }
@@ -388,8 +392,62 @@ impl Layout {
             standard_size,
             mxcsr_mask,
             xsave_features,
+            xsave: true,
             table,
         })
+    }
+
+    /// The layout of a CPU without the XSAVE feature set (CPUID.1:ECX.XSAVE
+    /// clear, or no CPUID leaf 0xD): a legacy-only CPU, whose x87 and SSE
+    /// state is the 512-byte FXSAVE image. It supports XCR0 0x3 (x87 and
+    /// SSE) and nothing else; [`Layout::standard_size`] is 576 (the legacy
+    /// region and an XSAVE header, the smallest area the views open), and
+    /// [`Layout::xsave_features`] is 0.
+    ///
+    /// ```
+    /// let old = xstate::Layout::legacy_only("core2", "GenuineIntel", "a pre-XSAVE CPU");
+    /// assert!(!old.has_xsave());
+    /// assert_eq!(old.xcr0_supported(), xstate::Xfeatures::LEGACY);
+    /// assert_eq!(old.standard_size(), 576);
+    /// ```
+    pub fn legacy_only(name: &str, vendor: &str, source: &str) -> Layout {
+        let mut layout = Layout::from_parts(LayoutParts {
+            name,
+            vendor,
+            source,
+            xcr0_supported: Xfeatures::LEGACY,
+            xss_supported: Xfeatures::EMPTY,
+            standard_size: None,
+            mxcsr_mask: None,
+            xsave_features: Some(0),
+            components: &[],
+        })
+        .expect("x87 and SSE alone are a valid geometry");
+        layout.xsave = false;
+        layout
+    }
+
+    /// Whether the CPU has the XSAVE feature set (CPUID.1:ECX.XSAVE); false
+    /// for a [`Layout::legacy_only`] one.
+    #[inline]
+    pub fn has_xsave(&self) -> bool {
+        self.xsave
+    }
+
+    /// Every XSETBV rule the supported XCR0 breaks
+    /// ([`crate::cpuid::xcr0::violations`]). Real CPUs never enumerate
+    /// such a set (TILECFG without TILEDATA, part of AVX-512, AVX-512
+    /// without AVX), but a hand-written layout file might: no XCR0 that
+    /// uses the bits at fault can ever be set, so a guest must never be
+    /// offered them. The `xstate` CLI prints these as warnings when it
+    /// loads a layout.
+    ///
+    /// ```
+    /// let spr = xstate::layout::catalog::get("intel-sapphire-rapids").unwrap();
+    /// assert_eq!(spr.xcr0_violations().count(), 0);
+    /// ```
+    pub fn xcr0_violations(&self) -> impl Iterator<Item = crate::cpuid::xcr0::Violation> + Clone {
+        crate::cpuid::xcr0::violations(self.xcr0_supported)
     }
 
     /// The layout's name (a catalog name, a file's `name`, or `host`).
@@ -569,6 +627,11 @@ impl Layout {
         feed(self.xcr0_supported.bits());
         feed(self.xss_supported.bits());
         feed(u64::from(self.standard_size));
+        if !self.xsave {
+            // Fed only when false, so that the fingerprints of XSAVE
+            // layouts stay what they were before the flag existed.
+            feed(u64::from(u32::MAX));
+        }
         for g in self.components() {
             feed(u64::from(g.id.index()));
             feed(u64::from(g.size));

@@ -1339,3 +1339,54 @@ fn huge_supervisor_components_do_not_overflow_compacted_sizes() {
     );
     assert!(msg.contains("4294968159"), "{msg}");
 }
+
+#[test]
+fn legacy_only_layouts_round_trip_and_refuse_xsave_state() {
+    let old = Layout::legacy_only("nehalem", "GenuineIntel", "a pre-XSAVE CPU");
+    assert!(!old.has_xsave());
+    assert_eq!(old.supported(), Xfeatures::LEGACY);
+    assert_eq!((old.standard_size(), old.xsave_features()), (576, 0));
+    assert_eq!(old.mxcsr_mask(), 0xFFFF);
+    // Not the fingerprint of the XSAVE layout with the same bits.
+    let xsave_legacy = parts(0x3, vec![]).build().unwrap();
+    assert!(xsave_legacy.has_xsave());
+    assert_ne!(old.fingerprint(), xsave_legacy.fingerprint());
+    let toml = old.to_toml();
+    assert!(toml.contains("xsave = false"), "{toml}");
+    assert!(!xsave_legacy.to_toml().contains("xsave ="));
+    assert_eq!(Layout::from_toml(&toml).unwrap(), old);
+    let bad = toml.replace("xcr0_supported = \"0x3\"", "xcr0_supported = \"0x7\"");
+    let e = Layout::from_toml(&bad).unwrap_err();
+    assert!(
+        matches!(e, FileError::LegacyWithXsaveState { xcr0, .. } if xcr0 == x(0x7)),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("xsave = false"), "{e}");
+}
+
+#[test]
+fn layouts_say_which_xsetbv_rules_their_xcr0_breaks() {
+    use crate::cpuid::xcr0::Rule;
+    for l in catalog::all() {
+        assert_eq!(l.xcr0_violations().count(), 0, "{}", l.name());
+    }
+    // TILECFG without TILEDATA: a valid geometry, but no XCR0 can use it.
+    let p = parts(
+        0x20007,
+        vec![
+            geometry(2, 256, 576),
+            ComponentGeometry {
+                align64: true,
+                ..geometry(17, 64, 2752)
+            },
+        ],
+    );
+    let l = p.build().unwrap();
+    let v: Vec<_> = l.xcr0_violations().collect();
+    assert_eq!(v.len(), 1);
+    assert_eq!((v[0].rule, v[0].bits), (Rule::AmxTogether, x(0x20000)));
+    assert_eq!(
+        v[0].to_string(),
+        "XCR0 0x20007 breaks a rule: AMX TILECFG and TILEDATA (bits 17-18) must be both set or both clear (bits at fault: 0x20000)"
+    );
+}
