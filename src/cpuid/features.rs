@@ -60,6 +60,8 @@ pub const AVX512F: FeatureBit = f("AVX512F", 7, 0, Ebx, 16);
 pub const MPX: FeatureBit = f("MPX", 7, 0, Ebx, 14);
 /// Protection keys for user pages: `CPUID.(7,0):ECX[3]`.
 pub const PKU: FeatureBit = f("PKU", 7, 0, Ecx, 3);
+/// The OS has set CR4.PKE: `CPUID.(7,0):ECX[4]`.
+pub const OSPKE: FeatureBit = f("OSPKE", 7, 0, Ecx, 4);
 /// CET shadow stacks: `CPUID.(7,0):ECX[7]`.
 pub const CET_SS: FeatureBit = f("CET_SS", 7, 0, Ecx, 7);
 /// AMX-BF16: `CPUID.(7,0):EDX[22]`.
@@ -190,7 +192,7 @@ pub static GROUPS: &[ComponentGroup] = &[
         name: "PKRU",
         components: Xfeatures::from_bits(1 << 9),
         requires: Xfeatures::EMPTY,
-        features: &[PKU, f("OSPKE", 7, 0, Ecx, 4)],
+        features: &[PKU, OSPKE],
         leaves: &[],
     },
     // CET_U and CET_S (supervisor). Source: SDM and cpufeatures.h (7.0 ECX 7
@@ -267,6 +269,25 @@ pub const COMPONENT_BITMAPS: [(u32, u32, Reg, Reg); 3] = [
 /// guest of a pool with a host that has no XSAVE (a legacy-only host).
 /// Source: SDM leaf 01H ECX bits 26 and 27.
 pub const XSAVE_FLAGS: [FeatureBit; 2] = [XSAVE, OSXSAVE];
+
+/// Flags that mirror a control register the OS sets (CR4.OSXSAVE,
+/// CR4.PKE) rather than what the CPU can do: KVM recomputes them from the
+/// guest's CR4 at run time, so a host's dump says nothing about them.
+/// Source: SDM leaf 01H ECX[27] and leaf 07H ECX[4]; KVM
+/// `kvm_update_cpuid_runtime()`.
+pub const OS_FLAGS: [FeatureBit; 2] = [OSXSAVE, OSPKE];
+
+/// Every feature flag of the table and [`XSAVE_FLAGS`] that `mask` clears.
+pub fn flags_in(mask: &FeatureMask) -> impl Iterator<Item = &'static FeatureBit> + '_ {
+    GROUPS
+        .iter()
+        .flat_map(|g| g.features.iter())
+        .chain(XSAVE_FLAGS.iter())
+        .filter(move |b| {
+            (b.leaf, b.subleaf, b.register) == (mask.leaf, mask.subleaf, mask.register)
+                && mask.clear & b.mask() != 0
+        })
+}
 
 /// The group `component` belongs to, if the table has one for it.
 pub fn group_of(component: ComponentId) -> Option<&'static ComponentGroup> {

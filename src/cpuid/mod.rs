@@ -53,7 +53,7 @@ pub use bit::{FeatureBit, Reg};
 #[cfg(feature = "alloc")]
 pub use check::{check, Inconsistency};
 #[cfg(feature = "alloc")]
-pub use set::{At, CpuidSet, CpuidSetError, FLAG_SIGNIFICANT_INDEX, MAX_ENTRIES};
+pub use set::{is_known_indexed, At, CpuidSet, CpuidSetError, FLAG_SIGNIFICANT_INDEX, MAX_ENTRIES};
 
 #[cfg(all(test, feature = "std"))]
 mod tests;

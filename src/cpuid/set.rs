@@ -50,7 +50,6 @@ pub const FLAG_SIGNIFICANT_INDEX: u32 = 1;
 /// 0. Source: Linux `cpuid_function_is_indexed()` (`arch/x86/include/asm/cpuid`),
 /// which KVM uses for its supported CPUID; 0x29 (APX) from the Intel APX
 /// architecture specification, whose leaf 0x29 is enumerated by sub-leaf.
-#[cfg(feature = "std")]
 const KNOWN_INDEXED: [u32; 16] = [
     0x4,
     0x7,
@@ -69,6 +68,13 @@ const KNOWN_INDEXED: [u32; 16] = [
     0x29,
     0x8000_001d,
 ];
+
+/// Whether Linux and KVM treat `leaf`'s sub-leaf as significant
+/// (`cpuid_function_is_indexed()`), whether or not a dump shows more than
+/// sub-leaf 0.
+pub fn is_known_indexed(leaf: u32) -> bool {
+    KNOWN_INDEXED.contains(&leaf)
+}
 
 /// Where in the input a parse error is: a text line or a JSON entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
