@@ -3,6 +3,7 @@
 //! I/O error.
 
 mod convert;
+mod cpuid;
 mod decode;
 mod diff;
 mod hex;
@@ -42,9 +43,12 @@ enum Command {
     /// Migration streams: encode, decode, check against a destination.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
-    /// Migration pools: the baseline every host can run.
+    /// Migration pools: the baseline every host can run, as a guest CPU model.
     #[command(subcommand)]
     Pool(pool::PoolCommand),
+    /// Guest CPUIDs: check one for the consistency KVM's selftests assert.
+    #[command(subcommand)]
+    Cpuid(cpuid::CpuidCommand),
     /// Report on this host: its layout, a live XSAVE/XRSTOR self-check, KVM.
     Report,
     /// KVM: capabilities and pre-flight checks of XSAVE buffers.
@@ -62,6 +66,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Convert(args) => convert::run(&args),
         Command::Stream(cmd) => stream::run(&cmd),
         Command::Pool(cmd) => pool::run(&cmd),
+        Command::Cpuid(cmd) => cpuid::run(&cmd),
         Command::Report => report::run(),
         #[cfg(target_arch = "x86_64")]
         Command::Kvm(cmd) => kvm::run(&cmd),
@@ -86,16 +91,35 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Prints a warning to stderr.
+pub fn warn(message: impl std::fmt::Display) {
+    eprintln!("xstate: warning: {message}");
+}
+
+/// Warns about every XSETBV rule the layout's supported XCR0 breaks: real
+/// CPUs never enumerate such a set, hand-written files might, and no guest
+/// is ever offered the bits at fault.
+pub fn warn_layout(spec: &str, layout: &xstate::Layout) {
+    for v in layout.xcr0_violations() {
+        warn(format_args!(
+            "layout {spec}: supported {v}; no XCR0 can use those bits, and no baseline offers them"
+        ));
+    }
+}
+
 /// Loads a layout named on the command line (`host`, a catalog name, a
-/// layout file or a CPUID dump).
+/// layout file or a CPUID dump), warning about an XCR0 that breaks an
+/// XSETBV rule.
 pub fn load_layout(spec: &str) -> Result<xstate::Layout, u8> {
     let source = xstate::layout::LayoutSource::parse(spec);
-    source.load().map_err(|e| {
+    let layout = source.load().map_err(|e| {
         let code = match e {
             xstate::layout::SourceError::Io { .. }
             | xstate::layout::SourceError::UnknownName { .. } => USAGE,
             _ => REJECTED,
         };
         fail(code, format_args!("layout {spec}: {}", chain(&e)))
-    })
+    })?;
+    warn_layout(spec, &layout);
+    Ok(layout)
 }
