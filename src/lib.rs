@@ -62,6 +62,8 @@ pub mod layout;
 pub mod migrate;
 pub mod preflight;
 #[cfg(feature = "alloc")]
+pub mod profile;
+#[cfg(feature = "alloc")]
 pub mod regfile;
 pub mod register;
 pub mod view;

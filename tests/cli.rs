@@ -253,7 +253,7 @@ fn kvm_check_judges_files_like_kvm_set_xsave() {
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
     let size = info["buffer_size"].as_u64().unwrap() as usize;
     assert!(info["guest_xcr0"].as_str().unwrap().starts_with("0x"));
-    assert!(info["host_layout"]["components"].is_array());
+    assert!(info["host_layout"]["component"].is_array());
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.bin");
@@ -517,6 +517,19 @@ fn kvm_info_reports_what_was_measured() {
             .unwrap()
             .contains("KVM offers guests no AMX"));
     }
+    // The JSON is this host's profile: every SRC argument reads it back.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("host.json");
+    std::fs::write(&profile, serde_json::to_vec(&info).unwrap()).unwrap();
+    let from_profile = json(&xstate(&[
+        "layout",
+        "--layout",
+        profile.to_str().unwrap(),
+        "--json",
+    ]));
+    let host = json(&xstate(&["layout", "--json"]));
+    assert_eq!(from_profile["xcr0_supported"], host["xcr0_supported"]);
+    assert_eq!(from_profile["components"], host["components"]);
     let text = String::from_utf8(xstate(&["kvm", "info"]).stdout).unwrap();
     for line in [
         "kernel:",

@@ -87,10 +87,29 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Loads a layout named on the command line (`host`, a catalog name, a
-/// layout file or a CPUID dump).
+/// layout file, a CPUID dump or a host profile).
 pub fn load_layout(spec: &str) -> Result<xstate::Layout, u8> {
+    load_profile_of(spec, false).map(|p| p.layout)
+}
+
+/// Loads a host profile named on the command line: a profile file gives
+/// its KVM part; `host` gives this host's live KVM part where `/dev/kvm` is
+/// usable; other sources give the CPU's layout only.
+pub fn load_profile(spec: &str) -> Result<xstate::profile::HostProfile, u8> {
+    load_profile_of(spec, true)
+}
+
+fn load_profile_of(spec: &str, live_kvm: bool) -> Result<xstate::profile::HostProfile, u8> {
     let source = xstate::layout::LayoutSource::parse(spec);
-    source.load().map_err(|e| {
+    #[cfg(target_arch = "x86_64")]
+    if live_kvm && source == xstate::layout::LayoutSource::Host {
+        if let Some(profile) = kvm::host_profile() {
+            return Ok(profile);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = live_kvm;
+    source.load_profile().map_err(|e| {
         let code = match e {
             xstate::layout::SourceError::Io { .. }
             | xstate::layout::SourceError::UnknownName { .. } => USAGE,

@@ -137,7 +137,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             Ok(0)
         }
         StreamCommand::Check { input, to, json } => {
-            let layout = super::load_layout(to)?;
+            let layout = super::load_profile(to)?.layout;
             let vcpus = load(input)?;
             let reports: Vec<_> = vcpus.iter().map(|v| check(v, &layout)).collect();
             let compatible = reports.iter().all(|r| r.is_compatible());

@@ -8,6 +8,7 @@ use std::vec::Vec;
 
 use super::{ioctl, KvmBehaviour, KvmError, SetXsaveRules};
 use crate::component::{ComponentId, Xfeatures};
+use crate::profile::{HostProfile, KvmOffer};
 use crate::Layout;
 
 /// `arch_prctl` code to read the XSAVE features the process may give guests.
@@ -240,6 +241,29 @@ impl KvmCaps {
     /// KVM offers it to guests (see [`KvmBehaviour::pkru`]).
     pub fn pinned(&self) -> Xfeatures {
         self.guest_xcr0 & ComponentId::PKRU.bit()
+    }
+
+    /// What KVM here offers guests, as a host profile carries it.
+    pub fn offer(&self) -> KvmOffer {
+        KvmOffer {
+            kernel_release: self.kernel_release.clone(),
+            guest_xcr0: self.guest_xcr0,
+            guest_xss: self.guest_xss,
+            guest_xfd: self.guest_xfd,
+            xsave2_size: self.xsave2_size,
+            buffer_size: self.buffer_size(),
+            mxcsr_mask: self.mxcsr_mask(),
+            pkru: self.behaviour.pkru,
+        }
+    }
+
+    /// This host's profile: its layout and what its KVM offers guests
+    /// (what `xstate kvm info --json` writes).
+    pub fn profile(&self) -> HostProfile {
+        HostProfile {
+            layout: self.layout.clone(),
+            kvm: Some(self.offer()),
+        }
     }
 
     /// The rules `KVM_SET_XSAVE` applies on this host.

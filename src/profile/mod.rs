@@ -1,0 +1,149 @@
+//! Host profiles: a host's XSAVE layout and what its KVM offers guests, so
+//! a migration decision judges what KVM there will take, not only the CPU.
+//!
+//! `xstate kvm info --json` writes a host's profile ([`HostProfile::to_json`]);
+//! every command that names a destination or a pool member (`--to`,
+//! `--from`, `--layout`, `pool baseline`) also reads one
+//! ([`crate::layout::LayoutSource::load_profile`]). A profile without
+//! [`KvmOffer`] (a layout, a dump) describes the CPU only.
+//!
+//! ```
+//! use xstate::profile::{HostProfile, KvmOffer};
+//! use xstate::Xfeatures;
+//!
+//! let spr = xstate::layout::catalog::get("intel-sapphire-rapids").unwrap().clone();
+//! // KVM on an AMX host whose guests get no AMX (measured on this
+//! // project's Emerald Rapids host).
+//! let kvm = KvmOffer::new(Xfeatures::from_bits(0x2e7), 4096, 0xffff);
+//! let profile = HostProfile { layout: spr, kvm: Some(kvm) };
+//! let back = HostProfile::from_json(&profile.to_json()).unwrap();
+//! assert_eq!(back, profile);
+//! ```
+
+#[cfg(feature = "std")]
+mod json;
+
+use alloc::string::String;
+
+#[cfg(feature = "std")]
+pub use json::ProfileError;
+
+use crate::component::{ComponentId, Xfeatures};
+use crate::preflight::SetXsaveRules;
+use crate::Layout;
+
+/// What `KVM_SET_XSAVE` did to a vCPU's PKRU when XSTATE_BV\[9\] was clear
+/// and the area's PKRU bytes held another value (measured, see
+/// `KvmBehaviour` in the `kvm` module).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PkruOnClearBit {
+    /// PKRU became 0 (its init value): measured on Linux 6.18.
+    Reset,
+    /// PKRU kept the value it had before the call.
+    Kept,
+    /// PKRU took the bytes of the area although its bit was clear.
+    Loaded,
+    /// Something else: the value read back.
+    Other(u32),
+}
+
+impl core::fmt::Display for PkruOnClearBit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PkruOnClearBit::Reset => f.write_str("reset to 0"),
+            PkruOnClearBit::Kept => f.write_str("left unchanged"),
+            PkruOnClearBit::Loaded => f.write_str("loaded from the area's bytes"),
+            PkruOnClearBit::Other(v) => write!(f, "set to {v:#x}"),
+        }
+    }
+}
+
+/// How KVM treats PKRU (XSAVE component 9) on one kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PkruBehaviour {
+    /// What `KVM_SET_XSAVE` with XSTATE_BV\[9\] clear does to PKRU.
+    pub on_clear_bit: PkruOnClearBit,
+    /// Whether bytes 4..8 of the component (reserved) came back as written;
+    /// `false` means KVM keeps only the 32-bit PKRU and returns zeros there.
+    pub keeps_reserved_bytes: bool,
+}
+
+/// What KVM on one host offers guests, and how it treats their state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvmOffer {
+    /// The host kernel's release (`uname -r`), empty when unknown.
+    pub kernel_release: String,
+    /// The XCR0 bits KVM supports for guests (`KVM_GET_SUPPORTED_CPUID`
+    /// leaf 0xD sub-leaf 0).
+    pub guest_xcr0: Xfeatures,
+    /// The IA32_XSS bits KVM supports for guests (sub-leaf 1 EDX:ECX).
+    pub guest_xss: Xfeatures,
+    /// Whether KVM offers guests XFD (sub-leaf 1 EAX bit 4).
+    pub guest_xfd: bool,
+    /// `KVM_CAP_XSAVE2`, when the kernel has it.
+    pub xsave2_size: Option<usize>,
+    /// The size in bytes of `KVM_GET_XSAVE2` / `KVM_SET_XSAVE` buffers.
+    pub buffer_size: usize,
+    /// The MXCSR bits `KVM_SET_XSAVE` accepts, measured.
+    pub mxcsr_mask: u32,
+    /// PKRU's treatment, measured; `None` where KVM offers no PKRU or it
+    /// was not measured.
+    pub pkru: Option<PkruBehaviour>,
+}
+
+impl KvmOffer {
+    /// An offer with the given guest XCR0, buffer size and MXCSR mask, and
+    /// nothing else known.
+    pub fn new(guest_xcr0: Xfeatures, buffer_size: usize, mxcsr_mask: u32) -> KvmOffer {
+        KvmOffer {
+            kernel_release: String::new(),
+            guest_xcr0,
+            guest_xss: Xfeatures::EMPTY,
+            guest_xfd: false,
+            xsave2_size: None,
+            buffer_size,
+            mxcsr_mask,
+            pkru: None,
+        }
+    }
+
+    /// Whether guests get APX (KVM's guest XCR0 has component 19). No
+    /// released kernel offers it yet, even on APX hosts.
+    pub fn guest_apx(&self) -> bool {
+        self.guest_xcr0.contains(ComponentId::APX)
+    }
+
+    /// The kernel's major and minor version, from its release string.
+    pub fn kernel_version(&self) -> Option<(u32, u32)> {
+        let mut parts = self.kernel_release.split(['.', '-', '+']);
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some((major, minor))
+    }
+
+    /// The rules `KVM_SET_XSAVE` applies on this host.
+    pub fn set_xsave_rules(&self) -> SetXsaveRules {
+        SetXsaveRules {
+            guest_xcr0: self.guest_xcr0,
+            mxcsr_mask: self.mxcsr_mask,
+            size: self.buffer_size,
+        }
+    }
+}
+
+/// A host for migration decisions: its XSAVE layout (leaf 0xD) and, when
+/// known, what its KVM offers guests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostProfile {
+    /// The host CPU's layout: where KVM's buffers keep each component.
+    pub layout: Layout,
+    /// What KVM there offers guests; `None` when only the CPU is known.
+    pub kvm: Option<KvmOffer>,
+}
+
+impl From<Layout> for HostProfile {
+    /// The profile of a host known only by its CPU.
+    fn from(layout: Layout) -> HostProfile {
+        HostProfile { layout, kvm: None }
+    }
+}
