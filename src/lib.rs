@@ -67,6 +67,7 @@ pub mod profile;
 pub mod regfile;
 pub mod register;
 pub mod view;
+pub mod xregs;
 
 pub use access::{AccessError, XstateRead, XstateWrite};
 pub use area::{Format, HeaderError};
