@@ -193,7 +193,7 @@ fn check(caps: &KvmCaps, files: &[PathBuf]) -> u8 {
     for file in files {
         match std::fs::read(file) {
             Ok(bytes) => match preflight(&bytes, &rules) {
-                Ok(()) => println!("{}: ok", file.display()),
+                Ok(_) => println!("{}: ok", file.display()),
                 Err(e) => {
                     println!("{}: rejected: {e}", file.display());
                     status = status.max(REJECTED);

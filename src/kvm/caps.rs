@@ -266,13 +266,10 @@ impl KvmCaps {
         }
     }
 
-    /// The rules `KVM_SET_XSAVE` applies on this host.
+    /// The rules `KVM_SET_XSAVE` applies on this host, for a vCPU with
+    /// KVM's supported CPUID and no XFD-disabled component.
     pub fn set_xsave_rules(&self) -> SetXsaveRules {
-        SetXsaveRules {
-            guest_xcr0: self.guest_xcr0,
-            mxcsr_mask: self.mxcsr_mask(),
-            size: self.buffer_size(),
-        }
+        self.offer().set_xsave_rules()
     }
 }
 

@@ -137,10 +137,6 @@ fn kvm_would_accept(state: &RegisterFile, destination: &Layout) -> bool {
     {
         return false;
     }
-    let rules = SetXsaveRules {
-        guest_xcr0: destination.xcr0_supported(),
-        mxcsr_mask: destination.mxcsr_mask(),
-        size,
-    };
+    let rules = SetXsaveRules::new(destination.xcr0_supported(), destination.mxcsr_mask(), size);
     preflight(&buf, &rules).is_ok()
 }

@@ -121,12 +121,25 @@ impl KvmOffer {
         Some((major, minor))
     }
 
-    /// The rules `KVM_SET_XSAVE` applies on this host.
+    /// The rules `KVM_SET_XSAVE` applies on this host, for a vCPU with
+    /// KVM's supported CPUID and no XFD-disabled component.
     pub fn set_xsave_rules(&self) -> SetXsaveRules {
+        SetXsaveRules::new(self.guest_xcr0, self.mxcsr_mask, self.buffer_size)
+    }
+
+    /// The rules `KVM_SET_XSAVE` applies on this host to a vCPU whose CPUID
+    /// enables `cpuid_xcr0` (leaf 0xD sub-leaf 0) and whose IA32_XFD is
+    /// `xfd`: on Linux 6.0 to 6.5 XSTATE_BV must stay within the vCPU's
+    /// CPUID too (from 6.6 on, KVM checks only what it supports for guests);
+    /// XFD-disabled components are dropped.
+    pub fn set_xsave_rules_for(&self, cpuid_xcr0: Xfeatures, xfd: Xfeatures) -> SetXsaveRules {
+        let checks_cpuid = self
+            .kernel_version()
+            .is_some_and(|v| ((6, 0)..(6, 6)).contains(&v));
         SetXsaveRules {
-            guest_xcr0: self.guest_xcr0,
-            mxcsr_mask: self.mxcsr_mask,
-            size: self.buffer_size,
+            xfd,
+            vcpu_cpuid_xcr0: checks_cpuid.then_some(cpuid_xcr0),
+            ..self.set_xsave_rules()
         }
     }
 }
