@@ -5,6 +5,7 @@
 mod convert;
 mod decode;
 mod diff;
+mod guest;
 mod hex;
 #[cfg(target_arch = "x86_64")]
 pub mod kvm;
