@@ -93,6 +93,13 @@ pub fn load_layout(spec: &str) -> Result<xstate::Layout, u8> {
     load_profile_of(spec, false).map(|p| p.layout)
 }
 
+/// Loads a host profile named on the command line without probing this
+/// host's KVM: a profile file gives its KVM part, every other source its
+/// layout alone.
+pub fn load_stored_profile(spec: &str) -> Result<xstate::profile::HostProfile, u8> {
+    load_profile_of(spec, false)
+}
+
 /// Loads a host profile named on the command line: a profile file gives
 /// its KVM part; `host` gives this host's live KVM part where `/dev/kvm` is
 /// usable; other sources give the CPU's layout only.

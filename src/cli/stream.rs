@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde_json::json;
 use xstate::migrate::stream::{self, Source};
 use xstate::migrate::{check_host, Incompatibility};
+use xstate::profile::KvmOffer;
 use xstate::{ComponentId, RegisterFile, XcompBv};
 
 use super::{fail, output, REJECTED, USAGE};
@@ -27,7 +28,8 @@ pub enum StreamCommand {
     },
     /// Decode a stream's vCPU into the destination's standard format (PKRU
     /// written with its XSTATE_BV bit set, so every kernel restores it
-    /// alike).
+    /// alike; for a host profile or --kvm, PKRU and APX where that KVM
+    /// offers them, so their init values take effect).
     Decode {
         /// The stream.
         input: PathBuf,
@@ -126,17 +128,21 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             };
             let area = match layout {
                 Some(spec) => {
-                    let layout = super::load_layout(spec)?;
+                    let profile = super::load_stored_profile(spec)?;
+                    let layout = &profile.layout;
                     let mut area = vec![0u8; layout.standard_size() as usize];
-                    // PKRU goes with its bit set: KVM_SET_XSAVE treats a
-                    // clear bit differently on different kernels.
-                    regs.encode_into_pinned(
-                        &mut area,
-                        &layout,
-                        XcompBv::STANDARD,
-                        ComponentId::PKRU.bit(),
-                    )
-                    .map_err(|e| rejected(&e))?;
+                    // Components go with their bits set where a clear bit
+                    // does not reliably mean init: PKRU (KVM_SET_XSAVE
+                    // treats a clear bit differently on different kernels)
+                    // and, for a profile's KVM that offers APX, APX (a
+                    // clear bit leaves r16..r31 unchanged). APX is never
+                    // pinned without a KVM known to offer it.
+                    let pin = profile
+                        .kvm
+                        .as_ref()
+                        .map_or(ComponentId::PKRU.bit(), KvmOffer::pinned);
+                    regs.encode_into_pinned(&mut area, layout, XcompBv::STANDARD, pin)
+                        .map_err(|e| rejected(&e))?;
                     area
                 }
                 // Without --layout, clap has required --kvm.

@@ -7,6 +7,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use super::{ioctl, KvmBehaviour, KvmError, SetXsaveRules};
+use crate::apx::Egprs;
 use crate::component::{ComponentId, Xfeatures};
 use crate::profile::{HostProfile, KvmOffer};
 use crate::Layout;
@@ -236,11 +237,19 @@ impl KvmCaps {
         &self.behaviour
     }
 
-    /// Components a restore should always send with their XSTATE_BV bit
-    /// set, because kernels treat the clear bit differently: PKRU, where
-    /// KVM offers it to guests (see [`KvmBehaviour::pkru`]).
+    /// Components a restore always sends with their XSTATE_BV bit set, so
+    /// that init values take effect: PKRU and APX, where KVM offers them to
+    /// guests ([`KvmOffer::pinned`] gives the reasons).
     pub fn pinned(&self) -> Xfeatures {
-        self.guest_xcr0 & ComponentId::PKRU.bit()
+        crate::profile::pinned_by(self.guest_xcr0)
+    }
+
+    /// Whether r16..r31 exist for a vCPU whose XCR0 is `vcpu_xcr0`
+    /// ([`get_xcr0`](super::get_xcr0)): KVM here must offer guests APX and
+    /// the vCPU must enable it ([`Egprs::for_kvm`] with this host's layout
+    /// and guest XCR0). The host CPU's own APX does not count.
+    pub fn egprs(&self, vcpu_xcr0: Xfeatures) -> Egprs {
+        Egprs::for_kvm(&self.layout, self.guest_xcr0, vcpu_xcr0)
     }
 
     /// What KVM here offers guests, as a host profile carries it.

@@ -113,6 +113,36 @@ impl KvmOffer {
         self.guest_xcr0.contains(ComponentId::APX)
     }
 
+    /// Components a restore for this KVM always sends with their XSTATE_BV
+    /// bit set, their init values in the area when the state holds them
+    /// init, because a clear bit does not reliably mean "init" there:
+    ///
+    /// - PKRU (component 9), where offered: with its bit clear,
+    ///   `KVM_SET_XSAVE` resets PKRU on Linux 6.18 and leaves it unchanged
+    ///   on older kernels (measured, see [`PkruBehaviour`]);
+    /// - APX (component 19), where offered: with its bit clear,
+    ///   `KVM_SET_XSAVE` leaves r16..r31 unchanged instead of zeroing them
+    ///   (the KVM APX series; see [`crate::apx`]), so zeros take effect only
+    ///   with the bit set.
+    ///
+    /// A component KVM does not offer is never pinned: its bit would make
+    /// `KVM_SET_XSAVE` fail with EINVAL. An encode for a guest whose CPU
+    /// model hides a component intersects this with the XCR0 the model
+    /// exposes.
+    ///
+    /// ```
+    /// use xstate::profile::KvmOffer;
+    /// use xstate::{ComponentId, Xfeatures};
+    ///
+    /// let today = KvmOffer::new(Xfeatures::from_bits(0x2e7), 4096, 0xffff);
+    /// assert_eq!(today.pinned(), ComponentId::PKRU.bit());
+    /// let apx = KvmOffer::new(Xfeatures::from_bits(0xe02e7), 11008, 0xffff);
+    /// assert_eq!(apx.pinned(), ComponentId::PKRU.bit() | ComponentId::APX.bit());
+    /// ```
+    pub fn pinned(&self) -> Xfeatures {
+        pinned_by(self.guest_xcr0)
+    }
+
     /// The kernel's major and minor version, from its release string.
     pub fn kernel_version(&self) -> Option<(u32, u32)> {
         let mut parts = self.kernel_release.split(['.', '-', '+']);
@@ -142,6 +172,11 @@ impl KvmOffer {
             ..self.set_xsave_rules()
         }
     }
+}
+
+/// [`KvmOffer::pinned`] for a KVM whose supported guest XCR0 is `guest_xcr0`.
+pub(crate) fn pinned_by(guest_xcr0: Xfeatures) -> Xfeatures {
+    guest_xcr0 & (ComponentId::PKRU.bit() | ComponentId::APX.bit())
 }
 
 /// A host for migration decisions: its XSAVE layout (leaf 0xD) and, when
