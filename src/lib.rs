@@ -13,6 +13,9 @@
 //!   pool baseline.
 //! - [`kvm`]: views over `kvm_xsave`, vCPU helpers, the kernel's behaviour
 //!   measured, and [`preflight`], which predicts `KVM_SET_XSAVE`'s verdict.
+//! - [`apx`]: whether APX's r16..r31 exist for a vCPU (KVM's offer and the
+//!   vCPU's XCR0 decide, not the host CPU) and whether an emulated
+//!   instruction may name them.
 //!
 //! Layers, by feature (see `docs/architecture.md`): with none, the core
 //! (`no_std`, no allocation: components, layouts from a CPUID function,
@@ -48,6 +51,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod access;
+pub mod apx;
 pub mod area;
 pub mod component;
 pub mod cpuid;
@@ -63,9 +67,12 @@ pub mod layout;
 pub mod migrate;
 pub mod preflight;
 #[cfg(feature = "alloc")]
+pub mod profile;
+#[cfg(feature = "alloc")]
 pub mod regfile;
 pub mod register;
 pub mod view;
+pub mod xregs;
 
 pub use access::{AccessError, XstateRead, XstateWrite};
 pub use area::{Format, HeaderError};

@@ -280,9 +280,22 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
             self.header.xstate_bv.contains(p.component)
         };
         match self.component_offset(p.component) {
-            Ok(_) if live => {
-                let start = self.extent_of(p.component)?.start + p.offset as usize;
-                dst.copy_from_slice(&self.buf.as_ref()[start..start + dst.len()]);
+            Ok(base) if live => {
+                let start = base + p.offset as usize;
+                match self.buf.as_ref().get(start..start + dst.len()) {
+                    Some(src) => dst.copy_from_slice(src),
+                    // The buffer ends inside the component: name its extent.
+                    None => {
+                        return Err(self.extent_of(p.component).err().unwrap_or(
+                            AccessError::BufferTooSmall {
+                                component: p.component,
+                                start,
+                                end: start + dst.len(),
+                                len: self.buf.as_ref().len(),
+                            },
+                        ))
+                    }
+                }
             }
             // Compacted areas without the component hold it in init state.
             Ok(_) | Err(AccessError::NotInArea(_)) => init_bytes(reg, dst),

@@ -253,7 +253,7 @@ fn kvm_check_judges_files_like_kvm_set_xsave() {
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
     let size = info["buffer_size"].as_u64().unwrap() as usize;
     assert!(info["guest_xcr0"].as_str().unwrap().starts_with("0x"));
-    assert!(info["host_layout"]["components"].is_array());
+    assert!(info["host_layout"]["component"].is_array());
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.bin");
@@ -518,6 +518,19 @@ fn kvm_info_reports_what_was_measured() {
             .unwrap()
             .contains("KVM offers guests no AMX"));
     }
+    // The JSON is this host's profile: every SRC argument reads it back.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("host.json");
+    std::fs::write(&profile, serde_json::to_vec(&info).unwrap()).unwrap();
+    let from_profile = json(&xstate(&[
+        "layout",
+        "--layout",
+        profile.to_str().unwrap(),
+        "--json",
+    ]));
+    let host = json(&xstate(&["layout", "--json"]));
+    assert_eq!(from_profile["xcr0_supported"], host["xcr0_supported"]);
+    assert_eq!(from_profile["components"], host["components"]);
     let text = String::from_utf8(xstate(&["kvm", "info"]).stdout).unwrap();
     for line in [
         "kernel:",
@@ -634,6 +647,32 @@ fn kvm_flag_writes_exactly_kvm_size_or_nothing() {
         assert!(out.status.success());
         assert_eq!(std::fs::read(path("amx.kvm")).unwrap().len(), size);
     }
+    // `--to host` judges this host's KVM too: a verdict, never null.
+    let v = json(&xstate(&[
+        "stream",
+        "check",
+        &path("sse.s"),
+        "--to",
+        "host",
+        "--json",
+    ]));
+    assert_eq!(v["kvm_set_xsave_ok"], true, "{v}");
+    assert_eq!(v["judged"], "cpu and kvm");
+    let out = xstate(&["stream", "check", &path("amx.s"), "--to", "host", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["kvm_set_xsave_ok"],
+        guest_xcr0 & 0x60000 == 0x60000,
+        "{v}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(if guest_xcr0 & 0x60000 == 0x60000 {
+            0
+        } else {
+            1
+        })
+    );
     // Neither --layout nor --kvm: a usage error.
     assert_eq!(
         xstate(&["stream", "decode", &path("sse.s"), &path("x")])
@@ -654,5 +693,260 @@ fn kvm_flag_writes_exactly_kvm_size_or_nothing() {
         .status
         .code(),
         Some(2)
+    );
+}
+
+/// A standard area for `layout` holding `regs`.
+fn area_file(dir: &std::path::Path, name: &str, regs: &RegisterFile, layout: &str) -> String {
+    let layout = catalog::get(layout).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, regs.encode(layout, Format::Standard).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn migration_decisions_judge_kvm_and_the_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let emr = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/intel-emr-kvm-profile.json"
+    );
+
+    // AMX state (XSTATE_BV 0x60003, TILECFG palette 1, one tile row set)
+    // to the Intel host, whose KVM offers guests XCR0 0x2e7 in 4096 bytes.
+    let mut amx = RegisterFile::new();
+    amx.set_fcw(0x37f).unwrap();
+    amx.set_xmm(0, 1).unwrap();
+    let mut cfg = [0u8; 64];
+    cfg[0] = 1; // palette 1
+    cfg[16] = 64; // tile 0: 64 bytes per row
+    cfg[48] = 16; // tile 0: 16 rows
+    amx.set_tilecfg(&cfg).unwrap();
+    let mut tile = [0u8; 1024];
+    tile[..64].fill(0x5a);
+    amx.set_tmm(0, &tile).unwrap();
+    assert_eq!(amx.xstate_bv().bits(), 0x60003);
+    let area = area_file(dir.path(), "amx.bin", &amx, "intel-sapphire-rapids");
+    let out = xstate(&[
+        "stream",
+        "encode",
+        &area,
+        &path("amx.s"),
+        "--layout",
+        "intel-sapphire-rapids",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Judged against the CPU only, it fits; the KVM verdict is unknown.
+    let cpu = xstate(&[
+        "stream",
+        "check",
+        &path("amx.s"),
+        "--to",
+        "intel-sapphire-rapids",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&cpu.stdout).unwrap();
+    assert_eq!(v["compatible"], true, "{v}");
+    assert_eq!(v["kvm_set_xsave_ok"], Value::Null, "{v}");
+    assert_eq!(v["vcpus"][0]["kvm_set_xsave_ok"], Value::Null);
+    let text = String::from_utf8(
+        xstate(&[
+            "stream",
+            "check",
+            &path("amx.s"),
+            "--to",
+            "intel-sapphire-rapids",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("the KVM verdict is unknown without a KVM profile"),
+        "{text}"
+    );
+    // Against the host's profile, refused, naming AMX and KVM's guest XCR0.
+    let out = xstate(&["stream", "check", &path("amx.s"), "--to", emr, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["compatible"], false);
+    assert_eq!(v["kvm_set_xsave_ok"], false);
+    let reasons: Vec<&str> = v["vcpus"][0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("AMX TILEDATA") && r.contains("guest XCR0 0x2e7")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("AMX TILECFG")),
+        "{reasons:?}"
+    );
+
+    // The same state with the guest's IA32_XFD disabling tile data: the
+    // stream carries no tile data, and says so.
+    let out = xstate(&[
+        "stream",
+        "encode",
+        &area,
+        &path("xfd.s"),
+        "--layout",
+        "intel-sapphire-rapids",
+        "--xfd",
+        "0x40000",
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AMX TILEDATA (component 18) masked") && err.contains("IA32_XFD 0x40000"),
+        "{err}"
+    );
+    let decoded = xstate(&[
+        "decode",
+        &path("xfd.s"),
+        "--layout",
+        "intel-sapphire-rapids",
+        "--json",
+    ]);
+    let v = json(&decoded);
+    assert_eq!(v["xstate_bv"], "0x20003", "{v}");
+    assert_eq!(v["registers"]["tmm0"], format!("0x{}", "00".repeat(1024)));
+
+    // A host's PKRU leaked into a guest whose CPU model has no PKU.
+    let mut leaked = RegisterFile::new();
+    leaked.set_xmm(3, 0x33).unwrap();
+    leaked.set_pkru(0x5555_5554).unwrap();
+    let area = area_file(dir.path(), "pkru.bin", &leaked, "intel-sapphire-rapids");
+    let no_pku = dir.path().join("no-pku.toml");
+    std::fs::write(
+        &no_pku,
+        "name = \"no-pku\"\nvendor = \"GenuineIntel\"\nsource = \"test: x87, SSE and AVX\"\n\
+         xcr0_supported = \"0x7\"\n[[component]]\nid = 2\nsize = 256\noffset = 576\n",
+    )
+    .unwrap();
+    let no_pku = no_pku.to_str().unwrap();
+    let out = xstate(&[
+        "stream",
+        "encode",
+        &area,
+        &path("leak.s"),
+        "--layout",
+        "intel-sapphire-rapids",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        xstate(&["stream", "check", &path("leak.s"), "--to", no_pku])
+            .status
+            .code(),
+        Some(1)
+    );
+    let out = xstate(&[
+        "stream",
+        "encode",
+        &area,
+        &path("guest.s"),
+        "--layout",
+        "intel-sapphire-rapids",
+        "--guest-xcr0",
+        "0x7",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PKRU (component 9) masked"));
+    let v = json(&xstate(&[
+        "decode",
+        &path("guest.s"),
+        "--layout",
+        "intel-sapphire-rapids",
+        "--json",
+    ]));
+    assert_eq!(v["xstate_bv"], "0x2", "no PKRU in the stream: {v}");
+    let out = xstate(&["stream", "check", &path("guest.s"), "--to", no_pku]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The guest's CPUID says the same: leaf 0xD sub-leaf 0 without PKRU.
+    let cpuid = dir.path().join("guest.cpuid");
+    std::fs::write(
+        &cpuid,
+        "   0x00000000 0x00: eax=0x0000000d ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69\n\
+         \x20  0x0000000d 0x00: eax=0x00000007 ebx=0x00000340 ecx=0x00000340 edx=0x00000000\n",
+    )
+    .unwrap();
+    let out = xstate(&[
+        "stream",
+        "check",
+        &path("leak.s"),
+        "--to",
+        no_pku,
+        "--guest-cpuid",
+        cpuid.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PKRU (component 9) masked"));
+    // convert masks the same way, reporting it.
+    let out = xstate(&[
+        "convert",
+        &area,
+        &path("conv.bin"),
+        "--from",
+        "intel-sapphire-rapids",
+        "--to",
+        "amd-zen3",
+        "--xfd",
+        "0x200",
+        "--drop-init",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PKRU (component 9) masked"));
+    // Bad guest options are usage errors; a CPUID without leaf 0xD is refused.
+    assert_eq!(
+        xstate(&[
+            "stream",
+            "check",
+            &path("guest.s"),
+            "--to",
+            no_pku,
+            "--xfd",
+            "zz"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    std::fs::write(&cpuid, "not a cpuid\n").unwrap();
+    assert_eq!(
+        xstate(&[
+            "stream",
+            "check",
+            &path("guest.s"),
+            "--to",
+            no_pku,
+            "--guest-cpuid",
+            cpuid.to_str().unwrap()
+        ])
+        .status
+        .code(),
+        Some(1)
     );
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use xstate::migrate::{relayout, RelayoutOptions};
+use xstate::migrate::{relayout_for, RelayoutOptions};
 use xstate::Format;
 
 use super::{fail, output, REJECTED, USAGE};
@@ -30,6 +30,8 @@ pub struct Args {
     /// Drop components the destination lacks when their state is init.
     #[arg(long)]
     drop_init: bool,
+    #[command(flatten)]
+    guest: super::guest::GuestArgs,
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -50,8 +52,15 @@ pub fn run(args: &Args) -> u8 {
         },
         drop_init: args.drop_init,
     };
-    let out = match relayout(&bytes, &from, &to, options) {
-        Ok(out) => out,
+    let guest = match args.guest.guest() {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    let out = match relayout_for(&bytes, &from, &to, options, &guest) {
+        Ok((out, masked)) => {
+            super::guest::report(&args.input.display().to_string(), &masked);
+            out
+        }
         Err(e) => return fail(REJECTED, format_args!("{}: {e}", args.input.display())),
     };
     let out = if args.kvm {

@@ -7,9 +7,7 @@ use std::time::Instant;
 use kvm_ioctls::Kvm;
 use serde_json::json;
 use xstate::kvm::guest::TestVm;
-use xstate::kvm::{
-    preflight, request_amx_permission, AmxPermission, KvmCaps, PkruOnClearBit, XstateBuffer,
-};
+use xstate::kvm::{preflight, request_amx_permission, AmxPermission, KvmCaps, XstateBuffer};
 use xstate::prelude::*;
 use xstate::RegisterFile;
 
@@ -51,8 +49,7 @@ pub fn run(cmd: &KvmCommand) -> u8 {
     match cmd {
         KvmCommand::Info { json } => {
             if *json {
-                let mut out = info_json(&caps, &permission);
-                out["host_layout"] = super::layout::to_json(caps.layout());
+                let out = info_json(&caps, &permission);
                 println!("{}", serde_json::to_string_pretty(&out).expect("json"));
             } else {
                 print!("{}", info_text(&caps, &permission));
@@ -90,29 +87,15 @@ pub fn kvm_area(state: &RegisterFile) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-/// The probed and measured facts as JSON (hex strings for masks).
+/// The probed and measured facts as JSON: this host's profile (which
+/// `--to`, `--from`, `--layout` and `pool baseline` read back), and
+/// informational fields beside it.
 fn info_json(caps: &KvmCaps, permission: &AmxPermission) -> serde_json::Value {
     let amx = caps.amx();
-    let pkru = caps.behaviour().pkru.map(|p| {
-        json!({
-            "on_clear_bit": match p.on_clear_bit {
-                PkruOnClearBit::Reset => "reset".to_string(),
-                PkruOnClearBit::Kept => "kept".to_string(),
-                PkruOnClearBit::Loaded => "loaded".to_string(),
-                PkruOnClearBit::Other(v) => format!("{v:#x}"),
-            },
-            "keeps_reserved_bytes": p.keeps_reserved_bytes,
-        })
-    });
-    json!({
-        "kernel_release": caps.kernel_release(),
-        "xsave2_size": caps.xsave2_size(),
-        "buffer_size": caps.buffer_size(),
+    let mut out: serde_json::Value =
+        serde_json::from_str(&caps.profile().to_json()).expect("profiles are JSON");
+    let extra = json!({
         "host_layout_standard_size": caps.layout().standard_size(),
-        "guest_xcr0": caps.guest_xcr0().to_string(),
-        "guest_xss": caps.guest_xss().to_string(),
-        "guest_xfd": caps.guest_xfd(),
-        "mxcsr_mask": format!("{:#x}", caps.mxcsr_mask()),
         "host_mxcsr_mask": format!("{:#x}", caps.layout().mxcsr_mask()),
         "amx": {
             "host": amx.host,
@@ -121,8 +104,20 @@ fn info_json(caps: &KvmCaps, permission: &AmxPermission) -> serde_json::Value {
             "offered": amx.offered,
             "summary": amx.to_string(),
         },
-        "pkru": pkru,
-    })
+    });
+    if let (Some(out), serde_json::Value::Object(extra)) = (out.as_object_mut(), extra) {
+        out.extend(extra);
+    }
+    out
+}
+
+/// This host's profile with its KVM part, when `/dev/kvm` is usable
+/// (requesting AMX guest permission first, as `kvm info` does).
+pub fn host_profile() -> Option<xstate::profile::HostProfile> {
+    let kvm = Kvm::new().ok()?;
+    let host = xstate::host::layout().ok()?;
+    request_amx_permission(&host);
+    KvmCaps::probe(&kvm).ok().map(|caps| caps.profile())
 }
 
 /// The probed and measured facts, one per line.
@@ -198,7 +193,7 @@ fn check(caps: &KvmCaps, files: &[PathBuf]) -> u8 {
     for file in files {
         match std::fs::read(file) {
             Ok(bytes) => match preflight(&bytes, &rules) {
-                Ok(()) => println!("{}: ok", file.display()),
+                Ok(_) => println!("{}: ok", file.display()),
                 Err(e) => {
                     println!("{}: rejected: {e}", file.display());
                     status = status.max(REJECTED);

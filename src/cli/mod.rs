@@ -6,6 +6,7 @@ mod convert;
 mod cpuid;
 mod decode;
 mod diff;
+mod guest;
 mod hex;
 #[cfg(target_arch = "x86_64")]
 pub mod kvm;
@@ -108,11 +109,38 @@ pub fn warn_layout(spec: &str, layout: &xstate::Layout) {
 }
 
 /// Loads a layout named on the command line (`host`, a catalog name, a
-/// layout file or a CPUID dump), warning about an XCR0 that breaks an
-/// XSETBV rule.
+/// layout file, a CPUID dump or a host profile), warning about an XCR0 that
+/// breaks an XSETBV rule.
 pub fn load_layout(spec: &str) -> Result<xstate::Layout, u8> {
+    load_profile_of(spec, false).map(|p| p.layout)
+}
+
+/// Loads a host profile named on the command line without probing this
+/// host's KVM: a profile file gives its KVM part, every other source its
+/// layout alone.
+pub fn load_stored_profile(spec: &str) -> Result<xstate::profile::HostProfile, u8> {
+    load_profile_of(spec, false)
+}
+
+/// Loads a host profile named on the command line: a profile file gives
+/// its KVM part; `host` gives this host's live KVM part where `/dev/kvm` is
+/// usable; other sources give the CPU's layout only.
+pub fn load_profile(spec: &str) -> Result<xstate::profile::HostProfile, u8> {
+    load_profile_of(spec, true)
+}
+
+fn load_profile_of(spec: &str, live_kvm: bool) -> Result<xstate::profile::HostProfile, u8> {
     let source = xstate::layout::LayoutSource::parse(spec);
-    let layout = source.load().map_err(|e| {
+    #[cfg(target_arch = "x86_64")]
+    if live_kvm && source == xstate::layout::LayoutSource::Host {
+        if let Some(profile) = kvm::host_profile() {
+            warn_layout(spec, &profile.layout);
+            return Ok(profile);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = live_kvm;
+    let profile = source.load_profile().map_err(|e| {
         let code = match e {
             xstate::layout::SourceError::Io { .. }
             | xstate::layout::SourceError::UnknownName { .. } => USAGE,
@@ -120,6 +148,6 @@ pub fn load_layout(spec: &str) -> Result<xstate::Layout, u8> {
         };
         fail(code, format_args!("layout {spec}: {}", chain(&e)))
     })?;
-    warn_layout(spec, &layout);
-    Ok(layout)
+    warn_layout(spec, &profile.layout);
+    Ok(profile)
 }

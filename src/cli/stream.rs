@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde_json::json;
 use xstate::migrate::stream::{self, Source};
-use xstate::migrate::{check, Incompatibility};
+use xstate::migrate::{check_host, Incompatibility};
+use xstate::profile::KvmOffer;
 use xstate::{ComponentId, RegisterFile, XcompBv};
 
 use super::{fail, output, REJECTED, USAGE};
@@ -22,10 +23,13 @@ pub enum StreamCommand {
         /// The area's layout.
         #[arg(long)]
         layout: String,
+        #[command(flatten)]
+        guest: super::guest::GuestArgs,
     },
     /// Decode a stream's vCPU into the destination's standard format (PKRU
     /// written with its XSTATE_BV bit set, so every kernel restores it
-    /// alike).
+    /// alike; for a host profile or --kvm, PKRU and APX where that KVM
+    /// offers them, so their init values take effect).
     Decode {
         /// The stream.
         input: PathBuf,
@@ -43,16 +47,21 @@ pub enum StreamCommand {
         vcpu: usize,
     },
     /// Check whether every vCPU of a stream can go to a destination (exit 1
-    /// when not, listing every reason).
+    /// when not, listing every reason). Against a host profile (`xstate kvm
+    /// info --json`, or `host` where /dev/kvm is usable) KVM there is judged
+    /// too; against a layout or a dump, only its CPU.
     Check {
         /// The stream.
         input: PathBuf,
-        /// The destination layout.
+        /// The destination: a host profile, `host`, a catalog name, a
+        /// layout file or a CPUID dump.
         #[arg(long)]
         to: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        guest: super::guest::GuestArgs,
     },
 }
 
@@ -80,11 +89,14 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             input,
             output,
             layout,
+            guest,
         } => {
             let layout = super::load_layout(layout)?;
+            let guest = guest.guest()?;
             let bytes = read(input)?;
-            let regs = RegisterFile::decode(&bytes, &layout)
+            let mut regs = RegisterFile::decode(&bytes, &layout)
                 .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
+            super::guest::report(&input.display().to_string(), &guest.mask(&mut regs));
             let out = stream::encode(&[regs], &Source::of(&layout));
             output::write_atomically(output, &out)
                 .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
@@ -116,17 +128,21 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             };
             let area = match layout {
                 Some(spec) => {
-                    let layout = super::load_layout(spec)?;
+                    let profile = super::load_stored_profile(spec)?;
+                    let layout = &profile.layout;
                     let mut area = vec![0u8; layout.standard_size() as usize];
-                    // PKRU goes with its bit set: KVM_SET_XSAVE treats a
-                    // clear bit differently on different kernels.
-                    regs.encode_into_pinned(
-                        &mut area,
-                        &layout,
-                        XcompBv::STANDARD,
-                        ComponentId::PKRU.bit(),
-                    )
-                    .map_err(|e| rejected(&e))?;
+                    // Components go with their bits set where a clear bit
+                    // does not reliably mean init: PKRU (KVM_SET_XSAVE
+                    // treats a clear bit differently on different kernels)
+                    // and, for a profile's KVM that offers APX, APX (a
+                    // clear bit leaves r16..r31 unchanged). APX is never
+                    // pinned without a KVM known to offer it.
+                    let pin = profile
+                        .kvm
+                        .as_ref()
+                        .map_or(ComponentId::PKRU.bit(), KvmOffer::pinned);
+                    regs.encode_into_pinned(&mut area, layout, XcompBv::STANDARD, pin)
+                        .map_err(|e| rejected(&e))?;
                     area
                 }
                 // Without --layout, clap has required --kvm.
@@ -136,11 +152,26 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
                 .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
             Ok(0)
         }
-        StreamCommand::Check { input, to, json } => {
-            let layout = super::load_layout(to)?;
+        StreamCommand::Check {
+            input,
+            to,
+            json,
+            guest,
+        } => {
+            let destination = super::load_profile(to)?;
+            let guest = guest.guest()?;
             let vcpus = load(input)?;
-            let reports: Vec<_> = vcpus.iter().map(|v| check(v, &layout)).collect();
+            let reports: Vec<_> = vcpus
+                .iter()
+                .map(|v| check_host(v, &destination, &guest))
+                .collect();
             let compatible = reports.iter().all(|r| r.is_compatible());
+            let name = destination.layout.name();
+            let judged = if destination.kvm.is_some() {
+                "cpu and kvm"
+            } else {
+                "cpu"
+            };
             if *json {
                 let per_vcpu: Vec<_> = reports
                     .iter()
@@ -149,26 +180,45 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
                         json!({
                             "vcpu": n,
                             "compatible": r.is_compatible(),
-                            "kvm_set_xsave_ok": r.kvm_set_xsave_ok,
+                            "kvm_set_xsave_ok": r.kvm,
                             "reasons": r.incompatibilities.iter().map(Incompatibility::to_string).collect::<Vec<_>>(),
+                            "masked": r.masked.iter().map(|m| json!({
+                                "id": m.component.index(),
+                                "name": m.component.to_string(),
+                                "reason": m.to_string(),
+                            })).collect::<Vec<_>>(),
                         })
                     })
                     .collect();
-                let out = json!({"destination": layout.name(), "compatible": compatible, "vcpus": per_vcpu});
+                let out = json!({
+                    "destination": name,
+                    "judged": judged,
+                    "compatible": compatible,
+                    "kvm_set_xsave_ok": if destination.kvm.is_some() {
+                        Some(reports.iter().all(|r| r.kvm == Some(true)))
+                    } else {
+                        None
+                    },
+                    "vcpus": per_vcpu,
+                });
                 println!("{}", serde_json::to_string_pretty(&out).expect("json"));
             } else {
                 for (n, r) in reports.iter().enumerate() {
+                    for m in &r.masked {
+                        println!("vCPU {n}: {m}");
+                    }
                     if r.is_compatible() {
-                        println!("vCPU {n}: compatible with {}", layout.name());
+                        match r.kvm {
+                            Some(_) => println!(
+                                "vCPU {n}: compatible with {name}: its CPU and KVM_SET_XSAVE there take it"
+                            ),
+                            None => println!(
+                                "vCPU {n}: compatible with {name}'s CPU (judged the CPU only: the KVM verdict is unknown without a KVM profile)"
+                            ),
+                        }
                     }
                     for reason in &r.incompatibilities {
                         println!("vCPU {n}: {reason}");
-                    }
-                    if r.incompatibilities.is_empty() && !r.kvm_set_xsave_ok {
-                        println!(
-                            "vCPU {n}: KVM_SET_XSAVE on {} would reject the state",
-                            layout.name()
-                        );
                     }
                 }
             }

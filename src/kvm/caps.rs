@@ -7,7 +7,9 @@ use std::string::String;
 use std::vec::Vec;
 
 use super::{ioctl, KvmBehaviour, KvmError, SetXsaveRules};
+use crate::apx::Egprs;
 use crate::component::{ComponentId, Xfeatures};
+use crate::profile::{HostProfile, KvmOffer};
 use crate::Layout;
 
 /// `arch_prctl` code to read the XSAVE features the process may give guests.
@@ -235,20 +237,48 @@ impl KvmCaps {
         &self.behaviour
     }
 
-    /// Components a restore should always send with their XSTATE_BV bit
-    /// set, because kernels treat the clear bit differently: PKRU, where
-    /// KVM offers it to guests (see [`KvmBehaviour::pkru`]).
+    /// Components a restore always sends with their XSTATE_BV bit set, so
+    /// that init values take effect: PKRU and APX, where KVM offers them to
+    /// guests ([`KvmOffer::pinned`] gives the reasons).
     pub fn pinned(&self) -> Xfeatures {
-        self.guest_xcr0 & ComponentId::PKRU.bit()
+        crate::profile::pinned_by(self.guest_xcr0)
     }
 
-    /// The rules `KVM_SET_XSAVE` applies on this host.
-    pub fn set_xsave_rules(&self) -> SetXsaveRules {
-        SetXsaveRules {
+    /// Whether r16..r31 exist for a vCPU whose XCR0 is `vcpu_xcr0`
+    /// ([`get_xcr0`](super::get_xcr0)): KVM here must offer guests APX and
+    /// the vCPU must enable it ([`Egprs::for_kvm`] with this host's layout
+    /// and guest XCR0). The host CPU's own APX does not count.
+    pub fn egprs(&self, vcpu_xcr0: Xfeatures) -> Egprs {
+        Egprs::for_kvm(&self.layout, self.guest_xcr0, vcpu_xcr0)
+    }
+
+    /// What KVM here offers guests, as a host profile carries it.
+    pub fn offer(&self) -> KvmOffer {
+        KvmOffer {
+            kernel_release: self.kernel_release.clone(),
             guest_xcr0: self.guest_xcr0,
+            guest_xss: self.guest_xss,
+            guest_xfd: self.guest_xfd,
+            xsave2_size: self.xsave2_size,
+            buffer_size: self.buffer_size(),
             mxcsr_mask: self.mxcsr_mask(),
-            size: self.buffer_size(),
+            pkru: self.behaviour.pkru,
         }
+    }
+
+    /// This host's profile: its layout and what its KVM offers guests
+    /// (what `xstate kvm info --json` writes).
+    pub fn profile(&self) -> HostProfile {
+        HostProfile {
+            layout: self.layout.clone(),
+            kvm: Some(self.offer()),
+        }
+    }
+
+    /// The rules `KVM_SET_XSAVE` applies on this host, for a vCPU with
+    /// KVM's supported CPUID and no XFD-disabled component.
+    pub fn set_xsave_rules(&self) -> SetXsaveRules {
+        self.offer().set_xsave_rules()
     }
 }
 

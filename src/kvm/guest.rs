@@ -156,6 +156,21 @@ impl TestVm {
     ///
     /// [`KvmError`] when the VM, its memory or its vCPU cannot be set up.
     pub fn with_kvm(kvm: &Kvm) -> Result<TestVm, KvmError> {
+        TestVm::with_cpuid(kvm, |_| {})
+    }
+
+    /// As [`with_kvm`](Self::with_kvm), with the vCPU's CPUID (KVM's
+    /// supported CPUID) changed by `edit` before `KVM_SET_CPUID2`: to hide
+    /// a feature from the guest, say.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_kvm`](Self::with_kvm); a CPUID KVM refuses is
+    /// [`KvmError::Ioctl`] for `KVM_SET_CPUID2`.
+    pub fn with_cpuid(
+        kvm: &Kvm,
+        edit: impl FnOnce(&mut [kvm_bindings::kvm_cpuid_entry2]),
+    ) -> Result<TestVm, KvmError> {
         let amx_permission = request_amx_permission(&crate::host::layout()?);
         let caps = KvmCaps::probe(kvm)?;
         let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
@@ -194,18 +209,23 @@ impl TestVm {
             mem: Mapping(mem.cast()),
         };
         set.map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
-        this.setup(kvm)?;
+        this.setup(kvm, edit)?;
         Ok(this)
     }
 
-    fn setup(&mut self, kvm: &Kvm) -> Result<(), KvmError> {
+    fn setup(
+        &mut self,
+        kvm: &Kvm,
+        edit: impl FnOnce(&mut [kvm_bindings::kvm_cpuid_entry2]),
+    ) -> Result<(), KvmError> {
         // Identity paging: PML4 -> PDPT -> PD with one 2 MiB page at 0.
         self.write(0x1000, &(0x2000u64 | 3).to_le_bytes());
         self.write(0x2000, &(0x3000u64 | 3).to_le_bytes());
         self.write(0x3000, &0x83u64.to_le_bytes());
-        let cpuid = kvm
+        let mut cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+        edit(cpuid.as_mut_slice());
         self.vcpu
             .set_cpuid2(&cpuid)
             .map_err(ioctl("KVM_SET_CPUID2"))?;

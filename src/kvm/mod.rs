@@ -25,6 +25,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod apx;
 mod buffer;
 mod caps;
 mod gpr;
@@ -39,8 +40,10 @@ pub use buffer::{
 pub use caps::{
     guest_permitted_xfeatures, request_amx_permission, AmxPermission, AmxStatus, KvmCaps,
 };
-pub use gpr::{Gprs, GPR_NAMES};
-pub use probe::{KvmBehaviour, PkruBehaviour, PkruOnClearBit};
+pub use gpr::{GprError, Gprs, GPR_NAMES};
+pub use probe::KvmBehaviour;
+
+pub use crate::profile::{PkruBehaviour, PkruOnClearBit};
 pub use vcpu::{get_xcr0, set_xcr0, XstateBuffer};
 
 pub use crate::preflight::{preflight, PreflightError, SetXsaveRules};

@@ -17,42 +17,8 @@ use std::vec::Vec;
 use super::{ioctl, new_xsave2, KvmError, XstateBuffer};
 use crate::area::{LegacyRegion, XsaveHeader, MXCSR_INIT};
 use crate::component::{ComponentId, Xfeatures};
+use crate::profile::{PkruBehaviour, PkruOnClearBit};
 use crate::Layout;
-
-/// What `KVM_SET_XSAVE` did to the vCPU's PKRU when XSTATE_BV\[9\] was
-/// clear and the area's PKRU bytes held another value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PkruOnClearBit {
-    /// PKRU became 0 (its init value): measured on Linux 6.18.
-    Reset,
-    /// PKRU kept the value it had before the call.
-    Kept,
-    /// PKRU took the bytes of the area although its bit was clear.
-    Loaded,
-    /// Something else: the value read back.
-    Other(u32),
-}
-
-impl core::fmt::Display for PkruOnClearBit {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            PkruOnClearBit::Reset => f.write_str("reset to 0"),
-            PkruOnClearBit::Kept => f.write_str("left unchanged"),
-            PkruOnClearBit::Loaded => f.write_str("loaded from the area's bytes"),
-            PkruOnClearBit::Other(v) => write!(f, "set to {v:#x}"),
-        }
-    }
-}
-
-/// How KVM treats PKRU (XSAVE component 9) on this kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PkruBehaviour {
-    /// What `KVM_SET_XSAVE` with XSTATE_BV\[9\] clear does to PKRU.
-    pub on_clear_bit: PkruOnClearBit,
-    /// Whether bytes 4..8 of the component (reserved) came back as written;
-    /// `false` means KVM keeps only the 32-bit PKRU and returns zeros there.
-    pub keeps_reserved_bytes: bool,
-}
 
 /// Kernel behaviour measured with real `KVM_SET_XSAVE` / `KVM_GET_XSAVE2`
 /// calls on a scratch vCPU.

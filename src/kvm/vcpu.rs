@@ -54,9 +54,10 @@ impl XstateBuffer {
 
     /// Writes `state` into the buffer in the standard format at the host's
     /// offsets, ready for [`restore`](Self::restore), with the components
-    /// whose clear XSTATE_BV bit kernels treat differently sent with their
-    /// bits set ([`KvmCaps::pinned`]: PKRU where KVM offers it), so the
-    /// vCPU ends up with exactly `state` on every kernel.
+    /// whose clear XSTATE_BV bit does not reliably mean "init" sent with
+    /// their bits set ([`KvmCaps::pinned`]: PKRU and APX where KVM offers
+    /// them), so the vCPU ends up with exactly `state` on every kernel: with
+    /// XSTATE_BV\[19\] clear, KVM would leave r16..r31 as they were.
     ///
     /// # Errors
     ///
@@ -151,9 +152,10 @@ impl XstateBuffer {
     /// A component whose XSTATE_BV bit is clear is put in its init state,
     /// except where kernels differ: with the PKRU bit clear, Linux 6.18
     /// resets PKRU to 0 while older kernels leave the vCPU's PKRU as it
-    /// was ([`KvmCaps::behaviour`] says which this kernel does). To keep
-    /// PKRU deterministic, send it with its bit set, its value (0 when
-    /// init) in the buffer: [`load`](Self::load) does that.
+    /// was ([`KvmCaps::behaviour`] says which this kernel does); with the
+    /// APX bit clear, a KVM with APX leaves r16..r31 unchanged. To keep
+    /// them deterministic, send them with their bits set, their values (0
+    /// when init) in the buffer: [`load`](Self::load) does that.
     ///
     /// # Errors
     ///

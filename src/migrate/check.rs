@@ -1,11 +1,22 @@
-//! Whether a state can go to a destination CPU, with every reason it cannot.
+//! Whether a state can go to a destination, with every reason it cannot.
+//!
+//! Against a layout, [`check`] judges the destination CPU only: whether it
+//! has every live component at the same size and accepts MXCSR. Against a
+//! host profile with a KVM part, [`check_host`] also judges what KVM there
+//! will take: a component KVM does not offer guests is incompatible even
+//! where the CPU has it (an AMX host whose KVM offers guests no AMX), and
+//! the state, laid out as KVM's buffer there, must pass the
+//! `KVM_SET_XSAVE` rules ([`preflight`]). Without a KVM part the KVM
+//! verdict is unknown (`None`), never a guess.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::guest::{Guest, Masking};
 use crate::access::XstateRead;
-use crate::component::{ComponentId, XcompBv};
-use crate::preflight::{preflight, SetXsaveRules};
+use crate::component::{ComponentId, XcompBv, Xfeatures};
+use crate::preflight::{preflight, PreflightError};
+use crate::profile::HostProfile;
 use crate::{Layout, RegisterFile};
 
 /// One reason a state cannot be restored at a destination.
@@ -32,6 +43,15 @@ pub enum Incompatibility {
         /// The destination's MXCSR mask.
         mask: u32,
     },
+    /// A live component KVM on the destination does not offer guests.
+    NotOfferedByKvm {
+        /// The component.
+        component: ComponentId,
+        /// KVM's guest XCR0 (or IA32_XSS, for supervisor components).
+        offered: Xfeatures,
+    },
+    /// `KVM_SET_XSAVE` on the destination would reject the state.
+    KvmRejects(PreflightError),
 }
 
 impl core::fmt::Display for Incompatibility {
@@ -55,31 +75,44 @@ impl core::fmt::Display for Incompatibility {
                 f,
                 "MXCSR {mxcsr:#x} has bits {bad:#x} outside the destination's MXCSR mask {mask:#x}"
             ),
+            Incompatibility::NotOfferedByKvm { component, offered } => write!(
+                f,
+                "{component} (component {}) is live but KVM on the destination does not offer it to guests (guest {} {offered})",
+                component.index(),
+                if component.info().is_some_and(|i| i.supervisor) { "IA32_XSS" } else { "XCR0" },
+            ),
+            Incompatibility::KvmRejects(e) => {
+                write!(f, "KVM_SET_XSAVE on the destination would reject the state: {e}")
+            }
         }
     }
 }
 
-/// The verdict of [`check`].
+/// The verdict of [`check`] or [`check_host`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckReport {
     /// Every incompatibility found (empty when the state can go).
     pub incompatibilities: Vec<Incompatibility>,
-    /// Whether the state, laid out for the destination, passes the checks
-    /// `KVM_SET_XSAVE` applies (header, XSTATE_BV within the destination's
-    /// XCR0, MXCSR within its mask).
-    pub kvm_set_xsave_ok: bool,
+    /// KVM's verdict: whether `KVM_SET_XSAVE` on the destination takes the
+    /// state; `None` when only the destination CPU was judged (no KVM
+    /// profile).
+    pub kvm: Option<bool>,
+    /// The components the guest description masked out before judging.
+    pub masked: Vec<Masking>,
 }
 
 impl CheckReport {
-    /// Whether the state can be restored at the destination.
+    /// Whether the state can be restored at the destination, as far as it
+    /// was judged (see [`kvm`](Self::kvm)).
     pub fn is_compatible(&self) -> bool {
-        self.incompatibilities.is_empty() && self.kvm_set_xsave_ok
+        self.incompatibilities.is_empty()
     }
 }
 
 /// Lists every reason `state` cannot be restored on a CPU with layout
-/// `destination`, not just the first. The verdict is the same on every
-/// build target: it is byte logic ([`preflight`]), no ioctl.
+/// `destination`, not just the first. Only the CPU is judged: the report's
+/// KVM verdict is `None` ([`check_host`] judges KVM too). The verdict is the
+/// same on every build target.
 ///
 /// ```
 /// use xstate::layout::catalog;
@@ -93,8 +126,108 @@ impl CheckReport {
 /// let report = check(&state, catalog::get("intel-sapphire-rapids").unwrap());
 /// assert_eq!(report.incompatibilities.len(), 2);
 /// assert!(!report.is_compatible());
+/// assert_eq!(report.kvm, None);
 /// ```
 pub fn check(state: &RegisterFile, destination: &Layout) -> CheckReport {
+    CheckReport {
+        incompatibilities: cpu_incompatibilities(state, destination, destination.mxcsr_mask()),
+        kvm: None,
+        masked: Vec::new(),
+    }
+}
+
+/// Lists every reason `state`, masked for `guest` ([`Guest::mask`]), cannot
+/// be restored on `destination`: its CPU, and, when the profile has a KVM
+/// part, what KVM there offers guests and the `KVM_SET_XSAVE` rules for a
+/// vCPU like `guest` on that kernel.
+///
+/// ```
+/// use xstate::layout::catalog;
+/// use xstate::migrate::{check_host, Guest};
+/// use xstate::prelude::*;
+/// use xstate::profile::{HostProfile, KvmOffer};
+/// use xstate::{RegisterFile, Xfeatures};
+///
+/// // AMX tile data, to a Sapphire Rapids host whose KVM offers guests no AMX.
+/// let mut state = RegisterFile::new();
+/// state.set_tmm(0, &[1; 1024]).unwrap();
+/// let spr = catalog::get("intel-sapphire-rapids").unwrap().clone();
+/// let cpu_only = HostProfile::from(spr.clone());
+/// assert!(check_host(&state, &cpu_only, &Guest::default()).is_compatible());
+/// let kvm = KvmOffer::new(Xfeatures::from_bits(0x2e7), 4096, 0xffff);
+/// let host = HostProfile { layout: spr, kvm: Some(kvm) };
+/// let report = check_host(&state, &host, &Guest::default());
+/// assert_eq!(report.kvm, Some(false));
+/// assert!(report.incompatibilities[0].to_string().contains("guest XCR0 0x2e7"));
+/// ```
+pub fn check_host(state: &RegisterFile, destination: &HostProfile, guest: &Guest) -> CheckReport {
+    let mut state = state.clone();
+    let masked = guest.mask(&mut state);
+    let layout = &destination.layout;
+    let Some(kvm) = &destination.kvm else {
+        return CheckReport {
+            masked,
+            ..check(&state, layout)
+        };
+    };
+    let mut out = cpu_incompatibilities(&state, layout, kvm.mxcsr_mask);
+    for c in state.xstate_bv().extended() {
+        let supervisor = c.info().is_some_and(|i| i.supervisor);
+        let offered = if supervisor {
+            kvm.guest_xss
+        } else {
+            kvm.guest_xcr0
+        };
+        if layout.has(c) && !offered.contains(c) {
+            out.push(Incompatibility::NotOfferedByKvm {
+                component: c,
+                offered,
+            });
+        }
+    }
+    let kvm_ok = if out.is_empty() {
+        // The state as KVM's buffer there, judged by the rules for this
+        // vCPU on that kernel.
+        let mut buf = vec![0u8; kvm.buffer_size];
+        match state.encode_into(&mut buf, layout, XcompBv::STANDARD) {
+            Err(_) => {
+                // Every live component is offered, yet it does not fit
+                // KVM's buffer: KVM_SET_XSAVE would not see it.
+                out.push(Incompatibility::KvmRejects(PreflightError::Size {
+                    len: layout.standard_size_for(state.xstate_bv()) as usize,
+                    expected: kvm.buffer_size,
+                }));
+                false
+            }
+            Ok(()) => {
+                let cpuid_xcr0 = guest.model_xcr0.unwrap_or(kvm.guest_xcr0);
+                let rules = kvm.set_xsave_rules_for(cpuid_xcr0, guest.xfd);
+                match preflight(&buf, &rules) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        out.push(Incompatibility::KvmRejects(e));
+                        false
+                    }
+                }
+            }
+        }
+    } else {
+        false
+    };
+    CheckReport {
+        incompatibilities: out,
+        kvm: Some(kvm_ok),
+        masked,
+    }
+}
+
+/// What the destination CPU cannot take: components it lacks or holds at
+/// another size, and MXCSR bits outside `mxcsr_mask`.
+fn cpu_incompatibilities(
+    state: &RegisterFile,
+    destination: &Layout,
+    mxcsr_mask: u32,
+) -> Vec<Incompatibility> {
     let mut out = Vec::new();
     for c in state.xstate_bv() {
         let size = state.component(c).map_or(0, <[u8]>::len);
@@ -111,36 +244,13 @@ pub fn check(state: &RegisterFile, destination: &Layout) -> CheckReport {
         }
     }
     let mxcsr = state.mxcsr().unwrap_or(0x1F80);
-    let bad = mxcsr & !destination.mxcsr_mask();
+    let bad = mxcsr & !mxcsr_mask;
     if bad != 0 {
         out.push(Incompatibility::Mxcsr {
             mxcsr,
             bad,
-            mask: destination.mxcsr_mask(),
+            mask: mxcsr_mask,
         });
     }
-    let kvm_set_xsave_ok = out.is_empty() && kvm_would_accept(state, destination);
-    CheckReport {
-        incompatibilities: out,
-        kvm_set_xsave_ok,
-    }
-}
-
-/// Whether the state, encoded for `destination` at a KVM-sized buffer,
-/// passes the pre-flight rules with the destination CPU's XCR0 and mask.
-fn kvm_would_accept(state: &RegisterFile, destination: &Layout) -> bool {
-    let size = (destination.standard_size() as usize).max(4096);
-    let mut buf = vec![0u8; size];
-    if state
-        .encode_into(&mut buf, destination, XcompBv::STANDARD)
-        .is_err()
-    {
-        return false;
-    }
-    let rules = SetXsaveRules {
-        guest_xcr0: destination.xcr0_supported(),
-        mxcsr_mask: destination.mxcsr_mask(),
-        size,
-    };
-    preflight(&buf, &rules).is_ok()
+    out
 }

@@ -18,9 +18,11 @@
 //! ```
 
 mod check;
+mod guest;
 pub mod pool;
 mod relayout;
 pub mod stream;
 
-pub use check::{check, CheckReport, Incompatibility};
-pub use relayout::{relayout, MigrateError, RelayoutOptions};
+pub use check::{check, check_host, CheckReport, Incompatibility};
+pub use guest::{Guest, MaskReason, Masking};
+pub use relayout::{relayout, relayout_for, MigrateError, RelayoutOptions};

@@ -1,6 +1,9 @@
 //! Converting an XSAVE area from one layout and format to another.
 
 use alloc::borrow::Cow;
+use alloc::vec::Vec;
+
+use super::guest::{Guest, Masking};
 
 use crate::access::{AccessError, XstateRead};
 use crate::area::HeaderError;
@@ -75,8 +78,25 @@ pub fn relayout<'a>(
     to: &Layout,
     options: RelayoutOptions,
 ) -> Result<Cow<'a, [u8]>, MigrateError> {
+    relayout_for(src, from, to, options, &Guest::default()).map(|(area, _)| area)
+}
+
+/// [`relayout`] for a guest: the components `guest` cannot hold are masked
+/// out first ([`Guest::mask`]), and returned, so a caller reports them.
+///
+/// # Errors
+///
+/// As [`relayout`], judged after masking.
+pub fn relayout_for<'a>(
+    src: &'a [u8],
+    from: &Layout,
+    to: &Layout,
+    options: RelayoutOptions,
+    guest: &Guest,
+) -> Result<(Cow<'a, [u8]>, Vec<Masking>), MigrateError> {
     let view = XsaveView::new(src, from).map_err(MigrateError::Source)?;
-    let regs = RegisterFile::from_view(&view).map_err(MigrateError::SourceAccess)?;
+    let mut regs = RegisterFile::from_view(&view).map_err(MigrateError::SourceAccess)?;
+    let masked = guest.mask(&mut regs);
     // What the source area holds: its XCOMP_BV, or every component its
     // layout enables in the standard format.
     for c in view.held() | regs.xstate_bv() {
@@ -101,13 +121,14 @@ pub fn relayout<'a>(
         Format::Standard => to.standard_size() as usize,
         Format::Compacted => 0,
     };
-    if from.fingerprint() == to.fingerprint()
+    if masked.is_empty()
+        && from.fingerprint() == to.fingerprint()
         && view.format() == options.format
         && src.len() == size
     {
-        return Ok(Cow::Borrowed(src));
+        return Ok((Cow::Borrowed(src), masked));
     }
     regs.encode(to, options.format)
-        .map(Cow::Owned)
+        .map(|area| (Cow::Owned(area), masked))
         .map_err(MigrateError::Destination)
 }

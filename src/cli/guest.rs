@@ -1,0 +1,107 @@
+//! The guest description options shared by `stream encode`, `stream check`
+//! and `convert`: `--guest-xcr0`, `--guest-cpuid` and `--xfd`.
+
+use std::path::PathBuf;
+
+use xstate::migrate::{Guest, Masking};
+use xstate::Xfeatures;
+
+use super::{fail, REJECTED, USAGE};
+
+/// What is known of the guest whose state this is.
+#[derive(Debug, Default, clap::Args)]
+pub struct GuestArgs {
+    /// The vCPU's XCR0 (hex): live components it does not enable are masked.
+    #[arg(long, value_name = "MASK", value_parser = parse_mask)]
+    guest_xcr0: Option<Xfeatures>,
+    /// The guest's CPUID (`cpuid -r` text, an InstLatx64 dump, or KVM
+    /// `kvm_cpuid2` entries as JSON): components its leaf 0xD does not
+    /// expose are masked.
+    #[arg(long, value_name = "FILE")]
+    guest_cpuid: Option<PathBuf>,
+    /// The vCPU's IA32_XFD (hex): disabled components are saved as init.
+    #[arg(long, value_name = "MASK", value_parser = parse_mask)]
+    xfd: Option<Xfeatures>,
+}
+
+/// A hex mask (`0x2e7`, `2e7`).
+pub fn parse_mask(s: &str) -> Result<Xfeatures, String> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    u64::from_str_radix(t, 16)
+        .map(Xfeatures::from_bits)
+        .map_err(|_| format!("{s:?} is not a hex mask"))
+}
+
+impl GuestArgs {
+    /// The guest these options describe (everything unknown without them).
+    pub fn guest(&self) -> Result<Guest, u8> {
+        let model_xcr0 = match &self.guest_cpuid {
+            None => None,
+            Some(path) => Some(cpuid_xcr0(path)?),
+        };
+        Ok(Guest {
+            xcr0: self.guest_xcr0,
+            model_xcr0,
+            xss: None,
+            xfd: self.xfd.unwrap_or_default(),
+        })
+    }
+}
+
+/// Leaf 0xD sub-leaf 0's XCR0 bits in a guest CPUID file.
+fn cpuid_xcr0(path: &PathBuf) -> Result<Xfeatures, u8> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))?;
+    let leaf = if text.trim_start().starts_with(['[', '{']) {
+        kvm_json_leaf(&text)
+    } else {
+        xstate::layout::CpuidLeaf0xD::from_dump(&text)
+            .ok()
+            .map(|l| l.xcr0_supported())
+    };
+    leaf.ok_or_else(|| {
+        fail(
+            REJECTED,
+            format_args!(
+                "{}: no CPUID leaf 0xD sub-leaf 0 found (a `cpuid -r` file or kvm_cpuid2 entries as JSON)",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Leaf 0xD sub-leaf 0 from `kvm_cpuid2` entries as JSON: an array, or an
+/// object with `entries`, of `{function, index, eax, ..., edx}` (numbers or
+/// hex strings).
+fn kvm_json_leaf(text: &str) -> Option<Xfeatures> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let entries = match &value {
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(o) => o.get("entries")?.as_array()?,
+        _ => return None,
+    };
+    let num = |v: &serde_json::Value| -> Option<u64> {
+        match v {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => parse_mask(s).ok().map(Xfeatures::bits),
+            _ => None,
+        }
+    };
+    let e = entries.iter().find(|e| {
+        e.get("function").and_then(num) == Some(0xD) && e.get("index").and_then(num) == Some(0)
+    })?;
+    Some(Xfeatures::from_bits(
+        num(e.get("edx")?)? << 32 | num(e.get("eax")?)?,
+    ))
+}
+
+/// Prints every masking to stderr: nothing is dropped silently.
+pub fn report(what: &str, masked: &[Masking]) {
+    for m in masked {
+        eprintln!("xstate: {what}: {m}");
+    }
+}
