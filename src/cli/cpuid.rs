@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use xstate::cpuid::{check, CpuidSet};
 
-use super::{fail, REJECTED, USAGE};
+use super::{fail, REJECTED};
 
 /// CPUID subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -26,10 +26,9 @@ pub enum CpuidCommand {
 }
 
 /// Reads and parses a CPUID file: exit 2 when unreadable, 1 when not a
-/// CPUID.
+/// CPUID (or larger than any CPUID).
 pub fn load(path: &Path) -> Result<(CpuidSet, String), u8> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))?;
+    let text = super::read_cpuid_file(path)?;
     let set = CpuidSet::parse(&text)
         .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))?;
     Ok((set, text))

@@ -92,6 +92,30 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The most bytes a CPUID file may have: 4096 entries (the most a
+/// `CpuidSet` holds) as KVM JSON are about 650 KiB.
+const MAX_CPUID_FILE: u64 = 4 << 20;
+
+/// Reads a CPUID file of at most [`MAX_CPUID_FILE`] bytes: exit 2 when it
+/// cannot be read, 1 when it is larger.
+pub fn read_cpuid_file(path: &std::path::Path) -> Result<String, u8> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CPUID_FILE + 1).read_to_string(&mut text))
+        .map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))?;
+    if text.len() as u64 > MAX_CPUID_FILE {
+        return Err(fail(
+            REJECTED,
+            format_args!(
+                "{}: larger than {MAX_CPUID_FILE} bytes: not a CPUID",
+                path.display()
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 /// Prints a warning to stderr.
 pub fn warn(message: impl std::fmt::Display) {
     eprintln!("xstate: warning: {message}");

@@ -80,14 +80,15 @@ pub fn run(cmd: &PoolCommand) -> u8 {
     }
 }
 
-/// Loads one host: a file that parses as a CPUID gives its layout and
-/// whole CPUID; anything else goes through the layout loader.
+/// Loads one host: a file that parses as a CPUID (`cpuid -r`, InstLatx64,
+/// `kvm_cpuid2` JSON) gives its layout and whole CPUID; anything else goes
+/// through the profile loader (a layout, a layout file, a host profile;
+/// `host` with this host's KVM offer where `/dev/kvm` is usable).
 fn load_host(spec: &str) -> Result<PoolHost, u8> {
     let path = Path::new(spec);
     let is_named = spec == "host" || xstate::layout::catalog::get(spec).is_some();
     if !is_named && path.is_file() {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| fail(USAGE, format_args!("{spec}: {e}")))?;
+        let text = super::read_cpuid_file(path)?;
         match CpuidSet::parse(&text) {
             Ok(set) => {
                 let name = path
@@ -99,11 +100,12 @@ fn load_host(spec: &str) -> Result<PoolHost, u8> {
                 super::warn_layout(spec, &layout);
                 return Ok(PoolHost::new(layout).with_cpuid(set));
             }
-            Err(CpuidSetError::NotADump) => {}
+            // A layout file, or a JSON object without "entries": a profile.
+            Err(CpuidSetError::NotADump | CpuidSetError::JsonShape) => {}
             Err(e) => return Err(fail(REJECTED, format_args!("{spec}: {e}"))),
         }
     }
-    super::load_layout(spec).map(PoolHost::new)
+    super::load_profile(spec).map(PoolHost::from)
 }
 
 fn try_run(args: &BaselineArgs) -> Result<u8, u8> {

@@ -3,14 +3,15 @@
 //! feature one of the hosts lacks.
 //!
 //! [`baseline`] takes the hosts ([`PoolHost`]: a layout, and optionally what
-//! KVM on it offers guests and its full CPUID) and gives a [`Baseline`]:
+//! KVM on it offers guests, as in a host profile, and its full CPUID) and
+//! gives a [`Baseline`]:
 //!
 //! - **leaf 0xD**, computed rather than copied: sub-leaf 1 EAX is the AND
 //!   over the hosts of XSAVEOPT, XSAVEC, XGETBV1, XSAVES and XFD; sub-leaf 0
 //!   EBX/ECX and sub-leaf 1 EBX are the sizes of the offsets and sizes
 //!   emitted;
-//! - **an XCR0 that XSETBV accepts** ([`crate::cpuid::xcr0`]) and an
-//!   IA32_XSS within what every host (and its KVM) offers;
+//! - **an XCR0 that XSETBV accepts** ([`crate::cpuid::xcr0`]) within what
+//!   every host and its KVM offer guests, and an IA32_XSS likewise;
 //! - **safe by default**: a component whose standard offset, size or
 //!   sub-leaf ECX flags (64-byte alignment, XFD) differ between hosts is
 //!   excluded, since a guest's own XSAVE writes its host's offsets
@@ -53,6 +54,7 @@ use crate::component::{ComponentId, Xfeatures};
 use crate::cpuid::features::{self, FeatureMask, GROUPS, OS_FLAGS, XSAVE_FLAGS};
 use crate::cpuid::{is_known_indexed, xcr0, CpuidSet, CpuidSetError, FeatureBit, Reg};
 use crate::layout::{subleaf0, subleaf1, ComponentGeometry, CpuidLeaf0xD, CpuidRegs};
+use crate::profile::{HostProfile, KvmOffer};
 use crate::Layout;
 
 /// Leaf 0xD sub-leaf 1 EAX bits a baseline keeps: XSAVEOPT, XSAVEC,
@@ -69,29 +71,15 @@ const XFD: u32 = 1 << 4;
 /// Sub-leaf i ECX bit 2: the component supports XFD.
 const ECX_XFD: u32 = 1 << 2;
 
-/// What a hypervisor on one host offers its guests, as far as XSAVE goes:
-/// the part of KVM's supported CPUID a baseline must stay within.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GuestOffer {
-    /// XCR0 bits guests may enable (KVM's supported CPUID leaf 0xD
-    /// sub-leaf 0 EDX:EAX).
-    pub xcr0: Xfeatures,
-    /// IA32_XSS bits guests may use (sub-leaf 1 EDX:ECX).
-    pub xss: Xfeatures,
-    /// Whether XFD is offered to guests (sub-leaf 1 EAX bit 4).
-    pub xfd: bool,
-    /// Who offers it, for the reasons given: `KVM on intel-emr (Linux 6.18)`.
-    pub source: String,
-}
-
 /// One host of a pool: its layout, and what else is known about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolHost {
     /// The host's XSAVE geometry. Its name names the host in reasons.
     pub layout: Layout,
-    /// What KVM on the host offers guests, if known: components it does
-    /// not offer are excluded.
-    pub offer: Option<GuestOffer>,
+    /// What KVM on the host offers guests, if known (a host profile's KVM
+    /// part): components outside its guest XCR0 or IA32_XSS are excluded,
+    /// and without its XFD, AMX.
+    pub kvm: Option<KvmOffer>,
     /// The host's whole CPUID, if known: a feature flag of the table that
     /// it lacks is masked even where the component itself is kept, and the
     /// entries it has decide which a [`Baseline::template`] may touch.
@@ -103,14 +91,14 @@ impl PoolHost {
     pub fn new(layout: Layout) -> PoolHost {
         PoolHost {
             layout,
-            offer: None,
+            kvm: None,
             cpuid: None,
         }
     }
 
     /// This host with what KVM on it offers guests.
-    pub fn with_offer(mut self, offer: GuestOffer) -> PoolHost {
-        self.offer = Some(offer);
+    pub fn with_kvm(mut self, kvm: KvmOffer) -> PoolHost {
+        self.kvm = Some(kvm);
         self
     }
 
@@ -135,6 +123,26 @@ impl PoolHost {
 impl From<Layout> for PoolHost {
     fn from(layout: Layout) -> PoolHost {
         PoolHost::new(layout)
+    }
+}
+
+impl From<HostProfile> for PoolHost {
+    /// The host of a profile: its layout and its KVM part.
+    fn from(profile: HostProfile) -> PoolHost {
+        PoolHost {
+            layout: profile.layout,
+            kvm: profile.kvm,
+            cpuid: None,
+        }
+    }
+}
+
+/// `KVM on HOST (Linux RELEASE)`, naming whose offer a reason cites.
+fn kvm_on(host: &PoolHost, kvm: &KvmOffer) -> String {
+    if kvm.kernel_release.is_empty() {
+        format!("KVM on {}", host.name())
+    } else {
+        format!("KVM on {} (Linux {})", host.name(), kvm.kernel_release)
     }
 }
 
@@ -301,10 +309,10 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
             } else {
                 (Xfeatures::LEGACY, Xfeatures::EMPTY, 0)
             };
-            if let Some(o) = &host.offer {
-                xcr0 &= o.xcr0 | Xfeatures::LEGACY;
-                xss &= o.xss;
-                if !o.xfd {
+            if let Some(kvm) = &host.kvm {
+                xcr0 &= kvm.guest_xcr0 | Xfeatures::LEGACY;
+                xss &= kvm.guest_xss;
+                if !kvm.guest_xfd {
                     eax &= !XFD;
                 }
             }
@@ -367,18 +375,18 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
                 (o.xcr0, "XCR0")
             };
             if !set.contains(c) {
-                let offer = o
+                let kvm = o
                     .host
-                    .offer
+                    .kvm
                     .as_ref()
-                    .expect("only an offer takes bits away");
+                    .expect("only KVM's offer takes bits away");
                 let offered = if register == "XCR0" {
-                    offer.xcr0
+                    kvm.guest_xcr0
                 } else {
-                    offer.xss
+                    kvm.guest_xss
                 };
                 out.add(c, || {
-                    format!("{} offers guests {register} {offered}", offer.source)
+                    format!("{} offers guests {register} {offered}", kvm_on(o.host, kvm))
                 });
             }
         }
