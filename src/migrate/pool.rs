@@ -532,15 +532,7 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
 
     // Masks for every component the baseline lacks, and the flags a
     // host's CPUID lacks.
-    let plan = features::plan(Xfeatures::ALL - Xfeatures::LEGACY - (xcr0 | xss))
-        .expect("legacy components are never excluded");
-    let mut feature_masks: Vec<FeatureMask> =
-        plan.masks.into_iter().filter(|m| m.leaf != 0xd).collect();
-    if !xsave {
-        for b in XSAVE_FLAGS {
-            features::add_mask(&mut feature_masks, b.leaf, b.subleaf, b.register, b.mask());
-        }
-    }
+    let (mut feature_masks, drop_leaves) = masks_for(xcr0 | xss, xsave);
     let mut missing_features = Vec::new();
     for g in GROUPS
         .iter()
@@ -580,9 +572,28 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
         reference: reference.map(|h| h.name().to_string()),
         cpuid,
         feature_masks,
-        drop_leaves: plan.drop_leaves,
+        drop_leaves,
         missing_features,
     })
+}
+
+/// The masks and leaves to drop that take from a guest CPUID everything
+/// outside `kept` (outside leaf 0xD, which is replaced whole), and XSAVE
+/// itself when `xsave` is false.
+fn masks_for(kept: Xfeatures, xsave: bool) -> (Vec<FeatureMask>, Vec<u32>) {
+    let plan = features::plan(Xfeatures::ALL - Xfeatures::LEGACY - kept)
+        .expect("legacy components are never excluded");
+    let mut masks: Vec<FeatureMask> = plan.masks.into_iter().filter(|m| m.leaf != 0xd).collect();
+    // SGX XFRM bit 63 is reserved, not a component: clear it too, so that
+    // XFRM stays within what the baseline offers.
+    features::add_mask(&mut masks, 0x12, 1, Reg::Edx, 1 << 31);
+    if !xsave {
+        for b in XSAVE_FLAGS {
+            features::add_mask(&mut masks, b.leaf, b.subleaf, b.register, b.mask());
+        }
+    }
+    masks.sort();
+    (masks, plan.drop_leaves)
 }
 
 /// Leaf 0xD for `xcr0` and `xss` at `host`'s geometry, its sizes computed
@@ -683,14 +694,8 @@ impl Baseline {
                 self.cpuid.clone(),
             )
         } else {
-            let plan = features::plan(Xfeatures::ALL - Xfeatures::LEGACY)
-                .expect("legacy components are never excluded");
-            let mut masks: Vec<FeatureMask> =
-                plan.masks.into_iter().filter(|m| m.leaf != 0xd).collect();
-            for b in XSAVE_FLAGS {
-                features::add_mask(&mut masks, b.leaf, b.subleaf, b.register, b.mask());
-            }
-            (masks, plan.drop_leaves, legacy_leaf_0xd())
+            let (masks, drop_leaves) = masks_for(Xfeatures::LEGACY, false);
+            (masks, drop_leaves, legacy_leaf_0xd())
         };
         out.clear_masks(&masks);
         for &l in &drop_leaves {

@@ -1,0 +1,616 @@
+//! `xstate pool baseline` and `xstate cpuid check` end to end: the binary
+//! run as a user would, its outputs, warnings and exit statuses.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use xstate::cpuid::{check, features, CpuidSet};
+use xstate::migrate::stream;
+use xstate::prelude::*;
+use xstate::RegisterFile;
+
+fn xstate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xstate"))
+        .args(args)
+        .output()
+        .expect("run xstate")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&stdout(out)).expect("JSON output")
+}
+
+fn fixture(name: &str) -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/").to_string() + name
+}
+
+fn shared(part: &str, name: &str) -> Option<String> {
+    let dir = common::shared_cpuid_dir(part)?;
+    Some(dir.join(name).to_str().unwrap().to_string())
+}
+
+/// A guest CPUID in `cpuid -r` text: the catalog's Sapphire Rapids leaf
+/// 0xD, with AVX, AVX-512, PKU, AMX and APX flags set.
+fn guest_text() -> String {
+    "\
+CPU:
+   0x00000000 0x00: eax=0x00000029 ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000001 ebx=0x00010020 ecx=0x00000008 edx=0x01000000
+   0x00000007 0x01: eax=0x00000000 ebx=0x00000000 ecx=0x00000000 edx=0x00200000
+   0x0000000d 0x00: eax=0x000602e7 ebx=0x00002b00 ecx=0x00002b00 edx=0x00000000
+   0x0000000d 0x01: eax=0x0000001f ebx=0x00002a00 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x02: eax=0x00000100 ebx=0x00000240 ecx=0x00000000 edx=0x00000000
+   0x0000001d 0x00: eax=0x00000001 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+   0x00000029 0x00: eax=0x00000000 ebx=0x00000001 ecx=0x00000000 edx=0x00000000
+"
+    .into()
+}
+
+#[test]
+fn zen4_and_sapphire_rapids_give_xcr0_0x7_by_default() {
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "intel-sapphire-rapids",
+        "--json",
+    ]));
+    assert_eq!(v["xcr0"], "0x7");
+    assert_eq!(v["xss"], "0x1800");
+    assert_eq!(v["xsave"], true);
+    assert_eq!(v["xsave_features"], "0xf");
+    assert_eq!(v["reference"], Value::Null);
+    let excluded = v["excluded"].as_array().unwrap();
+    let pkru = excluded.iter().find(|e| e["id"] == 9).unwrap();
+    assert_eq!(pkru["name"], "PKRU");
+    assert_eq!(
+        pkru["reason"],
+        "standard offset differs (amd-zen4 2432, intel-sapphire-rapids 2688)"
+    );
+    let m = &v["offset_mismatches"].as_array().unwrap()[0];
+    assert_eq!(
+        (m["id"].as_u64(), &m["kept"]),
+        (Some(5), &Value::Bool(false))
+    );
+    assert_eq!(
+        m["offsets"][0],
+        serde_json::json!({"host": "amd-zen4", "offset": 832})
+    );
+    // Leaf 0xD as emitted: sizes from the sub-leaves.
+    let leaf = v["cpuid_0xd"].as_array().unwrap();
+    assert_eq!(leaf[0]["subleaf"], "0x0");
+    assert_eq!(leaf[0]["eax"], "0x00000007");
+    assert_eq!(leaf[0]["ecx"], "0x00000340");
+    assert_eq!(leaf[1]["eax"], "0x0000000f");
+    // Feature masks: hex strings, named flags.
+    let masks = v["feature_masks"].as_array().unwrap();
+    let ebx7 = masks
+        .iter()
+        .find(|m| m["leaf"] == "0x7" && m["subleaf"] == "0x0" && m["register"] == "ebx")
+        .unwrap();
+    let clear =
+        u32::from_str_radix(ebx7["clear"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    assert_ne!(clear & 1 << 16, 0, "AVX512F");
+    assert!(ebx7["features"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("AVX512F")));
+    assert!(v["drop_leaves"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("0x1d")));
+
+    let text = stdout(&xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "intel-sapphire-rapids",
+    ]));
+    assert!(
+        text.starts_with("baseline XCR0 0x7, IA32_XSS 0x1800 over 2 hosts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("excluded PKRU (component 9): standard offset differs"),
+        "{text}"
+    );
+}
+
+#[test]
+fn allow_offset_mismatch_needs_a_reference_and_warns() {
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "intel-sapphire-rapids",
+        "--allow-offset-mismatch",
+        "--reference",
+        "intel-sapphire-rapids",
+        "--json",
+    ]);
+    let v = json(&out);
+    assert_eq!(v["xcr0"], "0x2e7");
+    assert_eq!(v["reference"], "intel-sapphire-rapids");
+    assert_eq!(v["offset_mismatches"][0]["kept"], true);
+    assert_eq!(v["cpuid_0xd"][0]["ecx"], "0x00000a88");
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("warning: --allow-offset-mismatch keeps")
+            && warning.contains("guests will misread their own XSAVE areas")
+            && warning.contains("amd-zen4"),
+        "{warning}"
+    );
+    // At Zen 4's offsets, Intel's XSAVE writes past the size CPUID gives.
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "intel-sapphire-rapids",
+        "--allow-offset-mismatch",
+        "--reference",
+        "amd-zen4",
+    ]);
+    assert!(
+        stderr(&out).contains("writes 2696 bytes, past the 2440"),
+        "{}",
+        stderr(&out)
+    );
+    // Usage errors: exit 2, nothing on stdout.
+    for args in [
+        &[
+            "amd-zen4",
+            "intel-sapphire-rapids",
+            "--allow-offset-mismatch",
+        ][..],
+        &["amd-zen4", "--reference", "amd-zen4"],
+        &[
+            "amd-zen4",
+            "--allow-offset-mismatch",
+            "--reference",
+            "amd-zen3",
+        ],
+        &["amd-zen4", "--format", "cpuid-r"],
+        &["amd-zen4", "--json", "--format", "text"],
+        &["no-such-cpu"],
+    ] {
+        let out = xstate(&[&["pool", "baseline"][..], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn a_baseline_applied_to_a_guest_cpuid() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("guest.txt");
+    std::fs::write(&guest, guest_text()).unwrap();
+    let guest = guest.to_str().unwrap();
+    let out_file = dir.path().join("applied.txt");
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        guest,
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    let applied = CpuidSet::from_cpuid_raw(&text).unwrap();
+    assert_eq!(applied.xcr0_supported().bits(), 0x207);
+    assert!(applied.has_feature(features::AVX) && applied.has_feature(features::PKU));
+    for f in [features::AVX512F, features::AMX_TILE, features::APX_F] {
+        assert!(!applied.has_feature(f), "{f}");
+    }
+    assert_eq!(applied.get(0x1d, 0), None);
+    assert_eq!(applied.get(0x29, 0), None);
+    assert_eq!(applied.get(0xd, 0).unwrap().ecx, 2696);
+    assert_eq!(applied.get(0xd, 9).unwrap().ebx, 2688);
+    assert!(check(&applied).is_empty());
+    // `cpuid check` agrees, and so does the binary's own JSON path.
+    assert!(
+        stdout(&xstate(&["cpuid", "check", out_file.to_str().unwrap()])).contains("consistent")
+    );
+    let as_json = stdout(&xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        guest,
+        "--format",
+        "kvm-json",
+    ]));
+    assert_eq!(CpuidSet::from_kvm_json(&as_json).unwrap(), applied);
+    // JSON in gives JSON out.
+    let json_guest = dir.path().join("guest.json");
+    std::fs::write(&json_guest, &as_json).unwrap();
+    let again = stdout(&xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        json_guest.to_str().unwrap(),
+    ]));
+    assert_eq!(again, as_json, "applying twice changes nothing");
+    // A guest CPUID that is not one: exit 1, no output file.
+    std::fs::write(
+        dir.path().join("bad.txt"),
+        "   0x00000000 0x00: eax=0x1 ebx=0x0 ecx=0x0 edx=0x0\n   0x00000001 0x00: eax=0xzz\n",
+    )
+    .unwrap();
+    let bad_out = dir.path().join("bad-out.txt");
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "--apply-to",
+        dir.path().join("bad.txt").to_str().unwrap(),
+        "-o",
+        bad_out.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("line 2: malformed CPUID line"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!bad_out.exists());
+    // A missing one: exit 2. And --apply-to prints a CPUID, not a report.
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "--apply-to",
+        "/nonexistent/x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "--apply-to",
+        guest,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn firecracker_templates_mask_the_same_bits() {
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "intel-sapphire-rapids",
+        "--format",
+        "firecracker",
+    ]);
+    let v = json(&out);
+    assert_eq!(v["msr_modifiers"], serde_json::json!([]));
+    let modifiers = v["cpuid_modifiers"].as_array().unwrap();
+    for m in modifiers {
+        for r in m["modifiers"].as_array().unwrap() {
+            let bitmap = r["bitmap"].as_str().unwrap();
+            assert_eq!(bitmap.len(), 34, "{bitmap}");
+            assert!(bitmap.starts_with("0b"));
+            assert!(bitmap[2..].chars().all(|c| matches!(c, '0' | '1' | 'x')));
+        }
+    }
+    let entry = |leaf: &str, sub: &str| {
+        modifiers
+            .iter()
+            .find(|m| m["leaf"] == leaf && m["subleaf"] == sub)
+            .unwrap_or_else(|| panic!("{leaf}.{sub}"))
+    };
+    // Leaf 0xD sub-leaf 0 set whole: XCR0 0x7, 832 bytes; indexed.
+    let d0 = entry("0xd", "0x0");
+    assert_eq!(d0["flags"], 1);
+    assert_eq!(
+        d0["modifiers"][0],
+        serde_json::json!({"register": "eax", "bitmap": format!("0b{:032b}", 7)})
+    );
+    assert_eq!(d0["modifiers"][2]["bitmap"], format!("0b{:032b}", 832));
+    // Leaf 7.0 EBX: AVX512F (bit 16) cleared, AVX2 (bit 5) left alone.
+    let ebx = &entry("0x7", "0x0")["modifiers"][0];
+    assert_eq!(ebx["register"], "ebx");
+    let bits: Vec<char> = ebx["bitmap"].as_str().unwrap()[2..].chars().rev().collect();
+    assert_eq!((bits[16], bits[5]), ('0', 'x'));
+    // 7.1 and the leaves to drop are not known to exist on layouts: left
+    // out, with a warning.
+    assert!(!modifiers
+        .iter()
+        .any(|m| m["leaf"] == "0x7" && m["subleaf"] == "0x1"));
+    assert!(
+        stderr(&out).contains("Firecracker refuses a modifier"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Full dumps say which entries every host has.
+    let (Some(spr), Some(genoa)) = (
+        shared(
+            "firecracker over dumps",
+            "GenuineIntel00806F8_SapphireRapids_05.txt",
+        ),
+        shared(
+            "firecracker over dumps",
+            "AuthenticAMD0A10F11_K19_Genoa_01.txt",
+        ),
+    ) else {
+        return;
+    };
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        &spr,
+        &genoa,
+        "--format",
+        "firecracker",
+    ]));
+    assert!(v["cpuid_modifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["leaf"] == "0x7" && m["subleaf"] == "0x1"));
+}
+
+#[test]
+fn dumps_profiles_and_a_host_without_xsave() {
+    // A pre-XSAVE dump (no leaf 0xD) is a legacy-only host, not an error.
+    let old = fixture("no-leaf-0xd-cpuid-r.txt");
+    let v = json(&xstate(&["pool", "baseline", "amd-zen3", &old, "--json"]));
+    assert_eq!(v["xcr0"], "0x3");
+    assert_eq!(v["xsave"], false);
+    assert_eq!(v["xsave_features"], "0x0");
+    assert!(v["excluded"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no XSAVE: legacy-only"));
+    let leaf1 = v["feature_masks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["leaf"] == "0x1")
+        .unwrap()
+        .clone();
+    assert!(leaf1["features"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("XSAVE")));
+    // And a destination: x87/SSE state fits, AVX state does not.
+    let text = stdout(&xstate(&["layout", "--layout", &old]));
+    assert!(text.contains("x87") && !text.contains("AVX"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let zen3 = xstate::layout::catalog::get("amd-zen3").unwrap();
+    for (avx, code) in [(false, 0), (true, 1)] {
+        let mut regs = RegisterFile::new();
+        regs.set_xmm(1, 0x1234).unwrap();
+        if avx {
+            regs.set_ymm(1, [0x1234, 5]).unwrap();
+        }
+        let stream = dir.path().join(format!("s{avx}.xst"));
+        std::fs::write(&stream, stream::encode(&[regs], &stream::Source::of(zen3))).unwrap();
+        let out = xstate(&["stream", "check", stream.to_str().unwrap(), "--to", &old]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // A host profile: what its KVM offers counts, and is named.
+    let profile = fixture("intel-emr-kvm-profile.json");
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        &profile,
+        "intel-sapphire-rapids",
+        "--json",
+    ]));
+    assert_eq!(v["xcr0"], "0x2e7");
+    let amx = v["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == 18)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        amx["reason"],
+        "KVM on intel-emr-host (Linux 6.18) offers guests XCR0 0x2e7"
+    );
+    // KVM JSON entries are a host too; a dump that contradicts itself or
+    // does not parse is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = CpuidSet::from_cpuid_raw(&guest_text()).unwrap();
+    let inconsistent = dir.path().join("inconsistent.json");
+    std::fs::write(&inconsistent, set.to_kvm_json()).unwrap();
+    let out = xstate(&["pool", "baseline", inconsistent.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(
+        "AVX-512 opmask (component 5) is enumerated but its size and offset are missing"
+    ));
+    set.remove_leaf(0xd);
+    for (sub, regs) in xstate::layout::catalog::get("intel-sapphire-rapids")
+        .unwrap()
+        .to_cpuid()
+        .subleaves
+    {
+        set.set(0xd, sub, regs).unwrap();
+    }
+    let kvm_json = dir.path().join("host.json");
+    std::fs::write(&kvm_json, set.to_kvm_json()).unwrap();
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        kvm_json.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["hosts"][0], "host");
+    assert_eq!(v["xcr0"], "0x602e7");
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "   0x0000000d 0x00: eax=0x7 ebx=0x0\n").unwrap();
+    let out = xstate(&["pool", "baseline", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // Every real dump together.
+    let Some(dir) = common::shared_cpuid_dir("pool over every dump") else {
+        return;
+    };
+    let mut args = vec!["pool".to_string(), "baseline".into(), "--json".into()];
+    for e in std::fs::read_dir(dir).unwrap() {
+        args.push(e.unwrap().path().to_str().unwrap().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = json(&xstate(&args));
+    // Zen 3 has no AVX-512 and PKRU at 2432: x87, SSE and AVX.
+    assert_eq!(v["xcr0"], "0x7");
+}
+
+#[test]
+fn layouts_whose_xcr0_breaks_a_rule_warn_and_never_reach_a_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tilecfg-only.toml");
+    let spr = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/layouts/intel-sapphire-rapids.toml"
+    ))
+    .unwrap();
+    // Sapphire Rapids without TILEDATA: XCR0 0x202e7.
+    let cut = spr.find("[[component]]\nid = 18").unwrap();
+    let text = spr[..cut]
+        .replace(
+            "xcr0_supported = \"0x602e7\"",
+            "xcr0_supported = \"0x202e7\"",
+        )
+        .replace(
+            "standard_size = 11008",
+            "standard_size = 2816\nxsave_features = \"0x1f\"",
+        );
+    std::fs::write(&file, text).unwrap();
+    let file = file.to_str().unwrap();
+    let out = xstate(&["layout", "--layout", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("warning: layout")
+            && warning.contains("XCR0 0x202e7 breaks a rule: AMX TILECFG and TILEDATA"),
+        "{warning}"
+    );
+    let out = xstate(&["pool", "baseline", file, "--json"]);
+    assert!(stderr(&out).contains("warning"));
+    let v = json(&out);
+    assert_eq!(v["xcr0"], "0x2e7");
+    assert_eq!(
+        v["excluded"][0]["reason"],
+        "breaks an XSETBV rule: AMX TILECFG and TILEDATA (bits 17-18) must be both set or both clear"
+    );
+    // A catalog layout loads without a word.
+    assert!(stderr(&xstate(&["layout", "--layout", "intel-sapphire-rapids"])).is_empty());
+}
+
+#[test]
+fn cpuid_check_lists_every_inconsistency() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.txt");
+    let mut set = CpuidSet::from_cpuid_raw(&guest_text()).unwrap();
+    // Make it consistent first: the guest text has AVX-512 flags and the
+    // whole SPR XCR0 but only sub-leaf 2.
+    xstate::migrate::pool::baseline(
+        &[xstate::migrate::pool::PoolHost::from(
+            xstate::layout::catalog::get("intel-sapphire-rapids")
+                .unwrap()
+                .clone(),
+        )],
+        &Default::default(),
+    )
+    .unwrap()
+    .apply(&mut set)
+    .unwrap();
+    std::fs::write(&good, set.to_cpuid_raw()).unwrap();
+    let out = xstate(&["cpuid", "check", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v = json(&xstate(&[
+        "cpuid",
+        "check",
+        good.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["consistent"], true);
+    assert_eq!(v["xcr0_supported"], "0x602e7");
+
+    // The raw guest text: flags and XCR0 without sub-leaves, AMX without XFD...
+    let bad = dir.path().join("bad.txt");
+    let text = guest_text().replace(
+        "0x0000000d 0x01: eax=0x0000001f",
+        "0x0000000d 0x01: eax=0x0000000f",
+    );
+    std::fs::write(&bad, text).unwrap();
+    let out = xstate(&["cpuid", "check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "is supported in XCR0 but leaf 0xD sub-leaf 5 is missing",
+        "AMX is offered but XFD is clear",
+        "APX_F (CPUID.(EAX=0x7,ECX=1):EDX[21]) is set",
+    ] {
+        assert!(report.contains(want), "{want}: {report}");
+    }
+    let v: Value = serde_json::from_slice(
+        &xstate(&["cpuid", "check", bad.to_str().unwrap(), "--json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(v["consistent"], false);
+    assert!(v["inconsistencies"].as_array().unwrap().len() >= 3);
+    // Every real dump is consistent.
+    if let Some(dir) = common::shared_cpuid_dir("cpuid check over the dumps") {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let out = xstate(&["cpuid", "check", p.to_str().unwrap()]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+    // Not a CPUID: 1; no such file: 2; a huge file: 1 without reading it all.
+    let not = dir.path().join("not.txt");
+    std::fs::write(&not, "hello\n").unwrap();
+    assert_eq!(
+        xstate(&["cpuid", "check", not.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        xstate(&["cpuid", "check", "/nonexistent/x"]).status.code(),
+        Some(2)
+    );
+    let huge = dir.path().join("huge.txt");
+    std::fs::write(&huge, "x".repeat(5 << 20)).unwrap();
+    let out = xstate(&["cpuid", "check", huge.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("larger than"));
+}

@@ -1,0 +1,852 @@
+//! The pool baseline as a guest CPU model: for every pool of one to three
+//! of the catalog layouts and the real dumps in `../shared/cpuid`, and for
+//! random pools, the baseline's XCR0 obeys every XSETBV rule, leaf 0xD
+//! agrees with itself, and a guest CPUID it is applied to shows nothing
+//! the baseline lacks and passes the consistency check.
+
+mod common;
+
+use proptest::prelude::*;
+use xstate::cpuid::features::{self, GROUPS, XSAVE_FLAGS};
+use xstate::cpuid::xcr0::{self, Rule};
+use xstate::cpuid::{check, CpuidRegs, CpuidSet, Reg};
+use xstate::layout::{catalog, ComponentEntry, LayoutFile};
+use xstate::migrate::pool::{baseline, Baseline, BaselineOptions, OffsetPolicy, PoolHost};
+use xstate::profile::KvmOffer;
+use xstate::{ComponentId, Layout, Xfeatures};
+
+/// Leaf 0xD sub-leaf 1 EAX bits.
+const XSAVEC: u32 = 1 << 1;
+const XSAVES: u32 = 1 << 3;
+const XFD: u32 = 1 << 4;
+
+fn x(bits: u64) -> Xfeatures {
+    Xfeatures::from_bits(bits)
+}
+
+fn cat(name: &str) -> PoolHost {
+    PoolHost::from(catalog::get(name).unwrap().clone())
+}
+
+fn pool(hosts: &[PoolHost]) -> Baseline {
+    baseline(hosts, &BaselineOptions::default()).unwrap()
+}
+
+fn reason(b: &Baseline, c: ComponentId) -> &str {
+    &b.excluded
+        .iter()
+        .find(|e| e.component == c)
+        .unwrap_or_else(|| panic!("{c} is not excluded: {:?}", b.excluded))
+        .reason
+}
+
+/// A host read from a CPUID dump's text: its layout and its whole CPUID.
+fn dump_host(name: &str, text: &str) -> PoolHost {
+    let set = CpuidSet::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let layout = set.to_layout(name, "test dump").unwrap();
+    PoolHost::new(layout).with_cpuid(set)
+}
+
+/// Every real dump as (file name, text), or `None` with the skip printed.
+fn dumps(part: &str) -> Option<Vec<(String, String)>> {
+    let dir = common::shared_cpuid_dir(part)?;
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    assert!(out.len() >= 7, "{} dumps in {}", out.len(), dir.display());
+    Some(out)
+}
+
+fn fixture(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    std::fs::read_to_string(format!("{path}{name}")).unwrap()
+}
+
+/// A guest CPUID that advertises everything the table knows: every flag
+/// of every group, XSAVE and OSXSAVE, every group's leaves, XFRM all ones,
+/// and leaf 0xD of `layout`. Applying a baseline must leave only what the
+/// baseline has, and a CPUID that passes the check.
+fn everything_guest(layout: &Layout) -> CpuidSet {
+    let mut set = CpuidSet::new();
+    let r = |eax, ebx, ecx, edx| CpuidRegs { eax, ebx, ecx, edx };
+    // "GenuineIntel", maximum leaf 0x29.
+    set.set(0, 0, r(0x29, 0x756e_6547, 0x6c65_746e, 0x4965_6e69))
+        .unwrap();
+    set.set(1, 0, r(0x806f8, 0, 0, 0)).unwrap();
+    set.set(7, 0, r(1, 0, 0, 0)).unwrap();
+    set.set(7, 1, r(0, 0, 0, 0)).unwrap();
+    let flags = GROUPS
+        .iter()
+        .flat_map(|g| g.features.iter())
+        .chain(XSAVE_FLAGS.iter());
+    for f in flags {
+        let mut regs = set.entry(f.leaf, f.subleaf).unwrap();
+        *f.register.slot(&mut regs) |= f.mask();
+        set.set(f.leaf, f.subleaf, regs).unwrap();
+    }
+    for g in GROUPS {
+        for &leaf in g.leaves {
+            set.set(leaf, 0, r(1, 2, 3, 4)).unwrap();
+            set.set(leaf, 1, r(5, 6, 7, 8)).unwrap();
+        }
+    }
+    set.set(0x12, 1, r(0, 0, u32::MAX, u32::MAX)).unwrap();
+    for (sub, regs) in layout.to_cpuid().subleaves {
+        set.set(0xd, sub, regs).unwrap();
+    }
+    set
+}
+
+/// What every baseline must be, whatever the pool.
+fn assert_sound(b: &Baseline, hosts: &[PoolHost], policy: OffsetPolicy) {
+    let what = hosts
+        .iter()
+        .map(PoolHost::name)
+        .collect::<Vec<_>>()
+        .join(" + ");
+    // XCR0: every XSETBV rule, x87 and SSE, nothing a host or its KVM lacks.
+    assert!(
+        xcr0::is_valid(b.xcr0),
+        "{what}: XCR0 {} breaks {:?}",
+        b.xcr0,
+        xcr0::violations(b.xcr0).collect::<Vec<_>>()
+    );
+    assert!(b.xcr0.contains_all(Xfeatures::LEGACY), "{what}");
+    assert!(!b.xcr0.intersects(b.xss), "{what}");
+    for h in hosts {
+        if !h.has_xsave() {
+            assert!(!b.xsave, "{what}");
+        }
+        assert!(h.layout.xcr0_supported().contains_all(b.xcr0), "{what}");
+        assert!(h.layout.xss_supported().contains_all(b.xss), "{what}");
+        assert_eq!(
+            b.xsave_features & !h.layout.xsave_features(),
+            0,
+            "{what}: {:#x} vs {} {:#x}",
+            b.xsave_features,
+            h.name(),
+            h.layout.xsave_features()
+        );
+        if let Some(kvm) = &h.kvm {
+            assert!(
+                (kvm.guest_xcr0 | Xfeatures::LEGACY).contains_all(b.xcr0),
+                "{what}"
+            );
+            assert!(kvm.guest_xss.contains_all(b.xss), "{what}");
+            if !kvm.guest_xfd {
+                assert_eq!(b.xsave_features & XFD, 0, "{what}");
+            }
+        }
+    }
+    if !b.xsave {
+        assert_eq!(
+            (b.xcr0, b.xss, b.xsave_features),
+            (Xfeatures::LEGACY, x(0), 0)
+        );
+    }
+    assert_eq!(b.xsave_features & !0x1f, 0, "{what}");
+    // AMX only with XFD; IA32_XSS only with XSAVES; never MPX with APX.
+    let amx = ComponentId::TILECFG.bit() | ComponentId::TILEDATA.bit();
+    if b.xcr0.intersects(amx) {
+        assert_ne!(b.xsave_features & XFD, 0, "{what}");
+    }
+    if !b.xss.is_empty() {
+        assert_ne!(b.xsave_features & XSAVES, 0, "{what}");
+    }
+    // Safe offsets: every kept user component sits alike on every host.
+    for c in b.xcr0.extended() {
+        let geometry: Vec<_> = hosts
+            .iter()
+            .map(|h| *h.layout.geometry(c).unwrap())
+            .collect();
+        for g in &geometry {
+            assert_eq!(
+                (g.size, g.align64, g.xfd, g.supervisor),
+                (
+                    geometry[0].size,
+                    geometry[0].align64,
+                    geometry[0].xfd,
+                    geometry[0].supervisor
+                ),
+                "{what}: {c}"
+            );
+            if policy == OffsetPolicy::Exclude {
+                assert_eq!(g.offset, geometry[0].offset, "{what}: {c}");
+            }
+        }
+    }
+    for e in &b.excluded {
+        assert!(!(b.xcr0 | b.xss).contains(e.component), "{what}");
+        assert!(!e.reason.is_empty());
+    }
+    // Leaf 0xD agrees with itself: sizes from the sub-leaves emitted.
+    let leaf = &b.cpuid.subleaves;
+    let subs: Vec<u32> = leaf.keys().copied().collect();
+    let mut want: Vec<u32> = vec![0, 1];
+    want.extend(
+        (b.xcr0 | b.xss)
+            .extended()
+            .iter()
+            .map(|c| u32::from(c.index())),
+    );
+    assert_eq!(subs, want, "{what}");
+    let s0 = leaf[&0];
+    let s1 = leaf[&1];
+    assert_eq!(
+        u64::from(s0.edx) << 32 | u64::from(s0.eax),
+        b.xcr0.bits(),
+        "{what}"
+    );
+    assert_eq!(
+        u64::from(s1.edx) << 32 | u64::from(s1.ecx),
+        b.xss.bits(),
+        "{what}"
+    );
+    assert_eq!(s1.eax, b.xsave_features, "{what}");
+    let mut standard = 576u32;
+    let mut compacted = 576u32;
+    for c in (b.xcr0 | b.xss).extended() {
+        let r = leaf[&u32::from(c.index())];
+        assert_ne!(r.eax, 0, "{what}: {c}");
+        assert_eq!(r.ecx & 1 != 0, b.xss.contains(c), "{what}: {c}");
+        if b.xsave_features & XFD == 0 {
+            assert_eq!(r.ecx & 4, 0, "{what}: {c}");
+        }
+        if b.xcr0.contains(c) {
+            standard = standard.max(r.ebx + r.eax);
+        }
+        if r.ecx & 2 != 0 {
+            compacted = compacted.next_multiple_of(64);
+        }
+        compacted += r.eax;
+    }
+    assert_eq!((s0.ebx, s0.ecx), (standard, standard), "{what}");
+    let compacted = if b.xsave_features & (XSAVEC | XSAVES) != 0 {
+        compacted
+    } else {
+        0
+    };
+    assert_eq!(s1.ebx, compacted, "{what}");
+    if b.xcr0.contains(ComponentId::TILEDATA) {
+        assert_ne!(
+            leaf[&18].ecx & 4,
+            0,
+            "{what}: TILEDATA without the XFD flag"
+        );
+    }
+    // Every flag of a group the baseline lacks is masked, its leaves dropped.
+    for g in GROUPS
+        .iter()
+        .filter(|g| !(b.xcr0 | b.xss).contains_all(g.components))
+    {
+        for f in g.features {
+            assert!(
+                b.feature_masks
+                    .iter()
+                    .any(
+                        |m| (m.leaf, m.subleaf, m.register) == (f.leaf, f.subleaf, f.register)
+                            && m.clear & f.mask() != 0
+                    ),
+                "{what}: {f} not masked"
+            );
+        }
+        for l in g.leaves {
+            assert!(b.drop_leaves.contains(l), "{what}: leaf {l:#x}");
+        }
+    }
+    assert!(b.feature_masks.iter().all(|m| m.leaf != 0xd));
+}
+
+/// What applying the baseline to `before` must give.
+fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
+    let mut after = before.clone();
+    b.apply(&mut after).unwrap();
+    let guest_xsave = before
+        .entry(1, 0)
+        .is_none_or(|_| before.has_feature(features::XSAVE));
+    let (xcr0, xss) = if guest_xsave {
+        (b.xcr0, b.xss)
+    } else {
+        (Xfeatures::LEGACY, Xfeatures::EMPTY)
+    };
+    assert_eq!(after.xcr0_supported(), xcr0, "{what}");
+    assert_eq!(after.xss_supported(), xss, "{what}");
+    if guest_xsave {
+        let leaf: Vec<(u32, CpuidRegs)> = after
+            .iter()
+            .filter(|&(l, _, _)| l == 0xd)
+            .map(|(_, s, r)| (s, r))
+            .collect();
+        let want: Vec<(u32, CpuidRegs)> = b.cpuid.subleaves.iter().map(|(&s, &r)| (s, r)).collect();
+        assert_eq!(leaf, want, "{what}");
+    }
+    // Nothing advertises a component the guest may not have.
+    for g in GROUPS
+        .iter()
+        .filter(|g| !(xcr0 | xss).contains_all(g.components))
+    {
+        for &f in g.features {
+            assert!(!after.has_feature(f), "{what}: {f} still set");
+        }
+        for &l in g.leaves {
+            assert!(
+                after.iter().all(|(leaf, _, _)| leaf != l),
+                "{what}: leaf {l:#x}"
+            );
+        }
+    }
+    for e in &b.excluded {
+        if let Some(g) = features::group_of(e.component) {
+            for &f in g.features {
+                assert!(
+                    !after.has_feature(f),
+                    "{what}: {f} of excluded {}",
+                    e.component
+                );
+            }
+        }
+    }
+    for m in &b.missing_features {
+        assert!(!after.has_feature(m.feature), "{what}: {}", m.feature);
+    }
+    if !b.xsave {
+        for f in XSAVE_FLAGS {
+            assert!(!after.has_feature(f), "{what}: {f}");
+        }
+    }
+    if let Some(xfrm) = after.entry(0x12, 1) {
+        let bits = u64::from(xfrm.edx) << 32 | u64::from(xfrm.ecx);
+        assert!((xcr0 | xss).contains_all(x(bits)), "{what}: XFRM {bits:#x}");
+    }
+    // Outside leaf 0xD, only masked bits and dropped leaves changed.
+    for (leaf, sub, regs) in before.iter().filter(|&(l, _, _)| l != 0xd) {
+        let Some(now) = after.entry(leaf, sub) else {
+            assert!(
+                b.drop_leaves.contains(&leaf) || !guest_xsave,
+                "{what}: {leaf:#x}.{sub} gone"
+            );
+            continue;
+        };
+        for reg in Reg::ALL {
+            let cleared = reg.read(&regs) & !reg.read(&now);
+            assert_eq!(
+                reg.read(&now) & !reg.read(&regs),
+                0,
+                "{what}: {leaf:#x}.{sub} {reg} gained bits"
+            );
+            if guest_xsave && cleared != 0 {
+                assert!(
+                    b.feature_masks
+                        .iter()
+                        .any(|m| (m.leaf, m.subleaf, m.register) == (leaf, sub, reg)
+                            && m.clear & cleared == cleared),
+                    "{what}: {leaf:#x}.{sub} {reg} lost {cleared:#x}"
+                );
+            }
+        }
+    }
+    let found: Vec<String> = check(&after).iter().map(ToString::to_string).collect();
+    assert!(found.is_empty(), "{what}: {found:#?}");
+}
+
+#[test]
+fn every_pool_of_one_to_three_catalog_layouts_and_dumps_is_sound() {
+    let mut sources: Vec<PoolHost> = catalog::all().iter().cloned().map(PoolHost::from).collect();
+    let mut guests: Vec<(String, CpuidSet)> = catalog::all()
+        .iter()
+        .map(|l| (format!("everything on {}", l.name()), everything_guest(l)))
+        .collect();
+    if let Some(dumps) = dumps("pool baselines over the real dumps") {
+        for (name, text) in &dumps {
+            let host = dump_host(name, text);
+            guests.push((name.clone(), host.cpuid.clone().unwrap()));
+            sources.push(host);
+        }
+    }
+    let n = sources.len();
+    let mut pools = 0;
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for i in 0..n {
+        members.push(vec![i]);
+        for j in i + 1..n {
+            members.push(vec![i, j]);
+            for k in j + 1..n {
+                members.push(vec![i, j, k]);
+            }
+        }
+    }
+    for m in &members {
+        let hosts: Vec<PoolHost> = m.iter().map(|&i| sources[i].clone()).collect();
+        let b = pool(&hosts);
+        assert_sound(&b, &hosts, OffsetPolicy::Exclude);
+        let names = hosts
+            .iter()
+            .map(PoolHost::name)
+            .collect::<Vec<_>>()
+            .join(" + ");
+        for (guest, set) in &guests {
+            assert_applied(&b, set, &format!("{names} applied to {guest}"));
+        }
+        pools += 1;
+    }
+    // Singles, pairs and triples.
+    assert_eq!(pools, n + n * (n - 1) / 2 + n * (n - 1) * (n - 2) / 6);
+    common::note(&format!(
+        "{pools} pools over {n} hosts, each applied to {} guests",
+        guests.len()
+    ));
+}
+
+#[test]
+fn zen4_and_sapphire_rapids_share_only_x87_sse_and_avx() {
+    let hosts = [cat("amd-zen4"), cat("intel-sapphire-rapids")];
+    let b = pool(&hosts);
+    assert_eq!(b.xcr0, x(0x7));
+    assert_eq!(b.xss, x(0x1800)); // CET_U and CET_S on both
+    for (c, zen4, spr) in [
+        (ComponentId::OPMASK, 832, 1088),
+        (ComponentId::PKRU, 2432, 2688),
+    ] {
+        assert_eq!(
+            reason(&b, c),
+            format!("standard offset differs (amd-zen4 {zen4}, intel-sapphire-rapids {spr})")
+        );
+        assert!(b.offset_mismatches.iter().any(|m| m.component == c));
+    }
+    assert_eq!(reason(&b, ComponentId::TILEDATA), "not on amd-zen4");
+    assert_eq!(b.cpuid.subleaves[&0].ecx, 832);
+    assert!(b.reference.is_none());
+
+    // Kept at one host's offsets when asked.
+    let keep = BaselineOptions {
+        offsets: OffsetPolicy::Reference(1),
+    };
+    let b = baseline(&hosts, &keep).unwrap();
+    assert_eq!(b.xcr0, x(0x2e7));
+    assert_eq!(b.reference.as_deref(), Some("intel-sapphire-rapids"));
+    assert_eq!(b.cpuid.subleaves[&9].ebx, 2688);
+    assert_eq!(b.cpuid.subleaves[&0].ecx, 2696);
+    assert_sound(&b, &hosts, keep.offsets);
+    let bad = BaselineOptions {
+        offsets: OffsetPolicy::Reference(2),
+    };
+    assert!(baseline(&hosts, &bad).is_err());
+    assert!(baseline(&[], &BaselineOptions::default()).is_err());
+}
+
+#[test]
+fn subleaf_1_eax_is_the_and_of_the_hosts() {
+    // Sapphire Rapids alone: XFD stays, and with it AMX.
+    let spr = pool(&[cat("intel-sapphire-rapids")]);
+    assert_eq!(spr.xsave_features, 0x1f);
+    assert_eq!(spr.xcr0, x(0x602e7));
+    assert_ne!(spr.cpuid.subleaves[&18].ecx & 4, 0);
+    // This host alone: its own EAX (0x1F on the Emerald Rapids host).
+    #[cfg(target_arch = "x86_64")]
+    if let Ok(host) = xstate::host::layout() {
+        let b = pool(&[PoolHost::from(host.clone())]);
+        assert_eq!(b.xsave_features, host.xsave_features() & 0x1f);
+        assert_eq!(b.xcr0, host.xcr0_supported());
+    }
+    // A Haswell (XSAVEOPT only): no XSAVEC, XGETBV1, XSAVES, XFD; no
+    // IA32_XSS without XSAVES, no AMX without XFD.
+    let haswell = Layout::from_toml(
+        "name = \"haswell\"\nvendor = \"GenuineIntel\"\nsource = \"test\"\n\
+         xcr0_supported = \"0x7\"\nxsave_features = \"0x1\"\n\
+         [[component]]\nid = 2\nsize = 256\noffset = 576\n",
+    )
+    .unwrap();
+    let b = pool(&[
+        cat("intel-sapphire-rapids"),
+        PoolHost::from(haswell.clone()),
+    ]);
+    assert_eq!(b.xsave_features, 0x1);
+    assert_eq!(b.xcr0, x(0x7));
+    assert_eq!(b.xss, x(0));
+    assert_eq!(
+        b.cpuid.subleaves[&1],
+        CpuidRegs {
+            eax: 1,
+            ebx: 0,
+            ecx: 0,
+            edx: 0
+        }
+    );
+    // A Haswell-like host with IA32_XSS bits but no XSAVES still gets none.
+    let mut file = LayoutFile::from_layout(catalog::get("intel-skylake-sp").unwrap());
+    file.name = "no-xsaves".into();
+    file.xsave_features = Some("0x7".into());
+    let b = pool(&[PoolHost::from(file.to_layout().unwrap())]);
+    assert_eq!(b.xss, x(0));
+    assert_eq!(
+        reason(&b, ComponentId::PT),
+        "IA32_XSS needs XSAVES (CPUID.(0xD,1):EAX[3]), which no-xsaves lack"
+    );
+    // Without XFD anywhere, AMX goes.
+    let mut file = LayoutFile::from_layout(catalog::get("intel-sapphire-rapids").unwrap());
+    file.xsave_features = Some("0xf".into());
+    let b = pool(&[PoolHost::from(file.to_layout().unwrap())]);
+    assert_eq!(b.xcr0, x(0x2e7));
+    assert!(reason(&b, ComponentId::TILECFG).starts_with("AMX is offered only with XFD"));
+}
+
+/// The catalog's Sapphire Rapids with `xcr0` and only its components.
+fn spr_with_xcr0(xcr0: u64) -> PoolHost {
+    let mut file = LayoutFile::from_layout(catalog::get("intel-sapphire-rapids").unwrap());
+    file.name = format!("spr-{xcr0:#x}");
+    file.xcr0_supported = format!("{xcr0:#x}");
+    file.components
+        .retain(|c| c.supervisor || xcr0 & 1 << c.id != 0);
+    file.standard_size = None;
+    PoolHost::from(file.to_layout().unwrap())
+}
+
+#[test]
+fn a_baseline_xcr0_never_breaks_an_xsetbv_rule() {
+    for (xcr0, want, gone, rule) in [
+        (0x202e7, 0x2e7, ComponentId::TILECFG, Rule::AmxTogether),
+        (0x67, 0x7, ComponentId::OPMASK, Rule::Avx512AllOrNone),
+        (0xe3, 0x3, ComponentId::OPMASK, Rule::Avx512NeedsAvx),
+    ] {
+        let host = spr_with_xcr0(xcr0);
+        assert_eq!(host.layout.xcr0_violations().next().unwrap().rule, rule);
+        let b = pool(std::slice::from_ref(&host));
+        assert_eq!(b.xcr0, x(want), "{xcr0:#x}");
+        assert_eq!(
+            reason(&b, gone),
+            format!("breaks an XSETBV rule: {}", rule.description())
+        );
+        assert_sound(&b, &[host], OffsetPolicy::Exclude);
+    }
+}
+
+#[test]
+fn kvm_offers_limit_the_baseline() {
+    let spr = catalog::get("intel-sapphire-rapids").unwrap().clone();
+    // What KVM on this project's Emerald Rapids host offers: no AMX, no XSS.
+    let mut kvm = KvmOffer::new(x(0x2e7), 4096, 0xffff);
+    kvm.kernel_release = "6.18".into();
+    let host = PoolHost::new(spr.renamed("emr")).with_kvm(kvm.clone());
+    let b = pool(&[host.clone(), cat("intel-sapphire-rapids")]);
+    assert_eq!(b.xcr0, x(0x2e7));
+    assert_eq!(b.xss, x(0));
+    assert_eq!(
+        reason(&b, ComponentId::TILEDATA),
+        "KVM on emr (Linux 6.18) offers guests XCR0 0x2e7"
+    );
+    assert_eq!(
+        reason(&b, ComponentId::CET_U),
+        "KVM on emr (Linux 6.18) offers guests IA32_XSS 0x0"
+    );
+    assert_sound(&b, &[host], OffsetPolicy::Exclude);
+    // AMX offered, but not XFD: AMX still goes.
+    kvm.guest_xcr0 = x(0x602e7);
+    kvm.guest_xss = x(0x1800);
+    let b = pool(&[PoolHost::new(spr.clone()).with_kvm(kvm.clone())]);
+    assert_eq!(b.xcr0, x(0x2e7));
+    assert_eq!(b.xss, x(0x1800));
+    assert_eq!(b.xsave_features, 0xf);
+    kvm.guest_xfd = true;
+    let b = pool(&[PoolHost::new(spr.clone()).with_kvm(kvm)]);
+    assert_eq!(b.xcr0, x(0x602e7));
+    // A host profile converts to a pool host.
+    let profile =
+        xstate::profile::HostProfile::from_json(&fixture("intel-emr-kvm-profile.json")).unwrap();
+    let b = pool(&[PoolHost::from(profile)]);
+    assert_eq!(b.xcr0, x(0x2e7));
+    assert!(reason(&b, ComponentId::TILECFG).contains("offers guests XCR0 0x2e7"));
+}
+
+#[test]
+fn leaf_7_and_the_apx_leaf_are_masked() {
+    // A guest told XCR0 without AVX-512 must not see AVX512F; one without
+    // APX must not see APX_F or leaf 0x29.
+    let dmr = catalog::get("intel-diamond-rapids").unwrap();
+    let guest = everything_guest(dmr);
+    assert!(guest.has_feature(features::APX_F) && guest.has_feature(features::AVX512F));
+    let b = pool(&[cat("intel-diamond-rapids"), cat("intel-lunar-lake")]);
+    assert_eq!(b.xcr0, x(0x207));
+    let mut applied = guest.clone();
+    b.apply(&mut applied).unwrap();
+    assert!(!applied.has_feature(features::AVX512F));
+    assert!(!applied.has_feature(features::APX_F));
+    assert!(!applied.has_feature(features::AMX_TILE));
+    assert!(applied.has_feature(features::AVX) && applied.has_feature(features::PKU));
+    assert_eq!(applied.get(0x29, 0), None);
+    assert_eq!(applied.get(0x1d, 0), None);
+    assert_eq!(applied.get(0x24, 0), None);
+    assert_applied(&b, &guest, "diamond rapids + lunar lake");
+    // APX on both hosts but MPX on another: neither, with the reason.
+    let b = pool(&[cat("intel-diamond-rapids"), cat("intel-skylake-sp")]);
+    assert!(reason(&b, ComponentId::APX).contains("MPX and APX"));
+    assert!(reason(&b, ComponentId::MPX_BNDREGS).contains("MPX and APX"));
+    assert_applied(&b, &guest, "diamond rapids + skylake");
+}
+
+#[test]
+fn a_host_without_xsave_makes_the_pool_legacy_only() {
+    for f in ["no-leaf-0xd-cpuid-r.txt", "no-leaf-0xd-instlat.txt"] {
+        let old = dump_host("nehalem", &fixture(f));
+        assert!(!old.has_xsave());
+        let hosts = [cat("amd-zen3"), old];
+        let b = pool(&hosts);
+        assert!(!b.xsave);
+        assert_eq!((b.xcr0, b.xss, b.xsave_features), (x(0x3), x(0), 0));
+        assert!(reason(&b, ComponentId::AVX).contains("nehalem (no XSAVE: legacy-only)"));
+        assert_eq!(
+            b.cpuid.subleaves[&0],
+            CpuidRegs {
+                eax: 3,
+                ebx: 576,
+                ecx: 576,
+                edx: 0
+            }
+        );
+        assert_sound(&b, &hosts, OffsetPolicy::Exclude);
+        let guest = everything_guest(catalog::get("amd-zen3").unwrap());
+        let mut applied = guest.clone();
+        b.apply(&mut applied).unwrap();
+        assert!(!applied.has_feature(features::XSAVE));
+        assert!(!applied.has_feature(features::AVX));
+        assert_applied(&b, &guest, f);
+    }
+    // A guest CPUID without XSAVE stays without it.
+    let b = pool(&[cat("intel-sapphire-rapids")]);
+    let mut guest = everything_guest(catalog::get("intel-sapphire-rapids").unwrap());
+    let mut leaf1 = guest.entry(1, 0).unwrap();
+    leaf1.ecx &= !(features::XSAVE.mask() | features::OSXSAVE.mask());
+    guest.set(1, 0, leaf1).unwrap();
+    assert_applied(&b, &guest, "a guest without XSAVE");
+}
+
+#[test]
+fn flags_a_host_lacks_are_masked_though_the_component_stays() {
+    let Some(dumps) = dumps("flags of the real dumps") else {
+        return;
+    };
+    let find = |part: &str| {
+        let (name, text) = dumps.iter().find(|(n, _)| n.contains(part)).unwrap();
+        dump_host(name, text)
+    };
+    let (skx, spr) = (find("SkylakeXeon"), find("SapphireRapids"));
+    let b = pool(&[skx.clone(), spr.clone()]);
+    // AVX-512 at the same offsets on both: kept, but SPR's AVX512_FP16 is
+    // not on Skylake.
+    assert_eq!(b.xcr0, x(0x2e7));
+    let fp16 = GROUPS
+        .iter()
+        .flat_map(|g| g.features)
+        .find(|f| f.name == "AVX512_FP16")
+        .unwrap();
+    assert!(spr.cpuid.as_ref().unwrap().has_feature(*fp16));
+    let m = b
+        .missing_features
+        .iter()
+        .find(|m| m.feature == *fp16)
+        .unwrap();
+    assert_eq!(m.hosts, vec![skx.name().to_string()]);
+    let mut guest = spr.cpuid.clone().unwrap();
+    b.apply(&mut guest).unwrap();
+    assert!(!guest.has_feature(*fp16));
+    assert!(guest.has_feature(features::AVX512F));
+    // OS-controlled flags are never ANDed: the Zen 3 host has PKU without OSPKE.
+    let zen3 = find("host-amd-epyc-zen3");
+    let b = pool(&[zen3]);
+    assert!(b
+        .missing_features
+        .iter()
+        .all(|m| m.feature != features::OSPKE));
+}
+
+#[test]
+fn templates_touch_only_entries_every_host_has() {
+    let b = pool(&[cat("amd-zen4"), cat("intel-sapphire-rapids")]);
+    let hosts = [cat("amd-zen4"), cat("intel-sapphire-rapids")];
+    let t = b.template(&hosts);
+    let keys: Vec<(u32, u32)> = t.entries.iter().map(|e| (e.leaf, e.subleaf)).collect();
+    // Leaf 1 and 7.0 exist everywhere; 7.1 and leaf 0x12 are not known to.
+    assert!(keys.contains(&(7, 0)) && keys.contains(&(0xd, 0)) && keys.contains(&(0xd, 2)));
+    assert!(!keys.contains(&(7, 1)) && !keys.contains(&(0x12, 1)));
+    assert!(!t.omitted.is_empty());
+    for e in t.entries.iter().filter(|e| e.leaf == 0xd) {
+        assert!(e.indexed);
+        let regs = b.cpuid.subleaves[&e.subleaf];
+        for r in &e.registers {
+            assert_eq!((r.mask, r.value), (u32::MAX, r.register.read(&regs)));
+        }
+    }
+    let Some(dumps) = dumps("templates over the real dumps") else {
+        return;
+    };
+    let hosts: Vec<PoolHost> = dumps
+        .iter()
+        .filter(|(n, _)| n.contains("Sapphire") || n.contains("Genoa"))
+        .map(|(n, t)| dump_host(n, t))
+        .collect();
+    let b = pool(&hosts);
+    let t = b.template(&hosts);
+    // Both dumps have leaf 7.1: its masks are in.
+    assert!(t.entries.iter().any(|e| (e.leaf, e.subleaf) == (7, 1)));
+    // Applying the template to each host's CPUID gives what apply gives
+    // outside the dropped leaves and leaf 0xD's stale sub-leaves.
+    for h in &hosts {
+        let mut by_template = h.cpuid.clone().unwrap();
+        for e in &t.entries {
+            let Some(mut regs) = by_template.entry(e.leaf, e.subleaf) else {
+                assert_eq!(e.leaf, 0xd);
+                continue;
+            };
+            for r in &e.registers {
+                let slot = r.register.slot(&mut regs);
+                *slot = (*slot & !r.mask) | r.value;
+            }
+            by_template.set(e.leaf, e.subleaf, regs).unwrap();
+        }
+        let mut by_apply = h.cpuid.clone().unwrap();
+        b.apply(&mut by_apply).unwrap();
+        for (leaf, sub, regs) in by_apply.iter() {
+            assert_eq!(by_template.entry(leaf, sub), Some(regs), "{leaf:#x}.{sub}");
+        }
+    }
+}
+
+// ------------------------------------------------ random pools
+
+/// A random host: a catalog layout with components dropped (which can
+/// break XSETBV rules), a component moved, flags flipped, other XSAVE
+/// features, sometimes legacy-only, sometimes with a KVM offer.
+fn random_host() -> impl Strategy<Value = PoolHost> {
+    (
+        prop::sample::select(catalog::all().to_vec()),
+        any::<u64>(),
+        (any::<u8>(), any::<u8>(), any::<u8>()),
+        prop_oneof![Just(None), (0u32..0x20).prop_map(Some)],
+        prop_oneof![4 => Just(false), 1 => Just(true)],
+        prop_oneof![
+            Just(None),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(Some)
+        ],
+    )
+        .prop_map(
+            |(layout, drop, (moved, aligned, xfd), features, legacy, kvm)| {
+                let mut host = PoolHost::from(mutate(&layout, drop, moved, aligned, xfd, features));
+                if legacy {
+                    host = PoolHost::from(Layout::legacy_only("legacy", "GenuineIntel", "random"));
+                }
+                if let Some((a, b, xss, xfd)) = kvm {
+                    // Most of the host's bits, some taken away.
+                    let xcr0 = host.layout.xcr0_supported().bits() & (a | b);
+                    let mut offer = KvmOffer::new(x(xcr0), 4096, 0xffff);
+                    offer.guest_xss = host.layout.xss_supported() & x(xss | a);
+                    offer.guest_xfd = xfd;
+                    host = host.with_kvm(offer);
+                }
+                host
+            },
+        )
+}
+
+/// `layout` with the components whose bit is set in `drop` dropped (about
+/// one in four: bit pairs), the `moved`-th user component moved up 64
+/// bytes, the `aligned`-th component's align64 and the `xfd`-th one's XFD
+/// flag flipped, and `features` as its sub-leaf 1 EAX; each change kept
+/// only if the geometry stays valid.
+fn mutate(
+    layout: &Layout,
+    drop: u64,
+    moved: u8,
+    aligned: u8,
+    xfd: u8,
+    features: Option<u32>,
+) -> Layout {
+    let mut file = LayoutFile::from_layout(layout);
+    file.standard_size = None;
+    let valid = |f: &LayoutFile| f.to_layout().ok();
+    let mut current = valid(&file).unwrap();
+    let try_change =
+        |file: &mut LayoutFile, current: &mut Layout, change: &dyn Fn(&mut LayoutFile)| {
+            let mut next = file.clone();
+            change(&mut next);
+            if let Some(l) = valid(&next) {
+                *file = next;
+                *current = l;
+            }
+        };
+    let ids: Vec<u8> = file.components.iter().map(|c| c.id).collect();
+    for (n, id) in ids.iter().enumerate() {
+        if drop >> (2 * n) & 3 == 0 {
+            let id = *id;
+            try_change(&mut file, &mut current, &|f: &mut LayoutFile| {
+                f.components.retain(|c| c.id != id);
+                let clear = |s: &str| {
+                    let v = u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+                    format!("{:#x}", v & !(1 << id))
+                };
+                f.xcr0_supported = clear(&f.xcr0_supported);
+                f.xss_supported = clear(&f.xss_supported);
+            });
+        }
+    }
+    let pick = |k: u8, f: &LayoutFile| -> Option<usize> {
+        (!f.components.is_empty()).then(|| k as usize % f.components.len())
+    };
+    if let Some(i) = pick(moved, &file) {
+        try_change(&mut file, &mut current, &|f: &mut LayoutFile| {
+            let c: &mut ComponentEntry = &mut f.components[i];
+            if !c.supervisor {
+                c.offset += 64;
+            }
+        });
+    }
+    if let Some(i) = pick(aligned, &file) {
+        try_change(&mut file, &mut current, &|f: &mut LayoutFile| {
+            f.components[i].align64 ^= true;
+        });
+    }
+    if let Some(i) = pick(xfd, &file) {
+        try_change(&mut file, &mut current, &|f: &mut LayoutFile| {
+            f.components[i].xfd ^= true
+        });
+    }
+    if let Some(eax) = features {
+        try_change(&mut file, &mut current, &|f: &mut LayoutFile| {
+            f.xsave_features = Some(format!("{eax:#x}"));
+        });
+    }
+    current
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0000_B0A7),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(400)
+    })]
+
+    #[test]
+    fn random_pools_give_sound_baselines(
+        hosts in prop::collection::vec(random_host(), 1..5),
+        reference in prop_oneof![Just(None), (0usize..4).prop_map(Some)],
+        guest in prop::sample::select(catalog::all().to_vec()),
+    ) {
+        let offsets = match reference {
+            Some(i) if i < hosts.len() => OffsetPolicy::Reference(i),
+            _ => OffsetPolicy::Exclude,
+        };
+        let b = baseline(&hosts, &BaselineOptions { offsets }).unwrap();
+        assert_sound(&b, &hosts, offsets);
+        assert_applied(&b, &everything_guest(&guest), "random pool");
+        let mut json_guest = CpuidSet::from_kvm_json(&everything_guest(&guest).to_kvm_json()).unwrap();
+        b.apply(&mut json_guest).unwrap();
+        prop_assert_eq!(CpuidSet::from_kvm_json(&json_guest.to_kvm_json()).unwrap(), json_guest);
+    }
+}
