@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
+use xstate::cpuid::CpuidSet;
 use xstate::migrate::{Guest, Masking};
 use xstate::Xfeatures;
 
-use super::{fail, REJECTED, USAGE};
+use super::{fail, REJECTED};
 
 /// What is known of the guest whose state this is.
 #[derive(Debug, Default, clap::Args)]
@@ -52,51 +53,22 @@ impl GuestArgs {
     }
 }
 
-/// Leaf 0xD sub-leaf 0's XCR0 bits in a guest CPUID file.
-fn cpuid_xcr0(path: &PathBuf) -> Result<Xfeatures, u8> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))?;
-    let leaf = if text.trim_start().starts_with(['[', '{']) {
-        kvm_json_leaf(&text)
-    } else {
-        xstate::layout::CpuidLeaf0xD::from_dump(&text)
-            .ok()
-            .map(|l| l.xcr0_supported())
-    };
-    leaf.ok_or_else(|| {
-        fail(
+/// Leaf 0xD sub-leaf 0's XCR0 bits in a guest CPUID file (any format
+/// `CpuidSet` reads).
+fn cpuid_xcr0(path: &std::path::Path) -> Result<Xfeatures, u8> {
+    let text = super::read_cpuid_file(path)?;
+    let set = CpuidSet::parse(&text)
+        .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))?;
+    if set.entry(0xd, 0).is_none() {
+        return Err(fail(
             REJECTED,
             format_args!(
                 "{}: no CPUID leaf 0xD sub-leaf 0 found (a `cpuid -r` file or kvm_cpuid2 entries as JSON)",
                 path.display()
             ),
-        )
-    })
-}
-
-/// Leaf 0xD sub-leaf 0 from `kvm_cpuid2` entries as JSON: an array, or an
-/// object with `entries`, of `{function, index, eax, ..., edx}` (numbers or
-/// hex strings).
-fn kvm_json_leaf(text: &str) -> Option<Xfeatures> {
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let entries = match &value {
-        serde_json::Value::Array(a) => a,
-        serde_json::Value::Object(o) => o.get("entries")?.as_array()?,
-        _ => return None,
-    };
-    let num = |v: &serde_json::Value| -> Option<u64> {
-        match v {
-            serde_json::Value::Number(n) => n.as_u64(),
-            serde_json::Value::String(s) => parse_mask(s).ok().map(Xfeatures::bits),
-            _ => None,
-        }
-    };
-    let e = entries.iter().find(|e| {
-        e.get("function").and_then(num) == Some(0xD) && e.get("index").and_then(num) == Some(0)
-    })?;
-    Some(Xfeatures::from_bits(
-        num(e.get("edx")?)? << 32 | num(e.get("eax")?)?,
-    ))
+        ));
+    }
+    Ok(set.xcr0_supported())
 }
 
 /// Prints every masking to stderr: nothing is dropped silently.
