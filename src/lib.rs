@@ -10,7 +10,10 @@
 //!   through the [`XstateRead`] / [`XstateWrite`] traits.
 //! - [`RegisterFile`]: an owned, typed snapshot of a whole state.
 //! - [`migrate`]: relayout, the migration stream, destination checks, the
-//!   pool baseline.
+//!   pool baseline (a guest CPU model every host of a pool runs).
+//! - [`cpuid`]: a whole CPUID (`cpuid -r`, InstLatx64, `kvm_cpuid2` JSON),
+//!   the XSETBV rules, the table from components to the feature flags that
+//!   advertise them, and a consistency check.
 //! - [`kvm`]: views over `kvm_xsave`, vCPU helpers, the kernel's behaviour
 //!   measured, and [`preflight`], which predicts `KVM_SET_XSAVE`'s verdict.
 //! - [`apx`]: whether APX's r16..r31 exist for a vCPU (KVM's offer and the
@@ -19,8 +22,9 @@
 //!
 //! Layers, by feature (see `docs/architecture.md`): with none, the core
 //! (`no_std`, no allocation: components, layouts from a CPUID function,
-//! views, header checks, pre-flight); `alloc` adds the register file and
-//! migration; `std` layout files, dumps and the catalog; `kvm` the KVM
+//! views, header checks, pre-flight, the XSETBV rules and the feature
+//! table); `alloc` adds the register file, migration and `CpuidSet`; `std`
+//! layout files, dumps, CPUID parsing and the catalog; `kvm` the KVM
 //! helpers; `serde` serde for the register file; `cli` the `xstate` tool.
 //!
 //! ```

@@ -273,7 +273,7 @@ pub const XSAVE_FLAGS: [FeatureBit; 2] = [XSAVE, OSXSAVE];
 /// Flags that mirror a control register the OS sets (CR4.OSXSAVE,
 /// CR4.PKE) rather than what the CPU can do: KVM recomputes them from the
 /// guest's CR4 at run time, so a host's dump says nothing about them.
-/// Source: SDM leaf 01H ECX[27] and leaf 07H ECX[4]; KVM
+/// Source: SDM leaf 01H `ECX[27]` and leaf 07H `ECX[4]`; KVM
 /// `kvm_update_cpuid_runtime()`.
 pub const OS_FLAGS: [FeatureBit; 2] = [OSXSAVE, OSPKE];
 
