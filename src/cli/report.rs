@@ -88,7 +88,14 @@ mod x86 {
         state.save(source.vcpu()).map_err(|e| err(&e))?;
         let regs = RegisterFile::from_view(&state.view(&layout).map_err(|e| err(&e))?)
             .map_err(|e| err(&e))?;
-        let bytes = stream::encode(std::slice::from_ref(&regs), &stream::Source::of(&layout));
+        let vcpu = stream::Vcpu::new(
+            regs.clone(),
+            xstate::xregs::XstateRegisters::with_xcr0(
+                xstate::kvm::get_xcr0(source.vcpu()).map_err(|e| err(&e))?,
+            ),
+        );
+        let bytes = stream::encode(std::slice::from_ref(&vcpu), &stream::Source::of(&layout))
+            .map_err(|e| err(&e))?;
         let mut out = vec![format!(
             "source vCPU: XSTATE_BV {:#x}; stream {} bytes (KVM buffer {} bytes)",
             regs.xstate_bv(),
@@ -114,7 +121,8 @@ mod x86 {
         }
         let decoded = stream::decode_vcpus(&bytes, 1)
             .map_err(|e| err(&e))?
-            .remove(0);
+            .remove(0)
+            .state;
         let destination = TestVm::new().map_err(|e| err(&e))?;
         let mut dest_state = XstateBuffer::new(destination.caps()).map_err(|e| err(&e))?;
         // PKRU goes with its bit set: kernels treat a clear bit differently.

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use xstate::migrate::stream::{self, Source};
+use xstate::area::AreaHeader;
+use xstate::migrate::stream::{self, Source, Vcpu};
 use xstate::migrate::{check, Incompatibility};
+use xstate::xregs::XstateRegisters;
 use xstate::{ComponentId, RegisterFile, XcompBv};
 
 use super::{fail, output, REJECTED, USAGE};
@@ -13,7 +15,10 @@ use super::{fail, output, REJECTED, USAGE};
 /// Stream subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum StreamCommand {
-    /// Encode an XSAVE area (standard or compacted) as a one-vCPU stream.
+    /// Encode an XSAVE area (standard or compacted) as a one-vCPU stream
+    /// (version 2: XCR0 is the layout's supported user components, IA32_XSS
+    /// the supervisor components a compacted area's XCOMP_BV holds,
+    /// IA32_XFD and IA32_XFD_ERR 0).
     Encode {
         /// The XSAVE area.
         input: PathBuf,
@@ -61,11 +66,25 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, u8> {
 }
 
 /// Reads a stream file and decodes every vCPU.
-pub fn load(path: &PathBuf) -> Result<Vec<RegisterFile>, u8> {
+pub fn load(path: &PathBuf) -> Result<Vec<Vcpu>, u8> {
     let bytes = read(path)?;
     stream::decode(&bytes)
         .map(|(_, v)| v)
         .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))
+}
+
+/// The registers `stream encode` gives an area's vCPU, which no live vCPU
+/// describes: XCR0 the layout's supported user components; IA32_XSS the
+/// supervisor components a compacted area holds (XSAVES writes XCOMP_BV
+/// from XCR0 | IA32_XSS), none for the standard format; no XFD.
+fn area_registers(area: &[u8], layout: &xstate::Layout) -> XstateRegisters {
+    let held = AreaHeader::parse(area, layout)
+        .map(|h| h.xcomp_bv.components())
+        .unwrap_or_default();
+    XstateRegisters {
+        xss: held & layout.xss_supported(),
+        ..XstateRegisters::with_xcr0(layout.xcr0_supported())
+    }
 }
 
 pub fn run(cmd: &StreamCommand) -> u8 {
@@ -85,7 +104,9 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let bytes = read(input)?;
             let regs = RegisterFile::decode(&bytes, &layout)
                 .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
-            let out = stream::encode(&[regs], &Source::of(&layout));
+            let vcpu = Vcpu::new(regs, area_registers(&bytes, &layout));
+            let out = stream::encode(&[vcpu], &Source::of(&layout))
+                .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
             output::write_atomically(output, &out)
                 .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
             Ok(0)
@@ -98,7 +119,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             vcpu,
         } => {
             let vcpus = load(input)?;
-            let regs = vcpus.get(*vcpu).ok_or_else(|| {
+            let regs = vcpus.get(*vcpu).map(|v| &v.state).ok_or_else(|| {
                 fail(
                     REJECTED,
                     format_args!(
@@ -139,7 +160,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
         StreamCommand::Check { input, to, json } => {
             let layout = super::load_profile(to)?.layout;
             let vcpus = load(input)?;
-            let reports: Vec<_> = vcpus.iter().map(|v| check(v, &layout)).collect();
+            let reports: Vec<_> = vcpus.iter().map(|v| check(&v.state, &layout)).collect();
             let compatible = reports.iter().all(|r| r.is_compatible());
             if *json {
                 let per_vcpu: Vec<_> = reports
