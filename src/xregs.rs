@@ -321,8 +321,8 @@ impl XstateRegisters {
     /// is disabled in IA32_XFD: XSAVE saves a disabled component as init
     /// (SDM vol. 1, 13.14), `KVM_GET_XSAVE` returns its XSTATE_BV bit
     /// clear, and `KVM_SET_XSAVE` clears the bit (Linux commit b45f7217,
-    /// "x86/fpu: Clear XSTATE_BV[i] in guest XSAVE state whenever
-    /// XFD[i]=1"), so such state never reaches a vCPU.
+    /// "x86/fpu: Clear XSTATE_BV\[i\] in guest XSAVE state whenever
+    /// XFD\[i\]=1"), so such state never reaches a vCPU.
     ///
     /// Live components outside XCR0 | IA32_XSS are not refused: a vCPU
     /// starts with XCR0 = 1 and uses SSE through FXSAVE (CR4.OSFXSR)

@@ -2,60 +2,7 @@
 //! outside it that decide how the area is read (XCR0, IA32_XSS, IA32_XFD,
 //! IA32_XFD_ERR), saved and restored in the order the kernel needs.
 //!
-//! # Restore order, and the kernel rules behind it
-//!
-//! Sources: Linux `arch/x86/kvm/x86.c` (`__kvm_set_xcr`,
-//! `kvm_set_msr_common`, `kvm_vcpu_ioctl_x86_set_xsave`,
-//! `kvm_init_msr_list` / `kvm_probe_msr_to_save`), `arch/x86/kvm/cpuid.c`
-//! (`kvm_vcpu_after_set_cpuid`) and `arch/x86/kernel/fpu/core.c`
-//! (`fpu_update_guest_xfd`, `fpu_copy_uabi_to_guest_fpstate`).
-//!
-//! 0. **`KVM_SET_CPUID2` first** (the VMM's call, before this helper).
-//!    `kvm_vcpu_after_set_cpuid` derives from the vCPU's CPUID the XCR0
-//!    bits it may enable (`guest_supported_xcr0`, leaf 0xD.0 EDX:EAX
-//!    within what KVM supports) and, since Linux 6.18, its IA32_XSS bits
-//!    (leaf 0xD.1 EDX:ECX); `KVM_SET_CPUID2` with AMX also enlarges the
-//!    guest FPU buffer (`fpu_enable_guest_xfd_features`). Every later call
-//!    is judged against it, so [`VcpuXstate::restore`] refuses a vCPU
-//!    without CPUID ([`KvmError::NoCpuid`]) and checks each value against
-//!    it ([`KvmError::NotOffered`]) before writing anything.
-//! 1. **XCR0, `KVM_SET_XCRS`.** `__kvm_set_xcr` refuses values breaking
-//!    the XSETBV rules or outside `guest_supported_xcr0 | x87`. The kernel
-//!    does not need it before `KVM_SET_XSAVE` (which judges XSTATE_BV
-//!    against the XCR0 KVM supports since 6.6, against the CPUID-derived
-//!    one in 6.0-6.5, never against the vCPU's XCR0); it goes first as the
-//!    guest itself sets it before using a component, and as the value most
-//!    likely to be refused.
-//! 2. **IA32_XSS, IA32_XFD, IA32_XFD_ERR, one `KVM_SET_MSRS`**, each only
-//!    where `KVM_GET_MSR_INDEX_LIST` has it (IA32_XSS where KVM supports
-//!    guest supervisor state, the XFD pair where KVM offers guests XFD).
-//!    `kvm_set_msr_common` refuses IA32_XSS bits outside the guest's
-//!    supported set and without XSAVES in its CPUID, and IA32_XFD /
-//!    IA32_XFD_ERR bits outside `XFEATURE_MASK_USER_DYNAMIC &
-//!    guest_supported_xcr0`. **IA32_XFD must precede `KVM_SET_XSAVE`**:
-//!    `kvm_vcpu_ioctl_x86_set_xsave` clears from XSTATE_BV the components
-//!    of the vCPU's IA32_XFD *at that moment* (`guest_fpu.fpstate->xfd`),
-//!    so with the MSRs later a vCPU whose old XFD disabled tile data
-//!    would drop incoming tiles the new XFD enables, and the later WRMSR
-//!    (`fpu_update_guest_xfd`) clears the bits of newly disabled
-//!    components from the state just written. IA32_XFD_ERR is plain
-//!    storage (`guest_fpu.xfd_err`) and IA32_XSS enables supervisor
-//!    components, which never travel in KVM's standard-format buffer: they
-//!    go in the same call, after IA32_XSS's own rules.
-//! 3. **The area, `KVM_SET_XSAVE`**, last, after [`preflight`] says the
-//!    kernel takes it (as [`XstateBuffer::restore`] does). A component
-//!    live in the area that the new IA32_XFD disables is refused here
-//!    ([`KvmError::Registers`]): the kernel would drop it silently.
-//!
-//! Registers whose value already matches the vCPU's are not written. If a
-//! write fails part way, the vCPU is put back as it was (the same order,
-//! its values read before the first write), so a failed restore changes
-//! nothing; [`KvmError::Rollback`] says when even that failed.
-//!
-//! Saving has no ordering constraint (the vCPU is not running): the area
-//! (`KVM_GET_XSAVE2`), XCR0 (`KVM_GET_XCRS`), then the MSRs KVM has here
-//! (`KVM_GET_MSRS`). An MSR KVM does not have is 0 for every vCPU on this
-//! host (its guests cannot set it), and saved as 0.
+//! The order and the kernel rules behind it are in [`VcpuXstate`]'s docs.
 
 use std::boxed::Box;
 use std::vec::Vec;
@@ -179,27 +126,87 @@ impl Allowed {
 
 /// A vCPU's whole extended state: the XSAVE area as KVM holds it and the
 /// four registers beside it. [`save`](Self::save) and
-/// [`restore`](Self::restore) move it in and out of KVM in the order the
-/// [module docs](self) give; [`to_stream`](Self::to_stream) and
-/// [`load`](Self::load) convert it to and from a stream's [`Vcpu`].
+/// [`restore`](Self::restore) move it in and out of KVM in the order below;
+/// [`to_stream`](Self::to_stream) and [`load`](Self::load) convert it to
+/// and from a stream's [`Vcpu`].
+///
+/// # Restore order, and the kernel rules behind it
+///
+/// Sources: Linux `arch/x86/kvm/x86.c` (`__kvm_set_xcr`,
+/// `kvm_set_msr_common`, `kvm_vcpu_ioctl_x86_set_xsave`,
+/// `kvm_init_msr_list` / `kvm_probe_msr_to_save`), `arch/x86/kvm/cpuid.c`
+/// (`kvm_vcpu_after_set_cpuid`) and `arch/x86/kernel/fpu/core.c`
+/// (`fpu_update_guest_xfd`, `fpu_copy_uabi_to_guest_fpstate`).
+///
+/// 0. **`KVM_SET_CPUID2` first** (the VMM's call, before this helper).
+///    `kvm_vcpu_after_set_cpuid` derives from the vCPU's CPUID the XCR0
+///    bits it may enable (`guest_supported_xcr0`, leaf 0xD.0 EDX:EAX
+///    within what KVM supports) and, since Linux 6.18, its IA32_XSS bits
+///    (leaf 0xD.1 EDX:ECX); `KVM_SET_CPUID2` with AMX also enlarges the
+///    guest FPU buffer (`fpu_enable_guest_xfd_features`). Every later call
+///    is judged against it, so [`restore`](Self::restore) refuses a vCPU
+///    without CPUID ([`KvmError::NoCpuid`]) and checks each value against
+///    it ([`KvmError::NotOffered`]) before writing anything.
+/// 1. **XCR0, `KVM_SET_XCRS`.** `__kvm_set_xcr` refuses values breaking
+///    the XSETBV rules or outside `guest_supported_xcr0 | x87`. The kernel
+///    does not need it before `KVM_SET_XSAVE` (which judges XSTATE_BV
+///    against the XCR0 KVM supports since 6.6, against the CPUID-derived
+///    one in 6.0-6.5, never against the vCPU's XCR0); it goes first as the
+///    guest itself sets it before using a component, and as the value most
+///    likely to be refused.
+/// 2. **IA32_XSS, IA32_XFD, IA32_XFD_ERR, one `KVM_SET_MSRS`**, each only
+///    where `KVM_GET_MSR_INDEX_LIST` has it (IA32_XSS where KVM supports
+///    guest supervisor state, the XFD pair where KVM offers guests XFD).
+///    `kvm_set_msr_common` refuses IA32_XSS bits outside the guest's
+///    supported set and without XSAVES in its CPUID, and IA32_XFD /
+///    IA32_XFD_ERR bits outside `XFEATURE_MASK_USER_DYNAMIC &
+///    guest_supported_xcr0`. **IA32_XFD must precede `KVM_SET_XSAVE`**:
+///    `kvm_vcpu_ioctl_x86_set_xsave` clears from XSTATE_BV the components
+///    of the vCPU's IA32_XFD *at that moment* (`guest_fpu.fpstate->xfd`),
+///    so with the MSRs later a vCPU whose old XFD disabled tile data
+///    would drop incoming tiles the new XFD enables, and the later WRMSR
+///    (`fpu_update_guest_xfd`) clears the bits of newly disabled
+///    components from the state just written. IA32_XFD_ERR is plain
+///    storage (`guest_fpu.xfd_err`) and IA32_XSS enables supervisor
+///    components, which never travel in KVM's standard-format buffer: they
+///    go in the same call, after IA32_XSS's own rules.
+/// 3. **The area, `KVM_SET_XSAVE`**, last, after [`preflight`] says the
+///    kernel takes it (as [`XstateBuffer::restore`] does). A component
+///    live in the area that the new IA32_XFD disables is refused here
+///    ([`KvmError::Registers`]): the kernel would drop it silently.
+///
+/// Registers whose value already matches the vCPU's are not written. If a
+/// write fails part way, the vCPU is put back as it was (the same order,
+/// its values read before the first write), so a failed restore changes
+/// nothing; [`KvmError::Rollback`] says when even that failed.
+///
+/// Saving has no ordering constraint (the vCPU is not running): the area
+/// (`KVM_GET_XSAVE2`), XCR0 (`KVM_GET_XCRS`), then the MSRs KVM has here
+/// (`KVM_GET_MSRS`). An MSR KVM does not have is 0 for every vCPU on this
+/// host (its guests cannot set it), and saved as 0.
 ///
 /// ```no_run
-/// use xstate::kvm::guest::TestVm;
-/// use xstate::kvm::VcpuXstate;
+/// use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+/// use kvm_ioctls::Kvm;
+/// use xstate::kvm::{KvmCaps, VcpuXstate};
 /// use xstate::migrate::stream::{self, Source};
 ///
-/// let (source, destination) = (TestVm::new()?, TestVm::new()?);
-/// let caps = source.caps();
-/// let mut whole = VcpuXstate::new(caps)?;
-/// whole.save(source.vcpu(), caps)?; // KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_GET_MSRS
-/// let vcpu = whole.to_stream(caps.layout())?;
-/// let bytes = stream::encode(&[vcpu], &Source::of(caps.layout()))?;
+/// let kvm = Kvm::new()?;
+/// let caps = KvmCaps::probe(&kvm)?;
+/// let vm = kvm.create_vm()?;
+/// let (source, destination) = (vm.create_vcpu(0)?, vm.create_vcpu(1)?);
+/// let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)?;
+/// source.set_cpuid2(&cpuid)?;
+/// destination.set_cpuid2(&cpuid)?;
+///
+/// let mut whole = VcpuXstate::new(&caps)?;
+/// whole.save(&source, &caps)?; // KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_GET_MSRS
+/// let bytes = stream::encode(&[whole.to_stream(caps.layout())?], &Source::of(caps.layout()))?;
 ///
 /// let vcpus = stream::decode_vcpus(&bytes, 1)?;
-/// let caps = destination.caps();
-/// let mut arriving = VcpuXstate::new(caps)?;
-/// arriving.load(&vcpus[0], caps)?;
-/// arriving.restore(destination.vcpu(), caps)?; // XCRS, MSRS, then XSAVE
+/// let mut arriving = VcpuXstate::new(&caps)?;
+/// arriving.load(&vcpus[0], &caps)?;
+/// arriving.restore(&destination, &caps)?; // checks, then XCRS, MSRS, XSAVE
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -239,7 +246,7 @@ impl VcpuXstate {
     }
 
     /// Writes the whole state to the vCPU in the order the kernel needs
-    /// (see the [module docs](self)): XCR0 (`KVM_SET_XCRS`), then IA32_XSS,
+    /// (see [`VcpuXstate`]): XCR0 (`KVM_SET_XCRS`), then IA32_XSS,
     /// IA32_XFD and IA32_XFD_ERR (`KVM_SET_MSRS`), then the area
     /// (`KVM_SET_XSAVE`). Everything that can be judged beforehand is
     /// checked before the first write; a write failing later puts the
