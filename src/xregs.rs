@@ -17,7 +17,7 @@
 //! assert_eq!(regs.enabled().bits(), 0x202e7); // tile data disabled
 //! ```
 
-use crate::component::Xfeatures;
+use crate::component::{ComponentId, Xfeatures, COMPONENTS, KNOWN_COMPONENTS};
 
 /// MSR number of IA32_XSS.
 pub const MSR_IA32_XSS: u32 = 0xDA0;
@@ -54,5 +54,389 @@ impl XstateRegisters {
     /// not disabled in IA32_XFD.
     pub fn enabled(&self) -> Xfeatures {
         (self.xcr0 | self.xss) - self.xfd
+    }
+}
+
+/// One of the four registers of [`XstateRegisters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Xreg {
+    /// XCR0 (`XGETBV`/`XSETBV`; KVM: `KVM_GET_XCRS` / `KVM_SET_XCRS`).
+    Xcr0,
+    /// IA32_XSS, MSR 0xDA0.
+    Xss,
+    /// IA32_XFD, MSR 0x1C4.
+    Xfd,
+    /// IA32_XFD_ERR, MSR 0x1C5.
+    XfdErr,
+}
+
+impl Xreg {
+    /// The four, in the order the stream and the KVM helpers carry them.
+    pub const ALL: [Xreg; 4] = [Xreg::Xcr0, Xreg::Xss, Xreg::Xfd, Xreg::XfdErr];
+
+    /// The register's name in the SDM's terms (`IA32_XFD`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Xreg::Xcr0 => "XCR0",
+            Xreg::Xss => "IA32_XSS",
+            Xreg::Xfd => "IA32_XFD",
+            Xreg::XfdErr => "IA32_XFD_ERR",
+        }
+    }
+
+    /// The MSR number, or `None` for XCR0 (an extended control register).
+    pub const fn msr(self) -> Option<u32> {
+        match self {
+            Xreg::Xcr0 => None,
+            Xreg::Xss => Some(MSR_IA32_XSS),
+            Xreg::Xfd => Some(MSR_IA32_XFD),
+            Xreg::XfdErr => Some(MSR_IA32_XFD_ERR),
+        }
+    }
+}
+
+impl core::fmt::Display for Xreg {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why register values are impossible: no CPU holds them and KVM refuses
+/// them (`KVM_SET_XCRS`, `KVM_SET_MSRS`) or drops state under them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum XregsError {
+    /// XCR0 breaks a rule of XSETBV (which `KVM_SET_XCRS` applies too).
+    #[error("XCR0 {xcr0} breaks an XSETBV rule: {rule}")]
+    Xcr0 {
+        /// The value.
+        xcr0: Xfeatures,
+        /// The rule, in words.
+        rule: &'static str,
+    },
+    /// IA32_XSS names user components (or bit 63).
+    #[error("IA32_XSS {xss} has {bad}, which it cannot enable: only supervisor components belong in IA32_XSS")]
+    Xss {
+        /// The value.
+        xss: Xfeatures,
+        /// The bits it may not have.
+        bad: Xfeatures,
+    },
+    /// A component enabled in both XCR0 and IA32_XSS.
+    #[error("{both} enabled in both XCR0 and IA32_XSS: a component is either user or supervisor")]
+    Both {
+        /// The components in both.
+        both: Xfeatures,
+    },
+    /// IA32_XFD or IA32_XFD_ERR names components extended feature disable
+    /// does not apply to.
+    #[error("{register} {value} has {bad}, which extended feature disable does not apply to (of the known components only AMX TILEDATA supports it)")]
+    NotXfdCapable {
+        /// IA32_XFD or IA32_XFD_ERR.
+        register: Xreg,
+        /// The value.
+        value: Xfeatures,
+        /// The bits it may not have.
+        bad: Xfeatures,
+    },
+    /// Components live in XSTATE_BV while IA32_XFD disables them.
+    #[error("XSTATE_BV has {live} live while IA32_XFD {xfd} disables them: XSAVE saves such components as init and KVM_SET_XSAVE drops them")]
+    XfdDisabledLive {
+        /// IA32_XFD.
+        xfd: Xfeatures,
+        /// The live components it disables.
+        live: Xfeatures,
+    },
+}
+
+impl XregsError {
+    /// The register the fault is in (IA32_XFD for live state it disables).
+    pub const fn register(&self) -> Xreg {
+        match self {
+            XregsError::Xcr0 { .. } => Xreg::Xcr0,
+            XregsError::Xss { .. } | XregsError::Both { .. } => Xreg::Xss,
+            XregsError::NotXfdCapable { register, .. } => *register,
+            XregsError::XfdDisabledLive { .. } => Xreg::Xfd,
+        }
+    }
+}
+
+/// Bit 63 of every one of the four registers is reserved.
+const BIT_63: Xfeatures = Xfeatures::from_bits(1 << 63);
+
+/// The known supervisor components (IA32_XSS), from the component table.
+const SUPERVISOR: Xfeatures = {
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < KNOWN_COMPONENTS {
+        if COMPONENTS[i].supervisor {
+            bits |= 1 << i;
+        }
+        i += 1;
+    }
+    Xfeatures::from_bits(bits)
+};
+
+/// The known user components (XCR0), from the component table.
+const USER: Xfeatures = Xfeatures::from_bits(((1u64 << KNOWN_COMPONENTS) - 1) & !SUPERVISOR.bits());
+
+/// The components IA32_XFD and IA32_XFD_ERR may name: of the known ones
+/// only AMX TILEDATA enumerates XFD support (CPUID.(0xD,18).ECX[2]; Linux's
+/// and KVM's `XFEATURE_MASK_USER_DYNAMIC`); components this code does not
+/// know (20..=62) are left to the CPU to judge.
+const XFD_CAPABLE: Xfeatures = Xfeatures::from_bits(
+    ComponentId::TILEDATA.bit().bits()
+        | (Xfeatures::ALL.bits() & !((1u64 << KNOWN_COMPONENTS) - 1)),
+);
+
+/// A rule of XSETBV on XCR0's value (SDM vol. 1, 13.3; the same checks as
+/// KVM's `__kvm_set_xcr` in `arch/x86/kvm/x86.c`).
+struct Xcr0Rule {
+    rule: &'static str,
+    holds: fn(Xfeatures) -> bool,
+}
+
+/// Whether `x` holds all of `group` or none of it.
+fn together(x: Xfeatures, group: Xfeatures) -> bool {
+    let held = x & group;
+    held.is_empty() || held == group
+}
+
+const MPX: Xfeatures = Xfeatures::from_bits(0b11 << 3);
+const AVX512: Xfeatures = Xfeatures::from_bits(0b111 << 5);
+const AMX: Xfeatures = Xfeatures::from_bits(0b11 << 17);
+
+const XCR0_RULES: &[Xcr0Rule] = &[
+    Xcr0Rule {
+        rule: "x87 (bit 0) must be set",
+        holds: |x| x.contains(ComponentId::X87),
+    },
+    Xcr0Rule {
+        rule: "AVX (bit 2) needs SSE (bit 1)",
+        holds: |x| !x.contains(ComponentId::AVX) || x.contains(ComponentId::SSE),
+    },
+    Xcr0Rule {
+        rule: "MPX BNDREGS and BNDCSR (bits 3-4) are set together",
+        holds: |x| together(x, MPX),
+    },
+    Xcr0Rule {
+        rule: "AVX-512 (bits 5-7) are set together, and need AVX (bit 2)",
+        holds: |x| together(x, AVX512) && (!x.intersects(AVX512) || x.contains(ComponentId::AVX)),
+    },
+    Xcr0Rule {
+        rule: "AMX TILECFG and TILEDATA (bits 17-18) are set together",
+        holds: |x| together(x, AMX),
+    },
+    Xcr0Rule {
+        rule: "MPX (bits 3-4) and APX (bit 19) exclude each other",
+        holds: |x| !(x.intersects(MPX) && x.contains(ComponentId::APX)),
+    },
+    Xcr0Rule {
+        rule: "supervisor components (8, 10-16) are enabled in IA32_XSS, not XCR0",
+        holds: |x| !x.intersects(SUPERVISOR),
+    },
+    Xcr0Rule {
+        rule: "bit 63 is reserved",
+        holds: |x| !x.intersects(BIT_63),
+    },
+];
+
+impl XstateRegisters {
+    /// The value of `reg`.
+    pub const fn get(&self, reg: Xreg) -> Xfeatures {
+        match reg {
+            Xreg::Xcr0 => self.xcr0,
+            Xreg::Xss => self.xss,
+            Xreg::Xfd => self.xfd,
+            Xreg::XfdErr => self.xfd_err,
+        }
+    }
+
+    /// Sets `reg` to `value`.
+    pub fn set(&mut self, reg: Xreg, value: Xfeatures) {
+        match reg {
+            Xreg::Xcr0 => self.xcr0 = value,
+            Xreg::Xss => self.xss = value,
+            Xreg::Xfd => self.xfd = value,
+            Xreg::XfdErr => self.xfd_err = value,
+        }
+    }
+
+    /// Checks that the four values are possible, independent of any CPU:
+    ///
+    /// - XCR0 keeps the XSETBV rules (x87 set; AVX needs SSE; MPX's two,
+    ///   AVX-512's three and AMX's two bits go together, AVX-512 needs AVX;
+    ///   no MPX with APX; no supervisor component; not bit 63);
+    /// - IA32_XSS holds no user component (0..=7, 9, 17..=19) and not bit 63;
+    /// - no component is in both;
+    /// - IA32_XFD and IA32_XFD_ERR name only components that support
+    ///   extended feature disable: AMX TILEDATA among the known ones, and
+    ///   any component 20..=62 (unknown here, left to the CPU).
+    ///
+    /// What a given CPU or KVM supports is judged elsewhere (the layout,
+    /// the vCPU's CPUID).
+    ///
+    /// ```
+    /// use xstate::xregs::{XregsError, XstateRegisters};
+    /// use xstate::Xfeatures;
+    ///
+    /// assert!(XstateRegisters::with_xcr0(Xfeatures::from_bits(0x2e7)).check().is_ok());
+    /// let avx_without_sse = XstateRegisters::with_xcr0(Xfeatures::from_bits(0x5));
+    /// assert!(matches!(avx_without_sse.check(), Err(XregsError::Xcr0 { .. })));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first [`XregsError`] found, in the order of the list above.
+    pub fn check(&self) -> Result<(), XregsError> {
+        if let Some(r) = XCR0_RULES.iter().find(|r| !(r.holds)(self.xcr0)) {
+            return Err(XregsError::Xcr0 {
+                xcr0: self.xcr0,
+                rule: r.rule,
+            });
+        }
+        let bad = self.xss & (USER | BIT_63);
+        if !bad.is_empty() {
+            return Err(XregsError::Xss { xss: self.xss, bad });
+        }
+        let both = self.xcr0 & self.xss;
+        if !both.is_empty() {
+            return Err(XregsError::Both { both });
+        }
+        for register in [Xreg::Xfd, Xreg::XfdErr] {
+            let value = self.get(register);
+            let bad = value - XFD_CAPABLE;
+            if !bad.is_empty() {
+                return Err(XregsError::NotXfdCapable {
+                    register,
+                    value,
+                    bad,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`check`](Self::check), and that no component live in `xstate_bv`
+    /// is disabled in IA32_XFD: XSAVE saves a disabled component as init
+    /// (SDM vol. 1, 13.14), `KVM_GET_XSAVE` returns its XSTATE_BV bit
+    /// clear, and `KVM_SET_XSAVE` clears the bit (Linux commit b45f7217,
+    /// "x86/fpu: Clear XSTATE_BV\[i\] in guest XSAVE state whenever
+    /// XFD\[i\]=1"), so such state never reaches a vCPU.
+    ///
+    /// Live components outside XCR0 | IA32_XSS are not refused: a vCPU
+    /// starts with XCR0 = 1 and uses SSE through FXSAVE (CR4.OSFXSR)
+    /// without ever enabling it in XCR0, PKRU is reachable with CR4.PKE
+    /// alone, and `KVM_SET_XSAVE` judges XSTATE_BV against the XCR0 KVM
+    /// supports, not the vCPU's.
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check), then [`XregsError::XfdDisabledLive`].
+    pub fn check_state(&self, xstate_bv: Xfeatures) -> Result<(), XregsError> {
+        self.check()?;
+        let live = xstate_bv & self.xfd;
+        if !live.is_empty() {
+            return Err(XregsError::XfdDisabledLive {
+                xfd: self.xfd,
+                live,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regs(xcr0: u64, xss: u64, xfd: u64, xfd_err: u64) -> XstateRegisters {
+        XstateRegisters {
+            xcr0: Xfeatures::from_bits(xcr0),
+            xss: Xfeatures::from_bits(xss),
+            xfd: Xfeatures::from_bits(xfd),
+            xfd_err: Xfeatures::from_bits(xfd_err),
+        }
+    }
+
+    #[test]
+    fn real_values_pass() {
+        // Measured or documented XCR0 / XSS / XFD values.
+        for (xcr0, xss, xfd) in [
+            (0x1, 0, 0),                // a vCPU after reset
+            (0x7, 0, 0),                // the test VM
+            (0x207, 0x1800, 0),         // AMD Zen 3 with CET
+            (0x2e7, 0, 0),              // KVM's guest XCR0 on the Intel host
+            (0x602e7, 0x1900, 0x40000), // Sapphire Rapids, tile data disabled
+            (0x802e7, 0, 0),            // APX without MPX
+            (0x1_0000_0000_0007, 0, 0), // an unknown user component 48
+        ] {
+            let r = regs(xcr0, xss, xfd, xfd);
+            assert_eq!(r.check(), Ok(()), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn every_xcr0_rule_bites() {
+        for (xcr0, words) in [
+            (0x6, "x87"),
+            (0x5, "AVX (bit 2) needs SSE"),
+            (0xF, "MPX"),
+            (0x67, "AVX-512"),
+            (0xE3, "need AVX"),
+            (0x20007, "AMX"),
+            (0x8001F, "APX"),
+            (0x107, "supervisor"),
+            (0x8000_0000_0000_0003, "bit 63"),
+        ] {
+            match regs(xcr0, 0, 0, 0).check() {
+                Err(XregsError::Xcr0 { rule, .. }) => {
+                    assert!(rule.contains(words), "{xcr0:#x}: {rule}")
+                }
+                other => panic!("{xcr0:#x}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn xss_xfd_and_live_state() {
+        assert_eq!(
+            regs(0x3, 0x202, 0, 0).check(),
+            Err(XregsError::Xss {
+                xss: Xfeatures::from_bits(0x202),
+                bad: Xfeatures::from_bits(0x202)
+            })
+        );
+        assert_eq!(
+            regs(0x1_0000_0000_0003, 0x1_0000_0000_0000, 0, 0).check(),
+            Err(XregsError::Both {
+                both: Xfeatures::from_bits(0x1_0000_0000_0000)
+            })
+        );
+        let e = regs(0x7, 0, 0, 0x4).check().unwrap_err();
+        assert_eq!(e.register(), Xreg::XfdErr);
+        assert!(e.to_string().starts_with("IA32_XFD_ERR 0x4 has 0x4"), "{e}");
+        let tiles = regs(0x602e7, 0, 0x40000, 0);
+        assert_eq!(tiles.check_state(Xfeatures::from_bits(0x20003)), Ok(()));
+        assert_eq!(
+            tiles.check_state(Xfeatures::from_bits(0x60003)),
+            Err(XregsError::XfdDisabledLive {
+                xfd: Xfeatures::from_bits(0x40000),
+                live: ComponentId::TILEDATA.bit()
+            })
+        );
+        // Live state outside XCR0 is the vCPU's business (SSE with XCR0 = 1).
+        assert_eq!(regs(0x1, 0, 0, 0).check_state(Xfeatures::LEGACY), Ok(()));
+    }
+
+    #[test]
+    fn names_and_msrs() {
+        let names: Vec<_> = Xreg::ALL.iter().map(|r| r.to_string()).collect();
+        assert_eq!(names, ["XCR0", "IA32_XSS", "IA32_XFD", "IA32_XFD_ERR"]);
+        assert_eq!(Xreg::Xcr0.msr(), None);
+        assert_eq!(Xreg::XfdErr.msr(), Some(0x1C5));
+        let mut r = XstateRegisters::with_xcr0(Xfeatures::LEGACY);
+        r.set(Xreg::Xfd, ComponentId::TILEDATA.bit());
+        assert_eq!(r.get(Xreg::Xfd), ComponentId::TILEDATA.bit());
     }
 }

@@ -214,7 +214,19 @@ fn report_runs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("host XSAVE layout"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("host XSAVE layout"));
+    // The live migration moves the whole extended state in a version 2
+    // stream, where /dev/kvm is usable.
+    if std::path::Path::new("/dev/kvm").exists() && !text.contains("skipped: /dev/kvm") {
+        for line in [
+            "stream version 2",
+            "IA32_XFD_ERR",
+            "registers of the area identical",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
 }
 
 #[test]
@@ -948,5 +960,102 @@ fn migration_decisions_judge_kvm_and_the_guest() {
         .status
         .code(),
         Some(1)
+    );
+}
+
+#[test]
+fn streams_carry_the_registers_and_version_1_still_reads() {
+    use xstate::migrate::stream::{self, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+
+    // A compacted area holding CET_U (an XSAVES area): XCR0 is the layout's
+    // user components, IA32_XSS the supervisor components XCOMP_BV holds.
+    let mut regs = RegisterFile::new();
+    regs.set_xmm(1, 0x11).unwrap();
+    regs.set_component(ComponentId::CET_U, &[3; 16]).unwrap();
+    std::fs::write(
+        p("xsaves.bin"),
+        regs.encode(spr, Format::Compacted).unwrap(),
+    )
+    .unwrap();
+    let r = xstate(&[
+        "stream",
+        "encode",
+        &p("xsaves.bin"),
+        &p("s.xst"),
+        "--layout",
+        "intel-sapphire-rapids",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(p("s.xst")).unwrap();
+    assert_eq!(bytes[8..10], 2u16.to_le_bytes(), "version 2");
+    let v = json(&xstate(&[
+        "decode",
+        &p("s.xst"),
+        "--layout",
+        "intel-sapphire-rapids",
+        "--json",
+    ]));
+    assert_eq!(
+        [&v["xcr0"], &v["xss"], &v["xfd"], &v["xfd_err"]],
+        ["0x602e7", "0x800", "0x0", "0x0"]
+    );
+    assert_eq!(v["registers"]["xmm1"], format!("0x{:032x}", 0x11));
+    let r = xstate(&["decode", &p("s.xst"), "--layout", "intel-sapphire-rapids"]);
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        text.contains("XCR0 0x602e7, IA32_XSS 0x800, IA32_XFD 0x0, IA32_XFD_ERR 0x0"),
+        "{text}"
+    );
+
+    // Impossible registers are refused (exit 1), naming the register.
+    let mut bad = bytes.clone();
+    let xcr0_at = stream::HEADER_LEN + 16;
+    bad[xcr0_at..xcr0_at + 8].copy_from_slice(&0x5u64.to_le_bytes());
+    let body = bad.len() - 4;
+    let crc = stream::crc32(&bad[..body]);
+    bad[body..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(p("bad.xst"), &bad).unwrap();
+    let r = xstate(&[
+        "stream",
+        "check",
+        &p("bad.xst"),
+        "--to",
+        "intel-sapphire-rapids",
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("offset 48") && err.contains("XCR0 0x5"),
+        "{err}"
+    );
+
+    // A version 1 stream still decodes and checks; it has no registers.
+    regs.set_init(ComponentId::CET_U);
+    let v1 = stream::encode_v1(std::slice::from_ref(&regs), &Source::of(spr)).unwrap();
+    std::fs::write(p("v1.xst"), v1).unwrap();
+    let v = json(&xstate(&[
+        "decode",
+        &p("v1.xst"),
+        "--layout",
+        "intel-sapphire-rapids",
+        "--json",
+    ]));
+    assert_eq!(v["registers"]["xmm1"], format!("0x{:032x}", 0x11));
+    assert!(v.get("xcr0").is_none());
+    let r = xstate(&[
+        "stream",
+        "check",
+        &p("v1.xst"),
+        "--to",
+        "intel-sapphire-rapids",
+    ]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
     );
 }

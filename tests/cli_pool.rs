@@ -410,7 +410,15 @@ fn dumps_profiles_and_a_host_without_xsave() {
             regs.set_ymm(1, [0x1234, 5]).unwrap();
         }
         let stream = dir.path().join(format!("s{avx}.xst"));
-        std::fs::write(&stream, stream::encode(&[regs], &stream::Source::of(zen3))).unwrap();
+        let vcpu = stream::Vcpu::new(
+            regs,
+            xstate::xregs::XstateRegisters::with_xcr0(zen3.xcr0_supported()),
+        );
+        std::fs::write(
+            &stream,
+            stream::encode(&[vcpu], &stream::Source::of(zen3)).unwrap(),
+        )
+        .unwrap();
         let out = xstate(&["stream", "check", stream.to_str().unwrap(), "--to", &old]);
         assert_eq!(
             out.status.code(),

@@ -3,8 +3,9 @@
 
 use xstate::fuzzing::{stream_decode, view_open};
 use xstate::layout::catalog;
-use xstate::migrate::stream::{encode, Source};
+use xstate::migrate::stream::{encode, encode_v1, Source, Vcpu};
 use xstate::prelude::*;
+use xstate::xregs::XstateRegisters;
 use xstate::{ComponentId, Format, RegisterFile};
 
 struct Rng(u64);
@@ -47,10 +48,27 @@ fn seeds() -> Vec<Vec<u8>> {
         if layout.has(ComponentId::HI16_ZMM) {
             regs.set_zmm(17, [1, 2, 3, 4]).unwrap();
         }
-        out.push(encode(
-            &[regs.clone(), RegisterFile::new()],
-            &Source::of(layout),
-        ));
+        // Version 2, the second vCPU with CET in IA32_XSS and tile data
+        // disabled in IA32_XFD where the layout has them; and version 1.
+        let tiles = layout.xcr0_supported() & ComponentId::TILEDATA.bit();
+        let registers = XstateRegisters::with_xcr0(layout.xcr0_supported());
+        let second = XstateRegisters {
+            xss: layout.xss_supported() & (ComponentId::CET_U.bit() | ComponentId::CET_S.bit()),
+            xfd: tiles,
+            xfd_err: tiles,
+            ..registers
+        };
+        out.push(
+            encode(
+                &[
+                    Vcpu::new(regs.clone(), registers),
+                    Vcpu::new(RegisterFile::new(), second),
+                ],
+                &Source::of(layout),
+            )
+            .unwrap(),
+        );
+        out.push(encode_v1(&[regs.clone(), RegisterFile::new()], &Source::of(layout)).unwrap());
         for format in [Format::Standard, Format::Compacted] {
             out.push(regs.encode(layout, format).unwrap());
         }

@@ -404,7 +404,15 @@ fn simulated_kvm_stream_decode_for_an_apx_profile_zeroes_egprs() {
     let spr = catalog::get("intel-sapphire-rapids").unwrap();
     let mut state = RegisterFile::new();
     state.set_xmm(2, 0x1234).unwrap();
-    std::fs::write(p("s.xst"), stream::encode(&[state], &Source::of(spr))).unwrap();
+    let vcpu = stream::Vcpu::new(
+        state,
+        xstate::xregs::XstateRegisters::with_xcr0(spr.xcr0_supported()),
+    );
+    std::fs::write(
+        p("s.xst"),
+        stream::encode(&[vcpu], &Source::of(spr)).unwrap(),
+    )
+    .unwrap();
 
     let with = simulated::Kvm::with_apx(dmr());
     let without = simulated::Kvm::without_apx(dmr());

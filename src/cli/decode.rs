@@ -31,13 +31,21 @@ pub fn run(args: &Args) -> u8 {
         Ok(b) => b,
         Err(e) => return fail(USAGE, format_args!("{}: {e}", args.file.display())),
     };
-    // A migration stream decodes to its first vCPU in the layout's standard format.
+    // A migration stream decodes to its first vCPU in the layout's standard
+    // format (compacted when supervisor state is live, which only that
+    // format holds); a version 2 stream's vCPU has its registers beside it.
+    let mut xregs = None;
     let bytes = if xstate::migrate::stream::is_stream(&bytes) {
         match super::stream::load(&args.file) {
-            Ok(vcpus) => match vcpus
-                .first()
-                .map(|v| v.encode(&layout, xstate::Format::Standard))
-            {
+            Ok(vcpus) => match vcpus.first().map(|v| {
+                xregs = v.registers;
+                let format = if v.state.xstate_bv().intersects(layout.xss_supported()) {
+                    xstate::Format::Compacted
+                } else {
+                    xstate::Format::Standard
+                };
+                v.state.encode(&layout, format)
+            }) {
                 Some(Ok(area)) => area,
                 Some(Err(e)) => {
                     return fail(REJECTED, format_args!("{}: {e}", args.file.display()))
@@ -69,12 +77,18 @@ pub fn run(args: &Args) -> u8 {
         }
     }
     if args.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "format": view.format().as_str(),
             "xstate_bv": format!("{:#x}", view.xstate_bv()),
             "xcomp_bv": format!("{:#x}", view.xcomp_bv()),
             "registers": registers,
         });
+        if let Some(x) = xregs {
+            out["xcr0"] = format!("{:#x}", x.xcr0).into();
+            out["xss"] = format!("{:#x}", x.xss).into();
+            out["xfd"] = format!("{:#x}", x.xfd).into();
+            out["xfd_err"] = format!("{:#x}", x.xfd_err).into();
+        }
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {
         println!(
@@ -84,6 +98,12 @@ pub fn run(args: &Args) -> u8 {
             view.xcomp_bv(),
             layout.name()
         );
+        if let Some(x) = xregs {
+            println!(
+                "XCR0 {:#x}, IA32_XSS {:#x}, IA32_XFD {:#x}, IA32_XFD_ERR {:#x}",
+                x.xcr0, x.xss, x.xfd, x.xfd_err
+            );
+        }
         for (name, value) in &registers {
             println!("{name:>10} {}", value.as_str().unwrap_or_default());
         }

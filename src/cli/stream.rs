@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use xstate::migrate::stream::{self, Source};
-use xstate::migrate::{check_host, Incompatibility};
+use xstate::area::AreaHeader;
+use xstate::migrate::stream::{self, Source, Vcpu};
+use xstate::migrate::{check_host, Guest, Incompatibility};
 use xstate::profile::KvmOffer;
+use xstate::xregs::XstateRegisters;
 use xstate::{ComponentId, RegisterFile, XcompBv};
 
 use super::{fail, output, REJECTED, USAGE};
@@ -14,7 +16,10 @@ use super::{fail, output, REJECTED, USAGE};
 /// Stream subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum StreamCommand {
-    /// Encode an XSAVE area (standard or compacted) as a one-vCPU stream.
+    /// Encode an XSAVE area (standard or compacted) as a one-vCPU stream
+    /// (version 2: XCR0 is the layout's supported user components, IA32_XSS
+    /// the supervisor components a compacted area's XCOMP_BV holds,
+    /// IA32_XFD and IA32_XFD_ERR 0).
     Encode {
         /// The XSAVE area.
         input: PathBuf,
@@ -70,11 +75,25 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, u8> {
 }
 
 /// Reads a stream file and decodes every vCPU.
-pub fn load(path: &PathBuf) -> Result<Vec<RegisterFile>, u8> {
+pub fn load(path: &PathBuf) -> Result<Vec<Vcpu>, u8> {
     let bytes = read(path)?;
     stream::decode(&bytes)
         .map(|(_, v)| v)
         .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))
+}
+
+/// The registers `stream encode` gives an area's vCPU, which no live vCPU
+/// describes: XCR0 the layout's supported user components; IA32_XSS the
+/// supervisor components a compacted area holds (XSAVES writes XCOMP_BV
+/// from XCR0 | IA32_XSS), none for the standard format; no XFD.
+fn area_registers(area: &[u8], layout: &xstate::Layout) -> XstateRegisters {
+    let held = AreaHeader::parse(area, layout)
+        .map(|h| h.xcomp_bv.components())
+        .unwrap_or_default();
+    XstateRegisters {
+        xss: held & layout.xss_supported(),
+        ..XstateRegisters::with_xcr0(layout.xcr0_supported())
+    }
 }
 
 pub fn run(cmd: &StreamCommand) -> u8 {
@@ -97,7 +116,12 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let mut regs = RegisterFile::decode(&bytes, &layout)
                 .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
             super::guest::report(&input.display().to_string(), &guest.mask(&mut regs));
-            let out = stream::encode(&[regs], &Source::of(&layout));
+            let vcpu = Vcpu::new(
+                regs,
+                guest_registers(area_registers(&bytes, &layout), &guest),
+            );
+            let out = stream::encode(&[vcpu], &Source::of(&layout))
+                .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
             output::write_atomically(output, &out)
                 .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
             Ok(0)
@@ -110,7 +134,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             vcpu,
         } => {
             let vcpus = load(input)?;
-            let regs = vcpus.get(*vcpu).ok_or_else(|| {
+            let regs = vcpus.get(*vcpu).map(|v| &v.state).ok_or_else(|| {
                 fail(
                     REJECTED,
                     format_args!(
@@ -163,7 +187,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let vcpus = load(input)?;
             let reports: Vec<_> = vcpus
                 .iter()
-                .map(|v| check_host(v, &destination, &guest))
+                .map(|v| check_host(&v.state, &destination, &with_registers(&guest, v.registers)))
                 .collect();
             let compatible = reports.iter().all(|r| r.is_compatible());
             let name = destination.layout.name();
@@ -235,4 +259,32 @@ fn kvm_area(regs: &RegisterFile) -> Result<Vec<u8>, String> {
 #[cfg(not(target_arch = "x86_64"))]
 fn kvm_area(_: &RegisterFile) -> Result<Vec<u8>, String> {
     Err("KVM XSAVE buffers exist only on x86_64".into())
+}
+
+/// The registers a stream records for an area: the area's own, narrowed by
+/// what is known of the guest (its XCR0, the XCR0 its CPU model exposes,
+/// its IA32_XFD).
+fn guest_registers(mut registers: XstateRegisters, guest: &Guest) -> XstateRegisters {
+    if let Some(xcr0) = guest.xcr0 {
+        registers.xcr0 = xcr0;
+    }
+    if let Some(model) = guest.model_xcr0 {
+        registers.xcr0 &= model | xstate::Xfeatures::LEGACY;
+    }
+    registers.xfd = guest.xfd;
+    registers
+}
+
+/// The guest the options describe, completed by a version 2 stream's
+/// registers for that vCPU (the options win where both say something).
+fn with_registers(guest: &Guest, registers: Option<XstateRegisters>) -> Guest {
+    let Some(r) = registers else {
+        return *guest;
+    };
+    Guest {
+        xcr0: guest.xcr0.or(Some(r.xcr0)),
+        model_xcr0: guest.model_xcr0,
+        xss: guest.xss.or(Some(r.xss)),
+        xfd: guest.xfd | r.xfd,
+    }
 }

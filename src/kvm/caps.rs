@@ -6,7 +6,7 @@ use kvm_ioctls::{Cap, Kvm};
 use std::string::String;
 use std::vec::Vec;
 
-use super::{ioctl, KvmBehaviour, KvmError, SetXsaveRules};
+use super::{ioctl, KvmBehaviour, KvmError, SetXsaveRules, XstateMsrs};
 use crate::apx::Egprs;
 use crate::component::{ComponentId, Xfeatures};
 use crate::profile::{HostProfile, KvmOffer};
@@ -124,11 +124,13 @@ pub struct KvmCaps {
     amx: AmxStatus,
     kernel_release: String,
     behaviour: KvmBehaviour,
+    msrs: XstateMsrs,
 }
 
 impl KvmCaps {
     /// Reads `KVM_CAP_XSAVE2`, the XCR0 and IA32_XSS bits KVM supports for
-    /// guests (CPUID leaf 0xD of `KVM_GET_SUPPORTED_CPUID`) and the guest
+    /// guests (CPUID leaf 0xD of `KVM_GET_SUPPORTED_CPUID`), the
+    /// extended-state MSRs it has (`KVM_GET_MSR_INDEX_LIST`) and the guest
     /// AMX permission, and measures the kernel's behaviour
     /// ([`KvmBehaviour`], once per process, on a scratch vCPU).
     ///
@@ -170,6 +172,7 @@ impl KvmCaps {
         };
         let buffer_size = xsave2_size.unwrap_or(4096).max(4096);
         let behaviour = KvmBehaviour::measure(kvm, &layout, guest_xcr0, buffer_size)?;
+        let msrs = XstateMsrs::probe(kvm)?;
         Ok(KvmCaps {
             layout,
             xsave2_size,
@@ -179,6 +182,7 @@ impl KvmCaps {
             amx,
             kernel_release: kernel_release(),
             behaviour,
+            msrs,
         })
     }
 
@@ -215,6 +219,12 @@ impl KvmCaps {
     /// 0xD sub-leaf 1 EAX bit 4 of `KVM_GET_SUPPORTED_CPUID`).
     pub fn guest_xfd(&self) -> bool {
         self.guest_xfd
+    }
+
+    /// Which of IA32_XSS, IA32_XFD and IA32_XFD_ERR KVM saves and restores
+    /// here (`KVM_GET_MSR_INDEX_LIST`).
+    pub fn xstate_msrs(&self) -> XstateMsrs {
+        self.msrs
     }
 
     /// The MXCSR bits `KVM_SET_XSAVE` accepts, as measured on a scratch vCPU.

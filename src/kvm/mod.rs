@@ -1,6 +1,8 @@
 //! KVM integration: vCPU XSAVE state in and out of KVM, zero-copy views
 //! over its buffers, what KVM on this host offers and does (probed), and
 //! the pre-flight check that predicts `KVM_SET_XSAVE`'s verdict.
+//! [`VcpuXstate`] moves a vCPU's whole extended state (the area with XCR0,
+//! IA32_XSS, IA32_XFD and IA32_XFD_ERR) in the order the kernel needs.
 //!
 //! KVM always uses the standard (non-compacted) format, at the host's
 //! CPUID offsets; its buffers are `struct kvm_xsave` (4096 bytes) or, with
@@ -32,6 +34,7 @@ mod gpr;
 #[cfg(feature = "testing")]
 pub mod guest;
 mod probe;
+mod state;
 mod vcpu;
 
 pub use buffer::{
@@ -44,6 +47,7 @@ pub use gpr::{GprError, Gprs, GPR_NAMES};
 pub use probe::KvmBehaviour;
 
 pub use crate::profile::{PkruBehaviour, PkruOnClearBit};
+pub use state::{get_registers, VcpuXstate, XstateMsrs};
 pub use vcpu::{get_xcr0, set_xcr0, XstateBuffer};
 
 pub use crate::preflight::{preflight, PreflightError, SetXsaveRules};
@@ -75,6 +79,53 @@ pub enum KvmError {
     Alloc {
         /// The size asked for, in bytes.
         size: usize,
+    },
+    /// The vCPU has no CPUID yet, which KVM judges XCR0 and the MSRs by.
+    #[error("the vCPU has no CPUID: KVM_SET_CPUID2 comes first, KVM judges XCR0 and the extended-state MSRs against it")]
+    NoCpuid,
+    /// Register values no CPU holds, or live state IA32_XFD disables.
+    #[error("the vCPU's registers: {0}")]
+    Registers(#[from] crate::xregs::XregsError),
+    /// A register with bits the vCPU's CPUID or this KVM does not allow.
+    #[error("{register} {value} has bits this vCPU may not enable: with its CPUID and this KVM it allows {allowed}")]
+    NotOffered {
+        /// The register.
+        register: crate::xregs::Xreg,
+        /// Its value.
+        value: crate::Xfeatures,
+        /// What it may hold.
+        allowed: crate::Xfeatures,
+    },
+    /// A non-zero MSR that KVM on this host does not save or restore.
+    #[error("{register} is {value}, but KVM on this host does not save or restore it (it is not in KVM_GET_MSR_INDEX_LIST)")]
+    MsrAbsent {
+        /// The MSR.
+        register: crate::xregs::Xreg,
+        /// Its value.
+        value: crate::Xfeatures,
+    },
+    /// KVM processed fewer MSRs than asked: it refused this one.
+    #[error("{op} refused {register} ({value})")]
+    MsrRefused {
+        /// `KVM_GET_MSRS` or `KVM_SET_MSRS`.
+        op: &'static str,
+        /// The first MSR not processed.
+        register: crate::xregs::Xreg,
+        /// The value written (0 for a read).
+        value: crate::Xfeatures,
+    },
+    /// A stream vCPU without registers (from a version 1 stream).
+    #[error("the vCPU has no XCR0, IA32_XSS, IA32_XFD and IA32_XFD_ERR (it came from a version 1 stream): restore its area alone with XstateBuffer")]
+    NoRegisters,
+    /// A restore failed part way, and putting the vCPU back as it was
+    /// failed too.
+    #[error("{error}; putting the vCPU back as it was failed too: {rollback}")]
+    Rollback {
+        /// Why the restore failed.
+        #[source]
+        error: std::boxed::Box<KvmError>,
+        /// Why the rollback failed.
+        rollback: std::boxed::Box<KvmError>,
     },
 }
 

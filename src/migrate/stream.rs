@@ -1,19 +1,22 @@
 //! The migration stream: the XSAVE state of one or many vCPUs, independent
-//! of the source layout. `docs/stream-format.md` documents the bytes; the
-//! fixed-size parts are the zerocopy types of [`wire`].
+//! of the source layout, and since version 2 each vCPU's XCR0, IA32_XSS,
+//! IA32_XFD and IA32_XFD_ERR beside it. `docs/stream-format.md` documents
+//! the bytes; the fixed-size parts are the zerocopy types of [`wire`].
 //!
 //! ```
 //! use xstate::layout::catalog;
-//! use xstate::migrate::stream::{decode, encode, Source};
+//! use xstate::migrate::stream::{decode, encode, Source, Vcpu};
 //! use xstate::prelude::*;
+//! use xstate::xregs::XstateRegisters;
 //! use xstate::RegisterFile;
 //!
 //! let zen4 = catalog::get("amd-zen4").unwrap();
-//! let mut vcpu = RegisterFile::new();
-//! vcpu.set_xmm(2, 42).unwrap();
-//! let bytes = encode(&[vcpu.clone()], &Source::of(zen4));
+//! let mut state = RegisterFile::new();
+//! state.set_xmm(2, 42).unwrap();
+//! let vcpu = Vcpu::new(state, XstateRegisters::with_xcr0(zen4.xcr0_supported()));
+//! let bytes = encode(&[vcpu.clone()], &Source::of(zen4)).unwrap();
 //! let (header, vcpus) = decode(&bytes).unwrap();
-//! assert_eq!(header.source_fingerprint, zen4.fingerprint());
+//! assert_eq!((header.version, header.source_fingerprint), (2, zen4.fingerprint()));
 //! assert_eq!(vcpus, vec![vcpu]);
 //! ```
 
@@ -24,9 +27,10 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::access::XstateRead;
 use crate::area::{legacy, LEGACY_SIZE};
 use crate::component::{ComponentId, Xfeatures};
+use crate::xregs::{Xreg, XregsError, XstateRegisters};
 use crate::{Layout, RegisterFile};
 
-pub use wire::{RecordHeader, StreamHeaderBytes, VcpuHeader, MAGIC};
+pub use wire::{RecordHeader, StreamHeaderBytes, VcpuHeader, VcpuHeaderV2, MAGIC};
 
 /// The stream's fixed-size parts, little-endian, as `docs/stream-format.md`
 /// gives them.
@@ -57,7 +61,7 @@ pub mod wire {
         pub source_fingerprint: U64,
     }
 
-    /// A vCPU section's header (16 bytes).
+    /// A version 1 vCPU section's header (16 bytes).
     #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
     #[repr(C)]
     pub struct VcpuHeader {
@@ -67,6 +71,27 @@ pub mod wire {
         pub record_count: U32,
         /// The live components: exactly the records' components.
         pub xstate_bv: U64,
+    }
+
+    /// A version 2 vCPU section's header (48 bytes): version 1's fields,
+    /// then the vCPU's four extended-state control registers.
+    #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+    #[repr(C)]
+    pub struct VcpuHeaderV2 {
+        /// The section's position, from 0.
+        pub vcpu_index: U32,
+        /// The number of records that follow.
+        pub record_count: U32,
+        /// The live components: exactly the records' components.
+        pub xstate_bv: U64,
+        /// XCR0.
+        pub xcr0: U64,
+        /// IA32_XSS (MSR 0xDA0).
+        pub xss: U64,
+        /// IA32_XFD (MSR 0x1C4).
+        pub xfd: U64,
+        /// IA32_XFD_ERR (MSR 0x1C5).
+        pub xfd_err: U64,
     }
 
     /// A record's header (8 bytes); `length` bytes of data follow.
@@ -91,18 +116,29 @@ pub mod wire {
         assert!(size_of::<VcpuHeader>() == 16);
         assert!(offset_of!(VcpuHeader, record_count) == 4);
         assert!(offset_of!(VcpuHeader, xstate_bv) == 8);
+        assert!(size_of::<VcpuHeaderV2>() == 48);
+        assert!(offset_of!(VcpuHeaderV2, record_count) == 4);
+        assert!(offset_of!(VcpuHeaderV2, xstate_bv) == 8);
+        assert!(offset_of!(VcpuHeaderV2, xcr0) == 16);
+        assert!(offset_of!(VcpuHeaderV2, xss) == 24);
+        assert!(offset_of!(VcpuHeaderV2, xfd) == 32);
+        assert!(offset_of!(VcpuHeaderV2, xfd_err) == 40);
         assert!(size_of::<RecordHeader>() == 8);
         assert!(offset_of!(RecordHeader, reserved) == 1);
         assert!(offset_of!(RecordHeader, length) == 4);
     };
 }
 
-/// The format version this code writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version [`encode`] writes; [`decode`] reads it and version 1.
+pub const VERSION: u16 = 2;
+/// The first version, without the registers; [`encode_v1`] writes it.
+pub const VERSION_1: u16 = 1;
 /// Bytes of the stream header.
 pub const HEADER_LEN: usize = core::mem::size_of::<StreamHeaderBytes>();
-/// Bytes of a vCPU section's header.
-pub const VCPU_HEADER_LEN: usize = core::mem::size_of::<VcpuHeader>();
+/// Bytes of a version 2 vCPU section's header.
+pub const VCPU_HEADER_LEN: usize = core::mem::size_of::<VcpuHeaderV2>();
+/// Bytes of a version 1 vCPU section's header.
+pub const VCPU_HEADER_V1_LEN: usize = core::mem::size_of::<VcpuHeader>();
 /// Bytes of a record's header.
 pub const RECORD_HEADER_LEN: usize = core::mem::size_of::<RecordHeader>();
 /// Bytes of the trailing checksum.
@@ -139,6 +175,27 @@ impl Source {
         Source {
             xcr0: layout.xcr0_supported(),
             fingerprint: layout.fingerprint(),
+        }
+    }
+}
+
+/// One vCPU of a stream: its XSAVE state and, from version 2 on, its
+/// XCR0, IA32_XSS, IA32_XFD and IA32_XFD_ERR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vcpu {
+    /// The XSAVE state.
+    pub state: RegisterFile,
+    /// The extended-state control registers: `None` only for a vCPU
+    /// decoded from a version 1 stream, which does not carry them.
+    pub registers: Option<XstateRegisters>,
+}
+
+impl Vcpu {
+    /// A vCPU with its registers.
+    pub fn new(state: RegisterFile, registers: XstateRegisters) -> Vcpu {
+        Vcpu {
+            state,
+            registers: Some(registers),
         }
     }
 }
@@ -197,8 +254,9 @@ pub enum StreamError {
         /// Where.
         offset: usize,
     },
-    /// More vCPUs than [`MAX_VCPUS`].
-    #[error("the stream header at offset 12 says {0} vCPUs, more than the {MAX_VCPUS} KVM allows")]
+    /// More vCPUs than [`MAX_VCPUS`] (decoding: the count of the stream
+    /// header, at offset 12).
+    #[error("{0} vCPUs, more than the {MAX_VCPUS} KVM allows")]
     TooManyVcpus(u32),
     /// A vCPU section out of order.
     #[error("vCPU section at offset {offset} has index {found}, expected {expected}")]
@@ -258,6 +316,33 @@ pub enum StreamError {
         /// How many.
         count: usize,
     },
+    /// A version 2 vCPU section whose registers are impossible, or whose
+    /// state IA32_XFD disables; `offset` is the register's field.
+    #[error("vCPU section register at offset {offset}: {source}")]
+    Registers {
+        /// Where the register is.
+        offset: usize,
+        /// What is wrong.
+        #[source]
+        source: XregsError,
+    },
+    /// Encoding: a vCPU without registers (decoded from a version 1
+    /// stream) cannot go into a version 2 stream.
+    #[error("vCPU {vcpu} has no XCR0, IA32_XSS, IA32_XFD and IA32_XFD_ERR (it came from a version 1 stream), which version 2 carries for every vCPU")]
+    NoRegisters {
+        /// The vCPU's position.
+        vcpu: usize,
+    },
+    /// Encoding: a vCPU whose registers are impossible, or whose state
+    /// IA32_XFD disables.
+    #[error("vCPU {vcpu}: {source}")]
+    VcpuRegisters {
+        /// The vCPU's position.
+        vcpu: usize,
+        /// What is wrong.
+        #[source]
+        source: XregsError,
+    },
     /// The stream holds a different number of vCPUs than expected.
     #[error("the stream holds {found} vCPUs, expected {expected}")]
     VcpuCount {
@@ -299,43 +384,105 @@ fn record_bytes(regs: &RegisterFile, c: ComponentId, out: &mut Vec<u8>) {
     }
 }
 
-/// Encodes the states of `vcpus` (in order) as a stream from `source`.
+/// Encodes `vcpus` (in order) as a version 2 stream from `source`: each
+/// vCPU's state and registers, checked first as a decoder checks them
+/// ([`XstateRegisters::check_state`]), so nothing is written that
+/// [`decode`] would refuse.
 ///
-/// # Panics
+/// # Errors
 ///
-/// When `vcpus` holds more than [`MAX_VCPUS`].
-pub fn encode(vcpus: &[RegisterFile], source: &Source) -> Vec<u8> {
-    assert!(
-        vcpus.len() <= MAX_VCPUS as usize,
-        "at most {MAX_VCPUS} vCPUs"
-    );
-    let records: usize = vcpus
+/// [`StreamError::TooManyVcpus`] for more than [`MAX_VCPUS`],
+/// [`StreamError::NoRegisters`] for a vCPU without registers,
+/// [`StreamError::VcpuRegisters`] for impossible registers or state that
+/// IA32_XFD disables.
+pub fn encode(vcpus: &[Vcpu], source: &Source) -> Result<Vec<u8>, StreamError> {
+    check_count(vcpus.len())?;
+    let mut sections = Vec::with_capacity(vcpus.len());
+    for (n, v) in vcpus.iter().enumerate() {
+        let registers = v.registers.ok_or(StreamError::NoRegisters { vcpu: n })?;
+        registers
+            .check_state(v.state.xstate_bv())
+            .map_err(|source| StreamError::VcpuRegisters { vcpu: n, source })?;
+        sections.push((&v.state, Some(registers)));
+    }
+    Ok(write(&sections, source, VERSION))
+}
+
+/// Encodes the states of `vcpus` as a version 1 stream, for readers that
+/// predate version 2: no registers travel.
+///
+/// # Errors
+///
+/// [`StreamError::TooManyVcpus`] for more than [`MAX_VCPUS`].
+pub fn encode_v1(vcpus: &[RegisterFile], source: &Source) -> Result<Vec<u8>, StreamError> {
+    check_count(vcpus.len())?;
+    let sections: Vec<_> = vcpus.iter().map(|v| (v, None)).collect();
+    Ok(write(&sections, source, VERSION_1))
+}
+
+fn check_count(n: usize) -> Result<(), StreamError> {
+    if n > MAX_VCPUS as usize {
+        return Err(StreamError::TooManyVcpus(
+            u32::try_from(n).unwrap_or(u32::MAX),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the sections as `version`; in version 2 every section carries
+/// its registers (checked by the caller).
+fn write(
+    sections: &[(&RegisterFile, Option<XstateRegisters>)],
+    source: &Source,
+    version: u16,
+) -> Vec<u8> {
+    let v2 = version == VERSION;
+    let section_len = if v2 {
+        VCPU_HEADER_LEN
+    } else {
+        VCPU_HEADER_V1_LEN
+    };
+    let records: usize = sections
         .iter()
-        .flat_map(|v| v.xstate_bv().iter().map(move |c| (v, c)))
+        .flat_map(|(v, _)| v.xstate_bv().iter().map(move |c| (v, c)))
         .map(|(v, c)| {
             RECORD_HEADER_LEN
                 + record_size(c).unwrap_or_else(|| v.component(c).map_or(0, <[u8]>::len))
         })
         .sum();
     let mut out =
-        Vec::with_capacity(HEADER_LEN + vcpus.len() * VCPU_HEADER_LEN + records + CHECKSUM_LEN);
+        Vec::with_capacity(HEADER_LEN + sections.len() * section_len + records + CHECKSUM_LEN);
     let header = StreamHeaderBytes {
         magic: MAGIC,
-        version: VERSION.into(),
+        version: version.into(),
         flags: 0.into(),
-        vcpu_count: (vcpus.len() as u32).into(),
+        vcpu_count: (sections.len() as u32).into(),
         source_xcr0: source.xcr0.bits().into(),
         source_fingerprint: source.fingerprint.into(),
     };
     out.extend_from_slice(header.as_bytes());
-    for (n, regs) in vcpus.iter().enumerate() {
+    for (n, (regs, registers)) in sections.iter().enumerate() {
         let live = regs.xstate_bv();
         let section = VcpuHeader {
             vcpu_index: (n as u32).into(),
             record_count: live.len().into(),
             xstate_bv: live.bits().into(),
         };
-        out.extend_from_slice(section.as_bytes());
+        match registers {
+            Some(r) if v2 => out.extend_from_slice(
+                VcpuHeaderV2 {
+                    vcpu_index: section.vcpu_index,
+                    record_count: section.record_count,
+                    xstate_bv: section.xstate_bv,
+                    xcr0: r.xcr0.bits().into(),
+                    xss: r.xss.bits().into(),
+                    xfd: r.xfd.bits().into(),
+                    xfd_err: r.xfd_err.bits().into(),
+                }
+                .as_bytes(),
+            ),
+            _ => out.extend_from_slice(section.as_bytes()),
+        }
         for c in live {
             let at = out.len();
             out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
@@ -390,19 +537,25 @@ impl<'a> Reader<'a> {
 /// One validated record: component and where its bytes are.
 type Record = (ComponentId, core::ops::Range<usize>);
 
-/// Validates the whole stream, then decodes every vCPU's state. Nothing is
-/// produced for an input with any fault.
+/// One validated vCPU section.
+struct Section {
+    registers: Option<XstateRegisters>,
+    records: Vec<Record>,
+}
+
+/// Validates the whole stream (version 1 or 2), then decodes every vCPU.
+/// Nothing is produced for an input with any fault.
 ///
 /// # Errors
 ///
 /// The first [`StreamError`] found, with its offset.
-pub fn decode(bytes: &[u8]) -> Result<(StreamHeader, Vec<RegisterFile>), StreamError> {
+pub fn decode(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vcpu>), StreamError> {
     let (header, sections) = validate(bytes)?;
     let vcpus = sections
         .iter()
-        .map(|records| {
+        .map(|section| {
             let mut regs = RegisterFile::new();
-            for (c, range) in records {
+            for (c, range) in &section.records {
                 let data = &bytes[range.clone()];
                 let mut legacy_image = [0u8; LEGACY_SIZE];
                 let image: &[u8] = match *c {
@@ -424,7 +577,10 @@ pub fn decode(bytes: &[u8]) -> Result<(StreamHeader, Vec<RegisterFile>), StreamE
                 regs.set_component(*c, image)
                     .expect("validated record sizes");
             }
-            regs
+            Vcpu {
+                state: regs,
+                registers: section.registers,
+            }
         })
         .collect();
     Ok((header, vcpus))
@@ -435,7 +591,7 @@ pub fn decode(bytes: &[u8]) -> Result<(StreamHeader, Vec<RegisterFile>), StreamE
 /// # Errors
 ///
 /// As [`decode`], and [`StreamError::VcpuCount`] for another count.
-pub fn decode_vcpus(bytes: &[u8], expected: usize) -> Result<Vec<RegisterFile>, StreamError> {
+pub fn decode_vcpus(bytes: &[u8], expected: usize) -> Result<Vec<Vcpu>, StreamError> {
     let (_, vcpus) = decode(bytes)?;
     if vcpus.len() != expected {
         return Err(StreamError::VcpuCount {
@@ -446,14 +602,53 @@ pub fn decode_vcpus(bytes: &[u8], expected: usize) -> Result<Vec<RegisterFile>, 
     Ok(vcpus)
 }
 
-fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vec<Record>>), StreamError> {
+/// Where a version 2 section keeps `reg`, from the section's start.
+const fn register_offset(reg: Xreg) -> usize {
+    match reg {
+        Xreg::Xcr0 => core::mem::offset_of!(VcpuHeaderV2, xcr0),
+        Xreg::Xss => core::mem::offset_of!(VcpuHeaderV2, xss),
+        Xreg::Xfd => core::mem::offset_of!(VcpuHeaderV2, xfd),
+        Xreg::XfdErr => core::mem::offset_of!(VcpuHeaderV2, xfd_err),
+    }
+}
+
+/// Reads a section's header: version 1's fields and, in version 2, the
+/// registers, checked.
+fn section_header(
+    r: &mut Reader<'_>,
+    version: u16,
+) -> Result<(VcpuHeader, Option<XstateRegisters>), StreamError> {
+    if version == VERSION_1 {
+        return Ok((*r.read::<VcpuHeader>()?, None));
+    }
+    let at = r.at;
+    let h: &VcpuHeaderV2 = r.read()?;
+    let registers = XstateRegisters {
+        xcr0: Xfeatures::from_bits(h.xcr0.get()),
+        xss: Xfeatures::from_bits(h.xss.get()),
+        xfd: Xfeatures::from_bits(h.xfd.get()),
+        xfd_err: Xfeatures::from_bits(h.xfd_err.get()),
+    };
+    registers.check().map_err(|source| StreamError::Registers {
+        offset: at + register_offset(source.register()),
+        source,
+    })?;
+    let common = VcpuHeader {
+        vcpu_index: h.vcpu_index,
+        record_count: h.record_count,
+        xstate_bv: h.xstate_bv,
+    };
+    Ok((common, Some(registers)))
+}
+
+fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Section>), StreamError> {
     let mut r = Reader { bytes, at: 0 };
     if r.take(MAGIC.len())? != MAGIC {
         return Err(StreamError::BadMagic);
     }
     let version_at = r.at;
     let version = u16::from_le_bytes(r.take(2)?.try_into().expect("2 bytes"));
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(StreamError::UnknownVersion {
             offset: version_at,
             version,
@@ -499,7 +694,7 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vec<Record>>), StreamErro
     let mut sections = Vec::new();
     for n in 0..vcpus {
         let at = r.at;
-        let section: &VcpuHeader = r.read()?;
+        let (section, registers) = section_header(&mut r, version)?;
         if section.vcpu_index.get() != n {
             return Err(StreamError::VcpuIndex {
                 offset: at,
@@ -559,7 +754,15 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vec<Record>>), StreamErro
                 records: seen,
             });
         }
-        sections.push(records);
+        if let Some(registers) = registers {
+            registers
+                .check_state(xstate_bv)
+                .map_err(|source| StreamError::Registers {
+                    offset: at + register_offset(source.register()),
+                    source,
+                })?;
+        }
+        sections.push(Section { registers, records });
     }
     if r.at != body {
         return Err(StreamError::Trailing {
