@@ -134,6 +134,16 @@ impl ComponentId {
         }
     }
 
+    /// The size in bytes every CPU gives the component, for a known
+    /// component of fixed size (all but arch LBR).
+    #[inline]
+    pub const fn fixed_size(self) -> Option<u32> {
+        match self.info() {
+            Some(i) if i.fixed_size => Some(i.size),
+            _ => None,
+        }
+    }
+
     /// Every architecturally defined component, in ascending order.
     pub fn known() -> impl Iterator<Item = ComponentId> {
         (0..KNOWN_COMPONENTS as u8).map(ComponentId)
@@ -175,6 +185,9 @@ pub struct ComponentInfo {
     /// Bytes that hold architectural state, from the component's start;
     /// the rest of `size` is reserved and kept zero (PKRU: 4 of 8).
     pub used: u32,
+    /// Whether every CPU gives it `size` bytes. Arch LBR's size follows the
+    /// number of LBRs a CPU has (CPUID leaf 0x1C), so CPUID alone says it.
+    pub fixed_size: bool,
 }
 
 const fn user(name: &'static str, size: u32) -> ComponentInfo {
@@ -183,6 +196,7 @@ const fn user(name: &'static str, size: u32) -> ComponentInfo {
         size,
         supervisor: false,
         used: size,
+        fixed_size: true,
     }
 }
 
@@ -192,6 +206,7 @@ const fn supervisor(name: &'static str, size: u32) -> ComponentInfo {
         size,
         supervisor: true,
         used: size,
+        fixed_size: true,
     }
 }
 
@@ -217,7 +232,11 @@ pub const COMPONENTS: [ComponentInfo; KNOWN_COMPONENTS] = [
     supervisor("CET_S", 24),
     supervisor("HDC", 8),
     supervisor("UINTR", 48),
-    supervisor("LBR", 808),
+    // Arch LBR: 808 bytes with 32 LBRs; its size follows CPUID leaf 0x1C.
+    ComponentInfo {
+        fixed_size: false,
+        ..supervisor("LBR", 808)
+    },
     supervisor("HWP", 8),
     user("AMX TILECFG", 64),
     user("AMX TILEDATA", 8192),
