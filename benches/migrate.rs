@@ -33,7 +33,7 @@ fn state(layout: &Layout, mask: u64) -> RegisterFile {
 fn live_bytes(regs: &RegisterFile) -> usize {
     regs.xstate_bv()
         .iter()
-        .map(|i| stream::record_size(i).unwrap_or(0))
+        .map(|i| stream::record_size(i).unwrap_or_else(|| regs.component(i).map_or(0, <[u8]>::len)))
         .sum()
 }
 

@@ -124,7 +124,7 @@ proptest! {
         prop_assert_eq!(header.source_fingerprint, layout.fingerprint());
         prop_assert_eq!(&back, &vcpus);
         // Sparse: no bigger than the live state plus fixed headers.
-        let live: usize = vcpus.iter().map(|v| v.state.xstate_bv().iter().map(|c| stream::record_size(c).unwrap_or(0) + 8).sum::<usize>()).sum();
+        let live: usize = vcpus.iter().map(|v| v.state.xstate_bv().iter().map(|c| stream::record_size(c).unwrap_or_else(|| v.state.component(c).unwrap().len()) + 8).sum::<usize>()).sum();
         prop_assert_eq!(bytes.len(), stream::HEADER_LEN + 4 + 48 * vcpus.len() + live);
 
         // The same states as version 1: no registers, 16-byte sections.

@@ -143,9 +143,9 @@ pub const VCPU_HEADER_V1_LEN: usize = core::mem::size_of::<VcpuHeader>();
 pub const RECORD_HEADER_LEN: usize = core::mem::size_of::<RecordHeader>();
 /// Bytes of the trailing checksum.
 const CHECKSUM_LEN: usize = 4;
-/// The largest record in bytes accepted for a component this code has no
-/// size for.
-pub const MAX_UNKNOWN_RECORD: usize = 1 << 20;
+/// The largest record in bytes accepted for a component without a fixed
+/// size (arch LBR, numbers 20..=63): the register file's limit.
+pub const MAX_UNKNOWN_RECORD: usize = crate::regfile::MAX_VARIABLE_SIZE;
 /// The most vCPUs a stream may hold: KVM's limit on x86 (KVM_MAX_VCPUS),
 /// which bounds what a hostile header can make a decoder allocate.
 pub const MAX_VCPUS: u32 = 4096;
@@ -286,6 +286,17 @@ pub enum StreamError {
         /// The component.
         component: ComponentId,
     },
+    /// A record of a component without a fixed size that is empty or
+    /// larger than [`MAX_UNKNOWN_RECORD`].
+    #[error("record at offset {offset}: {component} (component {n}) is {length} bytes, expected 1 to {max}", n = .component.index(), max = MAX_UNKNOWN_RECORD)]
+    VariableRecordSize {
+        /// Where.
+        offset: usize,
+        /// The component.
+        component: ComponentId,
+        /// The length read.
+        length: u32,
+    },
     /// A record whose size is not the component's.
     #[error("record at offset {offset}: {component} (component {n}) is {length} bytes, expected {expected}", n = .component.index())]
     RecordSize {
@@ -356,12 +367,13 @@ pub enum StreamError {
 /// The canonical record size in bytes of `component`, if fixed: x87 152
 /// (legacy bytes 0..24 and 32..160), SSE 260 (MXCSR, then XMM0-15), the
 /// other known components their architectural size (from the component
-/// table).
+/// table); `None` for arch LBR, whose size follows the CPU, and unknown
+/// numbers (1 to [`MAX_UNKNOWN_RECORD`] bytes).
 pub fn record_size(component: ComponentId) -> Option<usize> {
     match component {
         ComponentId::X87 => Some(X87_RECORD),
         ComponentId::SSE => Some(SSE_RECORD),
-        c => c.info().map(|info| info.size as usize),
+        c => c.fixed_size().map(|size| size as usize),
     }
 }
 
@@ -725,14 +737,23 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Section>), StreamError> {
                 });
             }
             let length = record.length.get();
-            let expected = record_size(component).unwrap_or(length as usize);
-            if length as usize != expected || length == 0 || expected > MAX_UNKNOWN_RECORD {
-                return Err(StreamError::RecordSize {
-                    offset: at,
-                    component,
-                    length,
-                    expected: record_size(component).unwrap_or(MAX_UNKNOWN_RECORD),
-                });
+            match record_size(component) {
+                Some(expected) if length as usize != expected => {
+                    return Err(StreamError::RecordSize {
+                        offset: at,
+                        component,
+                        length,
+                        expected,
+                    })
+                }
+                None if length == 0 || length as usize > MAX_UNKNOWN_RECORD => {
+                    return Err(StreamError::VariableRecordSize {
+                        offset: at,
+                        component,
+                        length,
+                    })
+                }
+                _ => {}
             }
             let start = r.at;
             let data = r.take(length as usize)?;

@@ -50,10 +50,23 @@ use crate::view::XsaveView;
 /// Bytes of the canonical images of every fixed-size user component.
 const EXTENDED_BYTES: usize = CANONICAL_SLOTS.1;
 
+/// The most bytes a component without a fixed size (arch LBR, numbers
+/// 20..=63) may hold: no CPU's component comes near.
+pub const MAX_VARIABLE_SIZE: usize = 1 << 20;
+
 /// Why a component's bytes were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegfileError {
+    /// Bytes for a component without a fixed size that are empty or
+    /// larger than [`MAX_VARIABLE_SIZE`].
+    #[error("{component} (component {n}) has no fixed size but {got} bytes were given: 1 to {max} are taken", n = .component.index(), max = MAX_VARIABLE_SIZE)]
+    VariableSize {
+        /// The component.
+        component: ComponentId,
+        /// The length given.
+        got: usize,
+    },
     /// Bytes whose length is not the component's canonical size.
     #[error("{component} (component {n}) is {expected} bytes, {got} were given", n = .component.index())]
     WrongSize {
@@ -143,9 +156,9 @@ impl RegisterFile {
     /// # Errors
     ///
     /// [`RegfileError::WrongSize`] when `bytes` is not the component's
-    /// architectural size (any non-empty size is taken for a component
-    /// without a fixed size: supervisor and unknown ones). Nothing changes
-    /// then.
+    /// architectural size; [`RegfileError::VariableSize`] for a component
+    /// without a fixed size (arch LBR, unknown numbers) given no bytes or
+    /// more than [`MAX_VARIABLE_SIZE`]. Nothing changes then.
     pub fn set_component(
         &mut self,
         component: ComponentId,
@@ -167,6 +180,16 @@ impl RegisterFile {
             dst.copy_from_slice(bytes);
             dst[component.reserved_bytes()].fill(0);
         } else {
+            match component.fixed_size() {
+                Some(size) if size as usize != bytes.len() => return Err(wrong(size as usize)),
+                None if bytes.is_empty() || bytes.len() > MAX_VARIABLE_SIZE => {
+                    return Err(RegfileError::VariableSize {
+                        component,
+                        got: bytes.len(),
+                    })
+                }
+                _ => {}
+            }
             self.other.insert(component, bytes.to_vec());
         }
         self.xstate_bv = self.xstate_bv.with(component);
@@ -511,6 +534,30 @@ mod tests {
             "AVX (component 2) is 256 bytes, 257 were given"
         );
         assert!(!r.is_live(ComponentId::AVX));
+        // Supervisor components of fixed size take exactly that size; arch
+        // LBR and unknown numbers any size from 1 byte to 1 MiB.
+        assert_eq!(
+            r.set_component(ComponentId::CET_U, &[0; 17]),
+            Err(RegfileError::WrongSize {
+                component: ComponentId::CET_U,
+                expected: 16,
+                got: 17
+            })
+        );
+        assert_eq!(
+            r.set_component(c40, &[]),
+            Err(RegfileError::VariableSize {
+                component: c40,
+                got: 0
+            })
+        );
+        assert!(matches!(
+            r.set_component(ComponentId::LBR, &vec![0; MAX_VARIABLE_SIZE + 1]),
+            Err(RegfileError::VariableSize { .. })
+        ));
+        r.set_component(ComponentId::LBR, &[7; 900]).unwrap();
+        r.set_init(ComponentId::LBR);
+        assert_eq!(r.component(c40), Some(&[1, 2, 3][..]), "refusals changed nothing");
         r.set_init(c40);
         assert_eq!(r, RegisterFile::new());
     }
