@@ -2,7 +2,10 @@
 
 use std::borrow::Cow;
 
+use zerocopy::IntoBytes;
+
 use proptest::prelude::*;
+use xstate::area::TileConfig;
 use xstate::layout::catalog;
 use xstate::migrate::{relayout, MigrateError, RelayoutOptions};
 use xstate::prelude::*;
@@ -31,6 +34,14 @@ fn state(layout: &Layout, pick: Xfeatures, bytes: &[u8]) -> RegisterFile {
             .map(|b| bytes[(b + 97 * n) % bytes.len()])
             .collect();
         regs.set_component(c, &chunk).unwrap();
+    }
+    // A live TILECFG is one LDTILECFG accepts: random rows and widths.
+    if regs.is_live(ComponentId::TILECFG) {
+        let rows = core::array::from_fn(|t| 1 + bytes[t % bytes.len()] % 16);
+        let colsb = core::array::from_fn(|t| 1 + u16::from(bytes[(t + 8) % bytes.len()]) % 64);
+        let cfg = TileConfig::palette1(rows, colsb);
+        regs.set_component(ComponentId::TILECFG, cfg.as_bytes())
+            .unwrap();
     }
     if regs
         .xstate_bv()
@@ -194,4 +205,16 @@ fn named_cases_from_the_field() {
         relayout(&area, dmr, dmr, RelayoutOptions::default()).unwrap(),
         Cow::Borrowed(_)
     ));
+    // A TILECFG LDTILECFG refuses is refused before XRSTOR sees it, even
+    // between identical layouts.
+    let mut bad = RegisterFile::new();
+    let mut cfg = [0u8; 64];
+    cfg[0] = 2;
+    bad.set_component(ComponentId::TILECFG, &cfg).unwrap();
+    let area = bad.encode(spr, Format::Standard).unwrap();
+    let err = relayout(&area, spr, spr, RelayoutOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "XRSTOR would fault: TILECFG palette 2 is not supported (0 or 1)"
+    );
 }

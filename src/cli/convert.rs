@@ -61,6 +61,12 @@ pub fn run(args: &Args) -> u8 {
             super::guest::report(&args.input.display().to_string(), &masked);
             out
         }
+        Err(e @ xstate::migrate::MigrateError::InitWithoutHome { .. }) => {
+            return fail(
+                REJECTED,
+                format_args!("{}: {e} (--drop-init drops it)", args.input.display()),
+            )
+        }
         Err(e) => return fail(REJECTED, format_args!("{}: {e}", args.input.display())),
     };
     let out = if args.kvm {

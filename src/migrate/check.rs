@@ -13,7 +13,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::guest::{Guest, Masking};
+use zerocopy::FromBytes;
+
 use crate::access::XstateRead;
+use crate::area::{TileConfig, TileConfigError, MXCSR_INIT};
 use crate::component::{ComponentId, XcompBv, Xfeatures};
 use crate::preflight::{preflight, PreflightError};
 use crate::profile::HostProfile;
@@ -43,6 +46,8 @@ pub enum Incompatibility {
         /// The destination's MXCSR mask.
         mask: u32,
     },
+    /// A live AMX tile configuration that LDTILECFG and XRSTOR refuse.
+    TileConfig(TileConfigError),
     /// A live component KVM on the destination does not offer guests.
     NotOfferedByKvm {
         /// The component.
@@ -75,6 +80,7 @@ impl core::fmt::Display for Incompatibility {
                 f,
                 "MXCSR {mxcsr:#x} has bits {bad:#x} outside the destination's MXCSR mask {mask:#x}"
             ),
+            Incompatibility::TileConfig(e) => write!(f, "XRSTOR would fault: {e}"),
             Incompatibility::NotOfferedByKvm { component, offered } => write!(
                 f,
                 "{component} (component {}) is live but KVM on the destination does not offer it to guests (guest {} {offered})",
@@ -243,7 +249,15 @@ fn cpu_incompatibilities(
             Some(_) => {}
         }
     }
-    let mxcsr = state.mxcsr().unwrap_or(0x1F80);
+    out.extend(faults(state, mxcsr_mask));
+    out
+}
+
+/// What XRSTOR of `state` would fault on at a CPU whose MXCSR mask is
+/// `mxcsr_mask`: MXCSR bits outside it, and a live TILECFG LDTILECFG refuses.
+pub(crate) fn faults(state: &RegisterFile, mxcsr_mask: u32) -> Vec<Incompatibility> {
+    let mut out = Vec::new();
+    let mxcsr = state.mxcsr().unwrap_or(MXCSR_INIT);
     let bad = mxcsr & !mxcsr_mask;
     if bad != 0 {
         out.push(Incompatibility::Mxcsr {
@@ -251,6 +265,12 @@ fn cpu_incompatibilities(
             bad,
             mask: mxcsr_mask,
         });
+    }
+    if let Some(bytes) = state.component(ComponentId::TILECFG) {
+        let cfg = TileConfig::ref_from_bytes(bytes).expect("64 bytes, unaligned type");
+        if let Err(e) = cfg.check() {
+            out.push(Incompatibility::TileConfig(e));
+        }
     }
     out
 }

@@ -3,6 +3,7 @@
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
+use super::check::{faults, Incompatibility};
 use super::guest::{Guest, Masking};
 
 use crate::access::{AccessError, XstateRead};
@@ -31,7 +32,7 @@ impl Default for RelayoutOptions {
 }
 
 /// Why state cannot move.
-#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MigrateError {
     /// The source area does not open under the source layout.
@@ -60,6 +61,10 @@ pub enum MigrateError {
     /// The destination cannot take the state (sizes differ, say).
     #[error("destination: {0}")]
     Destination(#[source] AccessError),
+    /// The state would make XRSTOR fault at the destination: an MXCSR bit
+    /// it does not implement, or a TILECFG it refuses.
+    #[error("{0}")]
+    WouldFault(Incompatibility),
 }
 
 /// Converts the XSAVE area `src` (in `from`'s layout, either format) to
@@ -98,30 +103,30 @@ pub fn relayout_for<'a>(
     let mut regs = RegisterFile::from_view(&view).map_err(MigrateError::SourceAccess)?;
     let masked = guest.mask(&mut regs);
     // What the source area holds: its XCOMP_BV, or every component its
-    // layout enables in the standard format.
-    for c in view.held() | regs.xstate_bv() {
-        if to.geometry(c).is_some() {
-            continue;
-        }
-        let layout = text(to.name());
-        if regs.is_live(c) {
-            return Err(MigrateError::LiveWithoutHome {
-                component: c,
-                layout,
-            });
-        }
-        if !options.drop_init {
-            return Err(MigrateError::InitWithoutHome {
-                component: c,
-                layout,
-            });
-        }
+    // layout enables in the standard format. Live components without a
+    // home are named before init ones: they are what blocks the move.
+    let homeless = (view.held() | regs.xstate_bv()) - to.supported();
+    let layout = text(to.name());
+    if let Some(component) = (homeless & regs.xstate_bv()).first() {
+        return Err(MigrateError::LiveWithoutHome { component, layout });
+    }
+    if let Some(component) = homeless.first().filter(|_| !options.drop_init) {
+        return Err(MigrateError::InitWithoutHome { component, layout });
+    }
+    if let Some(fault) = faults(&regs, to.mxcsr_mask()).into_iter().next() {
+        return Err(MigrateError::WouldFault(fault));
     }
     let size = match options.format {
         Format::Standard => to.standard_size() as usize,
         Format::Compacted => 0,
     };
+    // The input itself, where nothing changes: no masking, the same
+    // geometry and format, and canonical bytes (PKRU's reserved bytes zero).
+    let canonical = regs.component(ComponentId::PKRU).is_none_or(|_| {
+        view.component(ComponentId::PKRU).ok().flatten() == regs.component(ComponentId::PKRU)
+    });
     if masked.is_empty()
+        && canonical
         && from.fingerprint() == to.fingerprint()
         && view.format() == options.format
         && src.len() == size

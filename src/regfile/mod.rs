@@ -557,7 +557,11 @@ mod tests {
         ));
         r.set_component(ComponentId::LBR, &[7; 900]).unwrap();
         r.set_init(ComponentId::LBR);
-        assert_eq!(r.component(c40), Some(&[1, 2, 3][..]), "refusals changed nothing");
+        assert_eq!(
+            r.component(c40),
+            Some(&[1, 2, 3][..]),
+            "refusals changed nothing"
+        );
         r.set_init(c40);
         assert_eq!(r, RegisterFile::new());
     }
