@@ -861,34 +861,60 @@ fn migration_decisions_judge_kvm_and_the_guest() {
             .code(),
         Some(1)
     );
+    // A vCPU XCR0 without PKRU does not mask it (CR4.PKE reaches PKRU
+    // alone): the state keeps it, and the destination still lacks PKU.
     let out = xstate(&[
         "stream",
         "encode",
         &area,
-        &path("guest.s"),
+        &path("xcr0.s"),
         "--layout",
         "intel-sapphire-rapids",
         "--guest-xcr0",
         "0x7",
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PKRU (component 9) masked"));
-    let v = json(&xstate(&[
-        "decode",
-        &path("guest.s"),
-        "--layout",
-        "intel-sapphire-rapids",
-        "--json",
-    ]));
-    assert_eq!(v["xstate_bv"], "0x2", "no PKRU in the stream: {v}");
-    let out = xstate(&["stream", "check", &path("guest.s"), "--to", no_pku]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("masked"));
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        xstate(&["stream", "check", &path("xcr0.s"), "--to", no_pku])
+            .status
+            .code(),
+        Some(1)
     );
-    // The guest's CPUID says the same: leaf 0xD sub-leaf 0 without PKRU.
+    // The vCPU's registers are judged: an AVX-512 XCR0 cannot be set on a
+    // Zen 3 CPU, even with the state all init.
+    let out = xstate(&[
+        "stream",
+        "check",
+        &path("xcr0.s"),
+        "--to",
+        "amd-zen3",
+        "--guest-xcr0",
+        "0xe7",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("the vCPU's XCR0 0xe7 enables 0xe0, which the destination CPU does not support (it has 0x207)"),
+        "{text}"
+    );
+    // Impossible guest registers are usage errors: an XCR0 breaking an
+    // XSETBV rule, an IA32_XFD on a component that is not XFD-capable.
+    for (flag, value) in [("--guest-xcr0", "0x5"), ("--xfd", "0x200")] {
+        let out = xstate(&[
+            "stream",
+            "check",
+            &path("xcr0.s"),
+            "--to",
+            no_pku,
+            flag,
+            value,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+    }
+    // The guest's CPUID (leaf 0xD sub-leaf 0 without PKRU) masks the
+    // leaked PKRU. The stream, encoded from a bare area, says XCR0 is the
+    // layout's; the vCPU's real XCR0 goes with its CPU model.
     let cpuid = dir.path().join("guest.cpuid");
     std::fs::write(
         &cpuid,
@@ -904,6 +930,8 @@ fn migration_decisions_judge_kvm_and_the_guest() {
         no_pku,
         "--guest-cpuid",
         cpuid.to_str().unwrap(),
+        "--guest-xcr0",
+        "0x7",
     ]);
     assert_eq!(
         out.status.code(),
@@ -921,8 +949,8 @@ fn migration_decisions_judge_kvm_and_the_guest() {
         "intel-sapphire-rapids",
         "--to",
         "amd-zen3",
-        "--xfd",
-        "0x200",
+        "--guest-cpuid",
+        cpuid.to_str().unwrap(),
         "--drop-init",
     ]);
     assert!(
@@ -936,7 +964,7 @@ fn migration_decisions_judge_kvm_and_the_guest() {
         xstate(&[
             "stream",
             "check",
-            &path("guest.s"),
+            &path("xcr0.s"),
             "--to",
             no_pku,
             "--xfd",
@@ -951,7 +979,7 @@ fn migration_decisions_judge_kvm_and_the_guest() {
         xstate(&[
             "stream",
             "check",
-            &path("guest.s"),
+            &path("xcr0.s"),
             "--to",
             no_pku,
             "--guest-cpuid",

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use xstate::cpuid::CpuidSet;
 use xstate::migrate::{Guest, Masking};
+use xstate::xregs::XstateRegisters;
 use xstate::Xfeatures;
 
 use super::{fail, REJECTED};
@@ -12,16 +13,19 @@ use super::{fail, REJECTED};
 /// What is known of the guest whose state this is.
 #[derive(Debug, Default, clap::Args)]
 pub struct GuestArgs {
-    /// The vCPU's XCR0 (hex): live components it does not enable are masked.
-    #[arg(long, value_name = "MASK", value_parser = parse_mask)]
+    /// The vCPU's XCR0 (hex, obeying the XSETBV rules): live components it
+    /// does not enable are masked (not PKRU, which CR4.PKE reaches alone),
+    /// and the destination must be able to set it.
+    #[arg(long, value_name = "MASK", value_parser = parse_xcr0)]
     guest_xcr0: Option<Xfeatures>,
     /// The guest's CPUID (`cpuid -r` text, an InstLatx64 dump, or KVM
     /// `kvm_cpuid2` entries as JSON): components its leaf 0xD does not
     /// expose are masked.
     #[arg(long, value_name = "FILE")]
     guest_cpuid: Option<PathBuf>,
-    /// The vCPU's IA32_XFD (hex): disabled components are saved as init.
-    #[arg(long, value_name = "MASK", value_parser = parse_mask)]
+    /// The vCPU's IA32_XFD (hex; XFD-capable components only, AMX tile
+    /// data): disabled components are saved as init.
+    #[arg(long, value_name = "MASK", value_parser = parse_xfd)]
     xfd: Option<Xfeatures>,
 }
 
@@ -35,6 +39,25 @@ pub fn parse_mask(s: &str) -> Result<Xfeatures, String> {
     u64::from_str_radix(t, 16)
         .map(Xfeatures::from_bits)
         .map_err(|_| format!("{s:?} is not a hex mask"))
+}
+
+/// An XCR0 a vCPU can hold: a hex mask obeying the XSETBV rules.
+fn parse_xcr0(s: &str) -> Result<Xfeatures, String> {
+    let xcr0 = parse_mask(s)?;
+    XstateRegisters::with_xcr0(xcr0)
+        .check()
+        .map(|()| xcr0)
+        .map_err(|e| e.to_string())
+}
+
+/// An IA32_XFD a vCPU can hold: a hex mask of XFD-capable components.
+fn parse_xfd(s: &str) -> Result<Xfeatures, String> {
+    let xfd = parse_mask(s)?;
+    let regs = XstateRegisters {
+        xfd,
+        ..XstateRegisters::with_xcr0(Xfeatures::LEGACY)
+    };
+    regs.check().map(|()| xfd).map_err(|e| e.to_string())
 }
 
 impl GuestArgs {

@@ -60,12 +60,14 @@ mod x86 {
 
     /// A vCPU's whole extended state (the XSAVE area with XCR0, IA32_XSS,
     /// IA32_XFD and IA32_XFD_ERR) is saved, encoded as a version 2 stream,
-    /// checked against every catalog layout, decoded and restored into a
-    /// second vCPU, and compared register by register.
+    /// checked (the state and the vCPU's registers) against every catalog
+    /// CPU, decoded and restored into a second vCPU, and compared register
+    /// by register.
     fn migration_round_trip() -> Result<Vec<String>, String> {
         use xstate::kvm::guest::{program, Exit, TestVm, INPUT};
         use xstate::kvm::{get_registers, set_xcr0, VcpuXstate};
-        use xstate::migrate::{check, stream};
+        use xstate::migrate::{check_host, stream, Guest};
+        use xstate::profile::HostProfile;
         use xstate::xregs::{Xreg, XstateRegisters};
 
         let err = |e: &dyn std::fmt::Display| e.to_string();
@@ -129,8 +131,11 @@ mod x86 {
                 whole.area.as_bytes().len()
             ),
         ];
+        // Each catalog CPU judges the state and the vCPU's registers (its
+        // XCR0 must be settable there too).
+        let guest = Guest::from_registers(&whole.registers);
         for target in xstate::layout::catalog::all() {
-            let report = check(&vcpu.state, target);
+            let report = check_host(&vcpu.state, &HostProfile::from(target.clone()), &guest);
             out.push(format!(
                 "  to {:<22} {}",
                 target.name(),

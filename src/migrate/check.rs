@@ -19,7 +19,8 @@ use crate::access::XstateRead;
 use crate::area::{TileConfig, TileConfigError, MXCSR_INIT};
 use crate::component::{ComponentId, XcompBv, Xfeatures};
 use crate::preflight::{preflight, PreflightError};
-use crate::profile::HostProfile;
+use crate::profile::{HostProfile, KvmOffer};
+use crate::xregs::Xreg;
 use crate::{Layout, RegisterFile};
 
 /// One reason a state cannot be restored at a destination.
@@ -57,6 +58,44 @@ pub enum Incompatibility {
     },
     /// `KVM_SET_XSAVE` on the destination would reject the state.
     KvmRejects(PreflightError),
+    /// A vCPU register value the destination cannot be given: XCR0 or
+    /// IA32_XSS enabling, or IA32_XFD disabling, components it does not
+    /// support (`KVM_SET_XCRS` and `KVM_SET_MSRS` fail with EINVAL, XSETBV
+    /// and WRMSR fault).
+    Register {
+        /// The register.
+        register: Xreg,
+        /// Its value.
+        value: Xfeatures,
+        /// The bits the destination refuses.
+        unsupported: Xfeatures,
+        /// Who refuses them, and what they take.
+        by: Refuser,
+    },
+}
+
+/// Who refuses a vCPU register value ([`Incompatibility::Register`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refuser {
+    /// The destination CPU: its layout's XCR0 or IA32_XSS bits, or its
+    /// XFD-capable components.
+    Cpu {
+        /// What the CPU supports.
+        supported: Xfeatures,
+    },
+    /// KVM on the destination: the XCR0 or IA32_XSS bits it offers guests,
+    /// or no XFD at all.
+    Kvm {
+        /// What KVM offers.
+        offered: Xfeatures,
+    },
+    /// The guest's CPU model: KVM limits a vCPU's XCR0 to what its CPUID
+    /// exposes.
+    Model {
+        /// The CPU model's XCR0 bits.
+        exposed: Xfeatures,
+    },
 }
 
 impl core::fmt::Display for Incompatibility {
@@ -89,6 +128,32 @@ impl core::fmt::Display for Incompatibility {
             ),
             Incompatibility::KvmRejects(e) => {
                 write!(f, "KVM_SET_XSAVE on the destination would reject the state: {e}")
+            }
+            Incompatibility::Register {
+                register,
+                value,
+                unsupported,
+                by,
+            } => {
+                let verb = if *register == Xreg::Xfd { "disables" } else { "enables" };
+                write!(f, "the vCPU's {register} {value} {verb} {unsupported}, which ")?;
+                match by {
+                    Refuser::Cpu { supported } => write!(
+                        f,
+                        "the destination CPU does not support (it has {supported})"
+                    ),
+                    Refuser::Kvm { offered } if *register == Xreg::Xfd && offered.is_empty() => {
+                        write!(f, "KVM on the destination cannot set: it offers guests no XFD")
+                    }
+                    Refuser::Kvm { offered } => write!(
+                        f,
+                        "KVM on the destination does not offer guests (it offers {offered})"
+                    ),
+                    Refuser::Model { exposed } => write!(
+                        f,
+                        "the guest's CPU model does not expose (it exposes {exposed})"
+                    ),
+                }
             }
         }
     }
@@ -145,7 +210,11 @@ pub fn check(state: &RegisterFile, destination: &Layout) -> CheckReport {
 /// Lists every reason `state`, masked for `guest` ([`Guest::mask`]), cannot
 /// be restored on `destination`: its CPU, and, when the profile has a KVM
 /// part, what KVM there offers guests and the `KVM_SET_XSAVE` rules for a
-/// vCPU like `guest` on that kernel.
+/// vCPU like `guest` on that kernel. The vCPU's registers, as far as
+/// `guest` knows them, are judged too ([`Incompatibility::Register`]): an
+/// XCR0 the destination CPU, its KVM or the guest's CPU model refuses, an
+/// IA32_XSS beyond the CPU or KVM, an IA32_XFD on components that are not
+/// XFD-capable there or under a KVM that offers guests no XFD.
 ///
 /// ```
 /// use xstate::layout::catalog;
@@ -165,18 +234,28 @@ pub fn check(state: &RegisterFile, destination: &Layout) -> CheckReport {
 /// let report = check_host(&state, &host, &Guest::default());
 /// assert_eq!(report.kvm, Some(false));
 /// assert!(report.incompatibilities[0].to_string().contains("guest XCR0 0x2e7"));
+///
+/// // A vCPU whose XCR0 enables AMX cannot go there even with its tiles init.
+/// let amx_vcpu = Guest { xcr0: Some(Xfeatures::from_bits(0x602e7)), ..Guest::default() };
+/// let report = check_host(&RegisterFile::new(), &host, &amx_vcpu);
+/// assert_eq!(
+///     report.incompatibilities[0].to_string(),
+///     "the vCPU's XCR0 0x602e7 enables 0x60000, which KVM on the destination does not offer guests (it offers 0x2e7)"
+/// );
 /// ```
 pub fn check_host(state: &RegisterFile, destination: &HostProfile, guest: &Guest) -> CheckReport {
     let mut state = state.clone();
     let masked = guest.mask(&mut state);
     let layout = &destination.layout;
+    let registers = register_incompatibilities(guest, layout, destination.kvm.as_ref());
     let Some(kvm) = &destination.kvm else {
-        return CheckReport {
-            masked,
-            ..check(&state, layout)
-        };
+        let mut report = check(&state, layout);
+        report.incompatibilities.extend(registers);
+        report.masked = masked;
+        return report;
     };
     let mut out = cpu_incompatibilities(&state, layout, kvm.mxcsr_mask);
+    out.extend(registers);
     for c in state.xstate_bv().extended() {
         let supervisor = c.info().is_some_and(|i| i.supervisor);
         let offered = if supervisor {
@@ -225,6 +304,93 @@ pub fn check_host(state: &RegisterFile, destination: &HostProfile, guest: &Guest
         kvm: Some(kvm_ok),
         masked,
     }
+}
+
+/// What the destination cannot set in the vCPU's registers, as far as
+/// `guest` knows them: XCR0 beyond the CPU, KVM's offer or the guest's CPU
+/// model; IA32_XSS beyond the CPU or KVM's offer; IA32_XFD on components
+/// that are not XFD-capable there, or where KVM offers guests no XFD.
+fn register_incompatibilities(
+    guest: &Guest,
+    layout: &Layout,
+    kvm: Option<&KvmOffer>,
+) -> Vec<Incompatibility> {
+    let xfd_capable = layout
+        .components()
+        .filter(|g| g.xfd)
+        .fold(Xfeatures::EMPTY, |set, g| set | g.id.bit());
+    let mut judged: Vec<(Xreg, Xfeatures, Refuser)> = Vec::new();
+    if let Some(xcr0) = guest.xcr0 {
+        judged.push((
+            Xreg::Xcr0,
+            xcr0,
+            Refuser::Cpu {
+                supported: layout.xcr0_supported(),
+            },
+        ));
+        if let Some(kvm) = kvm {
+            judged.push((
+                Xreg::Xcr0,
+                xcr0,
+                Refuser::Kvm {
+                    offered: kvm.guest_xcr0,
+                },
+            ));
+        }
+        if let Some(exposed) = guest.model_xcr0 {
+            judged.push((Xreg::Xcr0, xcr0, Refuser::Model { exposed }));
+        }
+    }
+    if let Some(xss) = guest.xss {
+        judged.push((
+            Xreg::Xss,
+            xss,
+            Refuser::Cpu {
+                supported: layout.xss_supported(),
+            },
+        ));
+        if let Some(kvm) = kvm {
+            judged.push((
+                Xreg::Xss,
+                xss,
+                Refuser::Kvm {
+                    offered: kvm.guest_xss,
+                },
+            ));
+        }
+    }
+    judged.push((
+        Xreg::Xfd,
+        guest.xfd,
+        Refuser::Cpu {
+            supported: xfd_capable,
+        },
+    ));
+    if let Some(kvm) = kvm {
+        let offered = if kvm.guest_xfd {
+            xfd_capable
+        } else {
+            Xfeatures::EMPTY
+        };
+        judged.push((Xreg::Xfd, guest.xfd, Refuser::Kvm { offered }));
+    }
+    judged
+        .into_iter()
+        .filter_map(|(register, value, by)| {
+            let allowed = match by {
+                Refuser::Cpu { supported } => supported,
+                Refuser::Kvm { offered } => offered,
+                Refuser::Model { exposed } => exposed,
+            };
+            let unsupported = value - allowed;
+            (!unsupported.is_empty()).then_some(Incompatibility::Register {
+                register,
+                value,
+                unsupported,
+                by,
+            })
+        })
+        .collect()
 }
 
 /// What the destination CPU cannot take: components it lacks or holds at

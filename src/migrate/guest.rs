@@ -78,7 +78,12 @@ impl Guest {
             if let Some(model) = self.model_xcr0.filter(|m| !m.contains(component)) {
                 return Some(MaskReason::NotInModel { model_xcr0: model });
             }
-            if let Some(xcr0) = self.xcr0.filter(|x| !x.contains(component)) {
+            // PKRU is reachable with CR4.PKE alone (RDPKRU and WRPKRU do
+            // not look at XCR0): it is real state whatever the vCPU's XCR0.
+            if let Some(xcr0) = self
+                .xcr0
+                .filter(|x| !x.contains(component) && component != ComponentId::PKRU)
+            {
                 return Some(MaskReason::NotInXcr0 { xcr0 });
             }
         }
@@ -173,6 +178,7 @@ mod tests {
         state.set_pkru(4).unwrap();
         state.set_tmm(0, &[1; 1024]).unwrap();
         state.set_tilecfg(&[0; 64]).unwrap();
+        state.set_zmm(0, [1, 2, 3, 4]).unwrap();
         let guest = Guest {
             xcr0: Some(Xfeatures::from_bits(0x60007)),
             model_xcr0: Some(Xfeatures::from_bits(0x60207)),
@@ -184,9 +190,9 @@ mod tests {
             masked,
             [
                 Masking {
-                    component: ComponentId::PKRU,
-                    reason: MaskReason::NotInXcr0 {
-                        xcr0: Xfeatures::from_bits(0x60007)
+                    component: ComponentId::ZMM_HI256,
+                    reason: MaskReason::NotInModel {
+                        model_xcr0: Xfeatures::from_bits(0x60207)
                     }
                 },
                 Masking {
@@ -197,7 +203,8 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(state.xstate_bv().bits(), 0x20006);
+        // PKRU stays: CR4.PKE reaches it outside XCR0.
+        assert_eq!(state.xstate_bv().bits(), 0x20206);
         assert_eq!(state.xmm(1).unwrap(), 7);
         assert_eq!(
             masked[1].to_string(),
