@@ -599,6 +599,8 @@ fn kvm_flag_writes_exactly_kvm_size_or_nothing() {
         &path("sse.s"),
         "--layout",
         "intel-sapphire-rapids",
+        "--guest-xcr0",
+        "0x7",
     ]);
     assert!(out.status.success());
     let out = xstate(&[

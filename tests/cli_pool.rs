@@ -412,7 +412,13 @@ fn dumps_profiles_and_a_host_without_xsave() {
         let stream = dir.path().join(format!("s{avx}.xst"));
         let vcpu = stream::Vcpu::new(
             regs,
-            xstate::xregs::XstateRegisters::with_xcr0(zen3.xcr0_supported()),
+            // The vCPU enabled only what it uses: an XCR0 with AVX cannot
+            // be set on a legacy-only CPU either.
+            xstate::xregs::XstateRegisters::with_xcr0(xstate::Xfeatures::from_bits(if avx {
+                0x7
+            } else {
+                0x3
+            })),
         );
         std::fs::write(
             &stream,

@@ -116,6 +116,14 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let mut regs = RegisterFile::decode(&bytes, &layout)
                 .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
             super::guest::report(&input.display().to_string(), &guest.mask(&mut regs));
+            if guest.xcr0.is_none() {
+                eprintln!(
+                    "xstate: {}: an area does not say the vCPU's XCR0: recorded as {} (the layout's user components{}); --guest-xcr0 gives the real one",
+                    input.display(),
+                    guest_registers(area_registers(&bytes, &layout), &guest).xcr0,
+                    if guest.model_xcr0.is_some() { " the CPU model exposes" } else { "" },
+                );
+            }
             let vcpu = Vcpu::new(
                 regs,
                 guest_registers(area_registers(&bytes, &layout), &guest),
