@@ -1089,3 +1089,141 @@ fn streams_carry_the_registers_and_version_1_still_reads() {
         String::from_utf8_lossy(&r.stdout)
     );
 }
+
+#[test]
+fn stream_decode_writes_only_what_check_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let emr = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/intel-emr-kvm-profile.json"
+    );
+    let encode = |area: &str, out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "stream",
+            "encode",
+            area,
+            out,
+            "--layout",
+            "intel-sapphire-rapids",
+        ];
+        args.extend_from_slice(extra);
+        let out = xstate(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    // SSE and PKRU state, XCR0 0x2e7: to a host profile with a KVM part,
+    // the area is KVM's buffer there (4096 bytes, not the host layout's
+    // 11008), PKRU with its bit set, and passes that KVM's rules.
+    let mut regs = RegisterFile::new();
+    regs.set_xmm(2, 0x22).unwrap();
+    regs.set_pkru(0x5555_5554).unwrap();
+    let area = area_file(dir.path(), "pkru.bin", &regs, "intel-sapphire-rapids");
+    encode(&area, &path("pkru.s"), &["--guest-xcr0", "0x2e7"]);
+    let out = xstate(&[
+        "stream",
+        "decode",
+        &path("pkru.s"),
+        &path("emr.bin"),
+        "--layout",
+        emr,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(path("emr.bin")).unwrap();
+    assert_eq!(bytes.len(), 4096);
+    assert_eq!(
+        u64::from_le_bytes(bytes[512..520].try_into().unwrap()),
+        0x202
+    );
+    let check = xstate(&["kvm", "check", &path("emr.bin"), "--to", emr]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // AMX tile data to that host, whose KVM offers guests no AMX: refused
+    // with every reason, and no file appears.
+    let mut amx = RegisterFile::new();
+    amx.set_tmm(0, &[7; 1024]).unwrap();
+    let area = area_file(dir.path(), "amx.bin", &amx, "intel-sapphire-rapids");
+    encode(&area, &path("amx.s"), &[]);
+    let out = xstate(&[
+        "stream",
+        "decode",
+        &path("amx.s"),
+        &path("no.bin"),
+        "--layout",
+        emr,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AMX TILEDATA") && err.contains("not written"),
+        "{err}"
+    );
+    assert!(!dir.path().join("no.bin").exists());
+
+    // The vCPU's XCR0 is judged too: AVX-512 to a Zen 3 CPU.
+    let mut sse = RegisterFile::new();
+    sse.set_xmm(0, 1).unwrap();
+    let area = area_file(dir.path(), "sse.bin", &sse, "intel-sapphire-rapids");
+    encode(&area, &path("avx512.s"), &["--guest-xcr0", "0xe7"]);
+    let out = xstate(&[
+        "stream",
+        "decode",
+        &path("avx512.s"),
+        &path("no.bin"),
+        "--layout",
+        "amd-zen3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the vCPU's XCR0 0xe7"));
+    assert!(!dir.path().join("no.bin").exists());
+
+    // The guest's CPU model masks a leaked PKRU, saying so on stderr.
+    let cpuid = dir.path().join("guest.cpuid");
+    std::fs::write(
+        &cpuid,
+        "   0x00000000 0x00: eax=0x0000000d ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69\n\
+         \x20  0x0000000d 0x00: eax=0x00000007 ebx=0x00000340 ecx=0x00000340 edx=0x00000000\n",
+    )
+    .unwrap();
+    let out = xstate(&[
+        "stream",
+        "decode",
+        &path("pkru.s"),
+        &path("zen3.bin"),
+        "--layout",
+        "amd-zen3",
+        "--guest-cpuid",
+        cpuid.to_str().unwrap(),
+        "--guest-xcr0",
+        "0x7",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PKRU (component 9) masked"));
+    let v = json(&xstate(&[
+        "decode",
+        &path("zen3.bin"),
+        "--layout",
+        "amd-zen3",
+        "--json",
+    ]));
+    assert_eq!(v["registers"]["pkru"], "0x00000000", "{v}");
+    assert_eq!(v["registers"]["xmm2"], format!("{:#034x}", 0x22), "{v}");
+}

@@ -22,12 +22,16 @@ pub enum KvmCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Judge XSAVE area files as KVM_SET_XSAVE on this host would, without
-    /// issuing it.
+    /// Judge XSAVE area files as KVM_SET_XSAVE on this host (or the host
+    /// a profile describes) would, without issuing it.
     Check {
         /// Files holding raw kvm_xsave buffers.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Judge for another host: its profile (`xstate kvm info --json`
+        /// there); /dev/kvm is then not needed here.
+        #[arg(long, value_name = "PROFILE")]
+        to: Option<String>,
     },
 }
 
@@ -42,6 +46,28 @@ fn caps() -> Result<(KvmCaps, AmxPermission), u8> {
 }
 
 pub fn run(cmd: &KvmCommand) -> u8 {
+    if let KvmCommand::Check {
+        files,
+        to: Some(spec),
+    } = cmd
+    {
+        let profile = match super::load_stored_profile(spec) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        let Some(kvm) = profile.kvm else {
+            return fail(
+                USAGE,
+                format_args!(
+                    "{spec}: no KVM part (a profile from `xstate kvm info --json` on that host has one)"
+                ),
+            );
+        };
+        return check(
+            &kvm.set_xsave_rules_for(kvm.guest_xcr0, xstate::Xfeatures::EMPTY),
+            files,
+        );
+    }
     let (caps, permission) = match caps() {
         Ok(c) => c,
         Err(code) => return code,
@@ -57,7 +83,7 @@ pub fn run(cmd: &KvmCommand) -> u8 {
             }
             0
         }
-        KvmCommand::Check { files } => check(&caps, files),
+        KvmCommand::Check { files, .. } => check(&caps.set_xsave_rules(), files),
     }
 }
 
@@ -187,12 +213,11 @@ fn info_text(caps: &KvmCaps, permission: &AmxPermission) -> String {
     s
 }
 
-fn check(caps: &KvmCaps, files: &[PathBuf]) -> u8 {
-    let rules = caps.set_xsave_rules();
+fn check(rules: &xstate::kvm::SetXsaveRules, files: &[PathBuf]) -> u8 {
     let mut status = 0;
     for file in files {
         match std::fs::read(file) {
-            Ok(bytes) => match preflight(&bytes, &rules) {
+            Ok(bytes) => match preflight(&bytes, rules) {
                 Ok(_) => println!("{}: ok", file.display()),
                 Err(e) => {
                     println!("{}: rejected: {e}", file.display());

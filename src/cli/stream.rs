@@ -7,7 +7,8 @@ use serde_json::json;
 use xstate::area::AreaHeader;
 use xstate::migrate::stream::{self, Source, Vcpu};
 use xstate::migrate::{check_host, Guest, Incompatibility};
-use xstate::profile::KvmOffer;
+use xstate::preflight::preflight;
+use xstate::profile::HostProfile;
 use xstate::xregs::XstateRegisters;
 use xstate::{ComponentId, RegisterFile, XcompBv};
 
@@ -31,16 +32,19 @@ pub enum StreamCommand {
         #[command(flatten)]
         guest: super::guest::GuestArgs,
     },
-    /// Decode a stream's vCPU into the destination's standard format (PKRU
-    /// written with its XSTATE_BV bit set, so every kernel restores it
-    /// alike; for a host profile or --kvm, PKRU and APX where that KVM
-    /// offers them, so their init values take effect).
+    /// Decode a stream's vCPU into the destination's standard format, after
+    /// the same judgement as `stream check` (nothing is written that it
+    /// refuses; maskings on stderr). PKRU goes with its XSTATE_BV bit set,
+    /// so every kernel restores it alike; for a host profile with a KVM
+    /// part or --kvm: KVM's buffer size, PKRU and APX set where that KVM
+    /// offers them, and the KVM_SET_XSAVE rules checked.
     Decode {
         /// The stream.
         input: PathBuf,
         /// The XSAVE area to write.
         output: PathBuf,
-        /// The destination layout.
+        /// The destination: a host profile (`xstate kvm info --json`), a
+        /// catalog name, a layout file, a CPUID dump or `host`.
         #[arg(long, required_unless_present = "kvm", conflicts_with = "kvm")]
         layout: Option<String>,
         /// Write for KVM on this host: the host layout, exactly KVM's buffer
@@ -50,6 +54,8 @@ pub enum StreamCommand {
         /// Which vCPU of the stream.
         #[arg(long, default_value_t = 0)]
         vcpu: usize,
+        #[command(flatten)]
+        guest: super::guest::GuestArgs,
     },
     /// Check whether every vCPU of a stream can go to a destination (exit 1
     /// when not, listing every reason). Against a host profile (`xstate kvm
@@ -140,9 +146,11 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             layout,
             kvm: _,
             vcpu,
+            guest,
         } => {
+            let guest = guest.guest()?;
             let vcpus = load(input)?;
-            let regs = vcpus.get(*vcpu).map(|v| &v.state).ok_or_else(|| {
+            let v = vcpus.get(*vcpu).ok_or_else(|| {
                 fail(
                     REJECTED,
                     format_args!(
@@ -152,34 +160,36 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
                     ),
                 )
             })?;
-            let rejected = |e: &dyn std::fmt::Display| {
-                fail(
-                    REJECTED,
-                    format_args!("{}: vCPU {vcpu}: {e}", input.display()),
-                )
-            };
-            let area = match layout {
-                Some(spec) => {
-                    let profile = super::load_stored_profile(spec)?;
-                    let layout = &profile.layout;
-                    let mut area = vec![0u8; layout.standard_size() as usize];
-                    // Components go with their bits set where a clear bit
-                    // does not reliably mean init: PKRU (KVM_SET_XSAVE
-                    // treats a clear bit differently on different kernels)
-                    // and, for a profile's KVM that offers APX, APX (a
-                    // clear bit leaves r16..r31 unchanged). APX is never
-                    // pinned without a KVM known to offer it.
-                    let pin = profile
-                        .kvm
-                        .as_ref()
-                        .map_or(ComponentId::PKRU.bit(), KvmOffer::pinned);
-                    regs.encode_into_pinned(&mut area, layout, XcompBv::STANDARD, pin)
-                        .map_err(|e| rejected(&e))?;
-                    area
-                }
+            let what = format!("{}: vCPU {vcpu}", input.display());
+            let destination = match layout {
+                Some(spec) => super::load_stored_profile(spec)?,
                 // Without --layout, clap has required --kvm.
-                None => kvm_area(regs).map_err(|e| rejected(&e))?,
+                None => {
+                    live_kvm_profile().map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?
+                }
             };
+            // Judged as `stream check` judges it: nothing is written that
+            // the check refuses.
+            let guest = with_registers(&guest, v.registers);
+            let report = check_host(&v.state, &destination, &guest);
+            super::guest::report(&what, &report.masked);
+            if !report.is_compatible() {
+                for reason in &report.incompatibilities {
+                    eprintln!("xstate: {what}: {reason}");
+                }
+                return Err(fail(
+                    REJECTED,
+                    format_args!(
+                        "{what}: not written: {} cannot take it ({} reasons above)",
+                        destination.layout.name(),
+                        report.incompatibilities.len()
+                    ),
+                ));
+            }
+            let mut regs = v.state.clone();
+            guest.mask(&mut regs);
+            let area = destination_area(&regs, &destination, &guest)
+                .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?;
             output::write_atomically(output, &area)
                 .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
             Ok(0)
@@ -259,14 +269,48 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
     }
 }
 
+/// This host's profile with its live KVM part.
 #[cfg(target_arch = "x86_64")]
-fn kvm_area(regs: &RegisterFile) -> Result<Vec<u8>, String> {
-    super::kvm::kvm_area(regs)
+fn live_kvm_profile() -> Result<HostProfile, String> {
+    super::kvm::host_profile()
+        .ok_or_else(|| "--kvm: /dev/kvm is absent or unusable on this host".into())
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn kvm_area(_: &RegisterFile) -> Result<Vec<u8>, String> {
-    Err("KVM XSAVE buffers exist only on x86_64".into())
+fn live_kvm_profile() -> Result<HostProfile, String> {
+    Err("--kvm: KVM XSAVE buffers exist only on x86_64".into())
+}
+
+/// `regs` as the area `destination` restores: its layout's standard
+/// format, at KVM's buffer size where the profile has a KVM part. PKRU, and
+/// APX where that KVM offers it, go with their XSTATE_BV bits set, so
+/// their init values take effect (a clear bit means different things to
+/// different kernels, and leaves r16-r31 unchanged); with a KVM part, the
+/// bytes pass the `KVM_SET_XSAVE` rules for this vCPU on that kernel.
+fn destination_area(
+    regs: &RegisterFile,
+    destination: &HostProfile,
+    guest: &Guest,
+) -> Result<Vec<u8>, String> {
+    let layout = &destination.layout;
+    let Some(kvm) = &destination.kvm else {
+        let mut area = vec![0u8; layout.standard_size() as usize];
+        regs.encode_into_pinned(
+            &mut area,
+            layout,
+            XcompBv::STANDARD,
+            ComponentId::PKRU.bit(),
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok(area);
+    };
+    let mut area = vec![0u8; kvm.buffer_size];
+    regs.encode_into_pinned(&mut area, layout, XcompBv::STANDARD, kvm.pinned())
+        .map_err(|e| format!("KVM's {}-byte buffer: {e}", kvm.buffer_size))?;
+    let rules = kvm.set_xsave_rules_for(guest.model_xcr0.unwrap_or(kvm.guest_xcr0), guest.xfd);
+    preflight(&area, &rules)
+        .map_err(|e| format!("KVM_SET_XSAVE on {} would reject it: {e}", layout.name()))?;
+    Ok(area)
 }
 
 /// The registers a stream records for an area: the area's own, narrowed by
