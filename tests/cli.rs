@@ -1227,3 +1227,113 @@ fn stream_decode_writes_only_what_check_takes() {
     assert_eq!(v["registers"]["pkru"], "0x00000000", "{v}");
     assert_eq!(v["registers"]["xmm2"], format!("{:#034x}", 0x22), "{v}");
 }
+
+#[test]
+fn decode_shows_any_vcpu_in_order_and_huge_inputs_are_refused() {
+    use xstate::migrate::stream::{self, Source, Vcpu};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let vcpus: Vec<Vcpu> = (0..2u128)
+        .map(|n| {
+            let mut regs = RegisterFile::new();
+            regs.set_xmm(2, 0x20 + n).unwrap();
+            regs.set_xmm(10, 0xA0 + n).unwrap();
+            regs.set_zmm(16, [n, 0, 0, 1]).unwrap();
+            Vcpu::new(
+                regs,
+                xstate::xregs::XstateRegisters::with_xcr0(zen4.xcr0_supported()),
+            )
+        })
+        .collect();
+    std::fs::write(
+        p("two.s"),
+        stream::encode(&vcpus, &Source::of(zen4)).unwrap(),
+    )
+    .unwrap();
+    let out = xstate(&["decode", &p("two.s"), "--layout", "amd-zen4", "--vcpu", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("stream version 2: vCPU 1 of 2, written from amd-zen4"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("xmm2 {:#034x}", 0x21)), "{text}");
+    // Canonical order: xmm2 before xmm10, x87 before SSE.
+    let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} in {text}"));
+    assert!(
+        at(" fcw ") < at(" xmm0 ") && at(" xmm2 ") < at(" xmm10 "),
+        "{text}"
+    );
+    let v = json(&xstate(&[
+        "decode",
+        &p("two.s"),
+        "--layout",
+        "amd-zen4",
+        "--vcpu",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(v["stream"]["vcpus"], 2);
+    assert_eq!(v["stream"]["source_layout"], "amd-zen4");
+    // No such vCPU; a layout without the live AVX-512 state, with a hint.
+    let out = xstate(&["decode", &p("two.s"), "--layout", "amd-zen4", "--vcpu", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no vCPU 2 (the stream holds 2)"));
+    let out = xstate(&["decode", &p("two.s"), "--layout", "amd-zen3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--layout amd-zen4"), "{err}");
+
+    // Inputs past the bounds (sparse files: nothing is stored) are refused
+    // as what they cannot be, exit 1, nothing written.
+    let huge = |name: &str, len: u64| {
+        let f = std::fs::File::create(p(name)).unwrap();
+        f.set_len(len).unwrap();
+        p(name)
+    };
+    let area = huge("area.bin", (16 << 20) + 1);
+    let stream_file = huge("stream.s", (64 << 20) + 1);
+    for args in [
+        vec![
+            "convert",
+            &area,
+            &p("out.bin"),
+            "--from",
+            "amd-zen4",
+            "--to",
+            "amd-zen4",
+        ],
+        vec![
+            "stream",
+            "encode",
+            &area,
+            &p("out.bin"),
+            "--layout",
+            "amd-zen4",
+        ],
+        vec!["decode", &stream_file, "--layout", "amd-zen4"],
+        vec!["stream", "check", &stream_file, "--to", "amd-zen4"],
+        vec![
+            "stream",
+            "decode",
+            &stream_file,
+            &p("out.bin"),
+            "--layout",
+            "amd-zen4",
+        ],
+    ] {
+        let out = xstate(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("larger than"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!dir.path().join("out.bin").exists());
+    }
+}

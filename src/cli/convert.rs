@@ -40,10 +40,11 @@ pub fn run(args: &Args) -> u8 {
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    let bytes = match std::fs::read(&args.input) {
-        Ok(b) => b,
-        Err(e) => return fail(USAGE, format_args!("{}: {e}", args.input.display())),
-    };
+    let bytes =
+        match super::input::read_bounded(&args.input, super::input::MAX_AREA, "an XSAVE area") {
+            Ok(b) => b,
+            Err(code) => return code,
+        };
     let options = RelayoutOptions {
         format: if args.compacted {
             Format::Compacted

@@ -1,96 +1,154 @@
-//! `xstate decode`: every register of an XSAVE area file.
+//! `xstate decode`: every register of an XSAVE area file, or of one vCPU of
+//! a migration stream.
 
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
+use xstate::layout::catalog;
+use xstate::migrate::stream::{is_stream, StreamHeader};
 use xstate::prelude::*;
-use xstate::{Register, XsaveView};
+use xstate::xregs::XstateRegisters;
+use xstate::{Format, Layout, Register, XsaveView};
 
-use super::{fail, hex, REJECTED, USAGE};
+use super::input::{read_bounded, MAX_STREAM};
+use super::{fail, hex, REJECTED};
 
 /// Arguments of `xstate decode`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A file holding raw XSAVE area bytes (format from XCOMP_BV bit 63),
-    /// or a migration stream (its first vCPU is shown).
+    /// or a migration stream.
     file: PathBuf,
-    /// `host`, a catalog name, a layout file or a CPUID dump.
+    /// `host`, a catalog name, a layout file, a CPUID dump or a host
+    /// profile: the layout the area is in, or a stream's vCPU is shown in.
     #[arg(long, default_value = "host")]
     layout: String,
+    /// For a stream: which vCPU.
+    #[arg(long, default_value_t = 0)]
+    vcpu: usize,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
-pub fn run(args: &Args) -> u8 {
-    let layout = match super::load_layout(&args.layout) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let bytes = match std::fs::read(&args.file) {
-        Ok(b) => b,
-        Err(e) => return fail(USAGE, format_args!("{}: {e}", args.file.display())),
-    };
-    // A migration stream decodes to its first vCPU in the layout's standard
-    // format (compacted when supervisor state is live, which only that
-    // format holds); a version 2 stream's vCPU has its registers beside it.
-    let mut xregs = None;
-    let bytes = if xstate::migrate::stream::is_stream(&bytes) {
-        match super::stream::load(&args.file) {
-            Ok(vcpus) => match vcpus.first().map(|v| {
-                xregs = v.registers;
-                let format = if v.state.xstate_bv().intersects(layout.xss_supported()) {
-                    xstate::Format::Compacted
-                } else {
-                    xstate::Format::Standard
-                };
-                v.state.encode(&layout, format)
-            }) {
-                Some(Ok(area)) => area,
-                Some(Err(e)) => {
-                    return fail(REJECTED, format_args!("{}: {e}", args.file.display()))
-                }
-                None => {
-                    return fail(
-                        REJECTED,
-                        format_args!("{}: the stream holds no vCPU", args.file.display()),
-                    )
-                }
-            },
-            Err(code) => return code,
-        }
-    } else {
-        bytes
-    };
-    let view = match XsaveView::new(&bytes[..], &layout) {
-        Ok(v) => v,
-        Err(e) => return fail(REJECTED, format_args!("{}: {e}", args.file.display())),
-    };
-    let mut registers = Map::new();
-    for reg in Register::all() {
-        // Registers of components the layout lacks are not printed.
-        if let Ok(value) = view.read(reg) {
-            registers.insert(
-                reg.to_string(),
-                Value::String(hex::format(&value, reg.is_memory_order())),
-            );
-        }
+/// What a stream says of the vCPU shown.
+struct FromStream {
+    header: StreamHeader,
+    registers: Option<XstateRegisters>,
+}
+
+impl FromStream {
+    /// The catalog layout the stream was written from, when it is one.
+    fn source_name(&self) -> Option<&'static str> {
+        catalog::all()
+            .iter()
+            .find(|l| l.fingerprint() == self.header.source_fingerprint)
+            .map(Layout::name)
     }
+}
+
+pub fn run(args: &Args) -> u8 {
+    match try_run(args) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn try_run(args: &Args) -> Result<u8, u8> {
+    let layout = super::load_layout(&args.layout)?;
+    let path = &args.file;
+    let bytes = read_bounded(path, MAX_STREAM, "an XSAVE area or a migration stream")?;
+    let rejected =
+        |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
+    // A stream's vCPU is shown in the layout's standard format (compacted
+    // when supervisor state is live, which only that format holds).
+    let (bytes, stream) = if is_stream(&bytes) {
+        let (header, mut vcpus) = super::stream::decode_bytes(path, &bytes)?;
+        if args.vcpu >= vcpus.len() {
+            return Err(rejected(&format_args!(
+                "no vCPU {} (the stream holds {})",
+                args.vcpu,
+                vcpus.len()
+            )));
+        }
+        let v = vcpus.swap_remove(args.vcpu);
+        let from = FromStream {
+            header,
+            registers: v.registers,
+        };
+        let format = if v.state.xstate_bv().intersects(layout.xss_supported()) {
+            Format::Compacted
+        } else {
+            Format::Standard
+        };
+        let area = v.state.encode(&layout, format).map_err(|e| {
+            let hint = match from.source_name() {
+                Some(name) => format!("the stream was written from {name}: --layout {name}"),
+                None => "--layout names a layout that has it".to_string(),
+            };
+            rejected(&format_args!(
+                "vCPU {}: {e} in layout {} ({hint})",
+                args.vcpu,
+                layout.name()
+            ))
+        })?;
+        (area, Some(from))
+    } else {
+        (bytes, None)
+    };
+    let view = XsaveView::new(&bytes[..], &layout).map_err(|e| rejected(&e))?;
+    // Registers of components the layout lacks are not printed; the rest in
+    // the canonical order (x87, SSE, then by component).
+    let registers: Vec<(String, String)> = Register::all()
+        .filter_map(|reg| {
+            let value = view.read(reg).ok()?;
+            Some((reg.to_string(), hex::format(&value, reg.is_memory_order())))
+        })
+        .collect();
     if args.json {
+        let map: Map<String, Value> = registers
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
         let mut out = serde_json::json!({
             "format": view.format().as_str(),
             "xstate_bv": format!("{:#x}", view.xstate_bv()),
             "xcomp_bv": format!("{:#x}", view.xcomp_bv()),
-            "registers": registers,
+            "registers": map,
         });
-        if let Some(x) = xregs {
-            out["xcr0"] = format!("{:#x}", x.xcr0).into();
-            out["xss"] = format!("{:#x}", x.xss).into();
-            out["xfd"] = format!("{:#x}", x.xfd).into();
-            out["xfd_err"] = format!("{:#x}", x.xfd_err).into();
+        if let Some(s) = &stream {
+            out["stream"] = serde_json::json!({
+                "version": s.header.version,
+                "vcpus": s.header.vcpus,
+                "vcpu": args.vcpu,
+                "source_xcr0": format!("{:#x}", s.header.source_xcr0),
+                "source_layout": s.source_name(),
+            });
+            if let Some(x) = s.registers {
+                out["xcr0"] = format!("{:#x}", x.xcr0).into();
+                out["xss"] = format!("{:#x}", x.xss).into();
+                out["xfd"] = format!("{:#x}", x.xfd).into();
+                out["xfd_err"] = format!("{:#x}", x.xfd_err).into();
+            }
         }
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {
+        if let Some(s) = &stream {
+            println!(
+                "stream version {}: vCPU {} of {}, written from {} (source XCR0 {:#x}); shown in layout {}",
+                s.header.version,
+                args.vcpu,
+                s.header.vcpus,
+                s.source_name().unwrap_or("a layout outside the catalog"),
+                s.header.source_xcr0,
+                layout.name()
+            );
+            if let Some(x) = s.registers {
+                println!(
+                    "XCR0 {:#x}, IA32_XSS {:#x}, IA32_XFD {:#x}, IA32_XFD_ERR {:#x}",
+                    x.xcr0, x.xss, x.xfd, x.xfd_err
+                );
+            }
+        }
         println!(
             "format {}, XSTATE_BV {:#x}, XCOMP_BV {:#x}, layout {}",
             view.format().as_str(),
@@ -98,15 +156,9 @@ pub fn run(args: &Args) -> u8 {
             view.xcomp_bv(),
             layout.name()
         );
-        if let Some(x) = xregs {
-            println!(
-                "XCR0 {:#x}, IA32_XSS {:#x}, IA32_XFD {:#x}, IA32_XFD_ERR {:#x}",
-                x.xcr0, x.xss, x.xfd, x.xfd_err
-            );
-        }
         for (name, value) in &registers {
-            println!("{name:>10} {}", value.as_str().unwrap_or_default());
+            println!("{name:>10} {value}");
         }
     }
-    0
+    Ok(0)
 }

@@ -216,7 +216,7 @@ fn info_text(caps: &KvmCaps, permission: &AmxPermission) -> String {
 fn check(rules: &xstate::kvm::SetXsaveRules, files: &[PathBuf]) -> u8 {
     let mut status = 0;
     for file in files {
-        match std::fs::read(file) {
+        match super::input::read_bounded(file, super::input::MAX_AREA, "a kvm_xsave buffer") {
             Ok(bytes) => match preflight(&bytes, rules) {
                 Ok(_) => println!("{}: ok", file.display()),
                 Err(e) => {
@@ -224,10 +224,7 @@ fn check(rules: &xstate::kvm::SetXsaveRules, files: &[PathBuf]) -> u8 {
                     status = status.max(REJECTED);
                 }
             },
-            Err(e) => {
-                eprintln!("xstate: {}: {e}", file.display());
-                status = USAGE;
-            }
+            Err(code) => status = status.max(code),
         }
     }
     status

@@ -8,6 +8,7 @@ mod decode;
 mod diff;
 mod guest;
 mod hex;
+mod input;
 #[cfg(target_arch = "x86_64")]
 pub mod kvm;
 mod layout;

@@ -1,18 +1,132 @@
-//! Output files that appear whole or not at all.
+//! Output files that appear whole or not at all, without replacing what
+//! they must not.
+//!
+//! A regular file (or a symlink to one, followed) is written to a
+//! temporary file beside it and renamed into place: on any error it is
+//! left as it was. A new file gets mode 0666 less the umask, as any
+//! program's output would; an existing one keeps its mode. A target that
+//! is not a regular file (`/dev/stdout`, a FIFO) is written directly: it
+//! cannot be replaced, only written to.
 
+use std::fs::{self, Permissions};
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into
-/// place: on any error `path` is not created (or left as it was).
+/// The most symlinks followed, as the kernel's own limit (`ELOOP`).
+const MAX_SYMLINKS: usize = 40;
+
+/// Writes `bytes` to `path` whole or not at all (see the module docs).
+///
+/// # Errors
+///
+/// An I/O error, or `path` being a symlink loop; `path` is then unchanged
+/// where it is a regular file or absent.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let path = follow(path)?;
+    let existing = match fs::metadata(&path) {
+        Ok(m) if !m.is_file() => {
+            let mut f = fs::OpenOptions::new().write(true).open(&path)?;
+            return f.write_all(bytes).and_then(|()| f.flush());
+        }
+        Ok(m) => Some(m.permissions()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    // The kernel applies the umask to the mode a file is created with.
+    let mut tmp = tempfile::Builder::new()
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    if let Some(mode) = existing {
+        tmp.as_file().set_permissions(mode)?;
+    }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    tmp.persist(&path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// `path` with every symlink in its last component followed, dangling
+/// ones too (the file is created where the link points).
+fn follow(path: &Path) -> std::io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = fs::read_link(&path)?;
+                path = match path.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("{}: more than {MAX_SYMLINKS} symlinks", path.display()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_links_and_devices_are_respected() {
+        let dir = tempfile::tempdir().unwrap();
+        // A new file: 0666 less the umask, never tempfile's 0600.
+        let new = dir.path().join("new.bin");
+        write_atomically(&new, b"a").unwrap();
+        let mode = fs::metadata(&new).unwrap().permissions().mode() & 0o777;
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+            .expect("Umask in /proc/self/status (Linux 4.7 on)");
+        assert_eq!(mode, 0o666 & !umask, "{mode:o}");
+        // An existing file keeps its mode.
+        fs::set_permissions(&new, Permissions::from_mode(0o640)).unwrap();
+        write_atomically(&new, b"bb").unwrap();
+        assert_eq!(
+            fs::metadata(&new).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(fs::read(&new).unwrap(), b"bb");
+        // A symlink is followed and stays a symlink; a dangling one creates
+        // its target.
+        let link = dir.path().join("link.bin");
+        std::os::unix::fs::symlink("new.bin", &link).unwrap();
+        write_atomically(&link, b"ccc").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&new).unwrap(), b"ccc");
+        let dangling = dir.path().join("dangling.bin");
+        std::os::unix::fs::symlink("made.bin", &dangling).unwrap();
+        write_atomically(&dangling, b"d").unwrap();
+        assert_eq!(fs::read(dir.path().join("made.bin")).unwrap(), b"d");
+        // A loop is an error, and creates nothing.
+        let a = dir.path().join("a");
+        std::os::unix::fs::symlink("b", &a).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        assert!(write_atomically(&a, b"e").is_err());
+        // A FIFO is written into, not replaced.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.expect("mkfifo (coreutils)").success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        write_atomically(&fifo, b"through").unwrap();
+        assert_eq!(reader.join().unwrap(), b"through");
+        assert!(!fs::metadata(&fifo).unwrap().is_file());
+    }
 }

@@ -1,17 +1,18 @@
 //! `xstate stream`: encode an XSAVE area as a migration stream, decode one
 //! for a destination, check a stream against a destination.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use xstate::area::AreaHeader;
-use xstate::migrate::stream::{self, Source, Vcpu};
+use xstate::migrate::stream::{self, Source, StreamHeader, Vcpu};
 use xstate::migrate::{check_host, Guest, Incompatibility};
 use xstate::preflight::preflight;
 use xstate::profile::HostProfile;
 use xstate::xregs::XstateRegisters;
 use xstate::{ComponentId, RegisterFile, XcompBv};
 
+use super::input::{read_bounded, MAX_AREA, MAX_STREAM};
 use super::{fail, output, REJECTED, USAGE};
 
 /// Stream subcommands.
@@ -76,16 +77,16 @@ pub enum StreamCommand {
     },
 }
 
-fn read(path: &PathBuf) -> Result<Vec<u8>, u8> {
-    std::fs::read(path).map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))
+/// Reads a stream file (at most [`MAX_STREAM`] bytes) and decodes every
+/// vCPU.
+pub fn load(path: &Path) -> Result<Vec<Vcpu>, u8> {
+    let bytes = read_bounded(path, MAX_STREAM, "a migration stream")?;
+    decode_bytes(path, &bytes).map(|(_, v)| v)
 }
 
-/// Reads a stream file and decodes every vCPU.
-pub fn load(path: &PathBuf) -> Result<Vec<Vcpu>, u8> {
-    let bytes = read(path)?;
-    stream::decode(&bytes)
-        .map(|(_, v)| v)
-        .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))
+/// Decodes a stream read from `path`.
+pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<(StreamHeader, Vec<Vcpu>), u8> {
+    stream::decode(bytes).map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))
 }
 
 /// The registers `stream encode` gives an area's vCPU, which no live vCPU
@@ -118,7 +119,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
         } => {
             let layout = super::load_layout(layout)?;
             let guest = guest.guest()?;
-            let bytes = read(input)?;
+            let bytes = read_bounded(input, MAX_AREA, "an XSAVE area")?;
             let mut regs = RegisterFile::decode(&bytes, &layout)
                 .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
             super::guest::report(&input.display().to_string(), &guest.mask(&mut regs));
