@@ -18,6 +18,7 @@
 //! ```
 
 use crate::component::{ComponentId, Xfeatures, COMPONENTS, KNOWN_COMPONENTS};
+use crate::cpuid::xcr0::Rule;
 
 /// MSR number of IA32_XSS.
 pub const MSR_IA32_XSS: u32 = 0xDA0;
@@ -189,57 +190,31 @@ const XFD_CAPABLE: Xfeatures = Xfeatures::from_bits(
         | (Xfeatures::ALL.bits() & !((1u64 << KNOWN_COMPONENTS) - 1)),
 );
 
-/// A rule of XSETBV on XCR0's value (SDM vol. 1, 13.3; the same checks as
-/// KVM's `__kvm_set_xcr` in `arch/x86/kvm/x86.c`).
-struct Xcr0Rule {
-    rule: &'static str,
-    holds: fn(Xfeatures) -> bool,
-}
-
-/// Whether `x` holds all of `group` or none of it.
-fn together(x: Xfeatures, group: Xfeatures) -> bool {
-    let held = x & group;
-    held.is_empty() || held == group
-}
-
-const MPX: Xfeatures = Xfeatures::from_bits(0b11 << 3);
-const AVX512: Xfeatures = Xfeatures::from_bits(0b111 << 5);
-const AMX: Xfeatures = Xfeatures::from_bits(0b11 << 17);
-
-const XCR0_RULES: &[Xcr0Rule] = &[
-    Xcr0Rule {
-        rule: "x87 (bit 0) must be set",
-        holds: |x| x.contains(ComponentId::X87),
-    },
-    Xcr0Rule {
-        rule: "AVX (bit 2) needs SSE (bit 1)",
-        holds: |x| !x.contains(ComponentId::AVX) || x.contains(ComponentId::SSE),
-    },
-    Xcr0Rule {
-        rule: "MPX BNDREGS and BNDCSR (bits 3-4) are set together",
-        holds: |x| together(x, MPX),
-    },
-    Xcr0Rule {
-        rule: "AVX-512 (bits 5-7) are set together, and need AVX (bit 2)",
-        holds: |x| together(x, AVX512) && (!x.intersects(AVX512) || x.contains(ComponentId::AVX)),
-    },
-    Xcr0Rule {
-        rule: "AMX TILECFG and TILEDATA (bits 17-18) are set together",
-        holds: |x| together(x, AMX),
-    },
-    Xcr0Rule {
-        rule: "MPX (bits 3-4) and APX (bit 19) exclude each other",
-        holds: |x| !(x.intersects(MPX) && x.contains(ComponentId::APX)),
-    },
-    Xcr0Rule {
-        rule: "supervisor components (8, 10-16) are enabled in IA32_XSS, not XCR0",
-        holds: |x| !x.intersects(SUPERVISOR),
-    },
-    Xcr0Rule {
-        rule: "bit 63 is reserved",
-        holds: |x| !x.intersects(BIT_63),
-    },
+/// The rules of XSETBV on XCR0's value beyond [`Rule::ALL`]'s (SDM vol. 1,
+/// 13.3; the same checks as KVM's `__kvm_set_xcr` in `arch/x86/kvm/x86.c`):
+/// each with the bits it forbids.
+const XCR0_FORBIDDEN: [(&str, Xfeatures); 2] = [
+    (
+        "supervisor components (8, 10-16) must be enabled in IA32_XSS, not XCR0",
+        SUPERVISOR,
+    ),
+    ("bit 63 is reserved and must be clear", BIT_63),
 ];
+
+/// The first XSETBV rule `xcr0` breaks, as a sentence: the component rules
+/// of [`crate::cpuid::xcr0`], then the bits XCR0 may never hold.
+fn broken_xcr0_rule(xcr0: Xfeatures) -> Option<&'static str> {
+    Rule::ALL
+        .iter()
+        .find(|r| !r.offending(xcr0).is_empty())
+        .map(|r| r.description())
+        .or_else(|| {
+            XCR0_FORBIDDEN
+                .iter()
+                .find(|(_, bits)| xcr0.intersects(*bits))
+                .map(|(rule, _)| *rule)
+        })
+}
 
 impl XstateRegisters {
     /// The value of `reg`.
@@ -289,10 +264,10 @@ impl XstateRegisters {
     ///
     /// The first [`XregsError`] found, in the order of the list above.
     pub fn check(&self) -> Result<(), XregsError> {
-        if let Some(r) = XCR0_RULES.iter().find(|r| !(r.holds)(self.xcr0)) {
+        if let Some(rule) = broken_xcr0_rule(self.xcr0) {
             return Err(XregsError::Xcr0 {
                 xcr0: self.xcr0,
-                rule: r.rule,
+                rule,
             });
         }
         let bad = self.xss & (USER | BIT_63);
@@ -383,7 +358,7 @@ mod tests {
             (0x5, "AVX (bit 2) needs SSE"),
             (0xF, "MPX"),
             (0x67, "AVX-512"),
-            (0xE3, "need AVX"),
+            (0xE3, "needs AVX"),
             (0x20007, "AMX"),
             (0x8001F, "APX"),
             (0x107, "supervisor"),
