@@ -80,10 +80,19 @@ fn avx_and_x87_guest_parts_run_where_the_cpu_or_emulator_can() {
             state.save(vm.vcpu()).unwrap();
             let view = state.view(&layout).unwrap();
             let ymm = view.ymm(0).unwrap();
-            assert_eq!(ymm, [xmm_of(&input, 0), xmm_of(&input, 1)], "ymm0 as the guest loaded it");
+            assert_eq!(
+                ymm,
+                [xmm_of(&input, 0), xmm_of(&input, 1)],
+                "ymm0 as the guest loaded it"
+            );
             assert!(view.is_live(ComponentId::AVX));
         }
-        other => common::skip("AVX guest part", &format!("KVM cannot run a VEX instruction here ({other:?}); on this host KVM emulates guests")),
+        other => common::skip(
+            "AVX guest part",
+            &format!(
+                "KVM cannot run a VEX instruction here ({other}); on this host KVM emulates guests"
+            ),
+        ),
     }
     // x87: FLD of an 80-bit value.
     let Some(mut vm) = self::vm("x87 guest part") else {
@@ -101,9 +110,7 @@ fn avx_and_x87_guest_parts_run_where_the_cpu_or_emulator_can() {
         }
         other => common::skip(
             "x87 guest part",
-            &format!(
-                "KVM cannot run an x87 load here ({other:?}); on this host KVM emulates guests"
-            ),
+            &format!("KVM cannot run an x87 load here ({other}); on this host KVM emulates guests"),
         ),
     }
 }

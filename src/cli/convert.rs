@@ -14,10 +14,11 @@ pub struct Args {
     input: PathBuf,
     /// Where to write the converted area.
     output: PathBuf,
-    /// The source layout: `host`, a catalog name, a layout file or a CPUID dump.
+    /// The source layout: `host`, a catalog name, a layout file, a CPUID dump
+    /// or a host profile (`xstate kvm info --json`; its layout is used).
     #[arg(long)]
     from: String,
-    /// The destination layout.
+    /// The destination layout, named as --from is.
     #[arg(long, required_unless_present = "kvm")]
     to: Option<String>,
     /// Write the compacted format (XSAVEC / XSAVES) instead of the standard one.

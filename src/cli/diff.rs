@@ -6,7 +6,8 @@ use xstate::layout::{diff, ComponentGeometry};
 /// Arguments of `xstate diff`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// First layout: `host`, a catalog name, a layout file or a CPUID dump.
+    /// First layout: `host`, a catalog name, a layout file, a CPUID dump or
+    /// a host profile (`xstate kvm info --json`).
     a: String,
     /// Second layout.
     b: String,

@@ -120,7 +120,15 @@ fn info_json(caps: &KvmCaps, permission: &AmxPermission) -> serde_json::Value {
     let amx = caps.amx();
     let mut out: serde_json::Value =
         serde_json::from_str(&caps.profile().to_json()).expect("profiles are JSON");
+    let msrs = caps.xstate_msrs();
+    let names = |it: &mut dyn Iterator<Item = xstate::xregs::Xreg>| -> Vec<&'static str> {
+        it.map(xstate::xregs::Xreg::name).collect()
+    };
     let extra = json!({
+        "xstate_msrs": {
+            "present": names(&mut msrs.present()),
+            "absent": names(&mut msrs.absent()),
+        },
         "host_layout_standard_size": caps.layout().standard_size(),
         "host_mxcsr_mask": format!("{:#x}", caps.layout().mxcsr_mask()),
         "amx": {
@@ -152,6 +160,21 @@ fn info_text(caps: &KvmCaps, permission: &AmxPermission) -> String {
     let mut s = String::new();
     let host_size = caps.layout().standard_size() as usize;
     let _ = writeln!(s, "kernel: {}", caps.kernel_release());
+    let msrs = caps.xstate_msrs();
+    let list = |it: &mut dyn Iterator<Item = xstate::xregs::Xreg>| {
+        let v: Vec<&str> = it.map(xstate::xregs::Xreg::name).collect();
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let _ = writeln!(
+        s,
+        "extended-state MSRs (KVM_GET_MSR_INDEX_LIST): saved {}; absent {}",
+        list(&mut msrs.present()),
+        list(&mut msrs.absent())
+    );
     let _ = writeln!(
         s,
         "KVM_CAP_XSAVE2: {}",

@@ -6,7 +6,8 @@ use xstate::Layout;
 /// Arguments of `xstate layout`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `host`, a catalog name, a layout file or a CPUID dump.
+    /// `host`, a catalog name, a layout file, a CPUID dump or a host profile
+    /// (`xstate kvm info --json`).
     #[arg(long, default_value = "host")]
     layout: String,
     /// Print JSON instead of a table.

@@ -162,6 +162,7 @@ fn load_profile_of(spec: &str, live_kvm: bool) -> Result<xstate::profile::HostPr
             warn_layout(spec, &profile.layout);
             return Ok(profile);
         }
+        warn("host: /dev/kvm is absent or unusable: only this host's CPU is judged");
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = live_kvm;

@@ -19,15 +19,16 @@ use super::{fail, output, REJECTED, USAGE};
 #[derive(Debug, clap::Subcommand)]
 pub enum StreamCommand {
     /// Encode an XSAVE area (standard or compacted) as a one-vCPU stream
-    /// (version 2: XCR0 is the layout's supported user components, IA32_XSS
-    /// the supervisor components a compacted area's XCOMP_BV holds,
-    /// IA32_XFD and IA32_XFD_ERR 0).
+    /// (version 2: XCR0 from --guest-xcr0, else the layout's user components
+    /// the CPU model exposes; IA32_XSS the supervisor components a compacted
+    /// area's XCOMP_BV holds; IA32_XFD from --xfd; IA32_XFD_ERR 0).
     Encode {
         /// The XSAVE area.
         input: PathBuf,
         /// The stream to write.
         output: PathBuf,
-        /// The area's layout.
+        /// The area's layout: `host`, a catalog name, a layout file, a CPUID
+        /// dump or a host profile.
         #[arg(long)]
         layout: String,
         #[command(flatten)]
@@ -204,6 +205,12 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let destination = super::load_profile(to)?;
             let guest = guest.guest()?;
             let vcpus = load(input)?;
+            if vcpus.is_empty() {
+                super::warn(format_args!(
+                    "{}: the stream holds no vCPU: nothing to judge",
+                    input.display()
+                ));
+            }
             let reports: Vec<_> = vcpus
                 .iter()
                 .map(|v| check_host(&v.state, &destination, &with_registers(&guest, v.registers)))

@@ -105,6 +105,16 @@ pub enum Exit {
     Other(String),
 }
 
+impl core::fmt::Display for Exit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Exit::Hlt => f.write_str("HLT"),
+            Exit::IoOut(port) => write!(f, "an OUT to port {port:#x}"),
+            Exit::Other(what) => f.write_str(what),
+        }
+    }
+}
+
 /// A VM with one vCPU set up for 64-bit code.
 pub struct TestVm {
     // Dropped in this order: the vCPU and VM before their memory.
@@ -336,7 +346,10 @@ impl TestVm {
         match self.vcpu.run() {
             Ok(VcpuExit::Hlt) => Ok(Exit::Hlt),
             Ok(VcpuExit::IoOut(port, _)) => Ok(Exit::IoOut(port)),
-            Ok(other) => Ok(Exit::Other(format!("{other:?}"))),
+            Ok(VcpuExit::InternalError) => Ok(Exit::Other(
+                "KVM_EXIT_INTERNAL_ERROR (typically KVM's instruction emulator meeting an instruction it cannot run)".into(),
+            )),
+            Ok(other) => Ok(Exit::Other(format!("exit {other:?}"))),
             Err(e) => Ok(Exit::Other(format!("KVM_RUN failed: {e}"))),
         }
     }
