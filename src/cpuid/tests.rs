@@ -400,7 +400,7 @@ fn apply_avx_takes_avx512_along_and_stays_consistent() {
 
 #[test]
 fn each_rule_and_its_fix() {
-    let cases: [(u64, Rule, u64, u64); 8] = [
+    let cases: [(u64, Rule, u64, u64); 12] = [
         (0x6, Rule::X87Required, 1, 0),
         (0x5, Rule::AvxNeedsSse, 0x4, 0x1),
         (0xe3, Rule::Avx512NeedsAvx, 0xe0, 0x3),
@@ -409,6 +409,10 @@ fn each_rule_and_its_fix() {
         (0x40003, Rule::AmxTogether, 0x40000, 0x3),
         (0x80013, Rule::NoMpxWithApx, 0x10, 0x80003),
         (0x8001b, Rule::NoMpxWithApx, 0x18, 0x80003),
+        (0x107, Rule::NoSupervisor, 0x100, 0x7),
+        (0x1_ff03, Rule::NoSupervisor, 0x1_fd00, 0x203),
+        (0x8000_0000_0000_0107, Rule::Bit63Reserved, 1 << 63, 0x7),
+        (0x8000_0000_0000_0003, Rule::Bit63Reserved, 1 << 63, 0x3),
     ];
     for (value, rule, bits, fixed) in cases {
         let (value, bits, fixed) = (x(value), x(bits), x(fixed));
@@ -471,6 +475,36 @@ fn minimal_xcr0_per_component() {
     assert_eq!(xcr0::minimal_with(c(17)), x(0x60001));
     assert_eq!(xcr0::minimal_with(c(19)), x(0x80001));
     assert_eq!(xcr0::minimal_with(c(63)), x(0x8000_0000_0000_0001));
+    // No valid XCR0 holds bit 63 or a supervisor component.
+    assert!(!xcr0::is_valid(xcr0::minimal_with(c(63))));
+    assert!(!xcr0::is_valid(xcr0::minimal_with(ComponentId::PT)));
+}
+
+#[test]
+fn supervisor_and_user_sets_follow_the_component_table() {
+    assert_eq!(xcr0::SUPERVISOR, x(0x1_fd00));
+    assert_eq!(xcr0::USER, x(0xe_02ff));
+    for id in ComponentId::known() {
+        let supervisor = id.info().unwrap().supervisor;
+        assert_eq!(xcr0::SUPERVISOR.contains(id), supervisor, "{id}");
+        assert_eq!(xcr0::USER.contains(id), !supervisor, "{id}");
+    }
+    // The baseline of bug reports: bit 63 and PT in XCR0, both refused.
+    let v: Vec<Rule> = xcr0::violations(x(0x8000_0000_0000_0107))
+        .map(|v| v.rule)
+        .collect();
+    assert_eq!(v, [Rule::NoSupervisor, Rule::Bit63Reserved]);
+    // IA32_XSS: user components and bit 63 are never possible.
+    assert!(xcr0::xss_invalid(x(0x1_fd00)).is_empty());
+    assert!(
+        xcr0::xss_invalid(x(0x7f << 20)).is_empty(),
+        "unknown ones are the CPU's call"
+    );
+    assert_eq!(
+        xcr0::xss_invalid(x(0x8000_0000_0000_0301)),
+        x(0x8000_0000_0000_0201)
+    );
+    assert_eq!(xcr0::xss_invalid(x(0x6_0000)), x(0x6_0000));
 }
 
 // ---- check: one broken thing at a time ----
