@@ -622,3 +622,108 @@ fn cpuid_check_lists_every_inconsistency() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("larger than"));
 }
+
+/// A small Intel CPUID in `cpuid -r` text: leaf 1 ECX and leaf 7.0 EBX/EDX
+/// as given, and leaf 0xD's sub-leaves as `(sub-leaf, eax, ebx, ecx, edx)`.
+fn small_cpuid(leaf1_ecx: u32, leaf7: (u32, u32), leaf_d: &[(u32, u32, u32, u32, u32)]) -> String {
+    let mut text = String::from(
+        "   0x00000000 0x00: eax=0x0000000d ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69\n",
+    );
+    text += &format!(
+        "   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx={leaf1_ecx:#010x} edx=0x00000000\n"
+    );
+    text += &format!(
+        "   0x00000007 0x00: eax=0x00000000 ebx={:#010x} ecx=0x00000000 edx={:#010x}\n",
+        leaf7.0, leaf7.1
+    );
+    for (sub, eax, ebx, ecx, edx) in leaf_d {
+        text += &format!(
+            "   0x0000000d {sub:#04x}: eax={eax:#010x} ebx={ebx:#010x} ecx={ecx:#010x} edx={edx:#010x}\n"
+        );
+    }
+    text
+}
+
+#[test]
+fn cpuid_check_catches_components_without_flags_and_impossible_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let avx512 = [
+        (2, 0x100, 0x240, 0, 0),
+        (5, 0x40, 0x440, 0, 0),
+        (6, 0x200, 0x480, 0, 0),
+        (7, 0x400, 0x680, 0, 0),
+    ];
+    let with = |head: &[(u32, u32, u32, u32, u32)]| -> Vec<(u32, u32, u32, u32, u32)> {
+        head.iter().chain(avx512.iter()).copied().collect()
+    };
+    let run = |name: &str, text: String| -> (Option<i32>, String) {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = xstate(&["cpuid", "check", path.to_str().unwrap()]);
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    // The same CPUID with its flags is consistent.
+    let flags = (0x1c00_0000, (1 << 16, 0));
+    let leaf_d = with(&[(0, 0xe7, 0xa80, 0xa80, 0), (1, 1, 0, 0, 0)]);
+    let (code, report) = run("good.txt", small_cpuid(flags.0, flags.1, &leaf_d));
+    assert_eq!(code, Some(0), "{report}");
+    // XCR0 0xe7 with CPUID.1:ECX.AVX and 7.0:EBX.AVX512F clear.
+    let (code, report) = run("no-flags.txt", small_cpuid(0x0c00_0000, (0, 0), &leaf_d));
+    assert_eq!(code, Some(1), "{report}");
+    for want in [
+        "AVX components 0x4 are supported in XCR0",
+        "but AVX is clear (CPUID.(EAX=0x1,ECX=0):ECX = 0x0c000000, bit 28)",
+        "AVX-512 components 0xe0 are supported in XCR0",
+        "but AVX512F is clear",
+    ] {
+        assert!(report.contains(want), "{want}: {report}");
+    }
+    // PT and arch LBR in IA32_XSS (0x8100), their flags set, XSAVES clear.
+    let pt_lbr = (1 << 16 | 1 << 25, 1 << 19);
+    let leaf_d = with(&[
+        (0, 0xe7, 0xa80, 0xa80, 0),
+        (1, 1, 0, 0x8100, 0),
+        (8, 0x80, 0, 1, 0),
+        (15, 0x328, 0, 1, 0),
+    ]);
+    let (code, report) = run("xss.txt", small_cpuid(flags.0, pt_lbr, &leaf_d));
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("IA32_XSS 0x8100 is supported") && report.contains("XSAVES is clear"),
+        "{report}"
+    );
+    // The same without INTEL_PT and ARCH_LBR: both named too.
+    let (_, report) = run("xss-no-flags.txt", small_cpuid(flags.0, flags.1, &leaf_d));
+    assert!(
+        report.contains("PT components 0x100 are supported in IA32_XSS")
+            && report.contains("INTEL_PT is clear")
+            && report.contains("Arch LBR components 0x8000 are supported in IA32_XSS")
+            && report.contains("ARCH_LBR is clear"),
+        "{report}"
+    );
+    // XCR0 0x8000000000000107 (what a pool baseline once emitted).
+    let leaf_d = [
+        (0, 0x107, 0x340, 0x340, 0x8000_0000),
+        (1, 1, 0, 0, 0),
+        (2, 0x100, 0x240, 0, 0),
+        (8, 0x80, 0, 0, 0),
+    ];
+    let (code, report) = run("bit63.txt", small_cpuid(flags.0, (1 << 25, 0), &leaf_d));
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("XCR0 0x8000000000000107 breaks a rule: supervisor components")
+            && report.contains("XCR0 0x8000000000000107 breaks a rule: bit 63 is reserved"),
+        "{report}"
+    );
+    // IA32_XSS with PKRU (a user component) and bit 63.
+    let leaf_d = with(&[
+        (0, 0xe7, 0xa80, 0xa80, 0),
+        (1, 0xf, 0x988, 0x200, 0x8000_0000),
+    ]);
+    let (code, report) = run("xss-user.txt", small_cpuid(flags.0, flags.1, &leaf_d));
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("supported IA32_XSS 0x8000000000000200 has 0x8000000000000200, which IA32_XSS never holds"),
+        "{report}"
+    );
+}

@@ -13,9 +13,10 @@ use super::{fail, REJECTED};
 pub enum CpuidCommand {
     /// Check a CPUID (`cpuid -r` text, an InstLatx64 dump or `kvm_cpuid2`
     /// entries as JSON) for the consistency KVM's selftests assert: XCR0
-    /// against the feature flags, the XSETBV rules, leaf 0xD sizes against
-    /// its offsets, XFD for AMX, APX against MPX. Exit 1 listing every
-    /// inconsistency.
+    /// and IA32_XSS against the feature flags both ways, the XSETBV rules,
+    /// IA32_XSS (no user component, only with XSAVES), leaf 0xD sizes
+    /// against its offsets, XFD for AMX, APX against MPX. Exit 1 listing
+    /// every inconsistency.
     Check {
         /// The CPUID file.
         file: PathBuf,
