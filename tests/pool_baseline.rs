@@ -850,3 +850,186 @@ proptest! {
         prop_assert_eq!(CpuidSet::from_kvm_json(&json_guest.to_kvm_json()).unwrap(), json_guest);
     }
 }
+
+// ------------------------------------------------ impossible bits
+
+/// What a layout may be given that no CPU has: `(component, supervisor)`,
+/// bit 63 either way, a supervisor component in XCR0 or a user one in
+/// IA32_XSS.
+fn impossible_entry() -> impl Strategy<Value = (u8, bool)> {
+    prop_oneof![
+        any::<bool>().prop_map(|s| (63u8, s)),
+        prop::sample::select(vec![8u8, 10, 11, 12, 13, 14, 15, 16]).prop_map(|c| (c, false)),
+        prop::sample::select(vec![2u8, 3, 4, 5, 6, 7, 9, 17, 18, 19]).prop_map(|c| (c, true)),
+    ]
+}
+
+/// `layout` with each of `extra` added (replacing the component where the
+/// layout has it) as `(component, supervisor)` says: a user one after the
+/// furthest component, a supervisor one at offset 0. `None` when the
+/// layout refuses the result (layouts may refuse such geometry on their
+/// own; the baseline must not rely on it).
+fn with_impossible(layout: &Layout, extra: &[(u8, bool)]) -> Option<Layout> {
+    let mut file = LayoutFile::from_layout(layout);
+    file.standard_size = None;
+    file.name = format!("{}-odd", layout.name());
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let (mut xcr0, mut xss) = (hex(&file.xcr0_supported), hex(&file.xss_supported));
+    for &(id, supervisor) in extra {
+        file.components.retain(|c| c.id != id);
+        xcr0 &= !(1 << id);
+        xss &= !(1 << id);
+        let end = file
+            .components
+            .iter()
+            .filter(|c| !c.supervisor)
+            .map(|c| c.offset + c.size)
+            .max()
+            .unwrap_or(576)
+            .max(576)
+            .next_multiple_of(64);
+        let size = ComponentId::new(id)
+            .and_then(|c| c.info())
+            .map_or(64, |i| i.size);
+        file.components.push(ComponentEntry {
+            id,
+            name: None,
+            size,
+            offset: if supervisor { 0 } else { end },
+            supervisor,
+            align64: false,
+            xfd: false,
+        });
+        if supervisor {
+            xss |= 1 << id;
+        } else {
+            xcr0 |= 1 << id;
+        }
+    }
+    file.components.sort_by_key(|c| c.id);
+    file.xcr0_supported = format!("{xcr0:#x}");
+    file.xss_supported = format!("{xss:#x}");
+    file.to_layout().ok()
+}
+
+#[test]
+fn a_layout_with_bit_63_or_a_misfiled_component_gives_no_impossible_baseline() {
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let mut tried = 0;
+    for extra in [
+        &[(63u8, false)][..],
+        &[(63, true)],
+        &[(8, false)],
+        &[(9, true)],
+        &[(8, false), (9, true), (63, false)],
+    ] {
+        let Some(odd) = with_impossible(spr, extra) else {
+            common::note(&format!("layouts refuse {extra:?}"));
+            continue;
+        };
+        tried += 1;
+        let hosts = [
+            PoolHost::from(odd.clone()),
+            PoolHost::from(odd.renamed("twin")),
+        ];
+        let b = pool(&hosts);
+        assert!(
+            !b.xcr0.intersects(xcr0::SUPERVISOR | xcr0::RESERVED),
+            "{extra:?}: XCR0 {}",
+            b.xcr0
+        );
+        assert!(
+            xcr0::xss_invalid(b.xss).is_empty(),
+            "{extra:?}: IA32_XSS {}",
+            b.xss
+        );
+        for &(id, _) in extra {
+            let c = ComponentId::new(id).unwrap();
+            assert!(!(b.xcr0 | b.xss).contains(c), "{extra:?}");
+            let why = reason(&b, c);
+            assert!(
+                why.contains("bit 63") || why.contains("enumerate it in"),
+                "{extra:?}: {c}: {why}"
+            );
+        }
+        assert_sound(&b, &hosts, OffsetPolicy::Exclude);
+        assert_applied(&b, &everything_guest(&odd), &format!("{extra:?}"));
+    }
+    common::note(&format!("{tried} odd layouts accepted"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0000_0B63),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(300)
+    })]
+
+    #[test]
+    fn no_baseline_offers_impossible_bits(
+        base in prop::sample::select(catalog::all().to_vec()),
+        extra in prop::collection::vec(impossible_entry(), 1..4),
+        copies in 1usize..4,
+        others in prop::collection::vec(random_host(), 0..2),
+        reference in prop_oneof![Just(None), (0usize..4).prop_map(Some)],
+    ) {
+        let Some(odd) = with_impossible(&base, &extra) else {
+            return Ok(());
+        };
+        let mut hosts: Vec<PoolHost> = (0..copies)
+            .map(|i| PoolHost::from(odd.renamed(&format!("odd-{i}"))))
+            .collect();
+        hosts.extend(others);
+        let offsets = match reference {
+            Some(i) if i < hosts.len() => OffsetPolicy::Reference(i),
+            _ => OffsetPolicy::Exclude,
+        };
+        let b = baseline(&hosts, &BaselineOptions { offsets }).unwrap();
+        prop_assert!(!b.xcr0.intersects(xcr0::SUPERVISOR | xcr0::RESERVED), "XCR0 {}", b.xcr0);
+        prop_assert!(xcr0::xss_invalid(b.xss).is_empty(), "IA32_XSS {}", b.xss);
+        prop_assert!(xcr0::is_valid(b.xcr0));
+        assert_sound(&b, &hosts, offsets);
+        // Leaf 0xD as emitted passes the check on its own.
+        let mut leaf = CpuidSet::new();
+        for (&sub, &regs) in &b.cpuid.subleaves {
+            leaf.set(0xd, sub, regs).unwrap();
+        }
+        let found: Vec<String> = check(&leaf).iter().map(ToString::to_string).collect();
+        prop_assert!(found.is_empty(), "{:#?}", found);
+        assert_applied(&b, &everything_guest(&odd), "odd pool");
+    }
+}
+
+#[test]
+fn a_host_whose_cpuid_gives_no_usable_flag_takes_the_group_out() {
+    // Sapphire Rapids' leaf 0xD, with AVX512F and every CET flag clear.
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let mut set = CpuidSet::parse(
+        "\
+   0x00000000 0x00: eax=0x0000001e ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000001 ebx=0x02000020 ecx=0x00000008 edx=0x010c0020
+",
+    )
+    .unwrap();
+    for (sub, regs) in spr.to_cpuid().subleaves {
+        set.set(0xd, sub, regs).unwrap();
+    }
+    let host = PoolHost::from(spr.renamed("spr-dump")).with_cpuid(set);
+    let b = pool(std::slice::from_ref(&host));
+    assert_eq!(b.xcr0, x(0x60207), "AVX-512 out, AVX, PKRU and AMX stay");
+    assert!(
+        reason(&b, ComponentId::OPMASK).starts_with(
+            "the CPUID of spr-dump lacks AVX512F (CPUID.(EAX=0x7,ECX=0):EBX[16]), without which \
+             no OS enables AVX-512"
+        ),
+        "{}",
+        reason(&b, ComponentId::OPMASK)
+    );
+    // CET needs CET_SS or CET_IBT: both clear here. PT, UINTR and arch LBR
+    // have theirs (7.0 EBX[25], EDX[5], EDX[19]).
+    assert!(!b.xss.intersects(x(0x1800)), "{}", b.xss);
+    assert!(reason(&b, ComponentId::CET_U).contains("lacks CET_SS"));
+    assert!(b.xss.contains_all(x(0xc100)), "{}", b.xss);
+    assert_sound(&b, &[host], OffsetPolicy::Exclude);
+}

@@ -11,7 +11,12 @@
 //!   EBX/ECX and sub-leaf 1 EBX are the sizes of the offsets and sizes
 //!   emitted;
 //! - **an XCR0 that XSETBV accepts** ([`crate::cpuid::xcr0`]) within what
-//!   every host and its KVM offer guests, and an IA32_XSS likewise;
+//!   every host and its KVM offer guests, and an IA32_XSS likewise; never
+//!   bit 63, a supervisor component in XCR0 or a user one in IA32_XSS,
+//!   whatever the hosts' layouts say;
+//! - **only usable components**: a group of [`features::GROUPS`] that some
+//!   host's CPUID (where known) gives none of the flags that make it usable
+//!   (AVX512F for AVX-512, PKU for PKRU, INTEL_PT for PT, ...) is excluded;
 //! - **safe by default**: a component whose standard offset, size or
 //!   sub-leaf ECX flags (64-byte alignment, XFD) differ between hosts is
 //!   excluded, since a guest's own XSAVE writes its host's offsets
@@ -278,6 +283,9 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
     let eax = offered.iter().fold(XSAVE_FEATURE_BITS, |a, o| a & o.eax);
     let mut out = steps::Exclusions::default();
     let candidates = steps::on_every_host(hosts, &offered, &mut out);
+    let user = first.layout.xcr0_supported() | Xfeatures::LEGACY;
+    steps::architecture(candidates, user, &mut out);
+    steps::usable_on_every_host(hosts, candidates, &mut out);
     steps::xss_needs_xsaves(
         candidates & first.layout.xss_supported(),
         eax,
@@ -286,7 +294,6 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
     );
     let offset_mismatches = steps::one_geometry(hosts, candidates, reference.is_some(), &mut out);
     steps::amx_needs_xfd(candidates, eax, geometry_host, &offered, &mut out);
-    let user = first.layout.xcr0_supported() | Xfeatures::LEGACY;
     let kept = steps::rules_and_groups(candidates - out.set(), user, &mut out);
     let (xcr0, xss, eax) = if xsave {
         ((kept & user) | Xfeatures::LEGACY, kept - user, eax)
@@ -294,6 +301,7 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
         (Xfeatures::LEGACY, Xfeatures::EMPTY, 0)
     };
     debug_assert!(xcr0::is_valid(xcr0));
+    debug_assert!(xcr0::xss_invalid(xss).is_empty());
     let cpuid = emit::leaf_0xd(geometry_host, xcr0, xss, eax);
     let (mut feature_masks, drop_leaves) = emit::masks_for(xcr0 | xss, xsave);
     let missing_features = steps::missing_features(hosts, xcr0 | xss);

@@ -177,6 +177,67 @@ pub(super) fn on_every_host(
     union.extended() - out.set()
 }
 
+/// Excludes what no XCR0 or IA32_XSS may hold, whatever the hosts' layouts
+/// say ([`xcr0::SUPERVISOR`], [`xcr0::USER`], [`xcr0::RESERVED`]): bit 63,
+/// a supervisor component enumerated in XCR0 (`user`), a user component
+/// enumerated in IA32_XSS. Real CPUs never enumerate them; a layout file
+/// or a hand-made dump might.
+pub(super) fn architecture(candidates: Xfeatures, user: Xfeatures, out: &mut Exclusions) {
+    for c in candidates & xcr0::RESERVED {
+        out.add(c, || {
+            "bit 63 of XCR0 and IA32_XSS is reserved, never a component".to_string()
+        });
+    }
+    for c in candidates & user & xcr0::SUPERVISOR {
+        out.add(c, || {
+            "a supervisor component (IA32_XSS only), but the hosts enumerate it in XCR0".to_string()
+        });
+    }
+    for c in (candidates - user) & xcr0::USER {
+        out.add(c, || {
+            "a user component (XCR0 only), but the hosts enumerate it in IA32_XSS".to_string()
+        });
+    }
+}
+
+/// Excludes every group of [`GROUPS`] in `candidates` that some host's
+/// CPUID (where known) gives none of the flags that make it usable
+/// ([`features::ComponentGroup::enabled_by`]): no OS there enables it.
+pub(super) fn usable_on_every_host(
+    hosts: &[PoolHost],
+    candidates: Xfeatures,
+    out: &mut Exclusions,
+) {
+    for g in GROUPS
+        .iter()
+        .filter(|g| candidates.intersects(g.components))
+    {
+        let without = hosts.iter().filter(|h| {
+            h.cpuid
+                .as_ref()
+                .is_some_and(|c| !g.enabled_by.iter().any(|&b| c.has_feature(b)))
+        });
+        let without = names(without);
+        if without.is_empty() {
+            continue;
+        }
+        let flags = g
+            .enabled_by
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" and ");
+        for c in candidates & g.components {
+            out.add(c, || {
+                format!(
+                    "the CPUID of {without} lacks {flags}, without which no OS enables {}",
+                    g.name
+                )
+            });
+        }
+    }
+}
+
 /// Excludes the IA32_XSS components `xss` when some host lacks XSAVES.
 pub(super) fn xss_needs_xsaves(
     xss: Xfeatures,
