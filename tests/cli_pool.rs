@@ -276,7 +276,8 @@ fn a_baseline_applied_to_a_guest_cpuid() {
         stderr(&out)
     );
     assert!(!bad_out.exists());
-    // A missing one: exit 2. And --apply-to prints a CPUID, not a report.
+    // A missing one: exit 2. And a Firecracker template is the pool's, not
+    // a guest's.
     let out = xstate(&[
         "pool",
         "baseline",
@@ -291,9 +292,138 @@ fn a_baseline_applied_to_a_guest_cpuid() {
         "amd-zen4",
         "--apply-to",
         guest,
-        "--json",
+        "--format",
+        "firecracker",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+/// The report's case: Sapphire Rapids and Lunar Lake give IA32_XSS 0xd900
+/// (PT, CET, UINTR, arch LBR); a guest with CET only and INTEL_PT and
+/// ARCH_LBR clear gets CET only, and is told what it lacked.
+#[test]
+fn apply_to_never_widens_a_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = CpuidSet::from_cpuid_raw(&guest_text()).unwrap();
+    set.remove_leaf(0xd);
+    for (sub, regs) in xstate::layout::catalog::get("intel-sapphire-rapids")
+        .unwrap()
+        .to_cpuid()
+        .subleaves
+    {
+        if ![8, 10, 14, 15].contains(&sub) {
+            set.set(0xd, sub, regs).unwrap();
+        }
+    }
+    let mut s1 = set.get(0xd, 1).unwrap();
+    s1.ecx = 0x1800;
+    set.set(0xd, 1, s1).unwrap();
+    let mut leaf7 = set.get(7, 0).unwrap();
+    leaf7.ecx |= 1 << 7; // CET_SS
+    set.set(7, 0, leaf7).unwrap();
+    let guest = dir.path().join("spr.cpuid");
+    std::fs::write(&guest, set.to_cpuid_raw()).unwrap();
+    let guest = guest.to_str().unwrap();
+    let pool_out = dir.path().join("pool.cpuid");
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        guest,
+        "-o",
+        pool_out.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let note = stderr(&out);
+    assert!(
+        note.contains("lacks what the baseline offers, so its CPUID does not get PT (component 8), UINTR (component 14), LBR (component 15)"),
+        "{note}"
+    );
+    let applied = CpuidSet::from_cpuid_raw(&std::fs::read_to_string(&pool_out).unwrap()).unwrap();
+    let s1 = applied.get(0xd, 1).unwrap();
+    assert_eq!(s1.ecx, 0x1800, "{s1:?}");
+    for sub in [8, 0xe, 0xf] {
+        assert_eq!(applied.get(0xd, sub), None, "sub-leaf {sub:#x}");
+    }
+    assert!(check(&applied).is_empty(), "{:?}", check(&applied));
+    assert!(
+        stdout(&xstate(&["cpuid", "check", pool_out.to_str().unwrap()])).contains("consistent (")
+    );
+    // --json: the baseline as the guest got it, what it lacked in `excluded`.
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        guest,
+        "--json",
+    ]));
+    assert_eq!(
+        (v["xcr0"].as_str(), v["xss"].as_str()),
+        (Some("0x207"), Some("0x1800"))
+    );
+    assert_eq!(v["guest"], guest);
+    let excluded = v["excluded"].as_array().unwrap();
+    for id in [8, 14, 15] {
+        let e = excluded.iter().find(|e| e["id"] == id).unwrap();
+        assert_eq!(
+            e["reason"],
+            "not in the guest CPUID's IA32_XSS 0x1800 (CPUID.(EAX=0xd,ECX=1):EDX:ECX)"
+        );
+    }
+    assert_eq!(v["cpuid_0xd"][1]["ecx"], "0x00001800");
+    let text = stdout(&xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        guest,
+        "--format",
+        "text",
+    ]));
+    assert!(
+        text.starts_with(&format!(
+            "baseline XCR0 0x207, IA32_XSS 0x1800 over 2 hosts, as applied to {guest}\n"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("excluded PT (component 8): not in the guest CPUID's IA32_XSS 0x1800"));
+    // The pool alone still offers 0xd900.
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--json",
+    ]));
+    assert_eq!(v["xss"], "0xd900");
+    // The real Emerald Rapids dump of the report, where there is one.
+    let Some(emr) = shared(
+        "apply to the Emerald Rapids dump",
+        "host-intel-emr-cpuid-r.txt",
+    ) else {
+        return;
+    };
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        &emr,
+        "-o",
+        pool_out.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let applied = CpuidSet::from_cpuid_raw(&std::fs::read_to_string(&pool_out).unwrap()).unwrap();
+    assert_eq!(applied.get(0xd, 1).unwrap().ecx, 0x1800);
+    assert_eq!(applied.xcr0_supported().bits(), 0x207);
+    assert!(check(&applied).is_empty(), "{:?}", check(&applied));
 }
 
 #[test]

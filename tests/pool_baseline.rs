@@ -266,29 +266,78 @@ fn assert_sound(b: &Baseline, hosts: &[PoolHost], policy: OffsetPolicy) {
     assert!(b.feature_masks.iter().all(|m| m.leaf != 0xd));
 }
 
-/// What applying the baseline to `before` must give.
+/// What applying the baseline to `before` must give: never more than the
+/// baseline, never more than the guest had, what it lost listed with why,
+/// and all of the baseline for a guest that has all of it.
 fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
     let mut after = before.clone();
-    b.apply(&mut after).unwrap();
+    let got = b.apply(&mut after).unwrap();
     let guest_xsave = before
         .entry(1, 0)
         .is_none_or(|_| before.has_feature(features::XSAVE));
-    let (xcr0, xss) = if guest_xsave {
-        (b.xcr0, b.xss)
-    } else {
-        (Xfeatures::LEGACY, Xfeatures::EMPTY)
-    };
+    let (xcr0, xss) = (got.xcr0, got.xss);
     assert_eq!(after.xcr0_supported(), xcr0, "{what}");
     assert_eq!(after.xss_supported(), xss, "{what}");
-    if guest_xsave {
-        let leaf: Vec<(u32, CpuidRegs)> = after
-            .iter()
-            .filter(|&(l, _, _)| l == 0xd)
-            .map(|(_, s, r)| (s, r))
-            .collect();
-        let want: Vec<(u32, CpuidRegs)> = b.cpuid.subleaves.iter().map(|(&s, &r)| (s, r)).collect();
-        assert_eq!(leaf, want, "{what}");
+    assert!(
+        b.xcr0.contains_all(xcr0) && b.xss.contains_all(xss),
+        "{what}"
+    );
+    let guest_xcr0 = before.xcr0_supported() | Xfeatures::LEGACY;
+    let guest_eax = before.entry(0xd, 1).map_or(0, |r| r.eax);
+    assert!(
+        guest_xcr0.contains_all(xcr0),
+        "{what}: XCR0 {xcr0} past the guest's {guest_xcr0}"
+    );
+    assert!(
+        before.xss_supported().contains_all(xss),
+        "{what}: IA32_XSS {xss} past the guest's {}",
+        before.xss_supported()
+    );
+    assert_eq!(
+        got.xsave_features & !(guest_eax & b.xsave_features),
+        0,
+        "{what}"
+    );
+    for c in ((b.xcr0 | b.xss) - (xcr0 | xss)).extended() {
+        assert!(
+            got.excluded
+                .iter()
+                .any(|e| e.component == c && !e.reason.is_empty()),
+            "{what}: {c} went without a reason"
+        );
     }
+    for g in GROUPS
+        .iter()
+        .filter(|g| (xcr0 | xss).intersects(g.components))
+    {
+        assert!(
+            g.enabled_by.iter().any(|&f| before.has_feature(f)),
+            "{what}: {} without its flags",
+            g.name
+        );
+    }
+    if !guest_xsave {
+        assert_eq!((xcr0, xss), (Xfeatures::LEGACY, Xfeatures::EMPTY), "{what}");
+    }
+    let has_all = guest_xsave
+        && guest_xcr0.contains_all(b.xcr0)
+        && before.xss_supported().contains_all(b.xss)
+        && guest_eax & b.xsave_features == b.xsave_features
+        && GROUPS
+            .iter()
+            .filter(|g| (b.xcr0 | b.xss).intersects(g.components))
+            .all(|g| g.enabled_by.iter().any(|&f| before.has_feature(f)));
+    if has_all {
+        assert_eq!((xcr0, xss), (b.xcr0, b.xss), "{what}");
+        assert_eq!(got.cpuid, b.cpuid, "{what}");
+    }
+    let leaf: Vec<(u32, CpuidRegs)> = after
+        .iter()
+        .filter(|&(l, _, _)| l == 0xd)
+        .map(|(_, s, r)| (s, r))
+        .collect();
+    let want: Vec<(u32, CpuidRegs)> = got.cpuid.subleaves.iter().map(|(&s, &r)| (s, r)).collect();
+    assert_eq!(leaf, want, "{what}");
     // Nothing advertises a component the guest may not have.
     for g in GROUPS
         .iter()
@@ -304,7 +353,7 @@ fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
             );
         }
     }
-    for e in &b.excluded {
+    for e in &got.excluded {
         if let Some(g) = features::group_of(e.component) {
             for &f in g.features {
                 assert!(
@@ -331,7 +380,7 @@ fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
     for (leaf, sub, regs) in before.iter().filter(|&(l, _, _)| l != 0xd) {
         let Some(now) = after.entry(leaf, sub) else {
             assert!(
-                b.drop_leaves.contains(&leaf) || !guest_xsave,
+                got.drop_leaves.contains(&leaf) || !guest_xsave,
                 "{what}: {leaf:#x}.{sub} gone"
             );
             continue;
@@ -345,7 +394,7 @@ fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
             );
             if guest_xsave && cleared != 0 {
                 assert!(
-                    b.feature_masks
+                    got.feature_masks
                         .iter()
                         .any(|m| (m.leaf, m.subleaf, m.register) == (leaf, sub, reg)
                             && m.clear & cleared == cleared),
@@ -1032,4 +1081,121 @@ fn a_host_whose_cpuid_gives_no_usable_flag_takes_the_group_out() {
     assert!(reason(&b, ComponentId::CET_U).contains("lacks CET_SS"));
     assert!(b.xss.contains_all(x(0xc100)), "{}", b.xss);
     assert_sound(&b, &[host], OffsetPolicy::Exclude);
+}
+
+/// Checks what the Sapphire Rapids + Lunar Lake baseline gives a guest
+/// whose IA32_XSS is CET only (0x1800) and whose INTEL_PT and ARCH_LBR are
+/// clear: nothing it lacked, the rest exactly.
+fn assert_cet_only_guest_narrowed(guest: &CpuidSet, what: &str) {
+    let b = pool(&[cat("intel-sapphire-rapids"), cat("intel-lunar-lake")]);
+    assert_eq!(
+        (b.xcr0, b.xss),
+        (x(0x207), x(0xd900)),
+        "the pool offers PT, UINTR, arch LBR"
+    );
+    let mut applied = guest.clone();
+    let got = b.apply(&mut applied).unwrap();
+    assert_eq!((got.xcr0, got.xss), (x(0x207), x(0x1800)), "{what}");
+    let s1 = applied.get(0xd, 1).unwrap();
+    assert_eq!(s1.ecx, 0x1800, "{what}: {s1:?}");
+    // Compacted: 576 + AVX 256 + PKRU 8 + CET_U 16 + CET_S 24.
+    assert_eq!(s1.ebx, 576 + 256 + 8 + 16 + 24, "{what}");
+    for sub in [8, 0xe, 0xf] {
+        assert_eq!(applied.get(0xd, sub), None, "{what}: sub-leaf {sub:#x}");
+    }
+    for (c, why) in [
+        (ComponentId::PT, "not in the guest CPUID's IA32_XSS 0x1800"),
+        (
+            ComponentId::UINTR,
+            "not in the guest CPUID's IA32_XSS 0x1800",
+        ),
+        (ComponentId::LBR, "not in the guest CPUID's IA32_XSS 0x1800"),
+    ] {
+        assert!(
+            reason(&got, c).starts_with(why),
+            "{what}: {c}: {}",
+            reason(&got, c)
+        );
+    }
+    assert!(!applied.has_feature(features::INTEL_PT) && !applied.has_feature(features::ARCH_LBR));
+    let found: Vec<String> = check(&applied).iter().map(ToString::to_string).collect();
+    assert!(found.is_empty(), "{what}: {found:#?}");
+    assert_applied(&b, guest, what);
+}
+
+#[test]
+fn applying_a_baseline_never_widens_the_guest() {
+    // Sapphire Rapids' leaf 0xD with IA32_XSS 0x1800 only; AVX, AVX-512,
+    // PKU, CET_SS, AMX flags; INTEL_PT and ARCH_LBR clear.
+    let mut guest = CpuidSet::parse(
+        "\
+   0x00000000 0x00: eax=0x0000001e ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000001 ebx=0x00010020 ecx=0x00000088 edx=0x01000000
+",
+    )
+    .unwrap();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap().to_cpuid();
+    for (sub, regs) in &spr.subleaves {
+        if ![8, 10, 14, 15].contains(sub) {
+            guest.set(0xd, *sub, *regs).unwrap();
+        }
+    }
+    let mut s1 = guest.get(0xd, 1).unwrap();
+    s1.ecx = 0x1800;
+    guest.set(0xd, 1, s1).unwrap();
+    assert_cet_only_guest_narrowed(&guest, "made-up SPR guest");
+
+    // The report's guest: this machine kind's Emerald Rapids host.
+    if let Some(dir) = common::shared_cpuid_dir("apply to the Emerald Rapids dump") {
+        let text = std::fs::read_to_string(dir.join("host-intel-emr-cpuid-r.txt")).unwrap();
+        let emr = CpuidSet::parse(&text).unwrap();
+        assert_eq!(emr.xss_supported(), x(0x1800));
+        assert_cet_only_guest_narrowed(&emr, "host-intel-emr-cpuid-r.txt");
+    }
+
+    // A guest with less than the baseline in XCR0 and without XSAVES.
+    let b = pool(&[cat("intel-sapphire-rapids")]);
+    let mut small = CpuidSet::parse(
+        "\
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000000 ebx=0x00010020 ecx=0x00000008 edx=0x01000000
+   0x0000000d 0x00: eax=0x000000e7 ebx=0x00000a80 ecx=0x00000a80 edx=0x00000000
+   0x0000000d 0x01: eax=0x00000001 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+",
+    )
+    .unwrap();
+    let got = b.apply(&mut small).unwrap();
+    assert_eq!((got.xcr0, got.xss, got.xsave_features), (x(0xe7), x(0), 1));
+    assert_eq!(small.get(0xd, 0).unwrap().ecx, 0xa80);
+    assert_eq!(
+        small.get(0xd, 1).unwrap(),
+        CpuidRegs {
+            eax: 1,
+            ebx: 0,
+            ecx: 0,
+            edx: 0
+        }
+    );
+    assert!(reason(&got, ComponentId::PKRU).starts_with("not in the guest CPUID's XCR0 0xe7"));
+    assert!(reason(&got, ComponentId::TILEDATA).starts_with("not in the guest CPUID's XCR0"));
+    assert!(!small.has_feature(features::AMX_TILE) && !small.has_feature(features::PKU));
+    assert!(check(&small).is_empty(), "{:?}", check(&small));
+    // XCR0 bits without the flags that make them usable go too.
+    let mut no_flags = CpuidSet::parse(
+        "\
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x0c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000000 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x00: eax=0x000000e7 ebx=0x00000a80 ecx=0x00000a80 edx=0x00000000
+   0x0000000d 0x01: eax=0x0000000f ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+",
+    )
+    .unwrap();
+    let got = b.apply(&mut no_flags).unwrap();
+    assert_eq!(got.xcr0, x(0x3));
+    assert!(reason(&got, ComponentId::AVX).starts_with(
+        "the guest CPUID lacks AVX (CPUID.(EAX=0x1,ECX=0):ECX[28]), without which no OS enables AVX"
+    ));
+    assert!(reason(&got, ComponentId::OPMASK).contains("lacks AVX512F"));
+    assert!(check(&no_flags).is_empty(), "{:?}", check(&no_flags));
 }

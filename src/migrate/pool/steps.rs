@@ -69,7 +69,7 @@ pub(super) struct Exclusions(BTreeMap<u8, String>);
 
 impl Exclusions {
     /// Excludes `c` for `reason`, unless it already is.
-    fn add(&mut self, c: ComponentId, reason: impl FnOnce() -> String) {
+    pub(super) fn add(&mut self, c: ComponentId, reason: impl FnOnce() -> String) {
         self.0.entry(c.index()).or_insert_with(reason);
     }
 
