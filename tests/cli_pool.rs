@@ -857,3 +857,144 @@ fn cpuid_check_catches_components_without_flags_and_impossible_bits() {
         "{report}"
     );
 }
+
+/// `n` copies of the catalog's Zen 4 layout as files named `zen4-0`...,
+/// each a host of its own name.
+fn zen4_files(dir: &std::path::Path, n: usize) -> Vec<String> {
+    let zen4 = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/layouts/amd-zen4.toml"
+    ))
+    .unwrap();
+    (0..n)
+        .map(|i| {
+            let path = dir.join(format!("zen4-{i}.toml"));
+            std::fs::write(
+                &path,
+                zen4.replace("name = \"amd-zen4\"", &format!("name = \"zen4-{i}\"")),
+            )
+            .unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn text_output_names_each_component_once() {
+    let text = stdout(&xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "intel-sapphire-rapids",
+    ]));
+    for c in [5, 6, 7, 9] {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(&format!("(component {c})")))
+            .collect();
+        assert_eq!(lines.len(), 1, "component {c}: {lines:#?}");
+        assert!(lines[0].starts_with("excluded "), "{}", lines[0]);
+    }
+    assert!(!text.contains("offsets differ for"), "{text}");
+    // Kept at the reference's offsets: one line saying so, no exclusion.
+    let text = stdout(&xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "intel-sapphire-rapids",
+        "--allow-offset-mismatch",
+        "--reference",
+        "intel-sapphire-rapids",
+    ]));
+    let pkru: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(component 9)"))
+        .collect();
+    assert_eq!(
+        pkru,
+        [
+            "offsets differ for PKRU (component 9): amd-zen4 2432, intel-sapphire-rapids 2688 \
+             (kept at intel-sapphire-rapids's)"
+        ]
+    );
+}
+
+#[test]
+fn warnings_and_reasons_stay_short_for_a_thousand_hosts() {
+    // The same host a thousand times: named once.
+    let mut args: Vec<&str> = vec!["pool", "baseline"];
+    args.extend(std::iter::repeat_n("amd-zen4", 1000));
+    args.extend(["intel-sapphire-rapids", "--format", "firecracker"]);
+    let out = xstate(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(warning.len() < 1024, "{} bytes: {warning}", warning.len());
+    assert_eq!(warning.matches("amd-zen4").count(), 1, "{warning}");
+    let v = json(&xstate(
+        &[&args[..args.len() - 2], &["--json"][..]].concat(),
+    ));
+    let amx = v["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == 18)
+        .unwrap()
+        .clone();
+    assert_eq!(amx["reason"], "not on amd-zen4");
+    // Thirteen hosts without a full CPUID: eight named, and 5 more.
+    let dir = tempfile::tempdir().unwrap();
+    let files = zen4_files(dir.path(), 12);
+    let mut args: Vec<&str> = vec!["pool", "baseline"];
+    args.extend(files.iter().map(String::as_str));
+    args.push("intel-sapphire-rapids");
+    let out = xstate(&[&args[..], &["--format", "firecracker"][..]].concat());
+    let warning = stderr(&out);
+    assert!(
+        warning.contains(
+            "not known on zen4-0, zen4-1, zen4-2, zen4-3, zen4-4, zen4-5, zen4-6, zen4-7 and 5 \
+             more (give full CPUID dumps"
+        ),
+        "{warning}"
+    );
+    let v = json(&xstate(&[&args[..], &["--json"][..]].concat()));
+    let reason = |id: u64| {
+        v["excluded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        reason(18),
+        "not on zen4-0, zen4-1, zen4-2, zen4-3, zen4-4, zen4-5, zen4-6, zen4-7 and 4 more"
+    );
+    // The one host at another offset is still named.
+    assert_eq!(
+        reason(9),
+        "standard offset differs (zen4-0, zen4-1, zen4-2, zen4-3, zen4-4, zen4-5, zen4-6, \
+         zen4-7 and 4 more 2432, intel-sapphire-rapids 2688)"
+    );
+    // --allow-offset-mismatch names the other hosts once each, capped.
+    let out = xstate(
+        &[
+            &args[..],
+            &[
+                "--allow-offset-mismatch",
+                "--reference",
+                "intel-sapphire-rapids",
+            ][..],
+        ]
+        .concat(),
+    );
+    assert!(
+        stderr(&out).contains("zen4-7 and 4 more"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).len() < 1024, "{}", stderr(&out));
+}
+

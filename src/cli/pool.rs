@@ -208,8 +208,7 @@ fn warn_mismatches(b: &Baseline, hosts: &[PoolHost]) {
     }
     let names: Vec<String> = kept.iter().map(|m| m.component.to_string()).collect();
     let size = b.cpuid.subleaves.get(&0).map_or(0, |r| r.ecx);
-    let mut others = Vec::new();
-    for h in hosts.iter().filter(|h| h.name() != reference) {
+    let others = hosts.iter().filter(|h| h.name() != reference).map(|h| {
         let theirs = h.layout.standard_size_for(b.xcr0);
         let mut s = h.name().to_string();
         if theirs > size {
@@ -217,13 +216,13 @@ fn warn_mismatches(b: &Baseline, hosts: &[PoolHost]) {
                 " (whose XSAVE writes {theirs} bytes, past the {size} that CPUID promises)"
             ));
         }
-        others.push(s);
-    }
+        s
+    });
     warn(format_args!(
         "--allow-offset-mismatch keeps {} at {reference}'s offsets: guests will misread their own \
          XSAVE areas (signal frames, ptrace, anything laid out from CPUID) on {}",
         names.join(", "),
-        others.join(", ")
+        capped(others)
     ));
 }
 
@@ -242,17 +241,17 @@ fn warn_omitted(t: &CpuTemplate, hosts: &[PoolHost]) {
             Omitted::Leaf(l) => format!("leaf {l:#x} (to drop)"),
         })
         .collect();
-    let unknown: Vec<&str> = hosts
+    let mut unknown = hosts
         .iter()
         .filter(|h| h.cpuid.is_none())
-        .map(PoolHost::name)
-        .collect();
-    let why = if unknown.is_empty() {
+        .map(|h| h.name().to_string())
+        .peekable();
+    let why = if unknown.peek().is_none() {
         "some host's CPUID lacks the entry".to_string()
     } else {
         format!(
             "the entries are not known on {} (give full CPUID dumps to include them)",
-            unknown.join(", ")
+            capped(unknown)
         )
     };
     warn(format_args!(
@@ -357,23 +356,28 @@ fn to_text(b: &Baseline, hosts: &[PoolHost], guest: Option<&Path>) -> String {
             e.reason
         ));
     }
+    // Each component once: an excluded one has its line above (with the
+    // offsets when they are why); only those kept at the reference's
+    // offsets get a line of their own.
     for m in &b.offset_mismatches {
-        let list: Vec<String> = m.offsets.iter().map(|(h, o)| format!("{h} {o}")).collect();
-        let fate = match &b.reference {
-            Some(r) if (b.xcr0 | b.xss).contains(m.component) => format!("kept at {r}'s"),
-            _ => "excluded".into(),
+        let Some(r) = b
+            .reference
+            .as_ref()
+            .filter(|_| (b.xcr0 | b.xss).contains(m.component))
+        else {
+            continue;
         };
         line(format!(
-            "offsets differ for {} (component {}): {} ({fate})",
+            "offsets differ for {} (component {}): {} (kept at {r}'s)",
             m.component,
             m.component.index(),
-            list.join(", ")
+            grouped(m.offsets.iter().map(|(h, o)| (h.clone(), o.to_string())))
         ));
     }
     // Flags masked because some host's CPUID lacks them, by host.
     let mut by_hosts: Vec<(String, Vec<&str>)> = Vec::new();
     for m in &b.missing_features {
-        let hosts = m.hosts.join(", ");
+        let hosts = capped(m.hosts.iter().cloned());
         match by_hosts.iter_mut().find(|(h, _)| *h == hosts) {
             Some((_, flags)) => flags.push(m.feature.name),
             None => by_hosts.push((hosts, vec![m.feature.name])),
@@ -520,3 +524,21 @@ fn capped(items: impl Iterator<Item = String>) -> String {
 
 /// How many items a list in a message names before "and N more".
 const LIST_CAP: usize = 8;
+
+/// `(host, value)` pairs as `host value, ...`, hosts with the same value
+/// together (`a, b 832, c 1088`), each group [`capped`]: a value held by
+/// one host of a thousand is still named.
+fn grouped(pairs: impl Iterator<Item = (String, String)>) -> String {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for (host, value) in pairs {
+        match groups.iter_mut().find(|(v, _)| *v == value) {
+            Some((_, hosts)) => hosts.push(host),
+            None => groups.push((value, vec![host])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(value, hosts)| format!("{} {value}", capped(hosts.into_iter())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

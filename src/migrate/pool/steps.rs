@@ -2,7 +2,7 @@
 //! components it excludes with their reason. A component keeps the first
 //! reason found.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -90,8 +90,43 @@ impl Exclusions {
     }
 }
 
+/// How many hosts a reason names before "and N more".
+const LIST_CAP: usize = 8;
+
+/// At most [`LIST_CAP`] items, each once in the order first seen, then
+/// "and N more": a pool of a thousand hosts keeps its reasons short.
+pub(super) fn capped(items: impl Iterator<Item = String>) -> String {
+    let mut unique = BTreeSet::new();
+    let mut seen: Vec<String> = items.filter(|i| unique.insert(i.clone())).collect();
+    if seen.len() > LIST_CAP {
+        let more = seen.len() - LIST_CAP;
+        seen.truncate(LIST_CAP);
+        format!("{} and {more} more", seen.join(", "))
+    } else {
+        seen.join(", ")
+    }
+}
+
+/// `(host, value)` pairs as `host value, ...`, hosts with the same value
+/// together (`a, b 832, c 1088`), each group [`capped`]: a value that one
+/// host of a thousand holds is still named.
+fn grouped(pairs: impl Iterator<Item = (String, u32)>) -> String {
+    let mut groups: Vec<(u32, Vec<String>)> = Vec::new();
+    for (host, value) in pairs {
+        match groups.iter_mut().find(|(v, _)| *v == value) {
+            Some((_, hosts)) => hosts.push(host),
+            None => groups.push((value, alloc::vec![host])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(value, hosts)| format!("{} {value}", capped(hosts.into_iter())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn names<'a>(hosts: impl Iterator<Item = &'a PoolHost>) -> String {
-    hosts.map(PoolHost::name).collect::<Vec<_>>().join(", ")
+    capped(hosts.map(|h| h.name().to_string()))
 }
 
 fn lacking(offered: &[Offered<'_>], bit: u32) -> String {
@@ -125,17 +160,13 @@ pub(super) fn on_every_host(
             .collect();
         if !without.is_empty() {
             out.add(c, || {
-                let list = without
-                    .iter()
-                    .map(|h| {
-                        if h.has_xsave() {
-                            h.name().to_string()
-                        } else {
-                            format!("{} (no XSAVE: legacy-only)", h.name())
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = capped(without.iter().map(|h| {
+                    if h.has_xsave() {
+                        h.name().to_string()
+                    } else {
+                        format!("{} (no XSAVE: legacy-only)", h.name())
+                    }
+                }));
                 if (mpx | apx).contains(c) && union.intersects(mpx) && union.intersects(apx) {
                     format!(
                         "MPX and APX share offset 960 and are mutually exclusive; the pool mixes them (not on {list})"
@@ -297,8 +328,8 @@ pub(super) fn one_geometry(
                 });
             }
             if excludes {
-                let values: Vec<String> = gs.iter().map(|(n, g)| format!("{n} {}", f(g))).collect();
-                why.push(format!("{what} differs ({})", values.join(", ")));
+                let values = grouped(gs.iter().map(|(n, g)| (n.to_string(), f(g))));
+                why.push(format!("{what} differs ({values})"));
             }
         }
         if !why.is_empty() {
