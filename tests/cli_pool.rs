@@ -998,3 +998,39 @@ fn warnings_and_reasons_stay_short_for_a_thousand_hosts() {
     assert!(stderr(&out).len() < 1024, "{}", stderr(&out));
 }
 
+#[test]
+fn a_file_that_is_not_text_is_rejected_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"\x7fELF\x02\x01\x01\x00\xff\xfe\x80\x00junk").unwrap();
+    let junk = junk.to_str().unwrap();
+    let out = xstate(&["cpuid", "check", junk]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains(&format!("{junk}: not a CPUID"))
+            && stderr(&out).contains("not text (byte 8 is not UTF-8)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("stream did not contain valid UTF-8"));
+    // As a pool host, and as the guest to apply to: rejected, nothing written.
+    let out = xstate(&["pool", "baseline", junk]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a CPUID dump, layout file or host profile: not text"));
+    let written = dir.path().join("out.cpuid");
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "--apply-to",
+        junk,
+        "-o",
+        written.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!written.exists());
+    // A directory is not readable as a file: an I/O error, exit 2.
+    let out = xstate(&["cpuid", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
