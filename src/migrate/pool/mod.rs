@@ -286,8 +286,7 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
     let eax = offered.iter().fold(XSAVE_FEATURE_BITS, |a, o| a & o.eax);
     let mut out = steps::Exclusions::default();
     let candidates = steps::on_every_host(hosts, &offered, &mut out);
-    let user = first.layout.xcr0_supported() | Xfeatures::LEGACY;
-    steps::architecture(candidates, user, &mut out);
+    steps::architecture(hosts, candidates, &mut out);
     steps::usable_on_every_host(hosts, candidates, &mut out);
     steps::xss_needs_xsaves(
         candidates & first.layout.xss_supported(),
@@ -297,6 +296,7 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
     );
     let offset_mismatches = steps::one_geometry(hosts, candidates, reference.is_some(), &mut out);
     steps::amx_needs_xfd(candidates, eax, geometry_host, &offered, &mut out);
+    let user = first.layout.xcr0_supported() | Xfeatures::LEGACY;
     let kept = steps::rules_and_groups(candidates - out.set(), user, &mut out);
     let (xcr0, xss, eax) = if xsave {
         ((kept & user) | Xfeatures::LEGACY, kept - user, eax)

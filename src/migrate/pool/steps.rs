@@ -210,24 +210,38 @@ pub(super) fn on_every_host(
 
 /// Excludes what no XCR0 or IA32_XSS may hold, whatever the hosts' layouts
 /// say ([`xcr0::SUPERVISOR`], [`xcr0::USER`], [`xcr0::RESERVED`]): bit 63,
-/// a supervisor component enumerated in XCR0 (`user`), a user component
-/// enumerated in IA32_XSS. Real CPUs never enumerate them; a layout file
-/// or a hand-made dump might.
-pub(super) fn architecture(candidates: Xfeatures, user: Xfeatures, out: &mut Exclusions) {
+/// a supervisor component some host enumerates in XCR0, a user component
+/// some host enumerates in IA32_XSS. Real CPUs never enumerate them; a
+/// layout file or a hand-made dump might.
+pub(super) fn architecture(hosts: &[PoolHost], candidates: Xfeatures, out: &mut Exclusions) {
     for c in candidates & xcr0::RESERVED {
         out.add(c, || {
             "bit 63 of XCR0 and IA32_XSS is reserved, never a component".to_string()
         });
     }
-    for c in candidates & user & xcr0::SUPERVISOR {
-        out.add(c, || {
-            "a supervisor component (IA32_XSS only), but the hosts enumerate it in XCR0".to_string()
-        });
+    for c in candidates & xcr0::SUPERVISOR {
+        let wrong = names(
+            hosts
+                .iter()
+                .filter(|h| h.layout.xcr0_supported().contains(c)),
+        );
+        if !wrong.is_empty() {
+            out.add(c, || {
+                format!("a supervisor component (IA32_XSS only), but {wrong} enumerate it in XCR0")
+            });
+        }
     }
-    for c in (candidates - user) & xcr0::USER {
-        out.add(c, || {
-            "a user component (XCR0 only), but the hosts enumerate it in IA32_XSS".to_string()
-        });
+    for c in candidates & xcr0::USER {
+        let wrong = names(
+            hosts
+                .iter()
+                .filter(|h| h.layout.xss_supported().contains(c)),
+        );
+        if !wrong.is_empty() {
+            out.add(c, || {
+                format!("a user component (XCR0 only), but {wrong} enumerate it in IA32_XSS")
+            });
+        }
     }
 }
 
