@@ -276,7 +276,8 @@ fn a_baseline_applied_to_a_guest_cpuid() {
         stderr(&out)
     );
     assert!(!bad_out.exists());
-    // A missing one: exit 2. And --apply-to prints a CPUID, not a report.
+    // A missing one: exit 2. And a Firecracker template is the pool's, not
+    // a guest's.
     let out = xstate(&[
         "pool",
         "baseline",
@@ -291,9 +292,138 @@ fn a_baseline_applied_to_a_guest_cpuid() {
         "amd-zen4",
         "--apply-to",
         guest,
-        "--json",
+        "--format",
+        "firecracker",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+/// The report's case: Sapphire Rapids and Lunar Lake give IA32_XSS 0xd900
+/// (PT, CET, UINTR, arch LBR); a guest with CET only and INTEL_PT and
+/// ARCH_LBR clear gets CET only, and is told what it lacked.
+#[test]
+fn apply_to_never_widens_a_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = CpuidSet::from_cpuid_raw(&guest_text()).unwrap();
+    set.remove_leaf(0xd);
+    for (sub, regs) in xstate::layout::catalog::get("intel-sapphire-rapids")
+        .unwrap()
+        .to_cpuid()
+        .subleaves
+    {
+        if ![8, 10, 14, 15].contains(&sub) {
+            set.set(0xd, sub, regs).unwrap();
+        }
+    }
+    let mut s1 = set.get(0xd, 1).unwrap();
+    s1.ecx = 0x1800;
+    set.set(0xd, 1, s1).unwrap();
+    let mut leaf7 = set.get(7, 0).unwrap();
+    leaf7.ecx |= 1 << 7; // CET_SS
+    set.set(7, 0, leaf7).unwrap();
+    let guest = dir.path().join("spr.cpuid");
+    std::fs::write(&guest, set.to_cpuid_raw()).unwrap();
+    let guest = guest.to_str().unwrap();
+    let pool_out = dir.path().join("pool.cpuid");
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        guest,
+        "-o",
+        pool_out.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let note = stderr(&out);
+    assert!(
+        note.contains("lacks what the baseline offers, so its CPUID does not get PT (component 8), UINTR (component 14), LBR (component 15)"),
+        "{note}"
+    );
+    let applied = CpuidSet::from_cpuid_raw(&std::fs::read_to_string(&pool_out).unwrap()).unwrap();
+    let s1 = applied.get(0xd, 1).unwrap();
+    assert_eq!(s1.ecx, 0x1800, "{s1:?}");
+    for sub in [8, 0xe, 0xf] {
+        assert_eq!(applied.get(0xd, sub), None, "sub-leaf {sub:#x}");
+    }
+    assert!(check(&applied).is_empty(), "{:?}", check(&applied));
+    assert!(
+        stdout(&xstate(&["cpuid", "check", pool_out.to_str().unwrap()])).contains("consistent (")
+    );
+    // --json: the baseline as the guest got it, what it lacked in `excluded`.
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        guest,
+        "--json",
+    ]));
+    assert_eq!(
+        (v["xcr0"].as_str(), v["xss"].as_str()),
+        (Some("0x207"), Some("0x1800"))
+    );
+    assert_eq!(v["guest"], guest);
+    let excluded = v["excluded"].as_array().unwrap();
+    for id in [8, 14, 15] {
+        let e = excluded.iter().find(|e| e["id"] == id).unwrap();
+        assert_eq!(
+            e["reason"],
+            "not in the guest CPUID's IA32_XSS 0x1800 (CPUID.(EAX=0xd,ECX=1):EDX:ECX)"
+        );
+    }
+    assert_eq!(v["cpuid_0xd"][1]["ecx"], "0x00001800");
+    let text = stdout(&xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        guest,
+        "--format",
+        "text",
+    ]));
+    assert!(
+        text.starts_with(&format!(
+            "baseline XCR0 0x207, IA32_XSS 0x1800 over 2 hosts, as applied to {guest}\n"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("excluded PT (component 8): not in the guest CPUID's IA32_XSS 0x1800"));
+    // The pool alone still offers 0xd900.
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--json",
+    ]));
+    assert_eq!(v["xss"], "0xd900");
+    // The real Emerald Rapids dump of the report, where there is one.
+    let Some(emr) = shared(
+        "apply to the Emerald Rapids dump",
+        "host-intel-emr-cpuid-r.txt",
+    ) else {
+        return;
+    };
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "intel-sapphire-rapids",
+        "intel-lunar-lake",
+        "--apply-to",
+        &emr,
+        "-o",
+        pool_out.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let applied = CpuidSet::from_cpuid_raw(&std::fs::read_to_string(&pool_out).unwrap()).unwrap();
+    assert_eq!(applied.get(0xd, 1).unwrap().ecx, 0x1800);
+    assert_eq!(applied.xcr0_supported().bits(), 0x207);
+    assert!(check(&applied).is_empty(), "{:?}", check(&applied));
 }
 
 #[test]
@@ -627,4 +757,286 @@ fn cpuid_check_lists_every_inconsistency() {
     let out = xstate(&["cpuid", "check", huge.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("larger than"));
+}
+
+/// A small Intel CPUID in `cpuid -r` text: leaf 1 ECX and leaf 7.0 EBX/EDX
+/// as given, and leaf 0xD's sub-leaves as `(sub-leaf, eax, ebx, ecx, edx)`.
+fn small_cpuid(leaf1_ecx: u32, leaf7: (u32, u32), leaf_d: &[(u32, u32, u32, u32, u32)]) -> String {
+    let mut text = String::from(
+        "   0x00000000 0x00: eax=0x0000000d ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69\n",
+    );
+    text += &format!(
+        "   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx={leaf1_ecx:#010x} edx=0x00000000\n"
+    );
+    text += &format!(
+        "   0x00000007 0x00: eax=0x00000000 ebx={:#010x} ecx=0x00000000 edx={:#010x}\n",
+        leaf7.0, leaf7.1
+    );
+    for (sub, eax, ebx, ecx, edx) in leaf_d {
+        text += &format!(
+            "   0x0000000d {sub:#04x}: eax={eax:#010x} ebx={ebx:#010x} ecx={ecx:#010x} edx={edx:#010x}\n"
+        );
+    }
+    text
+}
+
+#[test]
+fn cpuid_check_catches_components_without_flags_and_impossible_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let avx512 = [
+        (2, 0x100, 0x240, 0, 0),
+        (5, 0x40, 0x440, 0, 0),
+        (6, 0x200, 0x480, 0, 0),
+        (7, 0x400, 0x680, 0, 0),
+    ];
+    let with = |head: &[(u32, u32, u32, u32, u32)]| -> Vec<(u32, u32, u32, u32, u32)> {
+        head.iter().chain(avx512.iter()).copied().collect()
+    };
+    let run = |name: &str, text: String| -> (Option<i32>, String) {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = xstate(&["cpuid", "check", path.to_str().unwrap()]);
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    // The same CPUID with its flags is consistent.
+    let flags = (0x1c00_0000, (1 << 16, 0));
+    let leaf_d = with(&[(0, 0xe7, 0xa80, 0xa80, 0), (1, 1, 0, 0, 0)]);
+    let (code, report) = run("good.txt", small_cpuid(flags.0, flags.1, &leaf_d));
+    assert_eq!(code, Some(0), "{report}");
+    // XCR0 0xe7 with CPUID.1:ECX.AVX and 7.0:EBX.AVX512F clear.
+    let (code, report) = run("no-flags.txt", small_cpuid(0x0c00_0000, (0, 0), &leaf_d));
+    assert_eq!(code, Some(1), "{report}");
+    for want in [
+        "AVX components 0x4 are supported in XCR0",
+        "but AVX is clear (CPUID.(EAX=0x1,ECX=0):ECX = 0x0c000000, bit 28)",
+        "AVX-512 components 0xe0 are supported in XCR0",
+        "but AVX512F is clear",
+    ] {
+        assert!(report.contains(want), "{want}: {report}");
+    }
+    // PT and arch LBR in IA32_XSS (0x8100), their flags set, XSAVES clear.
+    let pt_lbr = (1 << 16 | 1 << 25, 1 << 19);
+    let leaf_d = with(&[
+        (0, 0xe7, 0xa80, 0xa80, 0),
+        (1, 1, 0, 0x8100, 0),
+        (8, 0x80, 0, 1, 0),
+        (15, 0x328, 0, 1, 0),
+    ]);
+    let (code, report) = run("xss.txt", small_cpuid(flags.0, pt_lbr, &leaf_d));
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("IA32_XSS 0x8100 is supported") && report.contains("XSAVES is clear"),
+        "{report}"
+    );
+    // The same without INTEL_PT and ARCH_LBR: both named too.
+    let (_, report) = run("xss-no-flags.txt", small_cpuid(flags.0, flags.1, &leaf_d));
+    assert!(
+        report.contains("PT components 0x100 are supported in IA32_XSS")
+            && report.contains("INTEL_PT is clear")
+            && report.contains("Arch LBR components 0x8000 are supported in IA32_XSS")
+            && report.contains("ARCH_LBR is clear"),
+        "{report}"
+    );
+    // XCR0 0x8000000000000107 (what a pool baseline once emitted).
+    let leaf_d = [
+        (0, 0x107, 0x340, 0x340, 0x8000_0000),
+        (1, 1, 0, 0, 0),
+        (2, 0x100, 0x240, 0, 0),
+        (8, 0x80, 0, 0, 0),
+    ];
+    let (code, report) = run("bit63.txt", small_cpuid(flags.0, (1 << 25, 0), &leaf_d));
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("XCR0 0x8000000000000107 breaks a rule: supervisor components")
+            && report.contains("XCR0 0x8000000000000107 breaks a rule: bit 63 is reserved"),
+        "{report}"
+    );
+    // IA32_XSS with PKRU (a user component) and bit 63.
+    let leaf_d = with(&[
+        (0, 0xe7, 0xa80, 0xa80, 0),
+        (1, 0xf, 0x988, 0x200, 0x8000_0000),
+    ]);
+    let (code, report) = run("xss-user.txt", small_cpuid(flags.0, flags.1, &leaf_d));
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("supported IA32_XSS 0x8000000000000200 has 0x8000000000000200, which IA32_XSS never holds"),
+        "{report}"
+    );
+}
+
+/// `n` copies of the catalog's Zen 4 layout as files named `zen4-0`...,
+/// each a host of its own name.
+fn zen4_files(dir: &std::path::Path, n: usize) -> Vec<String> {
+    let zen4 = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/layouts/amd-zen4.toml"
+    ))
+    .unwrap();
+    (0..n)
+        .map(|i| {
+            let path = dir.join(format!("zen4-{i}.toml"));
+            std::fs::write(
+                &path,
+                zen4.replace("name = \"amd-zen4\"", &format!("name = \"zen4-{i}\"")),
+            )
+            .unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn text_output_names_each_component_once() {
+    let text = stdout(&xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "intel-sapphire-rapids",
+    ]));
+    for c in [5, 6, 7, 9] {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(&format!("(component {c})")))
+            .collect();
+        assert_eq!(lines.len(), 1, "component {c}: {lines:#?}");
+        assert!(lines[0].starts_with("excluded "), "{}", lines[0]);
+    }
+    assert!(!text.contains("offsets differ for"), "{text}");
+    // Kept at the reference's offsets: one line saying so, no exclusion.
+    let text = stdout(&xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "intel-sapphire-rapids",
+        "--allow-offset-mismatch",
+        "--reference",
+        "intel-sapphire-rapids",
+    ]));
+    let pkru: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(component 9)"))
+        .collect();
+    assert_eq!(
+        pkru,
+        [
+            "offsets differ for PKRU (component 9): amd-zen4 2432, intel-sapphire-rapids 2688 \
+             (kept at intel-sapphire-rapids's)"
+        ]
+    );
+}
+
+#[test]
+fn warnings_and_reasons_stay_short_for_a_thousand_hosts() {
+    // The same host a thousand times: named once.
+    let mut args: Vec<&str> = vec!["pool", "baseline"];
+    args.extend(std::iter::repeat_n("amd-zen4", 1000));
+    args.extend(["intel-sapphire-rapids", "--format", "firecracker"]);
+    let out = xstate(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(warning.len() < 1024, "{} bytes: {warning}", warning.len());
+    assert_eq!(warning.matches("amd-zen4").count(), 1, "{warning}");
+    let v = json(&xstate(
+        &[&args[..args.len() - 2], &["--json"][..]].concat(),
+    ));
+    let amx = v["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == 18)
+        .unwrap()
+        .clone();
+    assert_eq!(amx["reason"], "not on amd-zen4");
+    // Thirteen hosts without a full CPUID: eight named, and 5 more.
+    let dir = tempfile::tempdir().unwrap();
+    let files = zen4_files(dir.path(), 12);
+    let mut args: Vec<&str> = vec!["pool", "baseline"];
+    args.extend(files.iter().map(String::as_str));
+    args.push("intel-sapphire-rapids");
+    let out = xstate(&[&args[..], &["--format", "firecracker"][..]].concat());
+    let warning = stderr(&out);
+    assert!(
+        warning.contains(
+            "not known on zen4-0, zen4-1, zen4-2, zen4-3, zen4-4, zen4-5, zen4-6, zen4-7 and 5 \
+             more (give full CPUID dumps"
+        ),
+        "{warning}"
+    );
+    let v = json(&xstate(&[&args[..], &["--json"][..]].concat()));
+    let reason = |id: u64| {
+        v["excluded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        reason(18),
+        "not on zen4-0, zen4-1, zen4-2, zen4-3, zen4-4, zen4-5, zen4-6, zen4-7 and 4 more"
+    );
+    // The one host at another offset is still named.
+    assert_eq!(
+        reason(9),
+        "standard offset differs (zen4-0, zen4-1, zen4-2, zen4-3, zen4-4, zen4-5, zen4-6, \
+         zen4-7 and 4 more 2432, intel-sapphire-rapids 2688)"
+    );
+    // --allow-offset-mismatch names the other hosts once each, capped.
+    let out = xstate(
+        &[
+            &args[..],
+            &[
+                "--allow-offset-mismatch",
+                "--reference",
+                "intel-sapphire-rapids",
+            ][..],
+        ]
+        .concat(),
+    );
+    assert!(
+        stderr(&out).contains("zen4-7 and 4 more"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).len() < 1024, "{}", stderr(&out));
+}
+
+#[test]
+fn a_file_that_is_not_text_is_rejected_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"\x7fELF\x02\x01\x01\x00\xff\xfe\x80\x00junk").unwrap();
+    let junk = junk.to_str().unwrap();
+    let out = xstate(&["cpuid", "check", junk]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains(&format!("{junk}: not a CPUID"))
+            && stderr(&out).contains("not text (byte 8 is not UTF-8)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("stream did not contain valid UTF-8"));
+    // As a pool host, and as the guest to apply to: rejected, nothing written.
+    let out = xstate(&["pool", "baseline", junk]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a CPUID dump, layout file or host profile: not text"));
+    let written = dir.path().join("out.cpuid");
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        "amd-zen4",
+        "--apply-to",
+        junk,
+        "-o",
+        written.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!written.exists());
+    // A directory is not readable as a file: an I/O error, exit 2.
+    let out = xstate(&["cpuid", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

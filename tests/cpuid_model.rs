@@ -188,6 +188,46 @@ fn taking_any_group_out_of_any_dump_stays_consistent() {
 }
 
 #[test]
+fn clearing_the_flags_that_make_a_component_usable_is_caught_in_every_dump() {
+    let Some(sets) = parsed() else { return };
+    let mut caught = 0;
+    for (name, set) in &sets {
+        let supported = set.xcr0_supported() | set.xss_supported();
+        for g in GROUPS.iter().filter(|g| supported.intersects(g.components)) {
+            let mut cut = set.clone();
+            for b in g.enabled_by {
+                let mut regs = cut.entry(b.leaf, b.subleaf).unwrap();
+                *b.register.slot(&mut regs) &= !b.mask();
+                cut.set(b.leaf, b.subleaf, regs).unwrap();
+            }
+            let found: Vec<String> = check(&cut).iter().map(ToString::to_string).collect();
+            let want = format!("{} components {}", g.name, g.components & supported);
+            assert!(
+                found
+                    .iter()
+                    .any(|f| f.starts_with(&want) && f.ends_with("no OS enables them")),
+                "{name} without {}: {found:#?}",
+                g.name
+            );
+            caught += 1;
+        }
+        // IA32_XSS without XSAVES.
+        if !set.xss_supported().is_empty() {
+            let mut cut = set.clone();
+            let mut regs = cut.entry(0xd, 1).unwrap();
+            regs.eax &= !features::XSAVES.mask();
+            cut.set(0xd, 1, regs).unwrap();
+            let found: Vec<String> = check(&cut).iter().map(ToString::to_string).collect();
+            assert!(
+                found.iter().any(|f| f.contains("but XSAVES is clear")),
+                "{name}: {found:#?}"
+            );
+        }
+    }
+    assert!(caught >= 20, "{caught}");
+}
+
+#[test]
 fn huge_inputs_are_refused_quickly() {
     // 10 MB of garbage in one line and in many lines.
     let garbage = "z".repeat(10 << 20);

@@ -266,29 +266,78 @@ fn assert_sound(b: &Baseline, hosts: &[PoolHost], policy: OffsetPolicy) {
     assert!(b.feature_masks.iter().all(|m| m.leaf != 0xd));
 }
 
-/// What applying the baseline to `before` must give.
+/// What applying the baseline to `before` must give: never more than the
+/// baseline, never more than the guest had, what it lost listed with why,
+/// and all of the baseline for a guest that has all of it.
 fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
     let mut after = before.clone();
-    b.apply(&mut after).unwrap();
+    let got = b.apply(&mut after).unwrap();
     let guest_xsave = before
         .entry(1, 0)
         .is_none_or(|_| before.has_feature(features::XSAVE));
-    let (xcr0, xss) = if guest_xsave {
-        (b.xcr0, b.xss)
-    } else {
-        (Xfeatures::LEGACY, Xfeatures::EMPTY)
-    };
+    let (xcr0, xss) = (got.xcr0, got.xss);
     assert_eq!(after.xcr0_supported(), xcr0, "{what}");
     assert_eq!(after.xss_supported(), xss, "{what}");
-    if guest_xsave {
-        let leaf: Vec<(u32, CpuidRegs)> = after
-            .iter()
-            .filter(|&(l, _, _)| l == 0xd)
-            .map(|(_, s, r)| (s, r))
-            .collect();
-        let want: Vec<(u32, CpuidRegs)> = b.cpuid.subleaves.iter().map(|(&s, &r)| (s, r)).collect();
-        assert_eq!(leaf, want, "{what}");
+    assert!(
+        b.xcr0.contains_all(xcr0) && b.xss.contains_all(xss),
+        "{what}"
+    );
+    let guest_xcr0 = before.xcr0_supported() | Xfeatures::LEGACY;
+    let guest_eax = before.entry(0xd, 1).map_or(0, |r| r.eax);
+    assert!(
+        guest_xcr0.contains_all(xcr0),
+        "{what}: XCR0 {xcr0} past the guest's {guest_xcr0}"
+    );
+    assert!(
+        before.xss_supported().contains_all(xss),
+        "{what}: IA32_XSS {xss} past the guest's {}",
+        before.xss_supported()
+    );
+    assert_eq!(
+        got.xsave_features & !(guest_eax & b.xsave_features),
+        0,
+        "{what}"
+    );
+    for c in ((b.xcr0 | b.xss) - (xcr0 | xss)).extended() {
+        assert!(
+            got.excluded
+                .iter()
+                .any(|e| e.component == c && !e.reason.is_empty()),
+            "{what}: {c} went without a reason"
+        );
     }
+    for g in GROUPS
+        .iter()
+        .filter(|g| (xcr0 | xss).intersects(g.components))
+    {
+        assert!(
+            g.enabled_by.iter().any(|&f| before.has_feature(f)),
+            "{what}: {} without its flags",
+            g.name
+        );
+    }
+    if !guest_xsave {
+        assert_eq!((xcr0, xss), (Xfeatures::LEGACY, Xfeatures::EMPTY), "{what}");
+    }
+    let has_all = guest_xsave
+        && guest_xcr0.contains_all(b.xcr0)
+        && before.xss_supported().contains_all(b.xss)
+        && guest_eax & b.xsave_features == b.xsave_features
+        && GROUPS
+            .iter()
+            .filter(|g| (b.xcr0 | b.xss).intersects(g.components))
+            .all(|g| g.enabled_by.iter().any(|&f| before.has_feature(f)));
+    if has_all {
+        assert_eq!((xcr0, xss), (b.xcr0, b.xss), "{what}");
+        assert_eq!(got.cpuid, b.cpuid, "{what}");
+    }
+    let leaf: Vec<(u32, CpuidRegs)> = after
+        .iter()
+        .filter(|&(l, _, _)| l == 0xd)
+        .map(|(_, s, r)| (s, r))
+        .collect();
+    let want: Vec<(u32, CpuidRegs)> = got.cpuid.subleaves.iter().map(|(&s, &r)| (s, r)).collect();
+    assert_eq!(leaf, want, "{what}");
     // Nothing advertises a component the guest may not have.
     for g in GROUPS
         .iter()
@@ -304,7 +353,7 @@ fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
             );
         }
     }
-    for e in &b.excluded {
+    for e in &got.excluded {
         if let Some(g) = features::group_of(e.component) {
             for &f in g.features {
                 assert!(
@@ -331,7 +380,7 @@ fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
     for (leaf, sub, regs) in before.iter().filter(|&(l, _, _)| l != 0xd) {
         let Some(now) = after.entry(leaf, sub) else {
             assert!(
-                b.drop_leaves.contains(&leaf) || !guest_xsave,
+                got.drop_leaves.contains(&leaf) || !guest_xsave,
                 "{what}: {leaf:#x}.{sub} gone"
             );
             continue;
@@ -345,7 +394,7 @@ fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
             );
             if guest_xsave && cleared != 0 {
                 assert!(
-                    b.feature_masks
+                    got.feature_masks
                         .iter()
                         .any(|m| (m.leaf, m.subleaf, m.register) == (leaf, sub, reg)
                             && m.clear & cleared == cleared),
@@ -849,4 +898,304 @@ proptest! {
         b.apply(&mut json_guest).unwrap();
         prop_assert_eq!(CpuidSet::from_kvm_json(&json_guest.to_kvm_json()).unwrap(), json_guest);
     }
+}
+
+// ------------------------------------------------ impossible bits
+
+/// What a layout may be given that no CPU has: `(component, supervisor)`,
+/// bit 63 either way, a supervisor component in XCR0 or a user one in
+/// IA32_XSS.
+fn impossible_entry() -> impl Strategy<Value = (u8, bool)> {
+    prop_oneof![
+        any::<bool>().prop_map(|s| (63u8, s)),
+        prop::sample::select(vec![8u8, 10, 11, 12, 13, 14, 15, 16]).prop_map(|c| (c, false)),
+        prop::sample::select(vec![2u8, 3, 4, 5, 6, 7, 9, 17, 18, 19]).prop_map(|c| (c, true)),
+    ]
+}
+
+/// `layout` with each of `extra` added (replacing the component where the
+/// layout has it) as `(component, supervisor)` says: a user one after the
+/// furthest component, a supervisor one at offset 0. `None` when the
+/// layout refuses the result (layouts may refuse such geometry on their
+/// own; the baseline must not rely on it).
+fn with_impossible(layout: &Layout, extra: &[(u8, bool)]) -> Option<Layout> {
+    let mut file = LayoutFile::from_layout(layout);
+    file.standard_size = None;
+    file.name = format!("{}-odd", layout.name());
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let (mut xcr0, mut xss) = (hex(&file.xcr0_supported), hex(&file.xss_supported));
+    for &(id, supervisor) in extra {
+        file.components.retain(|c| c.id != id);
+        xcr0 &= !(1 << id);
+        xss &= !(1 << id);
+        let end = file
+            .components
+            .iter()
+            .filter(|c| !c.supervisor)
+            .map(|c| c.offset + c.size)
+            .max()
+            .unwrap_or(576)
+            .max(576)
+            .next_multiple_of(64);
+        let size = ComponentId::new(id)
+            .and_then(|c| c.info())
+            .map_or(64, |i| i.size);
+        file.components.push(ComponentEntry {
+            id,
+            name: None,
+            size,
+            offset: if supervisor { 0 } else { end },
+            supervisor,
+            align64: false,
+            xfd: false,
+        });
+        if supervisor {
+            xss |= 1 << id;
+        } else {
+            xcr0 |= 1 << id;
+        }
+    }
+    file.components.sort_by_key(|c| c.id);
+    file.xcr0_supported = format!("{xcr0:#x}");
+    file.xss_supported = format!("{xss:#x}");
+    file.to_layout().ok()
+}
+
+#[test]
+fn a_layout_with_bit_63_or_a_misfiled_component_gives_no_impossible_baseline() {
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let mut tried = 0;
+    for extra in [
+        &[(63u8, false)][..],
+        &[(63, true)],
+        &[(8, false)],
+        &[(9, true)],
+        &[(8, false), (9, true), (63, false)],
+    ] {
+        let Some(odd) = with_impossible(spr, extra) else {
+            common::note(&format!("layouts refuse {extra:?}"));
+            continue;
+        };
+        tried += 1;
+        let hosts = [
+            PoolHost::from(odd.clone()),
+            PoolHost::from(odd.renamed("twin")),
+        ];
+        let b = pool(&hosts);
+        assert!(
+            !b.xcr0.intersects(xcr0::SUPERVISOR | xcr0::RESERVED),
+            "{extra:?}: XCR0 {}",
+            b.xcr0
+        );
+        assert!(
+            xcr0::xss_invalid(b.xss).is_empty(),
+            "{extra:?}: IA32_XSS {}",
+            b.xss
+        );
+        for &(id, _) in extra {
+            let c = ComponentId::new(id).unwrap();
+            assert!(!(b.xcr0 | b.xss).contains(c), "{extra:?}");
+            let why = reason(&b, c);
+            assert!(
+                why.contains("bit 63") || why.contains("enumerate it in"),
+                "{extra:?}: {c}: {why}"
+            );
+        }
+        assert_sound(&b, &hosts, OffsetPolicy::Exclude);
+        assert_applied(&b, &everything_guest(&odd), &format!("{extra:?}"));
+    }
+    common::note(&format!("{tried} odd layouts accepted"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0000_0B63),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(300)
+    })]
+
+    #[test]
+    fn no_baseline_offers_impossible_bits(
+        base in prop::sample::select(catalog::all().to_vec()),
+        extra in prop::collection::vec(impossible_entry(), 1..4),
+        copies in 1usize..4,
+        others in prop::collection::vec(random_host(), 0..2),
+        reference in prop_oneof![Just(None), (0usize..4).prop_map(Some)],
+    ) {
+        let Some(odd) = with_impossible(&base, &extra) else {
+            return Ok(());
+        };
+        let mut hosts: Vec<PoolHost> = (0..copies)
+            .map(|i| PoolHost::from(odd.renamed(&format!("odd-{i}"))))
+            .collect();
+        hosts.extend(others);
+        let offsets = match reference {
+            Some(i) if i < hosts.len() => OffsetPolicy::Reference(i),
+            _ => OffsetPolicy::Exclude,
+        };
+        let b = baseline(&hosts, &BaselineOptions { offsets }).unwrap();
+        prop_assert!(!b.xcr0.intersects(xcr0::SUPERVISOR | xcr0::RESERVED), "XCR0 {}", b.xcr0);
+        prop_assert!(xcr0::xss_invalid(b.xss).is_empty(), "IA32_XSS {}", b.xss);
+        prop_assert!(xcr0::is_valid(b.xcr0));
+        assert_sound(&b, &hosts, offsets);
+        // Leaf 0xD as emitted passes the check on its own.
+        let mut leaf = CpuidSet::new();
+        for (&sub, &regs) in &b.cpuid.subleaves {
+            leaf.set(0xd, sub, regs).unwrap();
+        }
+        let found: Vec<String> = check(&leaf).iter().map(ToString::to_string).collect();
+        prop_assert!(found.is_empty(), "{:#?}", found);
+        assert_applied(&b, &everything_guest(&odd), "odd pool");
+    }
+}
+
+#[test]
+fn a_host_whose_cpuid_gives_no_usable_flag_takes_the_group_out() {
+    // Sapphire Rapids' leaf 0xD, with AVX512F and every CET flag clear.
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let mut set = CpuidSet::parse(
+        "\
+   0x00000000 0x00: eax=0x0000001e ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000001 ebx=0x02000020 ecx=0x00000008 edx=0x010c0020
+",
+    )
+    .unwrap();
+    for (sub, regs) in spr.to_cpuid().subleaves {
+        set.set(0xd, sub, regs).unwrap();
+    }
+    let host = PoolHost::from(spr.renamed("spr-dump")).with_cpuid(set);
+    let b = pool(std::slice::from_ref(&host));
+    assert_eq!(b.xcr0, x(0x60207), "AVX-512 out, AVX, PKRU and AMX stay");
+    assert!(
+        reason(&b, ComponentId::OPMASK).starts_with(
+            "the CPUID of spr-dump lacks AVX512F (CPUID.(EAX=0x7,ECX=0):EBX[16]), without which \
+             no OS enables AVX-512"
+        ),
+        "{}",
+        reason(&b, ComponentId::OPMASK)
+    );
+    // CET needs CET_SS or CET_IBT: both clear here. PT, UINTR and arch LBR
+    // have theirs (7.0 EBX[25], EDX[5], EDX[19]).
+    assert!(!b.xss.intersects(x(0x1800)), "{}", b.xss);
+    assert!(reason(&b, ComponentId::CET_U).contains("lacks CET_SS"));
+    assert!(b.xss.contains_all(x(0xc100)), "{}", b.xss);
+    assert_sound(&b, &[host], OffsetPolicy::Exclude);
+}
+
+/// Checks what the Sapphire Rapids + Lunar Lake baseline gives a guest
+/// whose IA32_XSS is CET only (0x1800) and whose INTEL_PT and ARCH_LBR are
+/// clear: nothing it lacked, the rest exactly.
+fn assert_cet_only_guest_narrowed(guest: &CpuidSet, what: &str) {
+    let b = pool(&[cat("intel-sapphire-rapids"), cat("intel-lunar-lake")]);
+    assert_eq!(
+        (b.xcr0, b.xss),
+        (x(0x207), x(0xd900)),
+        "the pool offers PT, UINTR, arch LBR"
+    );
+    let mut applied = guest.clone();
+    let got = b.apply(&mut applied).unwrap();
+    assert_eq!((got.xcr0, got.xss), (x(0x207), x(0x1800)), "{what}");
+    let s1 = applied.get(0xd, 1).unwrap();
+    assert_eq!(s1.ecx, 0x1800, "{what}: {s1:?}");
+    // Compacted: 576 + AVX 256 + PKRU 8 + CET_U 16 + CET_S 24.
+    assert_eq!(s1.ebx, 576 + 256 + 8 + 16 + 24, "{what}");
+    for sub in [8, 0xe, 0xf] {
+        assert_eq!(applied.get(0xd, sub), None, "{what}: sub-leaf {sub:#x}");
+    }
+    for (c, why) in [
+        (ComponentId::PT, "not in the guest CPUID's IA32_XSS 0x1800"),
+        (
+            ComponentId::UINTR,
+            "not in the guest CPUID's IA32_XSS 0x1800",
+        ),
+        (ComponentId::LBR, "not in the guest CPUID's IA32_XSS 0x1800"),
+    ] {
+        assert!(
+            reason(&got, c).starts_with(why),
+            "{what}: {c}: {}",
+            reason(&got, c)
+        );
+    }
+    assert!(!applied.has_feature(features::INTEL_PT) && !applied.has_feature(features::ARCH_LBR));
+    let found: Vec<String> = check(&applied).iter().map(ToString::to_string).collect();
+    assert!(found.is_empty(), "{what}: {found:#?}");
+    assert_applied(&b, guest, what);
+}
+
+#[test]
+fn applying_a_baseline_never_widens_the_guest() {
+    // Sapphire Rapids' leaf 0xD with IA32_XSS 0x1800 only; AVX, AVX-512,
+    // PKU, CET_SS, AMX flags; INTEL_PT and ARCH_LBR clear.
+    let mut guest = CpuidSet::parse(
+        "\
+   0x00000000 0x00: eax=0x0000001e ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000001 ebx=0x00010020 ecx=0x00000088 edx=0x01000000
+",
+    )
+    .unwrap();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap().to_cpuid();
+    for (sub, regs) in &spr.subleaves {
+        if ![8, 10, 14, 15].contains(sub) {
+            guest.set(0xd, *sub, *regs).unwrap();
+        }
+    }
+    let mut s1 = guest.get(0xd, 1).unwrap();
+    s1.ecx = 0x1800;
+    guest.set(0xd, 1, s1).unwrap();
+    assert_cet_only_guest_narrowed(&guest, "made-up SPR guest");
+
+    // The report's guest: this machine kind's Emerald Rapids host.
+    if let Some(dir) = common::shared_cpuid_dir("apply to the Emerald Rapids dump") {
+        let text = std::fs::read_to_string(dir.join("host-intel-emr-cpuid-r.txt")).unwrap();
+        let emr = CpuidSet::parse(&text).unwrap();
+        assert_eq!(emr.xss_supported(), x(0x1800));
+        assert_cet_only_guest_narrowed(&emr, "host-intel-emr-cpuid-r.txt");
+    }
+
+    // A guest with less than the baseline in XCR0 and without XSAVES.
+    let b = pool(&[cat("intel-sapphire-rapids")]);
+    let mut small = CpuidSet::parse(
+        "\
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000000 ebx=0x00010020 ecx=0x00000008 edx=0x01000000
+   0x0000000d 0x00: eax=0x000000e7 ebx=0x00000a80 ecx=0x00000a80 edx=0x00000000
+   0x0000000d 0x01: eax=0x00000001 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+",
+    )
+    .unwrap();
+    let got = b.apply(&mut small).unwrap();
+    assert_eq!((got.xcr0, got.xss, got.xsave_features), (x(0xe7), x(0), 1));
+    assert_eq!(small.get(0xd, 0).unwrap().ecx, 0xa80);
+    assert_eq!(
+        small.get(0xd, 1).unwrap(),
+        CpuidRegs {
+            eax: 1,
+            ebx: 0,
+            ecx: 0,
+            edx: 0
+        }
+    );
+    assert!(reason(&got, ComponentId::PKRU).starts_with("not in the guest CPUID's XCR0 0xe7"));
+    assert!(reason(&got, ComponentId::TILEDATA).starts_with("not in the guest CPUID's XCR0"));
+    assert!(!small.has_feature(features::AMX_TILE) && !small.has_feature(features::PKU));
+    assert!(check(&small).is_empty(), "{:?}", check(&small));
+    // XCR0 bits without the flags that make them usable go too.
+    let mut no_flags = CpuidSet::parse(
+        "\
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x0c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000000 ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+   0x0000000d 0x00: eax=0x000000e7 ebx=0x00000a80 ecx=0x00000a80 edx=0x00000000
+   0x0000000d 0x01: eax=0x0000000f ebx=0x00000000 ecx=0x00000000 edx=0x00000000
+",
+    )
+    .unwrap();
+    let got = b.apply(&mut no_flags).unwrap();
+    assert_eq!(got.xcr0, x(0x3));
+    assert!(reason(&got, ComponentId::AVX).starts_with(
+        "the guest CPUID lacks AVX (CPUID.(EAX=0x1,ECX=0):ECX[28]), without which no OS enables AVX"
+    ));
+    assert!(reason(&got, ComponentId::OPMASK).contains("lacks AVX512F"));
+    assert!(check(&no_flags).is_empty(), "{:?}", check(&no_flags));
 }

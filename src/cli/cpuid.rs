@@ -6,16 +6,17 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use xstate::cpuid::{check, CpuidSet};
 
-use super::{fail, REJECTED};
+use super::{fail, MAX_CPUID_FILE, REJECTED, USAGE};
 
 /// CPUID subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum CpuidCommand {
     /// Check a CPUID (`cpuid -r` text, an InstLatx64 dump or `kvm_cpuid2`
     /// entries as JSON) for the consistency KVM's selftests assert: XCR0
-    /// against the feature flags, the XSETBV rules, leaf 0xD sizes against
-    /// its offsets, XFD for AMX, APX against MPX. Exit 1 listing every
-    /// inconsistency.
+    /// and IA32_XSS against the feature flags both ways, the XSETBV rules,
+    /// IA32_XSS (no user component, only with XSAVES), leaf 0xD sizes
+    /// against its offsets, XFD for AMX, APX against MPX. Exit 1 listing
+    /// every inconsistency.
     Check {
         /// The CPUID file.
         file: PathBuf,
@@ -25,10 +26,44 @@ pub enum CpuidCommand {
     },
 }
 
+/// Reads a text file of at most [`MAX_CPUID_FILE`] bytes that should be
+/// `what` (`"a CPUID"`): exit 2 when it cannot be read, 1 when it is larger
+/// or not text (a file that exists but holds bytes that are not UTF-8 is a
+/// rejected input, not an I/O error).
+pub fn read(path: &Path, what: &str) -> Result<String, u8> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CPUID_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))?;
+    if bytes.len() as u64 > MAX_CPUID_FILE {
+        return Err(fail(
+            REJECTED,
+            format_args!(
+                "{}: larger than {MAX_CPUID_FILE} bytes: not {what}",
+                path.display()
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        fail(
+            REJECTED,
+            format_args!(
+                "{}: not {what}: not text (byte {} is not UTF-8)",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
 /// Reads and parses a CPUID file: exit 2 when unreadable, 1 when not a
-/// CPUID (or larger than any CPUID).
+/// CPUID (not text, or larger than any CPUID).
 pub fn load(path: &Path) -> Result<(CpuidSet, String), u8> {
-    let text = super::read_cpuid_file(path)?;
+    let text = read(
+        path,
+        "a CPUID (`cpuid -r` text, an InstLatx64 dump or kvm_cpuid2 entries as JSON)",
+    )?;
     let set = CpuidSet::parse(&text)
         .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))?;
     Ok((set, text))

@@ -27,9 +27,12 @@ pub enum PoolCommand {
 /// Output formats of `pool baseline`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
-    /// Human-readable text (the default without --apply-to).
+    /// Human-readable text (the default without --apply-to; with it, the
+    /// baseline as applied to that guest).
     Text,
     /// JSON: xcr0, xss, excluded, offset_mismatches, cpuid_0xd, feature_masks, ...
+    /// (with --apply-to: the baseline as applied to that guest, and what
+    /// the guest lacked in `excluded`).
     Json,
     /// A Firecracker custom CPU template (`cpuid_modifiers` with bitmaps).
     Firecracker,
@@ -50,8 +53,9 @@ pub struct BaselineArgs {
     /// Print JSON (same as --format json).
     #[arg(long, conflicts_with = "format")]
     json: bool,
-    /// Output format. With --apply-to: cpuid-r or kvm-json, the input's
-    /// format by default.
+    /// Output format. With --apply-to: the guest CPUID as cpuid-r or
+    /// kvm-json (the input's format by default), or json or text for the
+    /// baseline as applied to it.
     #[arg(long, value_enum)]
     format: Option<OutputFormat>,
     /// Keep components whose standard offsets differ between hosts, at the
@@ -65,7 +69,10 @@ pub struct BaselineArgs {
     reference: Option<String>,
     /// A guest CPUID (`cpuid -r` text or `kvm_cpuid2` entries as JSON) to
     /// print with the baseline applied: leaf 0xD replaced, feature bits
-    /// cleared, leaves of excluded components dropped.
+    /// cleared, leaves of excluded components dropped. Applying never adds
+    /// to the guest: it keeps only the XCR0 and IA32_XSS bits, XSAVE
+    /// features and flags it had; what it lacked is noted on stderr and
+    /// listed by --json.
     #[arg(long, value_name = "FILE")]
     apply_to: Option<PathBuf>,
     /// Write the output to FILE (whole or not at all) instead of stdout.
@@ -88,7 +95,7 @@ fn load_host(spec: &str) -> Result<PoolHost, u8> {
     let path = Path::new(spec);
     let is_named = spec == "host" || xstate::layout::catalog::get(spec).is_some();
     if !is_named && path.is_file() {
-        let text = super::read_cpuid_file(path)?;
+        let text = super::cpuid::read(path, "a CPUID dump, layout file or host profile")?;
         match CpuidSet::parse(&text) {
             Ok(set) => {
                 let name = path
@@ -123,10 +130,11 @@ fn try_run(args: &BaselineArgs) -> Result<u8, u8> {
                 "--format cpuid-r and kvm-json print a guest CPUID: they need --apply-to FILE",
             ));
         }
-        OutputFormat::Text | OutputFormat::Json | OutputFormat::Firecracker if applying => {
+        OutputFormat::Firecracker if applying => {
             return Err(fail(
                 USAGE,
-                "--apply-to prints the guest CPUID: --format cpuid-r or kvm-json",
+                "--apply-to prints the guest CPUID (--format cpuid-r or kvm-json) or the baseline \
+                 as applied to it (--format json or text); a Firecracker template is the pool's",
             ));
         }
         _ => {}
@@ -161,14 +169,14 @@ fn try_run(args: &BaselineArgs) -> Result<u8, u8> {
         .map_err(|e| fail(USAGE, format_args!("pool baseline: {e}")))?;
     warn_mismatches(&b, &hosts);
     let text = match (&args.apply_to, format) {
-        (Some(file), _) => apply(&b, file, args.format)?,
+        (Some(file), _) => apply(&b, &hosts, file, format, args.format.is_some())?,
         (None, OutputFormat::Json) => pretty(&to_json(&b, &hosts)),
         (None, OutputFormat::Firecracker) => {
             let template = b.template(&hosts);
             warn_omitted(&template, &hosts);
             pretty(&firecracker(&template))
         }
-        (None, _) => to_text(&b, &hosts),
+        (None, _) => to_text(&b, &hosts, None),
     };
     match &args.output {
         Some(path) => output::write_atomically(path, text.as_bytes())
@@ -200,8 +208,7 @@ fn warn_mismatches(b: &Baseline, hosts: &[PoolHost]) {
     }
     let names: Vec<String> = kept.iter().map(|m| m.component.to_string()).collect();
     let size = b.cpuid.subleaves.get(&0).map_or(0, |r| r.ecx);
-    let mut others = Vec::new();
-    for h in hosts.iter().filter(|h| h.name() != reference) {
+    let others = hosts.iter().filter(|h| h.name() != reference).map(|h| {
         let theirs = h.layout.standard_size_for(b.xcr0);
         let mut s = h.name().to_string();
         if theirs > size {
@@ -209,13 +216,13 @@ fn warn_mismatches(b: &Baseline, hosts: &[PoolHost]) {
                 " (whose XSAVE writes {theirs} bytes, past the {size} that CPUID promises)"
             ));
         }
-        others.push(s);
-    }
+        s
+    });
     warn(format_args!(
         "--allow-offset-mismatch keeps {} at {reference}'s offsets: guests will misread their own \
          XSAVE areas (signal frames, ptrace, anything laid out from CPUID) on {}",
         names.join(", "),
-        others.join(", ")
+        capped(others)
     ));
 }
 
@@ -234,17 +241,17 @@ fn warn_omitted(t: &CpuTemplate, hosts: &[PoolHost]) {
             Omitted::Leaf(l) => format!("leaf {l:#x} (to drop)"),
         })
         .collect();
-    let unknown: Vec<&str> = hosts
+    let mut unknown = hosts
         .iter()
         .filter(|h| h.cpuid.is_none())
-        .map(PoolHost::name)
-        .collect();
-    let why = if unknown.is_empty() {
+        .map(|h| h.name().to_string())
+        .peekable();
+    let why = if unknown.peek().is_none() {
         "some host's CPUID lacks the entry".to_string()
     } else {
         format!(
             "the entries are not known on {} (give full CPUID dumps to include them)",
-            unknown.join(", ")
+            capped(unknown)
         )
     };
     warn(format_args!(
@@ -322,14 +329,15 @@ fn to_json(b: &Baseline, hosts: &[PoolHost]) -> Value {
     })
 }
 
-fn to_text(b: &Baseline, hosts: &[PoolHost]) -> String {
+/// The baseline as text; `guest` names the guest CPUID it was applied to.
+fn to_text(b: &Baseline, hosts: &[PoolHost], guest: Option<&Path>) -> String {
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
         out.push('\n');
     };
     line(format!(
-        "baseline XCR0 {}, IA32_XSS {} over {} hosts{}",
+        "baseline XCR0 {}, IA32_XSS {} over {} hosts{}{}",
         b.xcr0,
         b.xss,
         hosts.len(),
@@ -337,7 +345,8 @@ fn to_text(b: &Baseline, hosts: &[PoolHost]) -> String {
             String::new()
         } else {
             " (no XSAVE: legacy-only)".into()
-        }
+        },
+        guest.map_or_else(String::new, |g| format!(", as applied to {}", g.display()))
     ));
     for e in &b.excluded {
         line(format!(
@@ -347,23 +356,28 @@ fn to_text(b: &Baseline, hosts: &[PoolHost]) -> String {
             e.reason
         ));
     }
+    // Each component once: an excluded one has its line above (with the
+    // offsets when they are why); only those kept at the reference's
+    // offsets get a line of their own.
     for m in &b.offset_mismatches {
-        let list: Vec<String> = m.offsets.iter().map(|(h, o)| format!("{h} {o}")).collect();
-        let fate = match &b.reference {
-            Some(r) if (b.xcr0 | b.xss).contains(m.component) => format!("kept at {r}'s"),
-            _ => "excluded".into(),
+        let Some(r) = b
+            .reference
+            .as_ref()
+            .filter(|_| (b.xcr0 | b.xss).contains(m.component))
+        else {
+            continue;
         };
         line(format!(
-            "offsets differ for {} (component {}): {} ({fate})",
+            "offsets differ for {} (component {}): {} (kept at {r}'s)",
             m.component,
             m.component.index(),
-            list.join(", ")
+            grouped(m.offsets.iter().map(|(h, o)| (h.clone(), o.to_string())))
         ));
     }
     // Flags masked because some host's CPUID lacks them, by host.
     let mut by_hosts: Vec<(String, Vec<&str>)> = Vec::new();
     for m in &b.missing_features {
-        let hosts = m.hosts.join(", ");
+        let hosts = capped(m.hosts.iter().cloned());
         match by_hosts.iter_mut().find(|(h, _)| *h == hosts) {
             Some((_, flags)) => flags.push(m.feature.name),
             None => by_hosts.push((hosts, vec![m.feature.name])),
@@ -441,16 +455,90 @@ fn firecracker(t: &CpuTemplate) -> Value {
     })
 }
 
-/// Applies the baseline to the guest CPUID in `file` and renders it.
-fn apply(b: &Baseline, file: &Path, format: Option<OutputFormat>) -> Result<String, u8> {
+/// Applies the baseline to the guest CPUID in `file` and renders the guest
+/// CPUID (its input's format unless `explicit`), or for `json` and `text`
+/// the baseline as applied to it. With a CPUID out, what the guest lacked
+/// is noted on stderr.
+fn apply(
+    b: &Baseline,
+    hosts: &[PoolHost],
+    file: &Path,
+    format: OutputFormat,
+    explicit: bool,
+) -> Result<String, u8> {
     let (mut guest, text) = super::cpuid::load(file)?;
-    b.apply(&mut guest)
+    let got = b
+        .apply(&mut guest)
         .map_err(|e| fail(REJECTED, format_args!("{}: {e}", file.display())))?;
     let json_input = matches!(text.trim_start().chars().next(), Some('[' | '{'));
     Ok(match format {
-        Some(OutputFormat::KvmJson) => guest.to_kvm_json(),
-        Some(OutputFormat::CpuidR) => guest.to_cpuid_raw(),
-        _ if json_input => guest.to_kvm_json(),
-        _ => guest.to_cpuid_raw(),
+        OutputFormat::Json => {
+            let mut v = to_json(&got, hosts);
+            v["guest"] = Value::from(file.display().to_string());
+            pretty(&v)
+        }
+        OutputFormat::Text => to_text(&got, hosts, Some(file)),
+        _ => {
+            note_guest_lacked(b, &got, file);
+            match format {
+                OutputFormat::KvmJson => guest.to_kvm_json(),
+                OutputFormat::CpuidR if explicit => guest.to_cpuid_raw(),
+                _ if json_input => guest.to_kvm_json(),
+                _ => guest.to_cpuid_raw(),
+            }
+        }
     })
+}
+
+/// Notes on stderr the components of the baseline that the guest in `file`
+/// did not get, since applying never adds to a guest.
+fn note_guest_lacked(b: &Baseline, got: &Baseline, file: &Path) {
+    let lost = ((b.xcr0 | b.xss) - (got.xcr0 | got.xss)).extended();
+    if lost.is_empty() {
+        return;
+    }
+    let names = lost
+        .iter()
+        .map(|c| format!("{c} (component {})", c.index()));
+    eprintln!(
+        "xstate: note: {} lacks what the baseline offers, so its CPUID does not get {} (--format \
+         json lists why)",
+        file.display(),
+        capped(names)
+    );
+}
+
+/// At most [`LIST_CAP`] items, each once in the order first seen, then "and
+/// N more": what a pool of a thousand hosts prints stays short.
+fn capped(items: impl Iterator<Item = String>) -> String {
+    let mut unique = std::collections::HashSet::new();
+    let mut seen: Vec<String> = items.filter(|i| unique.insert(i.clone())).collect();
+    if seen.len() > LIST_CAP {
+        let more = seen.len() - LIST_CAP;
+        seen.truncate(LIST_CAP);
+        format!("{} and {more} more", seen.join(", "))
+    } else {
+        seen.join(", ")
+    }
+}
+
+/// How many items a list in a message names before "and N more".
+const LIST_CAP: usize = 8;
+
+/// `(host, value)` pairs as `host value, ...`, hosts with the same value
+/// together (`a, b 832, c 1088`), each group [`capped`]: a value held by
+/// one host of a thousand is still named.
+fn grouped(pairs: impl Iterator<Item = (String, String)>) -> String {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for (host, value) in pairs {
+        match groups.iter_mut().find(|(v, _)| *v == value) {
+            Some((_, hosts)) => hosts.push(host),
+            None => groups.push((value, vec![host])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(value, hosts)| format!("{} {value}", capped(hosts.into_iter())))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

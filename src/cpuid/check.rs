@@ -1,7 +1,9 @@
 //! Whether a CPUID is consistent with itself as far as XSAVE goes, in the
 //! spirit of the CPUID checks in KVM's selftests: feature flags against the
-//! XCR0 and IA32_XSS bits of leaf 0xD, XCR0 against the XSETBV rules, the
-//! leaf 0xD sizes against its offsets, AMX and XFD, APX and MPX.
+//! XCR0 and IA32_XSS bits of leaf 0xD both ways (a flag needs its
+//! components, a component needs a flag that makes it usable), XCR0 and
+//! IA32_XSS against the architecture's rules, the leaf 0xD sizes against its
+//! offsets, AMX and XFD, APX and MPX.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -57,6 +59,40 @@ pub enum Inconsistency {
         missing: Xfeatures,
         /// XCR0 | IA32_XSS supported (leaf 0xD sub-leaf 0 EDX:EAX, sub-leaf 1 EDX:ECX).
         supported: Xfeatures,
+    },
+    /// Components are supported (in XCR0 or IA32_XSS) while every flag
+    /// that makes them usable ([`features::ComponentGroup::enabled_by`]) is
+    /// clear: no OS enables them, and a guest given them sees state its
+    /// CPUID denies.
+    ComponentWithoutFeature {
+        /// The group ([`features::GROUPS`]).
+        group: &'static str,
+        /// The group's components that are supported.
+        components: Xfeatures,
+        /// They are enumerated in IA32_XSS rather than XCR0.
+        supervisor: bool,
+        /// The supported XCR0 (or IA32_XSS when `supervisor`).
+        supported: Xfeatures,
+        /// The flags, any one of which would do.
+        flags: &'static [FeatureBit],
+        /// The value of each flag's register, in `flags` order.
+        values: Vec<u32>,
+    },
+    /// IA32_XSS bits are supported but XSAVES (leaf 0xD sub-leaf 1 `EAX[3]`)
+    /// is clear: only XSAVES and XRSTORS use IA32_XSS.
+    XssWithoutXsaves {
+        /// Leaf 0xD sub-leaf 1 EAX.
+        eax: u32,
+        /// Supported IA32_XSS (sub-leaf 1 EDX:ECX).
+        xss: Xfeatures,
+    },
+    /// The supported IA32_XSS has bits IA32_XSS never holds: user components
+    /// (XCR0's) or the reserved bit 63 ([`xcr0::xss_invalid`]).
+    XssImpossible {
+        /// Supported IA32_XSS (sub-leaf 1 EDX:ECX).
+        xss: Xfeatures,
+        /// The bits at fault.
+        bad: Xfeatures,
     },
     /// A feature flag is set while a flag it depends on is clear.
     MissingDependency {
@@ -177,6 +213,50 @@ impl fmt::Display for Inconsistency {
                 Loc(0xd, 0, "EDX:EAX"),
                 Loc(0xd, 1, "EDX:ECX"),
             ),
+            Inconsistency::ComponentWithoutFeature {
+                group,
+                components,
+                supervisor,
+                supported,
+                flags,
+                values,
+            } => {
+                let (reg, loc) = if *supervisor {
+                    ("IA32_XSS", Loc(0xd, 1, "EDX:ECX"))
+                } else {
+                    ("XCR0", Loc(0xd, 0, "EDX:EAX"))
+                };
+                write!(
+                    f,
+                    "{group} components {components} are supported in {reg} ({loc} = {supported}) but "
+                )?;
+                for (i, (flag, value)) in flags.iter().zip(values).enumerate() {
+                    if i > 0 {
+                        f.write_str(" and ")?;
+                    }
+                    write!(
+                        f,
+                        "{} is clear ({} = {value:#010x}, bit {})",
+                        flag.name,
+                        Loc(flag.leaf, flag.subleaf, flag.register),
+                        flag.bit
+                    )?;
+                }
+                f.write_str(": no OS enables them")
+            }
+            Inconsistency::XssWithoutXsaves { eax, xss } => write!(
+                f,
+                "IA32_XSS {xss} is supported ({}) but XSAVES is clear ({} = {eax:#010x}, bit 3): \
+                 only XSAVES and XRSTORS use IA32_XSS",
+                Loc(0xd, 1, "EDX:ECX"),
+                Loc(0xd, 1, "EAX"),
+            ),
+            Inconsistency::XssImpossible { xss, bad } => write!(
+                f,
+                "{} supported IA32_XSS {xss} has {bad}, which IA32_XSS never holds: user \
+                 components are enabled in XCR0, and bit 63 is reserved",
+                Loc(0xd, 1, "EDX:ECX"),
+            ),
             Inconsistency::MissingDependency {
                 feature,
                 value,
@@ -282,12 +362,13 @@ fn value(set: &CpuidSet, bit: FeatureBit) -> Option<u32> {
 }
 
 /// Every inconsistency in `set`, in a fixed order: flag dependencies, then
-/// (when leaf 0xD sub-leaf 0 exists) XCR0 rules, sub-leaves, flags against
-/// components, sizes, AMX and XFD, and last APX with MPX. Empty means
-/// consistent.
+/// (when leaf 0xD sub-leaf 0 exists) XCR0 and IA32_XSS rules, sub-leaves,
+/// flags against components and components against flags, sizes, AMX and
+/// XFD, and last APX with MPX. Empty means consistent.
 ///
 /// A dependency whose needed flag lives in a sub-leaf the set lacks is not
-/// checked (the set says nothing about it). Size checks are skipped while a
+/// checked (the set says nothing about it), nor is a component whose
+/// enabling flags do. Size checks are skipped while a
 /// sub-leaf is missing (that is reported), and sub-leaf 1 EBX is checked
 /// only when XSAVEC or XSAVES is advertised. Sub-leaf 0 EBX and sub-leaf 1
 /// EBX describe the XCR0 and IA32_XSS enabled when CPUID ran, so they are
@@ -303,6 +384,7 @@ pub fn check(set: &CpuidSet) -> Vec<Inconsistency> {
     } else {
         leaf_d_consistency(set, &mut out);
         feature_components(set, &mut out);
+        components_usable(set, &mut out);
         sizes(set, &mut out);
         amx(set, &mut out);
     }
@@ -331,10 +413,21 @@ fn dependencies(set: &CpuidSet, out: &mut Vec<Inconsistency>) {
     }
 }
 
-/// XCR0 rules, XCR0/IA32_XSS overlap, and a sub-leaf per supported component.
+/// XCR0 and IA32_XSS rules, XCR0/IA32_XSS overlap, and a sub-leaf per
+/// supported component.
 fn leaf_d_consistency(set: &CpuidSet, out: &mut Vec<Inconsistency>) {
     let (xcr0, xss) = (set.xcr0_supported(), set.xss_supported());
     out.extend(xcr0::violations(xcr0).map(Inconsistency::Xcr0Rule));
+    let bad = xcr0::xss_invalid(xss);
+    if !bad.is_empty() {
+        out.push(Inconsistency::XssImpossible { xss, bad });
+    }
+    if !xss.is_empty() && !set.has_feature(features::XSAVES) {
+        out.push(Inconsistency::XssWithoutXsaves {
+            eax: value(set, features::XSAVES).unwrap_or(0),
+            xss,
+        });
+    }
     if xcr0.intersects(xss) {
         out.push(Inconsistency::Xcr0XssOverlap { xcr0, xss });
     }
@@ -379,6 +472,37 @@ fn feature_components(set: &CpuidSet, out: &mut Vec<Inconsistency>) {
                     supported,
                 });
             }
+        }
+    }
+}
+
+/// Every supported component of [`GROUPS`] needs one of the flags that make
+/// it usable; not checked while one of them lives in a sub-leaf the set
+/// lacks.
+fn components_usable(set: &CpuidSet, out: &mut Vec<Inconsistency>) {
+    let (xcr0, xss) = (set.xcr0_supported(), set.xss_supported());
+    for group in GROUPS {
+        let components = group.components & (xcr0 | xss);
+        if components.is_empty() {
+            continue;
+        }
+        let values: Option<Vec<u32>> = group.enabled_by.iter().map(|&b| value(set, b)).collect();
+        let Some(values) = values else { continue };
+        let usable = group
+            .enabled_by
+            .iter()
+            .zip(&values)
+            .any(|(b, v)| v & b.mask() != 0);
+        if !usable {
+            let supervisor = !xcr0.intersects(components);
+            out.push(Inconsistency::ComponentWithoutFeature {
+                group: group.name,
+                components,
+                supervisor,
+                supported: if supervisor { xss } else { xcr0 },
+                flags: group.enabled_by,
+                values,
+            });
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! [`GROUPS`] is the one table: each row is a set of components that go
 //! together, the components it cannot live without, the feature flags that
-//! advertise it and the leaves that only describe it. Every bit number was
+//! advertise it (and of those, the ones that make it usable) and the leaves
+//! that only describe it. Every bit number was
 //! checked against the source named beside it:
 //!
 //! - "SDM": Intel SDM Vol. 2A, CPUID instruction, leaves 01H, 07H, 0DH, 12H.
@@ -64,6 +65,14 @@ pub const PKU: FeatureBit = f("PKU", 7, 0, Ecx, 3);
 pub const OSPKE: FeatureBit = f("OSPKE", 7, 0, Ecx, 4);
 /// CET shadow stacks: `CPUID.(7,0):ECX[7]`.
 pub const CET_SS: FeatureBit = f("CET_SS", 7, 0, Ecx, 7);
+/// CET indirect branch tracking: `CPUID.(7,0):EDX[20]`.
+pub const CET_IBT: FeatureBit = f("CET_IBT", 7, 0, Edx, 20);
+/// Intel processor trace: `CPUID.(7,0):EBX[25]`.
+pub const INTEL_PT: FeatureBit = f("INTEL_PT", 7, 0, Ebx, 25);
+/// Architectural LBRs: `CPUID.(7,0):EDX[19]`.
+pub const ARCH_LBR: FeatureBit = f("ARCH_LBR", 7, 0, Edx, 19);
+/// User interrupts: `CPUID.(7,0):EDX[5]`.
+pub const UINTR: FeatureBit = f("UINTR", 7, 0, Edx, 5);
 /// AMX-BF16: `CPUID.(7,0):EDX[22]`.
 pub const AMX_BF16: FeatureBit = f("AMX-BF16", 7, 0, Edx, 22);
 /// AMX-TILE: `CPUID.(7,0):EDX[24]`.
@@ -90,12 +99,20 @@ pub struct ComponentGroup {
     /// Feature flags that advertise the group: cleared when it goes, and
     /// each one set needs every component of the group supported.
     pub features: &'static [FeatureBit],
+    /// The flags that make the components usable (a subset of
+    /// `features`): with all of them clear no OS enables the components, so
+    /// a CPUID that offers the components needs at least one of them set.
+    /// Source: Linux `xsave_cpuid_features[]` in
+    /// `arch/x86/kernel/fpu/xstate.c` (a component whose flag is clear is
+    /// turned off), KVM `kvm_setup_xss_caps()` for CET (either SHSTK or IBT
+    /// keeps CET_U/CET_S), QEMU `x86_ext_save_areas[]`.
+    pub enabled_by: &'static [FeatureBit],
     /// Leaves that describe only this group: dropped when it goes.
     pub leaves: &'static [u32],
 }
 
 /// The table: XSAVE components to the CPUID flags and leaves that advertise
-/// them. Components not listed (x87, SSE, PASID, HDC, UINTR, HWP, numbers
+/// them. Components not listed (x87, SSE, PASID, HDC, HWP, numbers
 /// past 19) have no flag of their own here; excluding one still clears its
 /// XCR0/IA32_XSS/SGX XFRM bit and drops its leaf 0xD sub-leaf.
 pub static GROUPS: &[ComponentGroup] = &[
@@ -131,6 +148,7 @@ pub static GROUPS: &[ComponentGroup] = &[
             f("AVX-NE-CONVERT", 7, 1, Edx, 5),
             f("AVX-VNNI-INT16", 7, 1, Edx, 10),
         ],
+        enabled_by: &[AVX],
         leaves: &[],
     },
     // MPX (BNDREGS, BNDCSR). Source: SDM, cpufeatures.h word 9 (7.0 EBX 14);
@@ -140,6 +158,7 @@ pub static GROUPS: &[ComponentGroup] = &[
         components: Xfeatures::from_bits(0b11 << 3),
         requires: Xfeatures::EMPTY,
         features: &[MPX],
+        enabled_by: &[MPX],
         leaves: &[],
     },
     // AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM). Source: SDM and cpufeatures.h
@@ -174,6 +193,7 @@ pub static GROUPS: &[ComponentGroup] = &[
             f("AVX512_BF16", 7, 1, Eax, 5),
             f("AVX10", 7, 1, Edx, 19),
         ],
+        enabled_by: &[AVX512F],
         leaves: &[0x24],
     },
     // Processor trace (supervisor). Source: SDM, cpufeatures.h word 9
@@ -183,16 +203,19 @@ pub static GROUPS: &[ComponentGroup] = &[
         name: "PT",
         components: Xfeatures::from_bits(1 << 8),
         requires: Xfeatures::EMPTY,
-        features: &[f("INTEL_PT", 7, 0, Ebx, 25)],
+        features: &[INTEL_PT],
+        enabled_by: &[INTEL_PT],
         leaves: &[0x14],
     },
     // PKRU. Source: SDM, cpufeatures.h word 16 (7.0 ECX 3 PKU, 4 OSPKE);
-    // QEMU x86_ext_save_areas: PKU enables component 9.
+    // QEMU x86_ext_save_areas: PKU enables component 9. Linux ties PKRU to
+    // OSPKE, which mirrors CR4.PKE (an OS flag): the CPU's own is PKU.
     ComponentGroup {
         name: "PKRU",
         components: Xfeatures::from_bits(1 << 9),
         requires: Xfeatures::EMPTY,
         features: &[PKU, OSPKE],
+        enabled_by: &[PKU],
         leaves: &[],
     },
     // CET_U and CET_S (supervisor). Source: SDM and cpufeatures.h (7.0 ECX 7
@@ -203,11 +226,18 @@ pub static GROUPS: &[ComponentGroup] = &[
         name: "CET",
         components: Xfeatures::from_bits(0b11 << 11),
         requires: Xfeatures::EMPTY,
-        features: &[
-            CET_SS,
-            f("CET_IBT", 7, 0, Edx, 20),
-            f("CET_SSS", 7, 1, Edx, 18),
-        ],
+        features: &[CET_SS, CET_IBT, f("CET_SSS", 7, 1, Edx, 18)],
+        enabled_by: &[CET_SS, CET_IBT],
+        leaves: &[],
+    },
+    // UINTR (supervisor). Source: SDM (7.0 EDX 5 UINTR; leaf 0DH: component
+    // 14 is UINTR state); cpufeatures.h word 18 (X86_FEATURE_UINTR).
+    ComponentGroup {
+        name: "UINTR",
+        components: Xfeatures::from_bits(1 << 14),
+        requires: Xfeatures::EMPTY,
+        features: &[UINTR],
+        enabled_by: &[UINTR],
         leaves: &[],
     },
     // Architectural LBRs (supervisor). Source: SDM (7.0 EDX 19, leaf 0x1C
@@ -217,7 +247,8 @@ pub static GROUPS: &[ComponentGroup] = &[
         name: "Arch LBR",
         components: Xfeatures::from_bits(1 << 15),
         requires: Xfeatures::EMPTY,
-        features: &[f("ARCH_LBR", 7, 0, Edx, 19)],
+        features: &[ARCH_LBR],
+        enabled_by: &[ARCH_LBR],
         leaves: &[0x1c],
     },
     // AMX (TILECFG, TILEDATA). Source: SDM, cpufeatures.h words 18, 12
@@ -237,6 +268,7 @@ pub static GROUPS: &[ComponentGroup] = &[
             AMX_FP16,
             f("AMX-COMPLEX", 7, 1, Edx, 8),
         ],
+        enabled_by: &[AMX_TILE],
         leaves: &[0x1d, 0x1e],
     },
     // APX (EGPRs r16-r31). Source: Intel APX architecture specification
@@ -247,6 +279,7 @@ pub static GROUPS: &[ComponentGroup] = &[
         components: Xfeatures::from_bits(1 << 19),
         requires: Xfeatures::EMPTY,
         features: &[APX_F],
+        enabled_by: &[APX_F],
         leaves: &[0x29],
     },
 ];

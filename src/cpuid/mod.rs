@@ -10,8 +10,10 @@
 //!   read from `cpuid -r` text, an InstLatx64 dump or KVM `kvm_cpuid2`
 //!   entries as JSON, and written back to `cpuid -r` text or that JSON.
 //! - [`check()`] (`alloc`): a CPUID's internal consistency as far as XSAVE
-//!   goes: feature flags against XCR0, leaf 0xD sizes against its offsets,
-//!   AMX and XFD, APX and MPX.
+//!   goes: feature flags against XCR0 and IA32_XSS both ways, the XCR0 and
+//!   IA32_XSS rules (no supervisor component in XCR0, no user one in
+//!   IA32_XSS, never bit 63, IA32_XSS only with XSAVES), leaf 0xD sizes
+//!   against its offsets, AMX and XFD, APX and MPX.
 //!
 //! Nothing here touches the host: it is pure logic over values given to it.
 //!

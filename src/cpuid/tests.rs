@@ -288,6 +288,21 @@ fn every_group_bit_is_unique_and_groups_are_disjoint() {
                 "{b} twice"
             );
         }
+        // Every group has the flags that make it usable, among its own.
+        assert!(!g.enabled_by.is_empty(), "{}", g.name);
+        for b in g.enabled_by {
+            assert!(g.features.contains(b), "{}: {b}", g.name);
+        }
+    }
+    // The supervisor components with a flag of their own have a row.
+    for id in [
+        ComponentId::PT,
+        ComponentId::CET_U,
+        ComponentId::CET_S,
+        ComponentId::UINTR,
+        ComponentId::LBR,
+    ] {
+        assert!(features::group_of(id).is_some(), "{id}");
     }
 }
 
@@ -400,7 +415,7 @@ fn apply_avx_takes_avx512_along_and_stays_consistent() {
 
 #[test]
 fn each_rule_and_its_fix() {
-    let cases: [(u64, Rule, u64, u64); 8] = [
+    let cases: [(u64, Rule, u64, u64); 12] = [
         (0x6, Rule::X87Required, 1, 0),
         (0x5, Rule::AvxNeedsSse, 0x4, 0x1),
         (0xe3, Rule::Avx512NeedsAvx, 0xe0, 0x3),
@@ -409,6 +424,10 @@ fn each_rule_and_its_fix() {
         (0x40003, Rule::AmxTogether, 0x40000, 0x3),
         (0x80013, Rule::NoMpxWithApx, 0x10, 0x80003),
         (0x8001b, Rule::NoMpxWithApx, 0x18, 0x80003),
+        (0x107, Rule::NoSupervisor, 0x100, 0x7),
+        (0x1_ff03, Rule::NoSupervisor, 0x1_fd00, 0x203),
+        (0x8000_0000_0000_0107, Rule::Bit63Reserved, 1 << 63, 0x7),
+        (0x8000_0000_0000_0003, Rule::Bit63Reserved, 1 << 63, 0x3),
     ];
     for (value, rule, bits, fixed) in cases {
         let (value, bits, fixed) = (x(value), x(bits), x(fixed));
@@ -471,6 +490,36 @@ fn minimal_xcr0_per_component() {
     assert_eq!(xcr0::minimal_with(c(17)), x(0x60001));
     assert_eq!(xcr0::minimal_with(c(19)), x(0x80001));
     assert_eq!(xcr0::minimal_with(c(63)), x(0x8000_0000_0000_0001));
+    // No valid XCR0 holds bit 63 or a supervisor component.
+    assert!(!xcr0::is_valid(xcr0::minimal_with(c(63))));
+    assert!(!xcr0::is_valid(xcr0::minimal_with(ComponentId::PT)));
+}
+
+#[test]
+fn supervisor_and_user_sets_follow_the_component_table() {
+    assert_eq!(xcr0::SUPERVISOR, x(0x1_fd00));
+    assert_eq!(xcr0::USER, x(0xe_02ff));
+    for id in ComponentId::known() {
+        let supervisor = id.info().unwrap().supervisor;
+        assert_eq!(xcr0::SUPERVISOR.contains(id), supervisor, "{id}");
+        assert_eq!(xcr0::USER.contains(id), !supervisor, "{id}");
+    }
+    // The baseline of bug reports: bit 63 and PT in XCR0, both refused.
+    let v: Vec<Rule> = xcr0::violations(x(0x8000_0000_0000_0107))
+        .map(|v| v.rule)
+        .collect();
+    assert_eq!(v, [Rule::NoSupervisor, Rule::Bit63Reserved]);
+    // IA32_XSS: user components and bit 63 are never possible.
+    assert!(xcr0::xss_invalid(x(0x1_fd00)).is_empty());
+    assert!(
+        xcr0::xss_invalid(x(0x7f << 20)).is_empty(),
+        "unknown ones are the CPU's call"
+    );
+    assert_eq!(
+        xcr0::xss_invalid(x(0x8000_0000_0000_0301)),
+        x(0x8000_0000_0000_0201)
+    );
+    assert_eq!(xcr0::xss_invalid(x(0x6_0000)), x(0x6_0000));
 }
 
 // ---- check: one broken thing at a time ----
@@ -497,6 +546,265 @@ fn avx512_flag_without_its_components() {
          but AVX-512 components 0xe0 are not supported: CPUID.(EAX=0xd,ECX=0):EDX:EAX XCR0 | \
          CPUID.(EAX=0xd,ECX=1):EDX:ECX IA32_XSS = 0x60207"
     );
+}
+
+#[test]
+fn components_without_the_flags_that_make_them_usable() {
+    // XCR0 0xe7 with AVX and AVX512F clear: both groups, each named.
+    let mut set = base();
+    edit(&mut set, 1, 0, |r| r.ecx &= !(1 << 28));
+    edit(&mut set, 7, 0, |r| {
+        r.ebx = 0;
+        r.ecx = 0;
+        r.edx = 0;
+    });
+    edit(&mut set, 0xd, 0, |r| {
+        r.eax = 0xe7;
+        r.ebx = 0xa80;
+        r.ecx = 0xa80;
+    });
+    for sub in [9, 17, 18] {
+        set.remove(0xd, sub);
+    }
+    super::leaf_d::refresh_sizes(&mut set);
+    let got = check(&set);
+    let without =
+        |group, components, flag: FeatureBit, value| Inconsistency::ComponentWithoutFeature {
+            group,
+            components: x(components),
+            supervisor: false,
+            supported: x(0xe7),
+            flags: features::group_of(flag_component(flag)).unwrap().enabled_by,
+            values: vec![value],
+        };
+    assert_eq!(
+        got,
+        vec![
+            without("AVX", 0x4, features::AVX, 0x0c00_0000),
+            without("AVX-512", 0xe0, features::AVX512F, 0),
+        ]
+    );
+    assert_eq!(
+        got[1].to_string(),
+        "AVX-512 components 0xe0 are supported in XCR0 (CPUID.(EAX=0xd,ECX=0):EDX:EAX = 0xe7) \
+         but AVX512F is clear (CPUID.(EAX=0x7,ECX=0):EBX = 0x00000000, bit 16): no OS enables them"
+    );
+    // PKRU without PKU, AMX without AMX-TILE, one at a time.
+    for (leaf, reg, bit, group) in [(7, Reg::Ecx, 3, "PKRU"), (7, Reg::Edx, 24, "AMX")] {
+        let mut set = base();
+        edit(&mut set, leaf, 0, |r| *reg.slot(r) &= !(1 << bit));
+        let got = check(&set);
+        assert!(
+            matches!(&got[..], [Inconsistency::ComponentWithoutFeature { group: g, .. }] if *g == group),
+            "{group}: {got:?}"
+        );
+    }
+    // Without leaf 7 the flags are unknown: nothing to say.
+    let mut set = base();
+    set.remove_leaf(7);
+    assert!(check(&set).is_empty(), "{:?}", check(&set));
+}
+
+/// A component of the group `flag` advertises.
+fn flag_component(flag: FeatureBit) -> ComponentId {
+    GROUPS
+        .iter()
+        .find(|g| g.features.contains(&flag))
+        .and_then(|g| g.components.first())
+        .unwrap()
+}
+
+#[test]
+fn supervisor_components_need_their_flags_and_xsaves() {
+    // PT and arch LBR (0x8100) in IA32_XSS, with their flags: consistent.
+    let mut set = base();
+    edit(&mut set, 7, 0, |r| {
+        r.ebx |= 1 << 25;
+        r.edx |= 1 << 19;
+    });
+    edit(&mut set, 0xd, 1, |r| r.ecx = 0x8100);
+    set.set(
+        0xd,
+        8,
+        CpuidRegs {
+            eax: 0x80,
+            ebx: 0,
+            ecx: 1,
+            edx: 0,
+        },
+    )
+    .unwrap();
+    set.set(
+        0xd,
+        15,
+        CpuidRegs {
+            eax: 0x328,
+            ebx: 0,
+            ecx: 1,
+            edx: 0,
+        },
+    )
+    .unwrap();
+    super::leaf_d::refresh_sizes(&mut set);
+    assert!(check(&set).is_empty(), "{:?}", check(&set));
+    // Without XSAVES (0xD.1 EAX = 1): IA32_XSS is unusable.
+    let mut no_xsaves = set.clone();
+    edit(&mut no_xsaves, 0xd, 1, |r| r.eax = 1);
+    edit(&mut no_xsaves, 7, 0, |r| r.edx &= !(1 << 24)); // no AMX: XFD went too
+    edit(&mut no_xsaves, 0xd, 0, |r| {
+        r.eax = 0x2e7;
+        r.ebx = 0xa88;
+        r.ecx = 0xa88;
+    });
+    for sub in [17, 18] {
+        no_xsaves.remove(0xd, sub);
+    }
+    super::leaf_d::refresh_sizes(&mut no_xsaves);
+    let got = check(&no_xsaves);
+    assert_eq!(
+        got,
+        vec![Inconsistency::XssWithoutXsaves {
+            eax: 1,
+            xss: x(0x8100)
+        }]
+    );
+    assert!(got[0].to_string().contains(
+        "IA32_XSS 0x8100 is supported (CPUID.(EAX=0xd,ECX=1):EDX:ECX) but XSAVES is clear"
+    ));
+    // PT without INTEL_PT, arch LBR without ARCH_LBR; CET with either flag.
+    let mut pt = set.clone();
+    edit(&mut pt, 7, 0, |r| r.ebx &= !(1 << 25));
+    assert!(matches!(
+        &check(&pt)[..],
+        [Inconsistency::ComponentWithoutFeature {
+            group: "PT",
+            supervisor: true,
+            ..
+        }]
+    ));
+    let mut lbr = set.clone();
+    edit(&mut lbr, 7, 0, |r| r.edx &= !(1 << 19));
+    assert!(matches!(
+        &check(&lbr)[..],
+        [Inconsistency::ComponentWithoutFeature {
+            group: "Arch LBR",
+            supervisor: true,
+            ..
+        }]
+    ));
+    let mut cet = set.clone();
+    edit(&mut cet, 0xd, 1, |r| r.ecx = 0x9900);
+    cet.set(
+        0xd,
+        11,
+        CpuidRegs {
+            eax: 0x10,
+            ebx: 0,
+            ecx: 1,
+            edx: 0,
+        },
+    )
+    .unwrap();
+    cet.set(
+        0xd,
+        12,
+        CpuidRegs {
+            eax: 0x18,
+            ebx: 0,
+            ecx: 1,
+            edx: 0,
+        },
+    )
+    .unwrap();
+    super::leaf_d::refresh_sizes(&mut cet);
+    let got = check(&cet);
+    assert!(
+        matches!(&got[..], [Inconsistency::ComponentWithoutFeature { group: "CET", components, values, .. }]
+            if *components == x(0x1800) && values.len() == 2),
+        "{got:?}"
+    );
+    assert!(
+        got[0].to_string().contains("CET_SS is clear")
+            && got[0].to_string().contains("CET_IBT is clear")
+    );
+    edit(&mut cet, 7, 0, |r| r.edx |= 1 << 20);
+    assert!(
+        check(&cet).is_empty(),
+        "IBT alone keeps CET: {:?}",
+        check(&cet)
+    );
+    // UINTR without its flag.
+    let mut uintr = set.clone();
+    edit(&mut uintr, 0xd, 1, |r| r.ecx = 0xc100);
+    uintr
+        .set(
+            0xd,
+            14,
+            CpuidRegs {
+                eax: 0x30,
+                ebx: 0,
+                ecx: 1,
+                edx: 0,
+            },
+        )
+        .unwrap();
+    super::leaf_d::refresh_sizes(&mut uintr);
+    assert!(matches!(
+        &check(&uintr)[..],
+        [Inconsistency::ComponentWithoutFeature { group: "UINTR", .. }]
+    ));
+    edit(&mut uintr, 7, 0, |r| r.edx |= 1 << 5);
+    assert!(check(&uintr).is_empty(), "{:?}", check(&uintr));
+}
+
+#[test]
+fn impossible_xcr0_and_ia32_xss_bits() {
+    // XCR0 with bit 63 and PT: what a broken baseline emitted.
+    let mut set = base();
+    edit(&mut set, 0xd, 0, |r| {
+        r.eax |= 1 << 8;
+        r.edx = 1 << 31;
+    });
+    set.set(
+        0xd,
+        8,
+        CpuidRegs {
+            eax: 0x80,
+            ebx: 0,
+            ecx: 0,
+            edx: 0,
+        },
+    )
+    .unwrap();
+    let got: Vec<String> = check(&set).iter().map(ToString::to_string).collect();
+    assert!(
+        got.iter()
+            .any(|m| m.contains("XCR0 0x80000000000603e7 breaks a rule: supervisor components")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.contains("bit 63 is reserved, never a component")),
+        "{got:#?}"
+    );
+    // IA32_XSS with PKRU and bit 63.
+    let mut set = base();
+    edit(&mut set, 0xd, 1, |r| r.edx = 1 << 31);
+    let got = check(&set);
+    assert_eq!(
+        got[0],
+        Inconsistency::XssImpossible {
+            xss: x(1 << 63),
+            bad: x(1 << 63)
+        }
+    );
+    assert!(got[0].to_string().contains("which IA32_XSS never holds"));
+    let mut set = base();
+    edit(&mut set, 0xd, 1, |r| r.ecx = 0x1);
+    assert!(check(&set).contains(&Inconsistency::XssImpossible {
+        xss: x(1),
+        bad: x(1)
+    }));
 }
 
 #[test]
@@ -660,12 +968,20 @@ fn missing_and_mislabelled_subleaves() {
     );
     let mut set = base();
     edit(&mut set, 0xd, 1, |r| r.ecx = 0x200);
+    // PKRU in IA32_XSS: in both, and a user component where IA32_XSS never
+    // holds one.
     assert_eq!(
         check(&set),
-        vec![Inconsistency::Xcr0XssOverlap {
-            xcr0: x(0x602e7),
-            xss: x(0x200)
-        }]
+        vec![
+            Inconsistency::XssImpossible {
+                xss: x(0x200),
+                bad: x(0x200)
+            },
+            Inconsistency::Xcr0XssOverlap {
+                xcr0: x(0x602e7),
+                xss: x(0x200)
+            }
+        ]
     );
     let mut set = base();
     set.remove_leaf(0xd);

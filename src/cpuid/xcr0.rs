@@ -17,6 +17,16 @@
 //! | MPX both or none | 3, 4 |
 //! | AMX both or none | 17, 18 |
 //! | never MPX with APX | 3-4 vs 19 |
+//! | never a supervisor component | 8, 10-16 |
+//! | bit 63 reserved | 63 |
+//!
+//! The last two hold whatever the CPU: supervisor components (PT, PASID,
+//! CET_U, CET_S, HDC, UINTR, arch LBR, HWP) are enabled in IA32_XSS and
+//! never enumerated in leaf 0xD sub-leaf 0 (SDM Vol. 1 §13.2, §13.3), and
+//! bit 63 is reserved for a future extension of the bit vectors (SDM Vol. 1
+//! §13.3: XSETBV #GP if a reserved bit is set). IA32_XSS has the mirror
+//! rules ([`xss_invalid`]): never a user component, never bit 63 (SDM
+//! Vol. 1 §13.3, Vol. 4 IA32_XSS).
 //!
 //! Whether a bit is supported at all is the CPU's business (CPUID leaf 0xD),
 //! not a rule here. Nothing here allocates.
@@ -37,7 +47,31 @@
 
 use core::fmt;
 
-use crate::component::{ComponentId, Xfeatures};
+use crate::component::{ComponentId, Xfeatures, COMPONENTS, KNOWN_COMPONENTS};
+
+/// The known supervisor components, enabled in IA32_XSS (PT, PASID, CET_U,
+/// CET_S, HDC, UINTR, arch LBR, HWP: bits 8 and 10-16), from the component
+/// table ([`COMPONENTS`]).
+pub const SUPERVISOR: Xfeatures = {
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < KNOWN_COMPONENTS {
+        if COMPONENTS[i].supervisor {
+            bits |= 1 << i;
+        }
+        i += 1;
+    }
+    Xfeatures::from_bits(bits)
+};
+
+/// The known user components, enabled in XCR0 (bits 0-7, 9, 17-19), from
+/// the component table.
+pub const USER: Xfeatures =
+    Xfeatures::from_bits(((1u64 << KNOWN_COMPONENTS) - 1) & !SUPERVISOR.bits());
+
+/// Bit 63 of XCR0 and IA32_XSS: reserved (it would extend the bit vector),
+/// never a component.
+pub const RESERVED: Xfeatures = Xfeatures::from_bits(1 << 63);
 
 /// x87 (bit 0).
 const X87: Xfeatures = ComponentId::X87.bit();
@@ -71,6 +105,11 @@ pub enum Rule {
     AmxTogether,
     /// MPX (bits 3-4) and APX (bit 19) are never set together.
     NoMpxWithApx,
+    /// Supervisor components (bits 8, 10-16) are enabled in IA32_XSS, never
+    /// in XCR0.
+    NoSupervisor,
+    /// Bit 63 is reserved.
+    Bit63Reserved,
 }
 
 /// How a rule constrains the bits, so that checking and fixing share one table.
@@ -84,11 +123,13 @@ enum Shape {
     AllOrNone(Xfeatures),
     /// Not both sides; a fix drops `drop`.
     Exclusive { drop: Xfeatures, keep: Xfeatures },
+    /// None of these bits, ever.
+    Forbidden(Xfeatures),
 }
 
 impl Rule {
     /// Every rule, in the order [`sanitize`] applies them.
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 9] = [
         Rule::X87Required,
         Rule::AvxNeedsSse,
         Rule::Avx512NeedsAvx,
@@ -96,6 +137,8 @@ impl Rule {
         Rule::MpxTogether,
         Rule::AmxTogether,
         Rule::NoMpxWithApx,
+        Rule::NoSupervisor,
+        Rule::Bit63Reserved,
     ];
 
     const fn shape(self) -> Shape {
@@ -118,6 +161,8 @@ impl Rule {
                 drop: MPX,
                 keep: APX,
             },
+            Rule::NoSupervisor => Shape::Forbidden(SUPERVISOR),
+            Rule::Bit63Reserved => Shape::Forbidden(RESERVED),
         }
     }
 
@@ -135,6 +180,11 @@ impl Rule {
                 "AMX TILECFG and TILEDATA (bits 17-18) must be both set or both clear"
             }
             Rule::NoMpxWithApx => "MPX (bits 3-4) and APX (bit 19) must not be set together",
+            Rule::NoSupervisor => {
+                "supervisor components (PT, PASID, CET_U, CET_S, HDC, UINTR, LBR, HWP: bits 8, \
+                 10-16) belong in IA32_XSS, never in XCR0"
+            }
+            Rule::Bit63Reserved => "bit 63 is reserved, never a component",
         }
     }
 
@@ -166,6 +216,7 @@ impl Rule {
                     Xfeatures::EMPTY
                 }
             }
+            Shape::Forbidden(bits) => xcr0.intersection(bits),
         }
     }
 }
@@ -260,7 +311,8 @@ impl Sanitized {
 /// subset of `xcr0`: sanitize never adds a bit.
 ///
 /// What goes: AVX without SSE, AVX-512 without AVX and SSE, a partial
-/// AVX-512, MPX or AMX group, and MPX when APX is set too (APX stays).
+/// AVX-512, MPX or AMX group, MPX when APX is set too (APX stays), every
+/// supervisor component and bit 63.
 ///
 /// # Errors
 ///
@@ -299,7 +351,9 @@ pub fn sanitize(xcr0: Xfeatures) -> Result<Sanitized, Xcr0Error> {
 /// The smallest XCR0 that has `component` and breaks no rule: x87, the
 /// component, and whatever the rules make it need (AVX-512 brings all of
 /// bits 1, 2 and 5-7). The standard-format size of any valid XCR0 is the
-/// size of this value for its furthest-reaching component.
+/// size of this value for its furthest-reaching component. A component no
+/// XCR0 may hold (a supervisor one, bit 63) gives x87 and itself, which
+/// breaks a rule: no valid XCR0 has it.
 ///
 /// ```
 /// use xstate::cpuid::xcr0::minimal_with;
@@ -323,4 +377,19 @@ pub fn minimal_with(component: ComponentId) -> Xfeatures {
             return value;
         }
     }
+}
+
+/// The bits of an IA32_XSS value that no CPU accepts: user components
+/// ([`USER`]: x87, SSE, AVX, MPX, AVX-512, PKRU, AMX, APX, which are
+/// XCR0's) and bit 63 ([`RESERVED`]). Empty when the value is possible
+/// (supported bits aside). Components 20-62 are left to the CPU to judge.
+///
+/// ```
+/// use xstate::cpuid::xcr0::xss_invalid;
+/// use xstate::Xfeatures;
+/// assert!(xss_invalid(Xfeatures::from_bits(0xdd00)).is_empty());
+/// assert_eq!(xss_invalid(Xfeatures::from_bits(0x8000_0000_0000_1a00)).bits(), 0x8000_0000_0000_0200);
+/// ```
+pub const fn xss_invalid(xss: Xfeatures) -> Xfeatures {
+    xss.intersection(USER.union(RESERVED))
 }

@@ -1,11 +1,11 @@
 //! What the baseline gives a guest: leaf 0xD and the feature masks.
 
-use alloc::string::ToString;
+use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{PoolHost, ECX_XFD, XFD, XSAVEC, XSAVES};
+use super::{ECX_XFD, XFD, XSAVEC, XSAVES};
 use crate::area::EXTENDED_START;
-use crate::component::Xfeatures;
+use crate::component::{ComponentId, Xfeatures};
 use crate::cpuid::features::{self, FeatureMask, XSAVE_FLAGS};
 use crate::cpuid::Reg;
 use crate::layout::{subleaf0, subleaf1, CpuidLeaf0xD, CpuidRegs};
@@ -29,31 +29,36 @@ pub(super) fn masks_for(kept: Xfeatures, xsave: bool) -> (Vec<FeatureMask>, Vec<
     (masks, plan.drop_leaves)
 }
 
-/// Leaf 0xD for `xcr0` and `xss` at `host`'s geometry, its sizes computed
-/// from the sub-leaves emitted.
-pub(super) fn leaf_0xd(host: &PoolHost, xcr0: Xfeatures, xss: Xfeatures, eax: u32) -> CpuidLeaf0xD {
+/// Leaf 0xD for `xcr0` and `xss`, each component's sub-leaf from
+/// `subleaf` (a host's geometry, or a baseline's own sub-leaves), its sizes
+/// computed from the sub-leaves emitted: sub-leaf i EAX = size, EBX =
+/// standard offset, `ECX[1]` = 64-byte aligned, `ECX[2]` = XFD (cleared
+/// without XFD in `eax`).
+pub(super) fn leaf_0xd(
+    vendor: Option<String>,
+    subleaf: impl Fn(ComponentId) -> CpuidRegs,
+    xcr0: Xfeatures,
+    xss: Xfeatures,
+    eax: u32,
+) -> CpuidLeaf0xD {
     let mut leaf = CpuidLeaf0xD {
-        vendor: Some(host.layout.vendor().to_string()),
+        vendor,
         ..CpuidLeaf0xD::default()
     };
     let mut standard = EXTENDED_START as u32;
     let mut compacted = EXTENDED_START as u32;
     for c in (xcr0 | xss).extended() {
-        let g = host
-            .layout
-            .geometry(c)
-            .expect("baseline components are on every host");
-        let mut regs = CpuidRegs::from(g);
+        let mut regs = subleaf(c);
         if eax & XFD == 0 {
             regs.ecx &= !ECX_XFD;
         }
         if xcr0.contains(c) {
-            standard = standard.max(g.end());
+            standard = standard.max(regs.ebx.saturating_add(regs.eax));
         }
-        if g.align64 {
+        if regs.ecx & 2 != 0 {
             compacted = compacted.next_multiple_of(64);
         }
-        compacted += g.size;
+        compacted = compacted.saturating_add(regs.eax);
         leaf.subleaves.insert(u32::from(c.index()), regs);
     }
     leaf.subleaves.insert(0, subleaf0(xcr0, standard));

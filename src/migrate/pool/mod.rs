@@ -11,7 +11,12 @@
 //!   EBX/ECX and sub-leaf 1 EBX are the sizes of the offsets and sizes
 //!   emitted;
 //! - **an XCR0 that XSETBV accepts** ([`crate::cpuid::xcr0`]) within what
-//!   every host and its KVM offer guests, and an IA32_XSS likewise;
+//!   every host and its KVM offer guests, and an IA32_XSS likewise; never
+//!   bit 63, a supervisor component in XCR0 or a user one in IA32_XSS,
+//!   whatever the hosts' layouts say;
+//! - **only usable components**: a group of [`features::GROUPS`] that some
+//!   host's CPUID (where known) gives none of the flags that make it usable
+//!   (AVX512F for AVX-512, PKU for PKRU, INTEL_PT for PT, ...) is excluded;
 //! - **safe by default**: a component whose standard offset, size or
 //!   sub-leaf ECX flags (64-byte alignment, XFD) differ between hosts is
 //!   excluded, since a guest's own XSAVE writes its host's offsets
@@ -21,7 +26,9 @@
 //!   every flag and leaf that advertises a component the baseline lacks;
 //! - every exclusion with its reason.
 //!
-//! [`Baseline::apply`] applies it to a guest CPUID, and
+//! [`Baseline::apply`] applies it to a guest CPUID, narrowed to what the
+//! guest has ([`Baseline::for_guest`]: applying never adds an XCR0 or
+//! IA32_XSS bit, an XSAVE feature or a flag the guest lacked), and
 //! [`Baseline::template`] gives the same masking as a list of register
 //! modifications (what a Firecracker custom CPU template holds).
 //!
@@ -45,6 +52,7 @@
 //! ```
 
 mod emit;
+mod guest;
 mod steps;
 mod template;
 
@@ -55,7 +63,7 @@ use alloc::vec::Vec;
 use crate::component::{ComponentId, Xfeatures};
 use crate::cpuid::features::{self, FeatureMask};
 use crate::cpuid::{xcr0, CpuidSet, CpuidSetError, FeatureBit};
-use crate::layout::CpuidLeaf0xD;
+use crate::layout::{CpuidLeaf0xD, CpuidRegs};
 use crate::profile::{HostProfile, KvmOffer};
 use crate::Layout;
 
@@ -278,6 +286,8 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
     let eax = offered.iter().fold(XSAVE_FEATURE_BITS, |a, o| a & o.eax);
     let mut out = steps::Exclusions::default();
     let candidates = steps::on_every_host(hosts, &offered, &mut out);
+    steps::architecture(hosts, candidates, &mut out);
+    steps::usable_on_every_host(hosts, candidates, &mut out);
     steps::xss_needs_xsaves(
         candidates & first.layout.xss_supported(),
         eax,
@@ -294,7 +304,21 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
         (Xfeatures::LEGACY, Xfeatures::EMPTY, 0)
     };
     debug_assert!(xcr0::is_valid(xcr0));
-    let cpuid = emit::leaf_0xd(geometry_host, xcr0, xss, eax);
+    debug_assert!(xcr0::xss_invalid(xss).is_empty());
+    let cpuid = emit::leaf_0xd(
+        Some(geometry_host.layout.vendor().to_string()),
+        |c| {
+            CpuidRegs::from(
+                geometry_host
+                    .layout
+                    .geometry(c)
+                    .expect("baseline components are on every host"),
+            )
+        },
+        xcr0,
+        xss,
+        eax,
+    );
     let (mut feature_masks, drop_leaves) = emit::masks_for(xcr0 | xss, xsave);
     let missing_features = steps::missing_features(hosts, xcr0 | xss);
     for m in &missing_features {
@@ -318,12 +342,15 @@ pub fn baseline(hosts: &[PoolHost], options: &BaselineOptions) -> Result<Baselin
 }
 
 impl Baseline {
-    /// Applies the baseline to a guest CPUID: clears
-    /// [`Baseline::feature_masks`], drops [`Baseline::drop_leaves`] and
-    /// replaces leaf 0xD with [`Baseline::cpuid`]. Leaf 0's maximum leaf is
-    /// left as it is. A guest CPUID whose leaf 1 has XSAVE clear stays
-    /// without XSAVE: it gets the legacy-only leaf 0xD and every
-    /// component's flags masked.
+    /// Applies the baseline to a guest CPUID and returns what the guest got
+    /// ([`Baseline::for_guest`]): the baseline narrowed to what the guest
+    /// has, since applying never adds to a guest. Its feature masks are
+    /// cleared, its leaves to drop dropped and leaf 0xD replaced with its
+    /// [`Baseline::cpuid`]; leaf 0's maximum leaf is left as it is. A guest
+    /// CPUID whose leaf 1 has XSAVE clear stays without XSAVE: it gets the
+    /// legacy-only leaf 0xD and every component's flags masked. The
+    /// returned baseline's [`Baseline::excluded`] says what the guest
+    /// lacked.
     ///
     /// ```
     /// use xstate::cpuid::{check, features, CpuidSet};
@@ -357,31 +384,19 @@ impl Baseline {
     ///
     /// [`PoolError::Guest`] when the guest CPUID would hold more than
     /// [`crate::cpuid::MAX_ENTRIES`] entries; `guest` is then unchanged.
-    pub fn apply(&self, guest: &mut CpuidSet) -> Result<(), PoolError> {
+    pub fn apply(&self, guest: &mut CpuidSet) -> Result<Baseline, PoolError> {
+        let narrowed = self.for_guest(guest);
         let mut out = guest.clone();
-        let guest_xsave = out
-            .entry(1, 0)
-            .is_none_or(|_| out.has_feature(features::XSAVE));
-        let (masks, drop_leaves, leaf) = if guest_xsave {
-            (
-                self.feature_masks.clone(),
-                self.drop_leaves.clone(),
-                self.cpuid.clone(),
-            )
-        } else {
-            let (masks, drop_leaves) = emit::masks_for(Xfeatures::LEGACY, false);
-            (masks, drop_leaves, emit::legacy_leaf_0xd())
-        };
-        out.clear_masks(&masks);
-        for &l in &drop_leaves {
+        out.clear_masks(&narrowed.feature_masks);
+        for &l in &narrowed.drop_leaves {
             out.remove_leaf(l);
         }
         out.remove_leaf(0xd);
         out.set_indexed(0xd, true);
-        for (&sub, &regs) in &leaf.subleaves {
+        for (&sub, &regs) in &narrowed.cpuid.subleaves {
             out.set(0xd, sub, regs).map_err(PoolError::Guest)?;
         }
         *guest = out;
-        Ok(())
+        Ok(narrowed)
     }
 }

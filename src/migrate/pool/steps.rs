@@ -2,7 +2,7 @@
 //! components it excludes with their reason. A component keeps the first
 //! reason found.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -69,7 +69,7 @@ pub(super) struct Exclusions(BTreeMap<u8, String>);
 
 impl Exclusions {
     /// Excludes `c` for `reason`, unless it already is.
-    fn add(&mut self, c: ComponentId, reason: impl FnOnce() -> String) {
+    pub(super) fn add(&mut self, c: ComponentId, reason: impl FnOnce() -> String) {
         self.0.entry(c.index()).or_insert_with(reason);
     }
 
@@ -90,8 +90,43 @@ impl Exclusions {
     }
 }
 
+/// How many hosts a reason names before "and N more".
+const LIST_CAP: usize = 8;
+
+/// At most [`LIST_CAP`] items, each once in the order first seen, then
+/// "and N more": a pool of a thousand hosts keeps its reasons short.
+pub(super) fn capped(items: impl Iterator<Item = String>) -> String {
+    let mut unique = BTreeSet::new();
+    let mut seen: Vec<String> = items.filter(|i| unique.insert(i.clone())).collect();
+    if seen.len() > LIST_CAP {
+        let more = seen.len() - LIST_CAP;
+        seen.truncate(LIST_CAP);
+        format!("{} and {more} more", seen.join(", "))
+    } else {
+        seen.join(", ")
+    }
+}
+
+/// `(host, value)` pairs as `host value, ...`, hosts with the same value
+/// together (`a, b 832, c 1088`), each group [`capped`]: a value that one
+/// host of a thousand holds is still named.
+fn grouped(pairs: impl Iterator<Item = (String, u32)>) -> String {
+    let mut groups: Vec<(u32, Vec<String>)> = Vec::new();
+    for (host, value) in pairs {
+        match groups.iter_mut().find(|(v, _)| *v == value) {
+            Some((_, hosts)) => hosts.push(host),
+            None => groups.push((value, alloc::vec![host])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(value, hosts)| format!("{} {value}", capped(hosts.into_iter())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn names<'a>(hosts: impl Iterator<Item = &'a PoolHost>) -> String {
-    hosts.map(PoolHost::name).collect::<Vec<_>>().join(", ")
+    capped(hosts.map(|h| h.name().to_string()))
 }
 
 fn lacking(offered: &[Offered<'_>], bit: u32) -> String {
@@ -125,17 +160,13 @@ pub(super) fn on_every_host(
             .collect();
         if !without.is_empty() {
             out.add(c, || {
-                let list = without
-                    .iter()
-                    .map(|h| {
-                        if h.has_xsave() {
-                            h.name().to_string()
-                        } else {
-                            format!("{} (no XSAVE: legacy-only)", h.name())
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = capped(without.iter().map(|h| {
+                    if h.has_xsave() {
+                        h.name().to_string()
+                    } else {
+                        format!("{} (no XSAVE: legacy-only)", h.name())
+                    }
+                }));
                 if (mpx | apx).contains(c) && union.intersects(mpx) && union.intersects(apx) {
                     format!(
                         "MPX and APX share offset 960 and are mutually exclusive; the pool mixes them (not on {list})"
@@ -175,6 +206,81 @@ pub(super) fn on_every_host(
         }
     }
     union.extended() - out.set()
+}
+
+/// Excludes what no XCR0 or IA32_XSS may hold, whatever the hosts' layouts
+/// say ([`xcr0::SUPERVISOR`], [`xcr0::USER`], [`xcr0::RESERVED`]): bit 63,
+/// a supervisor component some host enumerates in XCR0, a user component
+/// some host enumerates in IA32_XSS. Real CPUs never enumerate them; a
+/// layout file or a hand-made dump might.
+pub(super) fn architecture(hosts: &[PoolHost], candidates: Xfeatures, out: &mut Exclusions) {
+    for c in candidates & xcr0::RESERVED {
+        out.add(c, || {
+            "bit 63 of XCR0 and IA32_XSS is reserved, never a component".to_string()
+        });
+    }
+    for c in candidates & xcr0::SUPERVISOR {
+        let wrong = names(
+            hosts
+                .iter()
+                .filter(|h| h.layout.xcr0_supported().contains(c)),
+        );
+        if !wrong.is_empty() {
+            out.add(c, || {
+                format!("a supervisor component (IA32_XSS only), but {wrong} enumerate it in XCR0")
+            });
+        }
+    }
+    for c in candidates & xcr0::USER {
+        let wrong = names(
+            hosts
+                .iter()
+                .filter(|h| h.layout.xss_supported().contains(c)),
+        );
+        if !wrong.is_empty() {
+            out.add(c, || {
+                format!("a user component (XCR0 only), but {wrong} enumerate it in IA32_XSS")
+            });
+        }
+    }
+}
+
+/// Excludes every group of [`GROUPS`] in `candidates` that some host's
+/// CPUID (where known) gives none of the flags that make it usable
+/// ([`features::ComponentGroup::enabled_by`]): no OS there enables it.
+pub(super) fn usable_on_every_host(
+    hosts: &[PoolHost],
+    candidates: Xfeatures,
+    out: &mut Exclusions,
+) {
+    for g in GROUPS
+        .iter()
+        .filter(|g| candidates.intersects(g.components))
+    {
+        let without = hosts.iter().filter(|h| {
+            h.cpuid
+                .as_ref()
+                .is_some_and(|c| !g.enabled_by.iter().any(|&b| c.has_feature(b)))
+        });
+        let without = names(without);
+        if without.is_empty() {
+            continue;
+        }
+        let flags = g
+            .enabled_by
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" and ");
+        for c in candidates & g.components {
+            out.add(c, || {
+                format!(
+                    "the CPUID of {without} lacks {flags}, without which no OS enables {}",
+                    g.name
+                )
+            });
+        }
+    }
 }
 
 /// Excludes the IA32_XSS components `xss` when some host lacks XSAVES.
@@ -236,8 +342,8 @@ pub(super) fn one_geometry(
                 });
             }
             if excludes {
-                let values: Vec<String> = gs.iter().map(|(n, g)| format!("{n} {}", f(g))).collect();
-                why.push(format!("{what} differs ({})", values.join(", ")));
+                let values = grouped(gs.iter().map(|(n, g)| (n.to_string(), f(g))));
+                why.push(format!("{what} differs ({values})"));
             }
         }
         if !why.is_empty() {
