@@ -17,8 +17,8 @@
 //! assert_eq!(regs.enabled().bits(), 0x202e7); // tile data disabled
 //! ```
 
-use crate::component::{ComponentId, Xfeatures, COMPONENTS, KNOWN_COMPONENTS};
-use crate::cpuid::xcr0::Rule;
+use crate::component::{ComponentId, Xfeatures, KNOWN_COMPONENTS};
+use crate::cpuid::xcr0::{Rule, RESERVED, USER};
 
 /// MSR number of IA32_XSS.
 pub const MSR_IA32_XSS: u32 = 0xDA0;
@@ -162,25 +162,6 @@ impl XregsError {
     }
 }
 
-/// Bit 63 of every one of the four registers is reserved.
-const BIT_63: Xfeatures = Xfeatures::from_bits(1 << 63);
-
-/// The known supervisor components (IA32_XSS), from the component table.
-const SUPERVISOR: Xfeatures = {
-    let mut bits = 0u64;
-    let mut i = 0;
-    while i < KNOWN_COMPONENTS {
-        if COMPONENTS[i].supervisor {
-            bits |= 1 << i;
-        }
-        i += 1;
-    }
-    Xfeatures::from_bits(bits)
-};
-
-/// The known user components (XCR0), from the component table.
-const USER: Xfeatures = Xfeatures::from_bits(((1u64 << KNOWN_COMPONENTS) - 1) & !SUPERVISOR.bits());
-
 /// The components IA32_XFD and IA32_XFD_ERR may name: of the known ones
 /// only AMX TILEDATA enumerates XFD support (CPUID.(0xD,18).ECX[2]; Linux's
 /// and KVM's `XFEATURE_MASK_USER_DYNAMIC`); components this code does not
@@ -190,30 +171,14 @@ const XFD_CAPABLE: Xfeatures = Xfeatures::from_bits(
         | (Xfeatures::ALL.bits() & !((1u64 << KNOWN_COMPONENTS) - 1)),
 );
 
-/// The rules of XSETBV on XCR0's value beyond [`Rule::ALL`]'s (SDM vol. 1,
-/// 13.3; the same checks as KVM's `__kvm_set_xcr` in `arch/x86/kvm/x86.c`):
-/// each with the bits it forbids.
-const XCR0_FORBIDDEN: [(&str, Xfeatures); 2] = [
-    (
-        "supervisor components (8, 10-16) must be enabled in IA32_XSS, not XCR0",
-        SUPERVISOR,
-    ),
-    ("bit 63 is reserved and must be clear", BIT_63),
-];
-
-/// The first XSETBV rule `xcr0` breaks, as a sentence: the component rules
-/// of [`crate::cpuid::xcr0`], then the bits XCR0 may never hold.
+/// The first XSETBV rule `xcr0` breaks, as a sentence (SDM vol. 1, 13.3;
+/// the checks of KVM's `__kvm_set_xcr` in `arch/x86/kvm/x86.c`): the one
+/// rule table of [`crate::cpuid::xcr0`].
 fn broken_xcr0_rule(xcr0: Xfeatures) -> Option<&'static str> {
     Rule::ALL
         .iter()
         .find(|r| !r.offending(xcr0).is_empty())
         .map(|r| r.description())
-        .or_else(|| {
-            XCR0_FORBIDDEN
-                .iter()
-                .find(|(_, bits)| xcr0.intersects(*bits))
-                .map(|(rule, _)| *rule)
-        })
 }
 
 impl XstateRegisters {
@@ -270,7 +235,7 @@ impl XstateRegisters {
                 rule,
             });
         }
-        let bad = self.xss & (USER | BIT_63);
+        let bad = self.xss & (USER | RESERVED);
         if !bad.is_empty() {
             return Err(XregsError::Xss { xss: self.xss, bad });
         }
