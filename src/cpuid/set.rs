@@ -602,16 +602,13 @@ fn json_entry(i: usize, entry: &Value) -> Result<JsonEntry, CpuidSetError> {
 fn json_u32(v: &Value) -> Option<u32> {
     match v {
         Value::Number(n) => u32::try_from(n.as_u64()?).ok(),
+        Value::String(s) if s.starts_with("0x") || s.starts_with("0X") => crate::hex::parse_u32(s),
         Value::String(s) => {
-            let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-                Some(hex) => (hex, 16),
-                None => (s.as_str(), 10),
-            };
-            // from_str_radix takes a leading '+'; a value here is digits only.
-            if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+            // str::parse takes a leading '+'; a value here is digits only.
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            u32::from_str_radix(digits, radix).ok()
+            s.parse().ok()
         }
         _ => None,
     }

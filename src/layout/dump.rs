@@ -34,12 +34,7 @@ pub enum DumpFormat {
 }
 
 fn hex(s: &str) -> Option<u32> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    u32::from_str_radix(s, 16).ok()
+    crate::hex::parse_u32(s)
 }
 
 /// One parsed line: leaf, sub-leaf, registers.

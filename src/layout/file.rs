@@ -131,19 +131,14 @@ pub struct ComponentEntry {
 }
 
 fn parse_hex(field: &'static str, s: &str) -> Result<u64, FileError> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    u64::from_str_radix(t, 16).map_err(|_| FileError::BadField {
+    crate::hex::parse_u64(s).ok_or_else(|| FileError::BadField {
         field,
         value: s.to_string(),
     })
 }
 
 fn parse_hex32(field: &'static str, s: &str) -> Result<u32, FileError> {
-    u32::try_from(parse_hex(field, s)?).map_err(|_| FileError::BadField {
+    crate::hex::parse_u32(s).ok_or_else(|| FileError::BadField {
         field,
         value: s.to_string(),
     })

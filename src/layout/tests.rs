@@ -1390,3 +1390,42 @@ fn layouts_say_which_xsetbv_rules_their_xcr0_breaks() {
         "XCR0 0x20007 breaks a rule: AMX TILECFG and TILEDATA (bits 17-18) must be both set or both clear (bits at fault: 0x20000)"
     );
 }
+
+#[test]
+fn hex_fields_refuse_a_sign() {
+    let minimal = r#"
+        name = "tiny"
+        vendor = "GenuineIntel"
+        source = "made up"
+        xcr0_supported = "0x7"
+
+        [[component]]
+        id = 2
+        size = 256
+        offset = 576
+    "#;
+    assert!(Layout::from_toml(minimal).is_ok());
+    for (field, line) in [
+        ("xcr0_supported", "xcr0_supported = \"+7\""),
+        ("xcr0_supported", "xcr0_supported = \"0x+7\""),
+        (
+            "xss_supported",
+            "xcr0_supported = \"0x7\"\nxss_supported = \"+0\"",
+        ),
+        (
+            "mxcsr_mask",
+            "xcr0_supported = \"0x7\"\nmxcsr_mask = \"+ffff\"",
+        ),
+        (
+            "xsave_features",
+            "xcr0_supported = \"0x7\"\nxsave_features = \"+f\"",
+        ),
+    ] {
+        let text = minimal.replace("xcr0_supported = \"0x7\"", line);
+        let e = Layout::from_toml(&text).unwrap_err();
+        assert!(
+            matches!(&e, FileError::BadField { field: f, value } if *f == field && value.contains('+')),
+            "{line}: {e:?}"
+        );
+    }
+}

@@ -78,12 +78,7 @@ struct PkruFile {
 }
 
 fn hex(field: &'static str, s: &str) -> Result<u64, ProfileError> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    u64::from_str_radix(t, 16).map_err(|_| ProfileError::BadField {
+    crate::hex::parse_u64(s).ok_or_else(|| ProfileError::BadField {
         field,
         value: s.to_string(),
     })
@@ -237,6 +232,43 @@ mod tests {
                 field: "guest_xcr0",
                 ..
             })
+        ));
+        for (field, from, to) in [
+            (
+                "guest_xcr0",
+                "\"guest_xcr0\": \"0x7\"",
+                "\"guest_xcr0\": \"+7\"",
+            ),
+            (
+                "guest_xss",
+                "\"guest_xss\": \"0x0\"",
+                "\"guest_xss\": \"+0\"",
+            ),
+            (
+                "mxcsr_mask",
+                "\"mxcsr_mask\": \"0x2ffff\"",
+                "\"mxcsr_mask\": \"+2ffff\"",
+            ),
+        ] {
+            assert!(good.contains(from), "{from}");
+            let signed = good.replacen(from, to, 1);
+            let e = HostProfile::from_json(&signed).unwrap_err();
+            assert!(
+                matches!(&e, ProfileError::BadField { field: f, .. } if *f == field),
+                "{to}: {e:?}"
+            );
+        }
+        // The host layout's fields too.
+        let signed = good.replace(
+            "\"xcr0_supported\": \"0x207\"",
+            "\"xcr0_supported\": \"+207\"",
+        );
+        assert!(matches!(
+            HostProfile::from_json(&signed),
+            Err(ProfileError::Layout(FileError::BadField {
+                field: "xcr0_supported",
+                ..
+            }))
         ));
         let huge = good.replace("\"buffer_size\": 4096", "\"buffer_size\": 99999999999");
         assert!(matches!(
