@@ -514,10 +514,25 @@ fn bad_dumps_are_refused_with_reasons() {
         ),
         "{e:?}"
     );
+    // A supervisor component of 0xFFFFFFFF bytes is past the cap alone.
     let e = Layout::from_dump("x", &fixture("huge-supervisor-cpuid-r.txt")).unwrap_err();
     assert!(
-        matches!(e, DumpError::Layout(LayoutError::CompactedTooLarge { .. })),
+        matches!(
+            e,
+            DumpError::Layout(LayoutError::EndOverflow {
+                component: ComponentId::CET_U,
+                size: u32::MAX,
+                ..
+            })
+        ),
         "{e:?}"
+    );
+    // Two (unknown) supervisor components of 600000 bytes: each under the
+    // cap, the compacted area past it (576 + AVX 256 + PKRU 8 + 1200000).
+    let e = Layout::from_dump("x", &fixture("compacted-too-large-cpuid-r.txt")).unwrap_err();
+    assert_eq!(
+        e,
+        DumpError::Layout(LayoutError::CompactedTooLarge { size: 1_200_840 })
     );
     // A Nehalem (CPUID 000106A5): XSAVE clear, no leaf 0xD. Not refused:
     // a legacy-only CPU, x87 and SSE in the FXSAVE image.

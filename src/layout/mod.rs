@@ -57,6 +57,7 @@ use arrayvec::ArrayString;
 
 use crate::area::EXTENDED_START;
 use crate::component::{ComponentId, Xfeatures};
+use crate::xregs::Xreg;
 
 /// Where a component sits in one CPU's XSAVE area, from CPUID leaf 0xD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,8 +134,10 @@ pub enum LayoutError {
     /// An enumerated component without geometry.
     #[error("{0} (component {n}) is enumerated but its size and offset are missing", n = .0.index())]
     MissingGeometry(ComponentId),
-    /// A component whose end does not fit in 32 bits.
-    #[error("{component} (component {n}) at offset {offset} with size {size} ends past 4 GiB", n = .component.index())]
+    /// A component that ends past [`MAX_AREA_SIZE`] (its offset plus its
+    /// size; a supervisor component's offset is 0): no area may hold it.
+    #[error("{component} (component {n}) at offset {offset} with size {size} ends past {max} bytes, the most an XSAVE area may have",
+        n = .component.index(), max = MAX_AREA_SIZE)]
     EndOverflow {
         /// The component.
         component: ComponentId,
@@ -143,12 +146,57 @@ pub enum LayoutError {
         /// Its size in bytes.
         size: u32,
     },
-    /// The compacted area for every supported component would not fit in 32 bits.
-    #[error("the compacted area for every supported component would be {size} bytes, past 4 GiB")]
+    /// The compacted area for every supported component would be larger
+    /// than [`MAX_AREA_SIZE`].
+    #[error("the compacted area for every supported component would be {size} bytes, more than the {max} an XSAVE area may have",
+        max = MAX_AREA_SIZE)]
     CompactedTooLarge {
         /// Its size in bytes.
         size: u64,
     },
+    /// An enumerated standard size (CPUID.(0xD,0).ECX) smaller than the
+    /// legacy region and XSAVE header (576 bytes).
+    #[error(
+        "the standard size {size} is smaller than the legacy region and XSAVE header (576 bytes)"
+    )]
+    StandardTooSmall {
+        /// The enumerated size in bytes.
+        size: u32,
+    },
+    /// An enumerated standard size larger than [`MAX_AREA_SIZE`].
+    #[error("the standard size {size} is more than the {max} bytes an XSAVE area may have", max = MAX_AREA_SIZE)]
+    StandardTooLarge {
+        /// The enumerated size in bytes.
+        size: u32,
+    },
+    /// A known component whose size is not the one every CPU gives it
+    /// ([`ComponentId::fixed_size`]: every known component but arch LBR).
+    #[error("{component} (component {n}) has size {size}, but its architectural size is {architectural}",
+        n = .component.index())]
+    NotArchitecturalSize {
+        /// The component.
+        component: ComponentId,
+        /// The size given, in bytes.
+        size: u32,
+        /// Its architectural size, in bytes.
+        architectural: u32,
+    },
+    /// Bit 63 set in the supported XCR0 or IA32_XSS: it is reserved in both
+    /// (Intel SDM vol. 1, 13.3; in XCOMP_BV it is the compacted-format flag).
+    #[error("supported {register} {value} has bit 63 set, which is reserved")]
+    ReservedBit63 {
+        /// XCR0 or IA32_XSS.
+        register: Xreg,
+        /// The supported bits read.
+        value: Xfeatures,
+    },
+    /// A known supervisor component enumerated in XCR0: XSETBV can never
+    /// set its bit, only IA32_XSS can.
+    #[error("{0} (component {n}) is a supervisor component: IA32_XSS enumerates it, never XCR0", n = .0.index())]
+    SupervisorInXcr0(ComponentId),
+    /// A known user component enumerated in IA32_XSS: only XCR0 can enable it.
+    #[error("{0} (component {n}) is a user component: XCR0 enumerates it, never IA32_XSS", n = .0.index())]
+    UserInXss(ComponentId),
     /// A user component placed inside the legacy region or header.
     #[error("{component} (component {n}) at offset {offset} lies inside the legacy region and header (0..576)", n = .component.index())]
     InLegacyRegion {
@@ -202,6 +250,15 @@ pub enum LayoutError {
     #[error("no CPUID leaf 0xD sub-leaf 0 found")]
     NoLeaf0xD,
 }
+
+/// The most bytes an area a layout describes may have, standard or
+/// compacted: 1 MiB. The largest real areas are about 11 KiB (Sapphire
+/// Rapids with AMX: 11008 bytes standard, 11776 compacted with every
+/// supervisor component; Linux's `KVM_CAP_XSAVE2` and the signal frame
+/// follow the same size), so the cap leaves room for tens of times more
+/// state while keeping what a hostile layout file or dump can make xstate
+/// allocate or write (a buffer, an area file, a stream) bounded.
+pub const MAX_AREA_SIZE: u32 = 1 << 20;
 
 /// Short text held inline, without allocation: a layout's name, vendor and
 /// source. Longer text is cut at a character boundary.
@@ -273,11 +330,32 @@ impl Layout {
             ..table[1]
         };
         let (xcr0, xss) = (parts.xcr0_supported, parts.xss_supported);
+        for (register, value) in [(Xreg::Xcr0, xcr0), (Xreg::Xss, xss)] {
+            if value.bits() & 1 << 63 != 0 {
+                return Err(LayoutError::ReservedBit63 { register, value });
+            }
+        }
         if !xcr0.contains_all(Xfeatures::LEGACY) {
             return Err(LayoutError::MissingLegacy { xcr0 });
         }
         if xcr0.intersects(xss) {
             return Err(LayoutError::BothXcr0AndXss(xcr0 & xss));
+        }
+        let supervisor = |id: ComponentId| id.info().map(|i| i.supervisor);
+        if let Some(id) = xcr0.iter().find(|&id| supervisor(id) == Some(true)) {
+            return Err(LayoutError::SupervisorInXcr0(id));
+        }
+        if let Some(id) = xss.iter().find(|&id| supervisor(id) == Some(false)) {
+            return Err(LayoutError::UserInXss(id));
+        }
+        match parts.standard_size {
+            Some(size) if (size as usize) < EXTENDED_START => {
+                return Err(LayoutError::StandardTooSmall { size });
+            }
+            Some(size) if size > MAX_AREA_SIZE => {
+                return Err(LayoutError::StandardTooLarge { size });
+            }
+            _ => {}
         }
         let supported = xcr0 | xss;
         for g in parts.components {
@@ -294,7 +372,7 @@ impl Layout {
             if g.size == 0 {
                 return Err(LayoutError::ZeroSize(id));
             }
-            if g.offset.checked_add(g.size).is_none() {
+            if u64::from(g.offset) + u64::from(g.size) > u64::from(MAX_AREA_SIZE) {
                 return Err(LayoutError::EndOverflow {
                     component: id,
                     offset: g.offset,
@@ -307,6 +385,16 @@ impl Layout {
                     supervisor: g.supervisor,
                 });
             }
+            match id.fixed_size() {
+                Some(architectural) if g.size != architectural => {
+                    return Err(LayoutError::NotArchitecturalSize {
+                        component: id,
+                        size: g.size,
+                        architectural,
+                    });
+                }
+                _ => {}
+            }
             table[id.index() as usize] = *g;
         }
         for id in supported.extended() {
@@ -315,7 +403,8 @@ impl Layout {
             }
         }
         // Every compacted offset and size is a partial sum of this one:
-        // checking it once keeps all later u32 arithmetic in range.
+        // checking it once keeps all later u32 arithmetic in range, and
+        // every area within MAX_AREA_SIZE.
         let mut compacted = EXTENDED_START as u64;
         for id in supported.extended() {
             let g = &table[id.index() as usize];
@@ -324,7 +413,7 @@ impl Layout {
             }
             compacted += u64::from(g.size);
         }
-        if compacted > u64::from(u32::MAX) {
+        if compacted > u64::from(MAX_AREA_SIZE) {
             return Err(LayoutError::CompactedTooLarge { size: compacted });
         }
         let user = xcr0.extended();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::xregs::Xreg;
 
 /// Component `n` (0..=63).
 fn id(n: u8) -> ComponentId {
@@ -1000,9 +1001,14 @@ fn fingerprint_follows_geometry_only() {
     let mut p = zen3_parts();
     p.standard_size = Some(2448);
     assert_ne!(p.build().unwrap().fingerprint(), base);
+    // Arch LBR is the one known component whose size varies by CPU.
     let mut p = zen3_parts();
-    p.components[3].size = 32;
-    assert_ne!(p.build().unwrap().fingerprint(), base);
+    p.xss_supported |= 1 << 15;
+    p.components.push(sup(15, 808));
+    let lbr = p.build().unwrap().fingerprint();
+    assert_ne!(lbr, base);
+    p.components.last_mut().unwrap().size = 840;
+    assert_ne!(p.build().unwrap().fingerprint(), lbr);
     // Name, vendor, source and MXCSR mask are not geometry.
     let mut p = zen3_parts();
     p.name = "another".into();
@@ -1132,7 +1138,7 @@ mod random {
                 } else {
                     pick
                 };
-                let xss = pick & u64::from(sup_pick) << 2;
+                let xss = registers(pick, sup_pick);
                 let xcr0 = 0x3 | (pick & !xss);
                 let mut order: Vec<ComponentId> = x(pick & !xss).iter().collect();
                 // A deterministic shuffle: standard offsets need not rise with
@@ -1148,6 +1154,7 @@ mod random {
                 let mut components = Vec::new();
                 for c in order {
                     let (size, gap, align64, xfd) = shapes[c.index() as usize - 2];
+                    let size = c.fixed_size().unwrap_or(size);
                     at += gap;
                     components.push(ComponentGeometry {
                         align64,
@@ -1158,6 +1165,7 @@ mod random {
                 }
                 for c in x(xss) {
                     let (size, _, align64, xfd) = shapes[c.index() as usize - 2];
+                    let size = c.fixed_size().unwrap_or(size);
                     components.push(ComponentGeometry {
                         supervisor: true,
                         align64,
@@ -1179,23 +1187,54 @@ mod random {
             })
     }
 
-    /// Any numbers at all, including ones that overflow u32 arithmetic.
+    /// IA32_XSS for the components `pick`: the known supervisor ones, and
+    /// the unknown ones whose bit (from bit 2) `sup_pick` sets.
+    fn registers(pick: u64, sup_pick: u32) -> u64 {
+        x(pick)
+            .iter()
+            .filter(|c| match c.info() {
+                Some(info) => info.supervisor,
+                None => u64::from(sup_pick) << 2 & c.bit().bits() != 0,
+            })
+            .collect::<Xfeatures>()
+            .bits()
+    }
+
+    /// Any numbers at all, including ones that overflow u32 arithmetic and
+    /// components in the wrong register; but often enough valid ones.
     fn wild_parts() -> impl Strategy<Value = Parts> {
         let number = prop_oneof![0u32..4096, 576u32..20000, any::<u32>(), Just(u32::MAX)];
         (
             any::<u32>(),
             any::<u32>(),
-            prop::option::of(prop_oneof![576u32..20000, any::<u32>()]),
-            prop::collection::vec((number.clone(), number, any::<bool>()), 22),
+            prop::option::of(prop_oneof![0u32..576, 576u32..20000, any::<u32>()]),
+            prop::collection::vec(
+                (
+                    number.clone(),
+                    number,
+                    any::<bool>(),
+                    prop::bool::weighted(0.9),
+                ),
+                22,
+            ),
+            prop::bool::weighted(0.9),
         )
-            .prop_map(|(pick, sup_pick, standard_size, shapes)| {
+            .prop_map(|(pick, sup_pick, standard_size, shapes, obey)| {
                 let pick = u64::from(pick) << 2 & 0x00FF_FFFC;
-                let xss = pick & u64::from(sup_pick) << 2;
+                let xss = if obey {
+                    registers(pick, sup_pick)
+                } else {
+                    pick & u64::from(sup_pick) << 2
+                };
                 let xcr0 = 0x3 | (pick & !xss);
                 let components = x(pick)
                     .iter()
                     .map(|c| {
-                        let (size, offset, align64) = shapes[c.index() as usize - 2];
+                        let (size, offset, align64, architectural) = shapes[c.index() as usize - 2];
+                        let size = match c.fixed_size() {
+                            Some(fixed) if architectural => fixed,
+                            _ => size,
+                        };
                         let supervisor = x(xss).contains(c);
                         ComponentGeometry {
                             supervisor,
@@ -1319,7 +1358,8 @@ fn geometry_whose_end_overflows_is_refused_not_a_panic() {
     );
     assert_eq!(
         msg,
-        "PKRU (component 9) at offset 4294967168 with size 256 ends past 4 GiB"
+        "PKRU (component 9) at offset 4294967168 with size 256 ends past 1048576 bytes, \
+         the most an XSAVE area may have"
     );
 }
 
@@ -1327,17 +1367,41 @@ fn geometry_whose_end_overflows_is_refused_not_a_panic() {
 fn huge_supervisor_components_do_not_overflow_compacted_sizes() {
     // A supervisor component of 0xFFFFFFFF bytes: the standard format does
     // not hold it, the compacted one cannot (576 + AVX 256 + PKRU 8 +
-    // CET_U 4294967295 + CET_S 24 = 4294968159 bytes).
+    // CET_U 4294967295 + CET_S 24 = 4294968159 bytes, past 32 bits). The
+    // component alone is past the cap.
     let mut p = zen3_parts();
-    p.components[2] = sup(11, u32::MAX);
-    let (e, msg) = err(p);
+    p.xss_supported |= 1 << 40;
+    p.components.push(sup(40, u32::MAX));
+    let (e, _) = err(p);
     assert_eq!(
         e,
-        LayoutError::CompactedTooLarge {
-            size: 4_294_968_159
+        LayoutError::EndOverflow {
+            component: id(40),
+            offset: 0,
+            size: u32::MAX
         }
     );
-    assert!(msg.contains("4294968159"), "{msg}");
+    // Two (unknown) supervisor components each under the cap, together
+    // past it: 576 + 256 + 8 + 16 + 24 + 2 * 600000 = 1200880 bytes.
+    let mut p = zen3_parts();
+    p.xss_supported |= 0b11 << 40;
+    p.components.push(sup(40, 600_000));
+    p.components.push(sup(41, 600_000));
+    let (e, msg) = err(p);
+    assert_eq!(e, LayoutError::CompactedTooLarge { size: 1_200_880 });
+    assert_eq!(
+        msg,
+        "the compacted area for every supported component would be 1200880 bytes, \
+         more than the 1048576 an XSAVE area may have"
+    );
+    // At the cap exactly: built, and every compacted figure in range.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 40;
+    p.components
+        .push(sup(40, MAX_AREA_SIZE - (576 + 256 + 8 + 16 + 24)));
+    let l = p.build().unwrap();
+    assert_eq!(l.compacted_size(), MAX_AREA_SIZE);
+    assert_eq!(l.compacted_size_for(Xfeatures::ALL), MAX_AREA_SIZE);
 }
 
 #[test]
@@ -1428,4 +1492,274 @@ fn hex_fields_refuse_a_sign() {
             "{line}: {e:?}"
         );
     }
+}
+
+// ------------------------------------------- architectural sizes, registers, bounds
+
+#[test]
+fn known_components_have_their_architectural_size() {
+    // The testers' file: AVX at 128 bytes loaded, and encoding panicked.
+    let text = r#"
+        name = "half-avx"
+        vendor = "GenuineIntel"
+        source = "made up"
+        xcr0_supported = "0x7"
+
+        [[component]]
+        id = 2
+        size = 128
+        offset = 576
+    "#;
+    let e = Layout::from_toml(text).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileError::Layout(LayoutError::NotArchitecturalSize {
+                component: ComponentId::AVX,
+                size: 128,
+                architectural: 256
+            })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "AVX (component 2) has size 128, but its architectural size is 256"
+    );
+    // Every known component with a fixed size, one byte off either way, in
+    // the register it belongs to.
+    for c in ComponentId::known().filter(|c| !c.is_legacy()) {
+        let info = c.info().unwrap();
+        let sizes = match c.fixed_size() {
+            Some(s) => vec![s - 1, s + 1],
+            None => vec![],
+        };
+        for size in sizes {
+            let mut p = parts(0x3, vec![]);
+            if info.supervisor {
+                p.xss_supported = c.bit().bits();
+                p.components = vec![sup(c.index(), size)];
+            } else {
+                p.xcr0_supported |= c.bit().bits();
+                p.components = vec![geom(c.index(), size, 1024)];
+            }
+            assert_eq!(
+                p.build().unwrap_err(),
+                LayoutError::NotArchitecturalSize {
+                    component: c,
+                    size,
+                    architectural: info.size
+                },
+                "{c}"
+            );
+        }
+    }
+    // Arch LBR's size follows the CPU's LBR count: any size is taken, as
+    // are unknown components' sizes.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 15;
+    p.components.push(sup(15, 328));
+    assert_eq!(p.build().unwrap().size(ComponentId::LBR), Some(328));
+    let mut p = zen3_parts();
+    p.xcr0_supported |= 1 << 30;
+    p.standard_size = None;
+    p.components.push(geom(30, 7, 2440));
+    assert_eq!(p.build().unwrap().size(id(30)), Some(7));
+    // The same rule for a CPUID function and a leaf 0xD: PKRU at 16 bytes.
+    let zen3 = catalog::get("amd-zen3").unwrap().to_cpuid();
+    let mut leaf = zen3.clone();
+    leaf.subleaves.get_mut(&9).unwrap().eax = 16;
+    let e = leaf.to_layout("x").unwrap_err();
+    assert_eq!(
+        e,
+        LayoutError::NotArchitecturalSize {
+            component: ComponentId::PKRU,
+            size: 16,
+            architectural: 8
+        }
+    );
+    let e = Layout::from_cpuid("x", "test", |l, s| match l {
+        0 => CpuidRegs {
+            eax: 0x10,
+            ..CpuidRegs::default()
+        },
+        0xD => leaf.subleaves.get(&s).copied().unwrap_or_default(),
+        _ => CpuidRegs::default(),
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LayoutError::NotArchitecturalSize {
+                component: ComponentId::PKRU,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn xcr0_and_ia32_xss_hold_only_their_own_components() {
+    // The testers' file: PT (supervisor) in XCR0, and reserved bit 63.
+    let text = r#"
+        name = "impossible"
+        vendor = "GenuineIntel"
+        source = "made up"
+        xcr0_supported = "0x8000000000000107"
+
+        [[component]]
+        id = 2
+        size = 256
+        offset = 576
+
+        [[component]]
+        id = 8
+        size = 128
+        offset = 832
+    "#;
+    let e = Layout::from_toml(text).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileError::Layout(LayoutError::ReservedBit63 {
+                register: Xreg::Xcr0,
+                value
+            }) if value == x(0x8000_0000_0000_0107)
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "supported XCR0 0x8000000000000107 has bit 63 set, which is reserved"
+    );
+    let e = Layout::from_toml(&text.replace("0x8000000000000107", "0x107")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileError::Layout(LayoutError::SupervisorInXcr0(ComponentId::PT))
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "PT (component 8) is a supervisor component: IA32_XSS enumerates it, never XCR0"
+    );
+    // A user component in IA32_XSS.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 5;
+    p.components.push(sup(5, 64));
+    let (e, msg) = err(p);
+    assert_eq!(e, LayoutError::UserInXss(ComponentId::OPMASK));
+    assert_eq!(
+        msg,
+        "AVX-512 opmask (component 5) is a user component: XCR0 enumerates it, never IA32_XSS"
+    );
+    // Bit 63 of IA32_XSS.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 63;
+    let (e, msg) = err(p);
+    assert_eq!(
+        e,
+        LayoutError::ReservedBit63 {
+            register: Xreg::Xss,
+            value: x(0x8000_0000_0000_1800)
+        }
+    );
+    assert_eq!(
+        msg,
+        "supported IA32_XSS 0x8000000000001800 has bit 63 set, which is reserved"
+    );
+    // Unknown components may be either.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 40;
+    p.xcr0_supported |= 1 << 41;
+    p.standard_size = None;
+    p.components.push(sup(40, 8));
+    p.components.push(geom(41, 8, 2440));
+    assert!(p.build().is_ok());
+    // Through leaf 0xD too: PT moved from IA32_XSS to XCR0.
+    let mut leaf = spr().to_cpuid();
+    leaf.subleaves.get_mut(&0).unwrap().eax |= 1 << 8;
+    leaf.subleaves.get_mut(&1).unwrap().ecx &= !(1 << 8);
+    leaf.subleaves.get_mut(&8).unwrap().ecx &= !1;
+    assert_eq!(
+        leaf.to_layout("x").unwrap_err(),
+        LayoutError::SupervisorInXcr0(ComponentId::PT)
+    );
+}
+
+#[test]
+fn layout_geometry_is_bounded() {
+    let minimal = r#"
+        name = "tiny"
+        vendor = "GenuineIntel"
+        source = "made up"
+        xcr0_supported = "0x3"
+    "#;
+    // The testers' standard_size = 4294967295, and 0.
+    for (size, e) in [
+        (u32::MAX, LayoutError::StandardTooLarge { size: u32::MAX }),
+        (
+            MAX_AREA_SIZE + 1,
+            LayoutError::StandardTooLarge {
+                size: MAX_AREA_SIZE + 1,
+            },
+        ),
+        (0, LayoutError::StandardTooSmall { size: 0 }),
+        (575, LayoutError::StandardTooSmall { size: 575 }),
+    ] {
+        let text = format!("{minimal}standard_size = {size}\n");
+        let got = Layout::from_toml(&text).unwrap_err();
+        assert!(
+            matches!(got, FileError::Layout(g) if g == e),
+            "{size}: {got:?}"
+        );
+    }
+    assert_eq!(
+        LayoutError::StandardTooLarge { size: u32::MAX }.to_string(),
+        "the standard size 4294967295 is more than the 1048576 bytes an XSAVE area may have"
+    );
+    assert_eq!(
+        LayoutError::StandardTooSmall { size: 0 }.to_string(),
+        "the standard size 0 is smaller than the legacy region and XSAVE header (576 bytes)"
+    );
+    // The bounds themselves are taken.
+    for size in [576, MAX_AREA_SIZE] {
+        let text = format!("{minimal}standard_size = {size}\n");
+        assert_eq!(Layout::from_toml(&text).unwrap().standard_size(), size);
+    }
+    // The testers' component of 4,000,000,000 bytes (62: bit 63 is reserved).
+    let huge = format!(
+        "{}\n[[component]]\nid = 62\nsize = 4000000000\noffset = 576\n",
+        minimal.replace("\"0x3\"", "\"0x4000000000000003\"")
+    );
+    let e = Layout::from_toml(&huge).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileError::Layout(LayoutError::EndOverflow {
+                size: 4_000_000_000,
+                offset: 576,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    // A user component ending exactly at the cap is taken.
+    let at_cap = huge.replace(
+        "size = 4000000000",
+        &format!("size = {}", MAX_AREA_SIZE - 576),
+    );
+    let l = Layout::from_toml(&at_cap).unwrap();
+    assert_eq!(l.standard_size(), MAX_AREA_SIZE);
+    assert_eq!(l.compacted_size(), MAX_AREA_SIZE);
+    let one_more = huge.replace(
+        "size = 4000000000",
+        &format!("size = {}", MAX_AREA_SIZE - 575),
+    );
+    assert!(matches!(
+        Layout::from_toml(&one_more),
+        Err(FileError::Layout(LayoutError::EndOverflow { .. }))
+    ));
 }
