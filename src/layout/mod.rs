@@ -249,6 +249,32 @@ pub enum LayoutError {
     /// No CPUID leaf 0xD (sub-leaf 0) to build a layout from.
     #[error("no CPUID leaf 0xD sub-leaf 0 found")]
     NoLeaf0xD,
+    /// A CPUID whose leaf 0 says leaf 0xD exists (its maximum basic leaf,
+    /// EAX, is 0xD or more) or, without leaf 0, whose leaf 1 sets XSAVE,
+    /// and whose leaf 1 does not clear XSAVE, but without leaf 0xD
+    /// sub-leaf 0: a dump cut short, not a CPU without XSAVE.
+    #[error("no CPUID leaf 0xD sub-leaf 0, though {}: the CPUID is incomplete (a dump cut short?), not that of a CPU without XSAVE",
+        Leaf0xDWitness(*max_leaf))]
+    MissingLeaf0xD {
+        /// Leaf 0 EAX, the maximum basic leaf; `None` without leaf 0.
+        max_leaf: Option<u32>,
+    },
+}
+
+/// What says that a CPUID should have leaf 0xD, for
+/// [`LayoutError::MissingLeaf0xD`].
+struct Leaf0xDWitness(Option<u32>);
+
+impl core::fmt::Display for Leaf0xDWitness {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(max) => write!(
+                f,
+                "leaf 0 says the CPU has basic leaves up to {max:#x} and leaf 1 does not clear XSAVE"
+            ),
+            None => f.write_str("leaf 1 sets XSAVE"),
+        }
+    }
 }
 
 /// The most bytes an area a layout describes may have, standard or
