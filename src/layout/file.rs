@@ -189,10 +189,13 @@ impl LayoutFile {
                 return Err(FileError::LegacyWithXsaveState { xcr0, xss });
             }
             let layout = Layout::legacy_only(&self.name, &self.vendor, &source);
-            return Ok(match mxcsr_mask {
-                Some(m) => layout.with_mxcsr_mask(m),
-                None => layout,
-            });
+            return match mxcsr_mask {
+                Some(mask) if mask & super::MXCSR_MASK_MIN != super::MXCSR_MASK_MIN => {
+                    Err(LayoutError::MxcsrMask { mask }.into())
+                }
+                Some(m) => Ok(layout.with_mxcsr_mask(m)),
+                None => Ok(layout),
+            };
         }
         Ok(Layout::from_parts(LayoutParts {
             name: &self.name,

@@ -197,6 +197,14 @@ pub enum LayoutError {
     /// A known user component enumerated in IA32_XSS: only XCR0 can enable it.
     #[error("{0} (component {n}) is a user component: XCR0 enumerates it, never IA32_XSS", n = .0.index())]
     UserInXss(ComponentId),
+    /// An MXCSR mask without every bit of [`MXCSR_MASK_MIN`], which every
+    /// CPU lets software set.
+    #[error("MXCSR mask {mask:#x} lacks bits {missing:#x} of {min:#x}, the architectural minimum every CPU lets software set",
+        missing = MXCSR_MASK_MIN & !*mask, min = MXCSR_MASK_MIN)]
+    MxcsrMask {
+        /// The mask given.
+        mask: u32,
+    },
     /// A user component placed inside the legacy region or header.
     #[error("{component} (component {n}) at offset {offset} lies inside the legacy region and header (0..576)", n = .component.index())]
     InLegacyRegion {
@@ -285,6 +293,11 @@ impl core::fmt::Display for Leaf0xDWitness {
 /// state while keeping what a hostile layout file or dump can make xstate
 /// allocate or write (a buffer, an area file, a stream) bounded.
 pub const MAX_AREA_SIZE: u32 = 1 << 20;
+
+/// The MXCSR bits every CPU lets software set: FXSAVE's MXCSR_MASK is at
+/// least this (0xFFBF: all but DAZ, bit 6, below bit 16; a zero MXCSR_MASK
+/// field means exactly this. Intel SDM vol. 1, 11.6.6).
+pub const MXCSR_MASK_MIN: u32 = 0xFFBF;
 
 /// Short text held inline, without allocation: a layout's name, vendor and
 /// source. Longer text is cut at a character boundary.
@@ -494,6 +507,9 @@ impl Layout {
         let mxcsr_mask = parts
             .mxcsr_mask
             .unwrap_or_else(|| default_mxcsr_mask(parts.vendor));
+        if mxcsr_mask & MXCSR_MASK_MIN != MXCSR_MASK_MIN {
+            return Err(LayoutError::MxcsrMask { mask: mxcsr_mask });
+        }
         let xfd = supported.iter().any(|id| table[id.index() as usize].xfd);
         let xsave_features = parts
             .xsave_features
@@ -725,6 +741,15 @@ impl Layout {
         Layout {
             name: text(name),
             ..self.clone()
+        }
+    }
+
+    /// This layout with another [`source`](Self::source) text.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn with_source(self, source: &str) -> Layout {
+        Layout {
+            source: text(source),
+            ..self
         }
     }
 

@@ -1763,3 +1763,30 @@ fn layout_geometry_is_bounded() {
         Err(FileError::Layout(LayoutError::EndOverflow { .. }))
     ));
 }
+
+#[test]
+fn mxcsr_masks_hold_the_architectural_minimum() {
+    let zen3 = catalog::get("amd-zen3").unwrap().to_toml();
+    assert!(zen3.contains("mxcsr_mask = \"0x2ffff\""), "{zen3}");
+    for mask in ["0x0", "0xff3f", "0x10000"] {
+        let e = Layout::from_toml(&zen3.replace("0x2ffff", mask)).unwrap_err();
+        assert!(
+            matches!(e, FileError::Layout(LayoutError::MxcsrMask { .. })),
+            "{mask}: {e:?}"
+        );
+    }
+    assert_eq!(
+        LayoutError::MxcsrMask { mask: 0xff3f }.to_string(),
+        "MXCSR mask 0xff3f lacks bits 0x80 of 0xffbf, the architectural minimum every CPU \
+         lets software set"
+    );
+    let l = Layout::from_toml(&zen3.replace("0x2ffff", "0xffbf")).unwrap();
+    assert_eq!(l.mxcsr_mask(), MXCSR_MASK_MIN);
+    // A legacy-only layout file too.
+    let old = Layout::legacy_only("old", "GenuineIntel", "test").to_toml();
+    let e = Layout::from_toml(&old.replace("0xffff", "0x0")).unwrap_err();
+    assert!(
+        matches!(e, FileError::Layout(LayoutError::MxcsrMask { mask: 0 })),
+        "{e:?}"
+    );
+}
