@@ -94,8 +94,13 @@ pub(crate) fn parse_cpuid_raw(line: &str) -> Option<(u32, u32, CpuidRegs)> {
     ))
 }
 
-/// Detects the dump format of `text`, if it is a CPUID dump at all.
+/// Detects the dump format of `text`, if it is a CPUID dump at all: the
+/// format of its first CPUID line or, when no line parses, of its first line
+/// shaped like one (`CPUID 0000000D:`, `0x0000000d 0x00:`), so that a dump
+/// whose lines are all cut or corrupted is still taken for a dump (and
+/// refused as one, naming the line).
 pub(crate) fn detect(text: &str) -> Option<DumpFormat> {
+    let mut shaped = None;
     for line in text.lines() {
         if parse_instlat(line).is_some() {
             return Some(DumpFormat::InstLatx64);
@@ -103,8 +108,26 @@ pub(crate) fn detect(text: &str) -> Option<DumpFormat> {
         if parse_cpuid_raw(line).is_some() {
             return Some(DumpFormat::CpuidRaw);
         }
+        shaped = shaped.or_else(|| shaped_like(line));
     }
-    None
+    shaped
+}
+
+/// The format whose CPUID line `line` starts like: a leaf and a colon
+/// (`CPUID 0000000D:`), or a leaf and a sub-leaf with its colon
+/// (`0x0000000d 0x00:`).
+fn shaped_like(line: &str) -> Option<DumpFormat> {
+    let mut words = line.split_whitespace();
+    let (first, second) = (words.next()?, words.next()?);
+    let hex_digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex_word = |w: &str| w.strip_prefix("0x").is_some_and(hex_digits);
+    if first == "CPUID" && second.strip_suffix(':').is_some_and(hex_digits) {
+        Some(DumpFormat::InstLatx64)
+    } else if hex_word(first) && second.strip_suffix(':').is_some_and(hex_word) {
+        Some(DumpFormat::CpuidRaw)
+    } else {
+        None
+    }
 }
 
 impl CpuidLeaf0xD {

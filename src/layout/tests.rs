@@ -1764,6 +1764,165 @@ fn layout_geometry_is_bounded() {
     ));
 }
 
+// ------------------------------------------------ sources told apart by content
+
+#[test]
+fn kvm_cpuid2_json_is_a_source_like_any_cpuid() {
+    let dir = tempfile::tempdir().unwrap();
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let mut set = crate::cpuid::CpuidSet::new();
+    set.set(
+        0,
+        0,
+        CpuidRegs {
+            eax: 0x10,
+            ebx: 0x6874_7541,
+            ecx: 0x444d_4163,
+            edx: 0x6974_6e65,
+        },
+    )
+    .unwrap();
+    for (sub, regs) in zen4.to_cpuid().subleaves {
+        set.set(0xD, sub, regs).unwrap();
+    }
+    let array = set.to_kvm_json();
+    let object = format!("{{\"entries\": {array}}}");
+    for (file, text) in [("pool.json", &array), ("entries.json", &object)] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        let l = LayoutSource::parse(path.to_str().unwrap()).load().unwrap();
+        same_geometry(&l, zen4);
+        assert_eq!(l.name(), file.trim_end_matches(".json"));
+        assert_eq!(l.source(), "CPUID dump (kvm_cpuid2 JSON format)");
+    }
+    // A bad entry: the CPUID parser's error, naming what the file was
+    // taken for and the entry.
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, array.replacen("\"eax\": \"0x", "\"eax\": \"+0x", 1)).unwrap();
+    let e = LayoutSource::parse(path.to_str().unwrap())
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SourceError::Dump {
+                source: DumpError::Cpuid(crate::cpuid::CpuidSetError::Field { .. }),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        report(&e).contains(
+            "(read as a CPUID: cpuid -r, InstLatx64 or kvm_cpuid2 JSON): entry 0: field \"eax\""
+        ),
+        "{}",
+        report(&e)
+    );
+}
+
+#[test]
+fn source_errors_name_what_the_file_was_taken_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let e = LayoutSource::parse(path.to_str().unwrap())
+            .load()
+            .unwrap_err();
+        (report(&e), e)
+    };
+    let (msg, e) = load("a.json", "{\"name\": \"x\"}");
+    assert!(matches!(e, SourceError::Profile { .. }), "{e:?}");
+    assert!(
+        msg.contains("a.json (read as a host profile): not a host profile"),
+        "{msg}"
+    );
+    let (msg, e) = load("b.json", "[{\"function\": 0}]");
+    assert!(matches!(e, SourceError::Dump { .. }), "{e:?}");
+    assert!(msg.contains("b.json (read as a CPUID"), "{msg}");
+    let (msg, e) = load("c.toml", "name = 1");
+    assert!(matches!(e, SourceError::File { .. }), "{e:?}");
+    assert!(
+        msg.contains("c.toml (read as a TOML layout file): not a layout file"),
+        "{msg}"
+    );
+    let (msg, e) = load(
+        "d.txt",
+        "CPU:\n   0x00000000 0x00: eax=0x10 ebx=0x0 ecx=0x0\n",
+    );
+    assert!(matches!(e, SourceError::Dump { .. }), "{e:?}");
+    assert!(msg.ends_with("line 2: malformed CPUID line"), "{msg}");
+}
+
+#[test]
+fn a_profile_loaded_as_a_layout_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let profile = crate::profile::HostProfile {
+        layout: spr.renamed("node-a"),
+        kvm: Some(crate::profile::KvmOffer::new(x(0x2e7), 4096, 0xffff)),
+    };
+    let path = dir.path().join("me.json");
+    std::fs::write(&path, profile.to_json()).unwrap();
+    let source = LayoutSource::parse(path.to_str().unwrap());
+    let l = source.load().unwrap();
+    assert_eq!(l.name(), "node-a");
+    same_geometry(&l, spr);
+    assert_eq!(
+        l.source(),
+        format!("host profile {}: {}", path.display(), spr.source())
+    );
+    let p = source.load_profile().unwrap();
+    assert_eq!(p.kvm, profile.kvm);
+    assert_eq!(p.layout, l);
+}
+
+#[test]
+fn files_too_large_or_not_text_are_rejected_inputs_not_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let mut text = catalog::get("amd-zen4").unwrap().to_toml();
+    text.push('#');
+    text.push_str(&" ".repeat(MAX_SOURCE_FILE as usize));
+    std::fs::write(&big, &text).unwrap();
+    let e = LayoutSource::parse(big.to_str().unwrap())
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(&e, SourceError::TooLarge { max, .. } if *max == MAX_SOURCE_FILE),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} is larger than 4194304 bytes: not a layout file, CPUID or host profile",
+            big.display()
+        )
+    );
+    // At the limit exactly it is read (and fails as TOML only if it is not).
+    text.truncate(MAX_SOURCE_FILE as usize);
+    std::fs::write(&big, &text).unwrap();
+    assert!(LayoutSource::parse(big.to_str().unwrap()).load().is_ok());
+
+    let binary = dir.path().join("area.bin");
+    std::fs::write(&binary, [0x7f, 0xff, 0xfe, 0x00, 0x80]).unwrap();
+    let e = LayoutSource::parse(binary.to_str().unwrap())
+        .load()
+        .unwrap_err();
+    assert!(matches!(e, SourceError::NotText { .. }), "{e:?}");
+    assert!(e
+        .to_string()
+        .ends_with("is not UTF-8 text: not a layout file, CPUID or host profile"));
+
+    let missing = dir.path().join("missing.toml");
+    let e = read_source_file(&missing).unwrap_err();
+    assert!(matches!(e, SourceError::Io { .. }), "{e:?}");
+    // A directory cannot be read as a file: an I/O error too.
+    let e = read_source_file(dir.path()).unwrap_err();
+    assert!(matches!(e, SourceError::Io { .. }), "{e:?}");
+}
+
 #[test]
 fn mxcsr_masks_hold_the_architectural_minimum() {
     let zen3 = catalog::get("amd-zen3").unwrap().to_toml();
