@@ -815,3 +815,53 @@ fn from_dump_and_cpuid_set_agree_on_every_cut_of_every_dump() {
         }
     }
 }
+
+// ------------------------------------------------ where the shared dumps are
+
+/// Runs one test of this binary in a child process with `env` set.
+fn run_alone(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--test-threads=1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_shared_dumps_can_be_named_by_xstate_cpuid_dir() {
+    let Some(dir) = dump_dir() else { return };
+    let test = "catalog_layouts_match_the_cpuid_dumps_they_came_from";
+    // A copy of the dumps elsewhere, named by the variable: read there.
+    let copy = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+    }
+    let required = std::ffi::OsStr::new("1");
+    let out = run_alone(
+        test,
+        &[
+            ("XSTATE_CPUID_DIR", copy.path().as_os_str()),
+            ("XSTATE_REQUIRE_FIXTURES", required),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // An empty directory named by it: the dumps are looked for there only.
+    let empty = tempfile::tempdir().unwrap();
+    let out = run_alone(test, &[("XSTATE_CPUID_DIR", empty.path().as_os_str())]);
+    assert!(!out.status.success());
+    // A directory that is not there: a failure, never a skip.
+    let gone = empty.path().join("gone");
+    let out = run_alone(test, &[("XSTATE_CPUID_DIR", gone.as_os_str())]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("XSTATE_CPUID_DIR=") && text.contains("is not a directory"),
+        "{text}"
+    );
+}
