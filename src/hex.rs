@@ -20,11 +20,12 @@ pub(crate) fn parse_u64(s: &str) -> Option<u64> {
 }
 
 /// `s` as a hex number of at most 32 bits, or `None`.
+#[cfg(feature = "std")]
 pub(crate) fn parse_u32(s: &str) -> Option<u32> {
     u32::try_from(parse_u64(s)?).ok()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
 

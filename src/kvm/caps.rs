@@ -3,6 +3,7 @@
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Cap, Kvm};
 
+use std::format;
 use std::string::String;
 use std::vec::Vec;
 

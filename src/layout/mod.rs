@@ -745,7 +745,7 @@ impl Layout {
     }
 
     /// This layout with another [`source`](Self::source) text.
-    #[cfg(feature = "alloc")]
+    #[cfg(any(feature = "std", all(feature = "kvm", target_arch = "x86_64")))]
     pub(crate) fn with_source(self, source: &str) -> Layout {
         Layout {
             source: text(source),

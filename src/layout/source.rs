@@ -90,7 +90,15 @@ pub enum SourceError {
     NotX86,
 }
 
-/// Where a layout comes from.
+/// Where a layout comes from: `host`, a catalog name, or a file.
+///
+/// A file is told apart by content. A JSON object with `host_layout` is a
+/// host profile (`xstate kvm info --json`; its layout's source then says
+/// it came from that profile). A JSON array, or a JSON object with
+/// `entries`, is a CPUID as KVM `kvm_cpuid2` entries, and text with a
+/// `cpuid -r` or InstLatx64 CPUID line a CPUID dump: both are read by
+/// [`crate::cpuid::CpuidSet`] ([`Layout::from_dump`]). Anything else is read
+/// as a TOML layout file. Errors say what the file was taken for.
 ///
 /// ```
 /// use xstate::layout::LayoutSource;
@@ -107,7 +115,7 @@ pub enum LayoutSource {
     Catalog(String),
     /// A file: a host profile (JSON), a CPUID (`cpuid -r`, InstLatx64 or
     /// `kvm_cpuid2` JSON) or a TOML layout file, told apart by content (see
-    /// the [module docs](self)).
+    /// [`LayoutSource`]).
     File(PathBuf),
 }
 
