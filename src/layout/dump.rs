@@ -1,4 +1,5 @@
-//! CPUID dump files: the InstLatx64 text format and `cpuid -r` output.
+//! CPUID dumps: the InstLatx64 text format and `cpuid -r` output (and,
+//! through [`CpuidSet`], KVM `kvm_cpuid2` entries as JSON).
 //!
 //! InstLatx64 lines look like
 //! `CPUID 0000000D: 000602E7-00002B00-00002B00-00000000 [SL 00]`
