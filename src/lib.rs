@@ -62,6 +62,7 @@ pub mod cpuid;
 #[cfg(all(feature = "testing", feature = "std"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod hex;
 #[cfg(target_arch = "x86_64")]
 pub mod host;
 #[cfg(all(feature = "kvm", target_arch = "x86_64"))]

@@ -5,6 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use xstate::cpuid::{At, CpuidSet, CpuidSetError};
 use xstate::layout::{catalog, diff, DumpError, FileError, LayoutSource, SourceError};
 use xstate::{ComponentId, Layout, LayoutError, Xfeatures};
 
@@ -162,9 +163,19 @@ fn dump_formats_are_detected_and_bad_dumps_refused() {
     assert_eq!((g.size, g.offset), (64, 2816));
     assert_eq!(id(21).to_string(), "component 21");
     assert!(Layout::from_dump("x", "hello\nworld\n").is_err());
-    // Leaf 0 but no leaf 0xD: a CPU without XSAVE, legacy-only.
+    // Leaf 0 saying leaf 0xD exists (maximum basic leaf 0x16), but no leaf
+    // 0xD: an incomplete dump, refused (not read as legacy-only).
     let no_leaf_d = "CPUID 00000000: 00000016-756E6547-6C65746E-49656E69\n";
-    let legacy = Layout::from_dump("x", no_leaf_d).unwrap();
+    assert_eq!(
+        Layout::from_dump("x", no_leaf_d).unwrap_err(),
+        DumpError::Layout(LayoutError::MissingLeaf0xD {
+            max_leaf: Some(0x16)
+        })
+    );
+    // Leaf 0 saying there is no leaf 0xD (maximum basic leaf 0xB): a CPU
+    // without XSAVE, legacy-only.
+    let old = "CPUID 00000000: 0000000B-756E6547-6C65746E-49656E69\n";
+    let legacy = Layout::from_dump("x", old).unwrap();
     assert!(!legacy.has_xsave());
     assert_eq!(legacy.xcr0_supported(), Xfeatures::LEGACY);
     // Neither leaf 0, 1 nor 0xD: nothing says what the CPU is.
@@ -514,10 +525,25 @@ fn bad_dumps_are_refused_with_reasons() {
         ),
         "{e:?}"
     );
+    // A supervisor component of 0xFFFFFFFF bytes is past the cap alone.
     let e = Layout::from_dump("x", &fixture("huge-supervisor-cpuid-r.txt")).unwrap_err();
     assert!(
-        matches!(e, DumpError::Layout(LayoutError::CompactedTooLarge { .. })),
+        matches!(
+            e,
+            DumpError::Layout(LayoutError::EndOverflow {
+                component: ComponentId::CET_U,
+                size: u32::MAX,
+                ..
+            })
+        ),
         "{e:?}"
+    );
+    // Two (unknown) supervisor components of 600000 bytes: each under the
+    // cap, the compacted area past it (576 + AVX 256 + PKRU 8 + 1200000).
+    let e = Layout::from_dump("x", &fixture("compacted-too-large-cpuid-r.txt")).unwrap_err();
+    assert_eq!(
+        e,
+        DumpError::Layout(LayoutError::CompactedTooLarge { size: 1_200_840 })
     );
     // A Nehalem (CPUID 000106A5): XSAVE clear, no leaf 0xD. Not refused:
     // a legacy-only CPU, x87 and SSE in the FXSAVE image.
@@ -548,10 +574,23 @@ fn bad_dumps_are_refused_with_reasons() {
         DumpError::UnknownFormat.to_string(),
         "not a CPUID dump in a known format (InstLatx64 or `cpuid -r`)"
     );
-    // Malformed lines are skipped, not misread: five registers, bad hex.
+    // Malformed lines are refused, naming the line, not skipped: five
+    // registers, bad hex.
     let text = "CPUID 0000000D: 00000207-00000340-00000988-00000000-00000000 [SL 00]\n\
                 CPUID 0000000D: 0000020Z-00000340-00000988-00000000 [SL 00]\n";
     assert!(Layout::from_dump("x", text).is_err());
+    let text = "CPUID 00000000: 00000010-68747541-444D4163-69746E65\n\
+                CPUID 0000000D: 00000207-00000340-00000988-00000000-00000000 [SL 00]\n";
+    assert_eq!(
+        Layout::from_dump("x", text).unwrap_err(),
+        DumpError::Cpuid(CpuidSetError::Malformed { at: At::Line(2) })
+    );
+    let text = "CPUID 00000000: 00000010-68747541-444D4163-69746E65\n\
+                CPUID 0000000D: 0000020Z-00000340-00000988-00000000 [SL 00]\n";
+    assert_eq!(
+        Layout::from_dump("x", text).unwrap_err(),
+        DumpError::Cpuid(CpuidSetError::Malformed { at: At::Line(2) })
+    );
 }
 
 // ------------------------------------------------ the host
@@ -604,4 +643,225 @@ fn the_host_layout_is_sane_and_agrees_with_xgetbv() {
         vendor.extend_from_slice(&r.to_le_bytes());
     }
     assert_eq!(host.vendor().as_bytes(), &vendor[..]);
+}
+
+// ------------------------------------------------ one dump parser
+
+/// The EMR host's `cpuid -r` capture, from the shared dumps.
+fn emr_lines(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("host-intel-emr-cpuid-r.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn an_emr_dump_cut_before_leaf_0xd_is_refused_not_legacy_only() {
+    let Some(dir) = dump_dir() else { return };
+    let lines = emr_lines(&dir);
+    let first_d = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("0x0000000d 0x00:"))
+        .unwrap();
+    // Leaf 0 says the CPU has leaves up to 0x20; leaf 1 sets XSAVE.
+    let cut = lines[..first_d].join("\n");
+    let e = Layout::from_dump("emr", &cut).unwrap_err();
+    assert_eq!(
+        e,
+        DumpError::Layout(LayoutError::MissingLeaf0xD {
+            max_leaf: Some(0x20)
+        })
+    );
+    assert_eq!(
+        e.to_string(),
+        "no CPUID leaf 0xD sub-leaf 0, though leaf 0 says the CPU has basic leaves up to 0x20 \
+         and leaf 1 does not clear XSAVE: the CPUID is incomplete (a dump cut short?), not that \
+         of a CPU without XSAVE"
+    );
+    // CpuidSet agrees: the same error from the same parser.
+    let set = CpuidSet::parse(&cut).unwrap();
+    assert_eq!(
+        set.to_layout("emr", "test").unwrap_err(),
+        LayoutError::MissingLeaf0xD {
+            max_leaf: Some(0x20)
+        }
+    );
+    // Its sub-leaf 0 line cut in the middle: a malformed line, named.
+    for keep in [10, 20, 30, 50, 60] {
+        let mut text = lines[..first_d].join("\n");
+        text.push('\n');
+        text.push_str(&lines[first_d][..keep]);
+        let e = Layout::from_dump("emr", &text).unwrap_err();
+        assert_eq!(
+            e,
+            DumpError::Cpuid(CpuidSetError::Malformed {
+                at: At::Line(first_d + 1)
+            }),
+            "cut at {keep}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("line {}: malformed CPUID line", first_d + 1)
+        );
+    }
+}
+
+#[test]
+fn a_duplicate_subleaf_is_refused_not_the_first_kept() {
+    let Some(dir) = dump_dir() else { return };
+    let lines = emr_lines(&dir);
+    let first_d = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("0x0000000d 0x00:"))
+        .unwrap();
+    // Sub-leaf 0 with XCR0 0x7 first, then the real one (0x602e7).
+    let mut text = lines.clone();
+    text.insert(
+        first_d,
+        "   0x0000000d 0x00: eax=0x00000007 ebx=0x00000340 ecx=0x00000340 edx=0x00000000".into(),
+    );
+    let text = text.join("\n");
+    let e = Layout::from_dump("emr", &text).unwrap_err();
+    assert_eq!(
+        e,
+        DumpError::Cpuid(CpuidSetError::Duplicate {
+            at: At::Line(first_d + 2),
+            leaf: 0xd,
+            subleaf: 0
+        })
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("line {}: leaf 0xd sub-leaf 0x0 appears twice", first_d + 2)
+    );
+    assert_eq!(
+        CpuidSet::parse(&text).unwrap_err(),
+        CpuidSetError::Duplicate {
+            at: At::Line(first_d + 2),
+            leaf: 0xd,
+            subleaf: 0
+        }
+    );
+    // Loaded by path, the error names the file and the line.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("emr-dup.txt");
+    std::fs::write(&path, &text).unwrap();
+    let e = LayoutSource::parse(path.to_str().unwrap())
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SourceError::Dump {
+                source: DumpError::Cpuid(CpuidSetError::Duplicate { .. }),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_signed_value_in_a_dump_line_is_malformed() {
+    let text = "CPU:\n   0x00000000 0x00: eax=0x00000010 ebx=0x68747541 ecx=0x444d4163 edx=0x69746e65\n   \
+                0x0000000d 0x00: eax=+0x0000207 ebx=0x00000988 ecx=0x00000988 edx=0x00000000\n";
+    assert_eq!(
+        Layout::from_dump("x", text).unwrap_err(),
+        DumpError::Cpuid(CpuidSetError::Malformed { at: At::Line(3) })
+    );
+    let instlat = "CPUID 00000000: 00000010-68747541-444D4163-69746E65\n\
+                   CPUID 0000000D: +0000207-00000340-00000988-00000000 [SL 00]\n";
+    assert_eq!(
+        Layout::from_dump("x", instlat).unwrap_err(),
+        DumpError::Cpuid(CpuidSetError::Malformed { at: At::Line(2) })
+    );
+}
+
+#[test]
+fn from_dump_and_cpuid_set_agree_on_every_cut_of_every_dump() {
+    let Some(dir) = dump_dir() else { return };
+    let fixtures = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"));
+    let mut files: Vec<_> = [dir, fixtures]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let step = (lines.len() / 40).max(1);
+        for n in (0..=lines.len()).step_by(step) {
+            let cut = lines[..n].join("\n");
+            let via_dump = Layout::from_dump("cut", &cut);
+            let via_set = CpuidSet::parse(&cut)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.to_layout("cut", "x").map_err(|e| e.to_string()));
+            match (&via_dump, &via_set) {
+                (Ok(a), Ok(b)) => assert_eq!(
+                    a.fingerprint(),
+                    b.fingerprint(),
+                    "{} cut at {n}",
+                    path.display()
+                ),
+                (Err(_), Err(_)) => {}
+                _ => panic!(
+                    "{} cut at {n}: from_dump {via_dump:?}, CpuidSet {via_set:?}",
+                    path.display()
+                ),
+            }
+        }
+    }
+}
+
+// ------------------------------------------------ where the shared dumps are
+
+/// Runs one test of this binary in a child process with `env` set.
+fn run_alone(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--test-threads=1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_shared_dumps_can_be_named_by_xstate_cpuid_dir() {
+    let Some(dir) = dump_dir() else { return };
+    let test = "catalog_layouts_match_the_cpuid_dumps_they_came_from";
+    // A copy of the dumps elsewhere, named by the variable: read there.
+    let copy = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+    }
+    let required = std::ffi::OsStr::new("1");
+    let out = run_alone(
+        test,
+        &[
+            ("XSTATE_CPUID_DIR", copy.path().as_os_str()),
+            ("XSTATE_REQUIRE_FIXTURES", required),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // An empty directory named by it: the dumps are looked for there only.
+    let empty = tempfile::tempdir().unwrap();
+    let out = run_alone(test, &[("XSTATE_CPUID_DIR", empty.path().as_os_str())]);
+    assert!(!out.status.success());
+    // A directory that is not there: a failure, never a skip.
+    let gone = empty.path().join("gone");
+    let out = run_alone(test, &[("XSTATE_CPUID_DIR", gone.as_os_str())]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("XSTATE_CPUID_DIR=") && text.contains("is not a directory"),
+        "{text}"
+    );
 }

@@ -29,16 +29,9 @@ pub struct GuestArgs {
     xfd: Option<Xfeatures>,
 }
 
-/// A hex mask (`0x2e7`, `2e7`).
+/// A hex mask (`0x2e7`, `2e7`; no sign).
 pub fn parse_mask(s: &str) -> Result<Xfeatures, String> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    u64::from_str_radix(t, 16)
-        .map(Xfeatures::from_bits)
-        .map_err(|_| format!("{s:?} is not a hex mask"))
+    s.parse().map_err(|_| format!("{s:?} is not a hex mask"))
 }
 
 /// An XCR0 a vCPU can hold: a hex mask obeying the XSETBV rules.
@@ -98,5 +91,22 @@ fn cpuid_xcr0(path: &std::path::Path) -> Result<Xfeatures, u8> {
 pub fn report(what: &str, masked: &[Masking]) {
     for m in masked {
         eprintln!("xstate: {what}: {m}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn masks_are_hex_without_a_sign() {
+        assert_eq!(
+            super::parse_mask("0x2e7"),
+            Ok(xstate::Xfeatures::from_bits(0x2e7))
+        );
+        assert_eq!(super::parse_mask("e7").unwrap().bits(), 0xe7);
+        assert_eq!(
+            super::parse_mask("+7").unwrap_err(),
+            "\"+7\" is not a hex mask"
+        );
+        assert!(super::parse_mask("0x+7").is_err());
     }
 }

@@ -93,28 +93,24 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The most bytes a CPUID file may have: 4096 entries (the most a
-/// `CpuidSet` holds) as KVM JSON are about 650 KiB.
-const MAX_CPUID_FILE: u64 = 4 << 20;
-
-/// Reads a CPUID file of at most [`MAX_CPUID_FILE`] bytes: exit 2 when it
-/// cannot be read, 1 when it is larger.
-pub fn read_cpuid_file(path: &std::path::Path) -> Result<String, u8> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CPUID_FILE + 1).read_to_string(&mut text))
-        .map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))?;
-    if text.len() as u64 > MAX_CPUID_FILE {
-        return Err(fail(
-            REJECTED,
-            format_args!(
-                "{}: larger than {MAX_CPUID_FILE} bytes: not a CPUID",
-                path.display()
-            ),
-        ));
+/// The exit status for a layout source that gave no layout: 2 for a usage
+/// or I/O error (an unknown name, a file that cannot be read), 1 for a
+/// rejected input (a file too large, not text, or not a valid layout file,
+/// CPUID or profile).
+pub fn source_status(e: &xstate::layout::SourceError) -> u8 {
+    use xstate::layout::SourceError;
+    match e {
+        SourceError::Io { .. } | SourceError::UnknownName { .. } => USAGE,
+        _ => REJECTED,
     }
-    Ok(text)
+}
+
+/// Reads a CPUID file as every layout source is read
+/// ([`xstate::layout::read_source_file`], at most
+/// [`xstate::layout::MAX_SOURCE_FILE`] bytes of UTF-8 text): exit 2 when it
+/// cannot be read, 1 when it is too large or not text.
+pub fn read_cpuid_file(path: &std::path::Path) -> Result<String, u8> {
+    xstate::layout::read_source_file(path).map_err(|e| fail(source_status(&e), chain(&e)))
 }
 
 /// Prints a warning to stderr.
@@ -133,9 +129,10 @@ pub fn warn_layout(spec: &str, layout: &xstate::Layout) {
     }
 }
 
-/// Loads a layout named on the command line (`host`, a catalog name, a
-/// layout file, a CPUID dump or a host profile), warning about an XCR0 that
-/// breaks an XSETBV rule.
+/// Loads a layout named on the command line (`host`, a catalog name, or a
+/// file: a host profile, a CPUID as `cpuid -r`, InstLatx64 or `kvm_cpuid2`
+/// JSON, or a layout file), warning about an XCR0 that breaks an XSETBV
+/// rule.
 pub fn load_layout(spec: &str) -> Result<xstate::Layout, u8> {
     load_profile_of(spec, false).map(|p| p.layout)
 }
@@ -167,12 +164,10 @@ fn load_profile_of(spec: &str, live_kvm: bool) -> Result<xstate::profile::HostPr
     #[cfg(not(target_arch = "x86_64"))]
     let _ = live_kvm;
     let profile = source.load_profile().map_err(|e| {
-        let code = match e {
-            xstate::layout::SourceError::Io { .. }
-            | xstate::layout::SourceError::UnknownName { .. } => USAGE,
-            _ => REJECTED,
-        };
-        fail(code, format_args!("layout {spec}: {}", chain(&e)))
+        fail(
+            source_status(&e),
+            format_args!("layout {spec}: {}", chain(&e)),
+        )
     })?;
     warn_layout(spec, &profile.layout);
     Ok(profile)

@@ -20,7 +20,7 @@
 
 mod set;
 
-pub use set::{Iter, XcompBv, Xfeatures};
+pub use set::{Iter, ParseMaskError, XcompBv, Xfeatures};
 
 /// One XSAVE state component: its bit number in XCR0, IA32_XSS and the
 /// XSAVE header's bit vectors (0..=63).

@@ -215,6 +215,29 @@ impl core::ops::SubAssign for Xfeatures {
     }
 }
 
+/// Why text is not an [`Xfeatures`] mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a hex mask (an optional 0x, then hex digits: 0x2e7 or 2e7)")]
+pub struct ParseMaskError;
+
+impl core::str::FromStr for Xfeatures {
+    type Err = ParseMaskError;
+
+    /// A hex mask as XCR0 values are written: `0x2e7`, `0X2E7` or `2e7`
+    /// (no sign: `+7` is refused), whitespace around it ignored.
+    ///
+    /// ```
+    /// use xstate::Xfeatures;
+    /// assert_eq!("0x2e7".parse(), Ok(Xfeatures::from_bits(0x2e7)));
+    /// assert!("+7".parse::<Xfeatures>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Xfeatures, ParseMaskError> {
+        crate::hex::parse_u64(s)
+            .map(Xfeatures)
+            .ok_or(ParseMaskError)
+    }
+}
+
 impl core::fmt::Display for Xfeatures {
     /// Hex, as XCR0 values are written (`0x2e7`).
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -305,15 +305,21 @@ impl CpuidSet {
         )
     }
 
-    /// Whether this CPU has the XSAVE feature set: CPUID.1:ECX.XSAVE set
-    /// and leaf 0xD sub-leaf 0 present. A set without leaf 1 counts on
-    /// leaf 0xD alone (a dump of leaf 0xD only). Without XSAVE the CPU is
-    /// legacy-only: x87 and SSE in the 512-byte FXSAVE image.
+    /// Whether this CPU has the XSAVE feature set: CPUID.1:ECX.XSAVE set,
+    /// leaf 0's maximum basic leaf at least 0xD, and leaf 0xD sub-leaf 0
+    /// present. A set without leaf 1 or leaf 0 counts on the others (a dump
+    /// of leaf 0xD only). Without XSAVE the CPU is legacy-only: x87 and SSE
+    /// in the 512-byte FXSAVE image.
     pub fn has_xsave(&self) -> bool {
-        let flag = self
-            .entry(1, 0)
-            .is_none_or(|_| self.has_feature(features::XSAVE));
-        flag && self.entry(0xd, 0).is_some()
+        !self.says_legacy_only() && self.entry(0xd, 0).is_some()
+    }
+
+    /// Whether leaf 1 or leaf 0 says the CPU has no XSAVE: CPUID.1:ECX.XSAVE
+    /// clear, or a maximum basic leaf (leaf 0 EAX) below 0xD.
+    fn says_legacy_only(&self) -> bool {
+        let flag_clear = self.entry(1, 0).is_some() && !self.has_feature(features::XSAVE);
+        let no_leaf_d = self.entry(0, 0).is_some_and(|r| r.eax < 0xd);
+        flag_clear || no_leaf_d
     }
 
     /// Clears `mask.clear` in every entry that `masks` name; entries the
@@ -327,17 +333,34 @@ impl CpuidSet {
     }
 
     /// The XSAVE layout this CPUID describes, named `name`: leaf 0xD's
-    /// geometry, the vendor of leaf 0. A CPU without XSAVE
-    /// ([`CpuidSet::has_xsave`] false) gives the legacy-only layout
-    /// ([`Layout::legacy_only`]).
+    /// geometry, the vendor of leaf 0. A CPU whose leaf 1 clears XSAVE, or
+    /// whose leaf 0 gives a maximum basic leaf below 0xD, gives the
+    /// legacy-only layout ([`Layout::legacy_only`]), whatever else the set
+    /// holds.
     ///
     /// # Errors
     ///
-    /// The [`LayoutError`] of an invalid leaf 0xD geometry.
+    /// [`LayoutError::MissingLeaf0xD`] when leaf 0 says leaf 0xD exists
+    /// (and leaf 1 does not clear XSAVE) but the set lacks its sub-leaf 0
+    /// (a dump cut short: not a legacy-only CPU);
+    /// [`LayoutError::NoLeaf0xD`] when neither leaf 0xD nor leaf 0 or 1 is
+    /// there to say what the CPU is; or the [`LayoutError`] of an invalid
+    /// leaf 0xD geometry.
     pub fn to_layout(&self, name: &str, source: &str) -> Result<Layout, LayoutError> {
         let vendor = self.vendor().unwrap_or_else(|| "unknown".into());
-        if !self.has_xsave() {
+        if self.says_legacy_only() {
             return Ok(Layout::legacy_only(name, &vendor, source));
+        }
+        if self.entry(0xd, 0).is_none() {
+            return Err(match self.entry(0, 0) {
+                Some(leaf0) => LayoutError::MissingLeaf0xD {
+                    max_leaf: Some(leaf0.eax),
+                },
+                None if self.entry(1, 0).is_some() => {
+                    LayoutError::MissingLeaf0xD { max_leaf: None }
+                }
+                None => LayoutError::NoLeaf0xD,
+            });
         }
         crate::layout::from_subleaves(name, &vendor, source, |sub| self.entry(0xd, sub))
     }
@@ -353,12 +376,24 @@ impl CpuidSet {
     /// [`CpuidSetError::NotADump`] when no format matches, or the error of
     /// the format's own parser.
     pub fn parse(text: &str) -> Result<CpuidSet, CpuidSetError> {
+        CpuidSet::parse_named(text).map(|(set, _)| set)
+    }
+
+    /// [`CpuidSet::parse`], and the name of the format read: `InstLatx64`,
+    /// `cpuid -r` or `kvm_cpuid2 JSON`.
+    pub(crate) fn parse_named(text: &str) -> Result<(CpuidSet, &'static str), CpuidSetError> {
         let start = text.trim_start();
         if start.starts_with('[') || start.starts_with('{') {
-            return CpuidSet::from_kvm_json(text);
+            return CpuidSet::from_kvm_json(text).map(|set| (set, "kvm_cpuid2 JSON"));
         }
         match dump::detect(text) {
-            Some(format) => parse_text(text, format),
+            Some(format) => parse_text(text, format).map(|set| {
+                let name = match format {
+                    DumpFormat::InstLatx64 => "InstLatx64",
+                    DumpFormat::CpuidRaw => "cpuid -r",
+                };
+                (set, name)
+            }),
             None => Err(CpuidSetError::NotADump),
         }
     }
@@ -543,17 +578,20 @@ fn parse_text(text: &str, format: DumpFormat) -> Result<CpuidSet, CpuidSetError>
 
 #[cfg(feature = "std")]
 /// Whether `line` starts like a CPUID line of `format`, so that failing to
-/// parse it is an error rather than a line to skip.
+/// parse it is an error rather than a line to skip: a `cpuid -r` line whose
+/// first word is `0x`-prefixed, an InstLatx64 line `CPUID` followed by a
+/// hex leaf number (with or without its colon). A line cut anywhere after
+/// those first characters is still data, and refused.
 fn looks_like_data(format: DumpFormat, line: &str) -> bool {
-    let line = line.trim_start();
+    let mut words = line.split_whitespace();
+    let first = words.next().unwrap_or("");
     match format {
-        DumpFormat::InstLatx64 => line.starts_with("CPUID ") && line.contains(':'),
-        DumpFormat::CpuidRaw => {
-            let mut words = line.split_whitespace();
-            let first = words.next().unwrap_or("");
-            let second = words.next().unwrap_or("");
-            first.starts_with("0x") && second.ends_with(':')
+        DumpFormat::InstLatx64 => {
+            let leaf = words.next().unwrap_or("");
+            let leaf = leaf.strip_suffix(':').unwrap_or(leaf);
+            first == "CPUID" && !leaf.is_empty() && leaf.bytes().all(|b| b.is_ascii_hexdigit())
         }
+        DumpFormat::CpuidRaw => first.starts_with("0x") || first.starts_with("0X"),
     }
 }
 
@@ -602,16 +640,13 @@ fn json_entry(i: usize, entry: &Value) -> Result<JsonEntry, CpuidSetError> {
 fn json_u32(v: &Value) -> Option<u32> {
     match v {
         Value::Number(n) => u32::try_from(n.as_u64()?).ok(),
+        Value::String(s) if s.starts_with("0x") || s.starts_with("0X") => crate::hex::parse_u32(s),
         Value::String(s) => {
-            let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-                Some(hex) => (hex, 16),
-                None => (s.as_str(), 10),
-            };
-            // from_str_radix takes a leading '+'; a value here is digits only.
-            if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+            // str::parse takes a leading '+'; a value here is digits only.
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            u32::from_str_radix(digits, radix).ok()
+            s.parse().ok()
         }
         _ => None,
     }

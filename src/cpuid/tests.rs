@@ -4,6 +4,7 @@ use super::features::{self, FeatureMask, GROUPS};
 use super::xcr0::{self, Rule, Violation, Xcr0Error};
 use super::*;
 use crate::component::{ComponentId, Xfeatures};
+use crate::layout::LayoutError;
 
 /// The set with bits `bits`.
 fn x(bits: u64) -> Xfeatures {
@@ -1089,10 +1090,34 @@ fn a_cpuid_without_xsave_is_a_legacy_only_layout() {
     assert!(!old.has_xsave());
     assert_eq!(old.xcr0_supported(), Xfeatures::LEGACY);
     assert_eq!(old.vendor(), "GenuineIntel");
-    // No leaf 0xD at all.
+    // No leaf 0xD although leaf 0 says it exists and leaf 1 sets XSAVE: an
+    // incomplete CPUID, not a legacy-only CPU.
     let mut no_leaf = base();
     no_leaf.remove_leaf(0xd);
-    assert!(!no_leaf.to_layout("old", "test").unwrap().has_xsave());
+    assert!(!no_leaf.has_xsave());
+    let max_leaf = no_leaf.entry(0, 0).unwrap().eax;
+    assert!(max_leaf >= 0xd);
+    assert_eq!(
+        no_leaf.to_layout("old", "test").unwrap_err(),
+        LayoutError::MissingLeaf0xD {
+            max_leaf: Some(max_leaf)
+        }
+    );
+    // Without leaf 0 either: leaf 1 sets XSAVE.
+    let mut bare = no_leaf.clone();
+    bare.remove_leaf(0);
+    assert_eq!(
+        bare.to_layout("old", "test").unwrap_err(),
+        LayoutError::MissingLeaf0xD { max_leaf: None }
+    );
+    // With a maximum basic leaf below 0xD it is legacy-only, leaf 0xD or not.
+    let mut old_cpu = no_leaf.clone();
+    edit(&mut old_cpu, 0, 0, |r| r.eax = 0xb);
+    assert!(!old_cpu.to_layout("old", "test").unwrap().has_xsave());
+    let mut below = base();
+    edit(&mut below, 0, 0, |r| r.eax = 0xb);
+    assert!(!below.has_xsave());
+    assert!(!below.to_layout("old", "test").unwrap().has_xsave());
     // Leaf 0xD alone (no leaf 1) is read as it stands.
     let mut only_d = base();
     only_d.remove_leaf(1);

@@ -3,6 +3,7 @@
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Cap, Kvm};
 
+use std::format;
 use std::string::String;
 use std::vec::Vec;
 
@@ -277,10 +278,23 @@ impl KvmCaps {
     }
 
     /// This host's profile: its layout and what its KVM offers guests
-    /// (what `xstate kvm info --json` writes).
+    /// (what `xstate kvm info --json` writes). The layout is named after
+    /// the machine (its node name, `uname -n`; `host` when there is none)
+    /// and its source says so: `CPUID of <node> (xstate kvm info, Linux
+    /// <release>)`, so that profiles of two hosts are told apart.
     pub fn profile(&self) -> HostProfile {
+        let node = node_name();
+        let name = if node.is_empty() { "host" } else { &node };
+        let source = format!(
+            "CPUID of {name} (xstate kvm info, Linux {})",
+            if self.kernel_release.is_empty() {
+                "release unknown"
+            } else {
+                &self.kernel_release
+            }
+        );
         HostProfile {
-            layout: self.layout.clone(),
+            layout: self.layout.renamed(name).with_source(&source),
             kvm: Some(self.offer()),
         }
     }
@@ -294,14 +308,23 @@ impl KvmCaps {
 
 /// `uname -r`, or an empty string when the call fails.
 fn kernel_release() -> String {
+    uname_field(|uts| &uts.release)
+}
+
+/// `uname -n`, the node name, or an empty string when the call fails.
+fn node_name() -> String {
+    uname_field(|uts| &uts.nodename)
+}
+
+/// One field of `uname(2)`, or an empty string when the call fails.
+fn uname_field(field: impl Fn(&libc::utsname) -> &[libc::c_char]) -> String {
     // SAFETY: `utsname` is plain old data; all-zero bytes are a valid value.
     let mut uts: libc::utsname = unsafe { core::mem::zeroed() };
     // SAFETY: uname writes only into the struct it is given.
     if unsafe { libc::uname(&mut uts) } != 0 {
         return String::new();
     }
-    let bytes: Vec<u8> = uts
-        .release
+    let bytes: Vec<u8> = field(&uts)
         .iter()
         .take_while(|&&c| c != 0)
         .map(|&c| c as u8)

@@ -1,13 +1,18 @@
-//! CPUID dump files: the InstLatx64 text format and `cpuid -r` output.
+//! CPUID dumps: the InstLatx64 text format and `cpuid -r` output (and,
+//! through [`CpuidSet`], KVM `kvm_cpuid2` entries as JSON).
 //!
 //! InstLatx64 lines look like
 //! `CPUID 0000000D: 000602E7-00002B00-00002B00-00000000 [SL 00]`
 //! (EAX-EBX-ECX-EDX, sub-leaf in brackets); `cpuid -r` lines look like
 //! `0x0000000d 0x00: eax=0x00000207 ebx=0x00000988 ecx=0x00000988 edx=0x00000000`.
-//! The format is detected from the content. Only the first CPU of a
-//! multi-CPU dump is read.
+//! The format is detected from the content. The line parsers here are the
+//! only ones: [`CpuidSet`] reads dumps with them (first CPU only, a line
+//! that starts like a CPUID line but does not parse, or a leaf and sub-leaf
+//! seen twice, is an error naming its line), and [`Layout::from_dump`]
+//! builds its layout from that [`CpuidSet`].
 
 use super::{CpuidLeaf0xD, CpuidRegs, Layout, LayoutError};
+use crate::cpuid::{CpuidSet, CpuidSetError};
 
 /// Why a CPUID dump gave no layout.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -16,7 +21,12 @@ pub enum DumpError {
     /// Text in neither dump format.
     #[error("not a CPUID dump in a known format (InstLatx64 or `cpuid -r`)")]
     UnknownFormat,
-    /// A dump without leaf 0xD sub-leaf 0.
+    /// A CPUID line that does not parse, the same leaf and sub-leaf twice
+    /// (each naming its line, or JSON entry), or too many entries.
+    #[error(transparent)]
+    Cpuid(#[from] CpuidSetError),
+    /// A dump without leaf 0xD sub-leaf 0, and without leaf 0 or 1 to tell
+    /// a CPU without XSAVE by.
     #[error("no CPUID leaf 0xD sub-leaf 0 found")]
     NoLeaf0xD,
     /// Leaf 0xD describes an invalid geometry.
@@ -34,12 +44,7 @@ pub enum DumpFormat {
 }
 
 fn hex(s: &str) -> Option<u32> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    u32::from_str_radix(s, 16).ok()
+    crate::hex::parse_u32(s)
 }
 
 /// One parsed line: leaf, sub-leaf, registers.
@@ -90,8 +95,13 @@ pub(crate) fn parse_cpuid_raw(line: &str) -> Option<(u32, u32, CpuidRegs)> {
     ))
 }
 
-/// Detects the dump format of `text`, if it is a CPUID dump at all.
+/// Detects the dump format of `text`, if it is a CPUID dump at all: the
+/// format of its first CPUID line or, when no line parses, of its first line
+/// shaped like one (`CPUID 0000000D:`, `0x0000000d 0x00:`), so that a dump
+/// whose lines are all cut or corrupted is still taken for a dump (and
+/// refused as one, naming the line).
 pub(crate) fn detect(text: &str) -> Option<DumpFormat> {
+    let mut shaped = None;
     for line in text.lines() {
         if parse_instlat(line).is_some() {
             return Some(DumpFormat::InstLatx64);
@@ -99,65 +109,33 @@ pub(crate) fn detect(text: &str) -> Option<DumpFormat> {
         if parse_cpuid_raw(line).is_some() {
             return Some(DumpFormat::CpuidRaw);
         }
+        shaped = shaped.or_else(|| shaped_like(line));
     }
-    None
+    shaped
 }
 
-/// What a dump says about XSAVE: leaf 0 (vendor), leaf 1 ECX, leaf 0xD.
-struct DumpXsave {
-    leaf0xd: CpuidLeaf0xD,
-    /// Leaf 0 was present.
-    leaf0: bool,
-    /// Leaf 1 ECX, if present.
-    leaf1_ecx: Option<u32>,
-}
-
-/// CPUID.1:ECX.XSAVE (bit 26).
-const XSAVE_FLAG: u32 = 1 << 26;
-
-fn read_dump(text: &str) -> Result<DumpXsave, DumpError> {
-    let format = detect(text).ok_or(DumpError::UnknownFormat)?;
-    let mut out = DumpXsave {
-        leaf0xd: CpuidLeaf0xD::default(),
-        leaf0: false,
-        leaf1_ecx: None,
-    };
-    for line in text.lines() {
-        let parsed = match format {
-            DumpFormat::InstLatx64 => parse_instlat(line),
-            DumpFormat::CpuidRaw => parse_cpuid_raw(line),
-        };
-        let Some((leaf, sub, regs)) = parsed else {
-            continue;
-        };
-        match leaf {
-            0 if sub == 0 => {
-                // A second leaf 0 starts the next CPU of a multi-CPU dump.
-                if out.leaf0 {
-                    break;
-                }
-                out.leaf0 = true;
-                let mut v = Vec::with_capacity(12);
-                for r in [regs.ebx, regs.edx, regs.ecx] {
-                    v.extend_from_slice(&r.to_le_bytes());
-                }
-                out.leaf0xd.vendor = Some(String::from_utf8_lossy(&v).into_owned());
-            }
-            1 => {
-                out.leaf1_ecx.get_or_insert(regs.ecx);
-            }
-            0xD => {
-                out.leaf0xd.subleaves.entry(sub).or_insert(regs);
-            }
-            _ => {}
-        }
+/// The format whose CPUID line `line` starts like: a leaf and a colon
+/// (`CPUID 0000000D:`), or a leaf and a sub-leaf with its colon
+/// (`0x0000000d 0x00:`).
+fn shaped_like(line: &str) -> Option<DumpFormat> {
+    let mut words = line.split_whitespace();
+    let (first, second) = (words.next()?, words.next()?);
+    let hex_digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex_word = |w: &str| w.strip_prefix("0x").is_some_and(hex_digits);
+    if first == "CPUID" && second.strip_suffix(':').is_some_and(hex_digits) {
+        Some(DumpFormat::InstLatx64)
+    } else if hex_word(first) && second.strip_suffix(':').is_some_and(hex_word) {
+        Some(DumpFormat::CpuidRaw)
+    } else {
+        None
     }
-    Ok(out)
 }
 
 impl CpuidLeaf0xD {
-    /// Extracts leaf 0 (vendor) and leaf 0xD from a CPUID dump in either
-    /// supported text format.
+    /// Extracts leaf 0 (vendor) and leaf 0xD from a CPUID dump in any
+    /// format [`CpuidSet::parse`] reads (InstLatx64, `cpuid -r`,
+    /// `kvm_cpuid2` JSON), with its rules: first CPU only, a malformed
+    /// CPUID line or a duplicate is an error.
     ///
     /// ```
     /// let dump = "CPUID 00000000: 00000010-68747541-444D4163-69746E65\n\
@@ -171,9 +149,18 @@ impl CpuidLeaf0xD {
     ///
     /// # Errors
     ///
-    /// [`DumpError::UnknownFormat`] or [`DumpError::NoLeaf0xD`].
+    /// [`DumpError::UnknownFormat`], [`DumpError::Cpuid`] naming the line
+    /// or entry at fault, or [`DumpError::NoLeaf0xD`].
     pub fn from_dump(text: &str) -> Result<CpuidLeaf0xD, DumpError> {
-        let out = read_dump(text)?.leaf0xd;
+        let (set, _) = parse(text)?;
+        let out = CpuidLeaf0xD {
+            vendor: set.vendor(),
+            subleaves: set
+                .iter()
+                .filter(|&(leaf, _, _)| leaf == 0xD)
+                .map(|(_, sub, regs)| (sub, regs))
+                .collect(),
+        };
         if !out.subleaves.contains_key(&0) {
             return Err(DumpError::NoLeaf0xD);
         }
@@ -181,34 +168,43 @@ impl CpuidLeaf0xD {
     }
 }
 
+/// Reads a dump with [`CpuidSet::parse`]: the set and its format's name.
+fn parse(text: &str) -> Result<(CpuidSet, &'static str), DumpError> {
+    CpuidSet::parse_named(text).map_err(|e| match e {
+        CpuidSetError::NotADump => DumpError::UnknownFormat,
+        e => DumpError::Cpuid(e),
+    })
+}
+
 impl Layout {
-    /// Builds a layout from a CPUID dump (format auto-detected), named `name`.
+    /// Builds a layout from a CPUID dump (format auto-detected: InstLatx64,
+    /// `cpuid -r` or `kvm_cpuid2` JSON), named `name`. The dump is read by
+    /// [`CpuidSet::parse`] and the layout built by [`CpuidSet::to_layout`],
+    /// as `cpuid check` and `pool baseline` read theirs.
     ///
     /// A dump of a CPU without the XSAVE feature set (CPUID.1:ECX.XSAVE
-    /// clear, or leaf 0 or 1 present but no leaf 0xD) gives the
+    /// clear, or a maximum basic leaf below 0xD in leaf 0) gives the
     /// [`Layout::legacy_only`] layout.
     ///
     /// # Errors
     ///
-    /// A [`DumpError`]: not a dump, no leaf 0xD (and no leaf 0 or 1 to tell
-    /// a legacy-only CPU by), or an invalid geometry.
+    /// A [`DumpError`]: not a dump; a malformed CPUID line or a duplicate
+    /// one ([`DumpError::Cpuid`], naming the line); no leaf 0xD
+    /// ([`DumpError::NoLeaf0xD`] with nothing to tell what the CPU is,
+    /// [`LayoutError::MissingLeaf0xD`] when leaf 0 says leaf 0xD exists);
+    /// or an invalid geometry.
     pub fn from_dump(name: &str, text: &str) -> Result<Layout, DumpError> {
-        let format = detect(text).ok_or(DumpError::UnknownFormat)?;
-        let what = match format {
-            DumpFormat::InstLatx64 => "CPUID dump (InstLatx64 format)",
-            DumpFormat::CpuidRaw => "CPUID dump (cpuid -r format)",
+        let (set, format) = parse(text)?;
+        // Without XSAVE, to_layout gives the legacy-only layout (or an
+        // error when the set should have had leaf 0xD).
+        let what = if set.has_xsave() {
+            format!("CPUID dump ({format} format)")
+        } else {
+            format!("CPUID dump ({format} format): no XSAVE, legacy-only")
         };
-        let dump = read_dump(text)?;
-        let has_leaf0xd = dump.leaf0xd.subleaves.contains_key(&0);
-        let xsave_clear = dump.leaf1_ecx.is_some_and(|ecx| ecx & XSAVE_FLAG == 0);
-        if xsave_clear || (!has_leaf0xd && (dump.leaf0 || dump.leaf1_ecx.is_some())) {
-            let vendor = dump.leaf0xd.vendor.as_deref().unwrap_or("unknown");
-            let what = format!("{what}: no XSAVE, legacy-only");
-            return Ok(Layout::legacy_only(name, vendor, &what));
-        }
-        if !has_leaf0xd {
-            return Err(DumpError::NoLeaf0xD);
-        }
-        Ok(dump.leaf0xd.to_layout_from(name, what)?)
+        set.to_layout(name, &what).map_err(|e| match e {
+            LayoutError::NoLeaf0xD => DumpError::NoLeaf0xD,
+            e => DumpError::Layout(e),
+        })
     }
 }

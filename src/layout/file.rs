@@ -131,19 +131,14 @@ pub struct ComponentEntry {
 }
 
 fn parse_hex(field: &'static str, s: &str) -> Result<u64, FileError> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    u64::from_str_radix(t, 16).map_err(|_| FileError::BadField {
+    crate::hex::parse_u64(s).ok_or_else(|| FileError::BadField {
         field,
         value: s.to_string(),
     })
 }
 
 fn parse_hex32(field: &'static str, s: &str) -> Result<u32, FileError> {
-    u32::try_from(parse_hex(field, s)?).map_err(|_| FileError::BadField {
+    crate::hex::parse_u32(s).ok_or_else(|| FileError::BadField {
         field,
         value: s.to_string(),
     })
@@ -194,10 +189,13 @@ impl LayoutFile {
                 return Err(FileError::LegacyWithXsaveState { xcr0, xss });
             }
             let layout = Layout::legacy_only(&self.name, &self.vendor, &source);
-            return Ok(match mxcsr_mask {
-                Some(m) => layout.with_mxcsr_mask(m),
-                None => layout,
-            });
+            return match mxcsr_mask {
+                Some(mask) if mask & super::MXCSR_MASK_MIN != super::MXCSR_MASK_MIN => {
+                    Err(LayoutError::MxcsrMask { mask }.into())
+                }
+                Some(m) => Ok(layout.with_mxcsr_mask(m)),
+                None => Ok(layout),
+            };
         }
         Ok(Layout::from_parts(LayoutParts {
             name: &self.name,

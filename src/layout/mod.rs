@@ -51,12 +51,13 @@ pub use dump::{DumpError, DumpFormat};
 #[cfg(feature = "std")]
 pub use file::{ComponentEntry, FileError, LayoutFile};
 #[cfg(feature = "std")]
-pub use source::{LayoutSource, SourceError};
+pub use source::{read_source_file, LayoutSource, SourceError, MAX_SOURCE_FILE};
 
 use arrayvec::ArrayString;
 
 use crate::area::EXTENDED_START;
 use crate::component::{ComponentId, Xfeatures};
+use crate::xregs::Xreg;
 
 /// Where a component sits in one CPU's XSAVE area, from CPUID leaf 0xD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,8 +134,10 @@ pub enum LayoutError {
     /// An enumerated component without geometry.
     #[error("{0} (component {n}) is enumerated but its size and offset are missing", n = .0.index())]
     MissingGeometry(ComponentId),
-    /// A component whose end does not fit in 32 bits.
-    #[error("{component} (component {n}) at offset {offset} with size {size} ends past 4 GiB", n = .component.index())]
+    /// A component that ends past [`MAX_AREA_SIZE`] (its offset plus its
+    /// size; a supervisor component's offset is 0): no area may hold it.
+    #[error("{component} (component {n}) at offset {offset} with size {size} ends past {max} bytes, the most an XSAVE area may have",
+        n = .component.index(), max = MAX_AREA_SIZE)]
     EndOverflow {
         /// The component.
         component: ComponentId,
@@ -143,11 +146,64 @@ pub enum LayoutError {
         /// Its size in bytes.
         size: u32,
     },
-    /// The compacted area for every supported component would not fit in 32 bits.
-    #[error("the compacted area for every supported component would be {size} bytes, past 4 GiB")]
+    /// The compacted area for every supported component would be larger
+    /// than [`MAX_AREA_SIZE`].
+    #[error("the compacted area for every supported component would be {size} bytes, more than the {max} an XSAVE area may have",
+        max = MAX_AREA_SIZE)]
     CompactedTooLarge {
         /// Its size in bytes.
         size: u64,
+    },
+    /// An enumerated standard size (CPUID.(0xD,0).ECX) smaller than the
+    /// legacy region and XSAVE header (576 bytes).
+    #[error(
+        "the standard size {size} is smaller than the legacy region and XSAVE header (576 bytes)"
+    )]
+    StandardTooSmall {
+        /// The enumerated size in bytes.
+        size: u32,
+    },
+    /// An enumerated standard size larger than [`MAX_AREA_SIZE`].
+    #[error("the standard size {size} is more than the {max} bytes an XSAVE area may have", max = MAX_AREA_SIZE)]
+    StandardTooLarge {
+        /// The enumerated size in bytes.
+        size: u32,
+    },
+    /// A known component whose size is not the one every CPU gives it
+    /// ([`ComponentId::fixed_size`]: every known component but arch LBR).
+    #[error("{component} (component {n}) has size {size}, but its architectural size is {architectural}",
+        n = .component.index())]
+    NotArchitecturalSize {
+        /// The component.
+        component: ComponentId,
+        /// The size given, in bytes.
+        size: u32,
+        /// Its architectural size, in bytes.
+        architectural: u32,
+    },
+    /// Bit 63 set in the supported XCR0 or IA32_XSS: it is reserved in both
+    /// (Intel SDM vol. 1, 13.3; in XCOMP_BV it is the compacted-format flag).
+    #[error("supported {register} {value} has bit 63 set, which is reserved")]
+    ReservedBit63 {
+        /// XCR0 or IA32_XSS.
+        register: Xreg,
+        /// The supported bits read.
+        value: Xfeatures,
+    },
+    /// A known supervisor component enumerated in XCR0: XSETBV can never
+    /// set its bit, only IA32_XSS can.
+    #[error("{0} (component {n}) is a supervisor component: IA32_XSS enumerates it, never XCR0", n = .0.index())]
+    SupervisorInXcr0(ComponentId),
+    /// A known user component enumerated in IA32_XSS: only XCR0 can enable it.
+    #[error("{0} (component {n}) is a user component: XCR0 enumerates it, never IA32_XSS", n = .0.index())]
+    UserInXss(ComponentId),
+    /// An MXCSR mask without every bit of [`MXCSR_MASK_MIN`], which every
+    /// CPU lets software set.
+    #[error("MXCSR mask {mask:#x} lacks bits {missing:#x} of {min:#x}, the architectural minimum every CPU lets software set",
+        missing = MXCSR_MASK_MIN & !*mask, min = MXCSR_MASK_MIN)]
+    MxcsrMask {
+        /// The mask given.
+        mask: u32,
     },
     /// A user component placed inside the legacy region or header.
     #[error("{component} (component {n}) at offset {offset} lies inside the legacy region and header (0..576)", n = .component.index())]
@@ -201,7 +257,47 @@ pub enum LayoutError {
     /// No CPUID leaf 0xD (sub-leaf 0) to build a layout from.
     #[error("no CPUID leaf 0xD sub-leaf 0 found")]
     NoLeaf0xD,
+    /// A CPUID whose leaf 0 says leaf 0xD exists (its maximum basic leaf,
+    /// EAX, is 0xD or more) or, without leaf 0, whose leaf 1 sets XSAVE,
+    /// and whose leaf 1 does not clear XSAVE, but without leaf 0xD
+    /// sub-leaf 0: a dump cut short, not a CPU without XSAVE.
+    #[error("no CPUID leaf 0xD sub-leaf 0, though {}: the CPUID is incomplete (a dump cut short?), not that of a CPU without XSAVE",
+        Leaf0xDWitness(*max_leaf))]
+    MissingLeaf0xD {
+        /// Leaf 0 EAX, the maximum basic leaf; `None` without leaf 0.
+        max_leaf: Option<u32>,
+    },
 }
+
+/// What says that a CPUID should have leaf 0xD, for
+/// [`LayoutError::MissingLeaf0xD`].
+struct Leaf0xDWitness(Option<u32>);
+
+impl core::fmt::Display for Leaf0xDWitness {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(max) => write!(
+                f,
+                "leaf 0 says the CPU has basic leaves up to {max:#x} and leaf 1 does not clear XSAVE"
+            ),
+            None => f.write_str("leaf 1 sets XSAVE"),
+        }
+    }
+}
+
+/// The most bytes an area a layout describes may have, standard or
+/// compacted: 1 MiB. The largest real areas are about 11 KiB (Sapphire
+/// Rapids with AMX: 11008 bytes standard, 11776 compacted with every
+/// supervisor component; Linux's `KVM_CAP_XSAVE2` and the signal frame
+/// follow the same size), so the cap leaves room for tens of times more
+/// state while keeping what a hostile layout file or dump can make xstate
+/// allocate or write (a buffer, an area file, a stream) bounded.
+pub const MAX_AREA_SIZE: u32 = 1 << 20;
+
+/// The MXCSR bits every CPU lets software set: FXSAVE's MXCSR_MASK is at
+/// least this (0xFFBF: all but DAZ, bit 6, below bit 16; a zero MXCSR_MASK
+/// field means exactly this. Intel SDM vol. 1, 11.6.6).
+pub const MXCSR_MASK_MIN: u32 = 0xFFBF;
 
 /// Short text held inline, without allocation: a layout's name, vendor and
 /// source. Longer text is cut at a character boundary.
@@ -273,11 +369,32 @@ impl Layout {
             ..table[1]
         };
         let (xcr0, xss) = (parts.xcr0_supported, parts.xss_supported);
+        for (register, value) in [(Xreg::Xcr0, xcr0), (Xreg::Xss, xss)] {
+            if value.bits() & 1 << 63 != 0 {
+                return Err(LayoutError::ReservedBit63 { register, value });
+            }
+        }
         if !xcr0.contains_all(Xfeatures::LEGACY) {
             return Err(LayoutError::MissingLegacy { xcr0 });
         }
         if xcr0.intersects(xss) {
             return Err(LayoutError::BothXcr0AndXss(xcr0 & xss));
+        }
+        let supervisor = |id: ComponentId| id.info().map(|i| i.supervisor);
+        if let Some(id) = xcr0.iter().find(|&id| supervisor(id) == Some(true)) {
+            return Err(LayoutError::SupervisorInXcr0(id));
+        }
+        if let Some(id) = xss.iter().find(|&id| supervisor(id) == Some(false)) {
+            return Err(LayoutError::UserInXss(id));
+        }
+        match parts.standard_size {
+            Some(size) if (size as usize) < EXTENDED_START => {
+                return Err(LayoutError::StandardTooSmall { size });
+            }
+            Some(size) if size > MAX_AREA_SIZE => {
+                return Err(LayoutError::StandardTooLarge { size });
+            }
+            _ => {}
         }
         let supported = xcr0 | xss;
         for g in parts.components {
@@ -294,7 +411,7 @@ impl Layout {
             if g.size == 0 {
                 return Err(LayoutError::ZeroSize(id));
             }
-            if g.offset.checked_add(g.size).is_none() {
+            if u64::from(g.offset) + u64::from(g.size) > u64::from(MAX_AREA_SIZE) {
                 return Err(LayoutError::EndOverflow {
                     component: id,
                     offset: g.offset,
@@ -307,6 +424,16 @@ impl Layout {
                     supervisor: g.supervisor,
                 });
             }
+            match id.fixed_size() {
+                Some(architectural) if g.size != architectural => {
+                    return Err(LayoutError::NotArchitecturalSize {
+                        component: id,
+                        size: g.size,
+                        architectural,
+                    });
+                }
+                _ => {}
+            }
             table[id.index() as usize] = *g;
         }
         for id in supported.extended() {
@@ -315,7 +442,8 @@ impl Layout {
             }
         }
         // Every compacted offset and size is a partial sum of this one:
-        // checking it once keeps all later u32 arithmetic in range.
+        // checking it once keeps all later u32 arithmetic in range, and
+        // every area within MAX_AREA_SIZE.
         let mut compacted = EXTENDED_START as u64;
         for id in supported.extended() {
             let g = &table[id.index() as usize];
@@ -324,7 +452,7 @@ impl Layout {
             }
             compacted += u64::from(g.size);
         }
-        if compacted > u64::from(u32::MAX) {
+        if compacted > u64::from(MAX_AREA_SIZE) {
             return Err(LayoutError::CompactedTooLarge { size: compacted });
         }
         let user = xcr0.extended();
@@ -379,6 +507,9 @@ impl Layout {
         let mxcsr_mask = parts
             .mxcsr_mask
             .unwrap_or_else(|| default_mxcsr_mask(parts.vendor));
+        if mxcsr_mask & MXCSR_MASK_MIN != MXCSR_MASK_MIN {
+            return Err(LayoutError::MxcsrMask { mask: mxcsr_mask });
+        }
         let xfd = supported.iter().any(|id| table[id.index() as usize].xfd);
         let xsave_features = parts
             .xsave_features
@@ -610,6 +741,15 @@ impl Layout {
         Layout {
             name: text(name),
             ..self.clone()
+        }
+    }
+
+    /// This layout with another [`source`](Self::source) text.
+    #[cfg(any(feature = "std", all(feature = "kvm", target_arch = "x86_64")))]
+    pub(crate) fn with_source(self, source: &str) -> Layout {
+        Layout {
+            source: text(source),
+            ..self
         }
     }
 

@@ -1,5 +1,19 @@
 //! Naming a layout on a command line or in a config: `host`, a catalog
-//! name, a layout file or a CPUID dump.
+//! name, or a file (a SRC): a host profile, a CPUID or a layout file, told
+//! apart by content.
+//!
+//! - A JSON object with `host_layout` is a host profile (`xstate kvm info
+//!   --json`); its layout's source says it came from that profile.
+//! - A JSON array, or a JSON object with `entries`, is a CPUID as KVM
+//!   `kvm_cpuid2` entries; text with a `cpuid -r` or InstLatx64 CPUID line
+//!   is a CPUID dump. Both are read by [`crate::cpuid::CpuidSet`]
+//!   ([`Layout::from_dump`]).
+//! - Anything else is read as a TOML layout file.
+//!
+//! Errors say what the file was taken for. A file larger than
+//! [`MAX_SOURCE_FILE`] or not UTF-8 text is refused as input
+//! ([`SourceError::TooLarge`], [`SourceError::NotText`]); one that cannot
+//! be read at all is an I/O error ([`SourceError::Io`]).
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +30,7 @@ pub enum SourceError {
         /// The name given.
         name: String,
     },
-    /// A file that could not be read.
+    /// A file that could not be read (missing, unreadable, a directory).
     #[error("cannot read {}", path.display())]
     Io {
         /// The path.
@@ -25,8 +39,24 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    /// A file read as a CPUID dump that gave no layout.
-    #[error("{} (a CPUID dump)", path.display())]
+    /// A file larger than [`MAX_SOURCE_FILE`]: no layout file, CPUID or
+    /// profile is that large.
+    #[error("{} is larger than {max} bytes: not a layout file, CPUID or host profile", path.display())]
+    TooLarge {
+        /// The path.
+        path: PathBuf,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// A file that is not UTF-8 text.
+    #[error("{} is not UTF-8 text: not a layout file, CPUID or host profile", path.display())]
+    NotText {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file read as a CPUID (`cpuid -r`, InstLatx64 or `kvm_cpuid2`
+    /// JSON) that gave no layout.
+    #[error("{} (read as a CPUID: cpuid -r, InstLatx64 or kvm_cpuid2 JSON)", path.display())]
     Dump {
         /// The path.
         path: PathBuf,
@@ -34,8 +64,8 @@ pub enum SourceError {
         #[source]
         source: DumpError,
     },
-    /// A file read as a layout file that gave no layout.
-    #[error("{} (a layout file)", path.display())]
+    /// A file read as a TOML layout file that gave no layout.
+    #[error("{} (read as a TOML layout file)", path.display())]
     File {
         /// The path.
         path: PathBuf,
@@ -44,7 +74,7 @@ pub enum SourceError {
         source: FileError,
     },
     /// A file read as a host profile (JSON) that gave no profile.
-    #[error("{} (a host profile)", path.display())]
+    #[error("{} (read as a host profile)", path.display())]
     Profile {
         /// The path.
         path: PathBuf,
@@ -60,7 +90,15 @@ pub enum SourceError {
     NotX86,
 }
 
-/// Where a layout comes from.
+/// Where a layout comes from: `host`, a catalog name, or a file.
+///
+/// A file is told apart by content. A JSON object with `host_layout` is a
+/// host profile (`xstate kvm info --json`; its layout's source then says
+/// it came from that profile). A JSON array, or a JSON object with
+/// `entries`, is a CPUID as KVM `kvm_cpuid2` entries, and text with a
+/// `cpuid -r` or InstLatx64 CPUID line a CPUID dump: both are read by
+/// [`crate::cpuid::CpuidSet`] ([`Layout::from_dump`]). Anything else is read
+/// as a TOML layout file. Errors say what the file was taken for.
 ///
 /// ```
 /// use xstate::layout::LayoutSource;
@@ -75,8 +113,9 @@ pub enum LayoutSource {
     Host,
     /// A layout of the built-in catalog.
     Catalog(String),
-    /// A file: a TOML layout file, a CPUID dump or a host profile (JSON),
-    /// told apart by content.
+    /// A file: a host profile (JSON), a CPUID (`cpuid -r`, InstLatx64 or
+    /// `kvm_cpuid2` JSON) or a TOML layout file, told apart by content (see
+    /// [`LayoutSource`]).
     File(PathBuf),
 }
 
@@ -97,8 +136,9 @@ impl LayoutSource {
     /// # Errors
     ///
     /// A [`SourceError`] naming what was wrong: an unknown name (with the
-    /// catalog's names), an unreadable file, or the file's dump, layout
-    /// file or profile error.
+    /// catalog's names), an unreadable file, one too large or not text, or
+    /// the error of what the file was read as: a CPUID, a layout file or a
+    /// profile.
     pub fn load(&self) -> Result<Layout, SourceError> {
         self.load_profile().map(|p| p.layout)
     }
@@ -127,62 +167,117 @@ impl LayoutSource {
     }
 }
 
-/// The most bytes a layout file, dump or profile may have: the largest
-/// real ones are a few KiB.
-const MAX_FILE: u64 = 1 << 20;
+/// The most bytes a file read as a layout file, CPUID or host profile may
+/// have: 4 MiB. The largest real ones are a few KiB; a `CpuidSet` of its
+/// most entries (4096) as `kvm_cpuid2` JSON is about 650 KiB.
+pub const MAX_SOURCE_FILE: u64 = 4 << 20;
+
+/// What a file's content says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Profile,
+    Cpuid,
+    LayoutFile,
+}
+
+/// Tells a host profile, a CPUID and a layout file apart by content.
+fn kind_of(text: &str) -> Kind {
+    let start = text.trim_start();
+    if start.starts_with('[') {
+        // TOML tables start with '[' too, but a layout file has keys
+        // (name, vendor, ...) before any table.
+        return Kind::Cpuid;
+    }
+    if start.starts_with('{') {
+        return match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(o)) if o.contains_key("host_layout") => Kind::Profile,
+            Ok(serde_json::Value::Object(o)) if o.contains_key("entries") => Kind::Cpuid,
+            _ => Kind::Profile,
+        };
+    }
+    if dump::detect(text).is_some() {
+        Kind::Cpuid
+    } else {
+        Kind::LayoutFile
+    }
+}
 
 fn load_file(path: &Path) -> Result<HostProfile, SourceError> {
-    let text = read_bounded(path).map_err(|source| {
+    let text = read_source_file(path).map_err(|e| match e {
         // A bare word that is no file was meant as a catalog name.
-        let bare = path.components().count() == 1 && path.extension().is_none();
-        if bare && source.kind() == std::io::ErrorKind::NotFound {
+        SourceError::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound
+                && path.components().count() == 1
+                && path.extension().is_none() =>
+        {
             SourceError::UnknownName {
                 name: path.display().to_string(),
             }
-        } else {
-            SourceError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
         }
+        e => e,
     })?;
-    if text.trim_start().starts_with('{') {
-        HostProfile::from_json(&text).map_err(|source| SourceError::Profile {
-            path: path.to_path_buf(),
-            source,
-        })
-    } else if dump::detect(&text).is_some() {
-        let name = path
-            .file_stem()
-            .map_or_else(|| "dump".into(), |s| s.to_string_lossy().into_owned());
-        Layout::from_dump(&name, &text)
-            .map(HostProfile::from)
-            .map_err(|source| SourceError::Dump {
-                path: path.to_path_buf(),
-                source,
-            })
-    } else {
-        Layout::from_toml(&text)
+    match kind_of(&text) {
+        Kind::Profile => {
+            let mut profile =
+                HostProfile::from_json(&text).map_err(|source| SourceError::Profile {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            let source = format!(
+                "host profile {}: {}",
+                path.display(),
+                profile.layout.source()
+            );
+            profile.layout = profile.layout.with_source(&source);
+            Ok(profile)
+        }
+        Kind::Cpuid => {
+            let name = path
+                .file_stem()
+                .map_or_else(|| "dump".into(), |s| s.to_string_lossy().into_owned());
+            Layout::from_dump(&name, &text)
+                .map(HostProfile::from)
+                .map_err(|source| SourceError::Dump {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+        Kind::LayoutFile => Layout::from_toml(&text)
             .map(HostProfile::from)
             .map_err(|source| SourceError::File {
                 path: path.to_path_buf(),
                 source,
-            })
+            }),
     }
 }
 
-/// Reads a text file of at most [`MAX_FILE`] bytes.
-fn read_bounded(path: &Path) -> std::io::Result<String> {
+/// Reads a file that should be a layout file, a CPUID or a host profile:
+/// UTF-8 text of at most [`MAX_SOURCE_FILE`] bytes.
+///
+/// # Errors
+///
+/// [`SourceError::Io`] when it cannot be read (an I/O error),
+/// [`SourceError::TooLarge`] or [`SourceError::NotText`] when it is read but
+/// cannot be one (a rejected input).
+pub fn read_source_file(path: &Path) -> Result<String, SourceError> {
     use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_FILE + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_FILE} bytes: not a layout, dump or profile"),
-        ));
+    let io = |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_SOURCE_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_SOURCE_FILE {
+        return Err(SourceError::TooLarge {
+            path: path.to_path_buf(),
+            max: MAX_SOURCE_FILE,
+        });
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| SourceError::NotText {
+        path: path.to_path_buf(),
+    })
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::xregs::Xreg;
 
 /// Component `n` (0..=63).
 fn id(n: u8) -> ComponentId {
@@ -1000,9 +1001,14 @@ fn fingerprint_follows_geometry_only() {
     let mut p = zen3_parts();
     p.standard_size = Some(2448);
     assert_ne!(p.build().unwrap().fingerprint(), base);
+    // Arch LBR is the one known component whose size varies by CPU.
     let mut p = zen3_parts();
-    p.components[3].size = 32;
-    assert_ne!(p.build().unwrap().fingerprint(), base);
+    p.xss_supported |= 1 << 15;
+    p.components.push(sup(15, 808));
+    let lbr = p.build().unwrap().fingerprint();
+    assert_ne!(lbr, base);
+    p.components.last_mut().unwrap().size = 840;
+    assert_ne!(p.build().unwrap().fingerprint(), lbr);
     // Name, vendor, source and MXCSR mask are not geometry.
     let mut p = zen3_parts();
     p.name = "another".into();
@@ -1132,7 +1138,7 @@ mod random {
                 } else {
                     pick
                 };
-                let xss = pick & u64::from(sup_pick) << 2;
+                let xss = registers(pick, sup_pick);
                 let xcr0 = 0x3 | (pick & !xss);
                 let mut order: Vec<ComponentId> = x(pick & !xss).iter().collect();
                 // A deterministic shuffle: standard offsets need not rise with
@@ -1148,6 +1154,7 @@ mod random {
                 let mut components = Vec::new();
                 for c in order {
                     let (size, gap, align64, xfd) = shapes[c.index() as usize - 2];
+                    let size = c.fixed_size().unwrap_or(size);
                     at += gap;
                     components.push(ComponentGeometry {
                         align64,
@@ -1158,6 +1165,7 @@ mod random {
                 }
                 for c in x(xss) {
                     let (size, _, align64, xfd) = shapes[c.index() as usize - 2];
+                    let size = c.fixed_size().unwrap_or(size);
                     components.push(ComponentGeometry {
                         supervisor: true,
                         align64,
@@ -1179,23 +1187,54 @@ mod random {
             })
     }
 
-    /// Any numbers at all, including ones that overflow u32 arithmetic.
+    /// IA32_XSS for the components `pick`: the known supervisor ones, and
+    /// the unknown ones whose bit (from bit 2) `sup_pick` sets.
+    fn registers(pick: u64, sup_pick: u32) -> u64 {
+        x(pick)
+            .iter()
+            .filter(|c| match c.info() {
+                Some(info) => info.supervisor,
+                None => u64::from(sup_pick) << 2 & c.bit().bits() != 0,
+            })
+            .collect::<Xfeatures>()
+            .bits()
+    }
+
+    /// Any numbers at all, including ones that overflow u32 arithmetic and
+    /// components in the wrong register; but often enough valid ones.
     fn wild_parts() -> impl Strategy<Value = Parts> {
         let number = prop_oneof![0u32..4096, 576u32..20000, any::<u32>(), Just(u32::MAX)];
         (
             any::<u32>(),
             any::<u32>(),
-            prop::option::of(prop_oneof![576u32..20000, any::<u32>()]),
-            prop::collection::vec((number.clone(), number, any::<bool>()), 22),
+            prop::option::of(prop_oneof![0u32..576, 576u32..20000, any::<u32>()]),
+            prop::collection::vec(
+                (
+                    number.clone(),
+                    number,
+                    any::<bool>(),
+                    prop::bool::weighted(0.9),
+                ),
+                22,
+            ),
+            prop::bool::weighted(0.9),
         )
-            .prop_map(|(pick, sup_pick, standard_size, shapes)| {
+            .prop_map(|(pick, sup_pick, standard_size, shapes, obey)| {
                 let pick = u64::from(pick) << 2 & 0x00FF_FFFC;
-                let xss = pick & u64::from(sup_pick) << 2;
+                let xss = if obey {
+                    registers(pick, sup_pick)
+                } else {
+                    pick & u64::from(sup_pick) << 2
+                };
                 let xcr0 = 0x3 | (pick & !xss);
                 let components = x(pick)
                     .iter()
                     .map(|c| {
-                        let (size, offset, align64) = shapes[c.index() as usize - 2];
+                        let (size, offset, align64, architectural) = shapes[c.index() as usize - 2];
+                        let size = match c.fixed_size() {
+                            Some(fixed) if architectural => fixed,
+                            _ => size,
+                        };
                         let supervisor = x(xss).contains(c);
                         ComponentGeometry {
                             supervisor,
@@ -1319,7 +1358,8 @@ fn geometry_whose_end_overflows_is_refused_not_a_panic() {
     );
     assert_eq!(
         msg,
-        "PKRU (component 9) at offset 4294967168 with size 256 ends past 4 GiB"
+        "PKRU (component 9) at offset 4294967168 with size 256 ends past 1048576 bytes, \
+         the most an XSAVE area may have"
     );
 }
 
@@ -1327,17 +1367,41 @@ fn geometry_whose_end_overflows_is_refused_not_a_panic() {
 fn huge_supervisor_components_do_not_overflow_compacted_sizes() {
     // A supervisor component of 0xFFFFFFFF bytes: the standard format does
     // not hold it, the compacted one cannot (576 + AVX 256 + PKRU 8 +
-    // CET_U 4294967295 + CET_S 24 = 4294968159 bytes).
+    // CET_U 4294967295 + CET_S 24 = 4294968159 bytes, past 32 bits). The
+    // component alone is past the cap.
     let mut p = zen3_parts();
-    p.components[2] = sup(11, u32::MAX);
-    let (e, msg) = err(p);
+    p.xss_supported |= 1 << 40;
+    p.components.push(sup(40, u32::MAX));
+    let (e, _) = err(p);
     assert_eq!(
         e,
-        LayoutError::CompactedTooLarge {
-            size: 4_294_968_159
+        LayoutError::EndOverflow {
+            component: id(40),
+            offset: 0,
+            size: u32::MAX
         }
     );
-    assert!(msg.contains("4294968159"), "{msg}");
+    // Two (unknown) supervisor components each under the cap, together
+    // past it: 576 + 256 + 8 + 16 + 24 + 2 * 600000 = 1200880 bytes.
+    let mut p = zen3_parts();
+    p.xss_supported |= 0b11 << 40;
+    p.components.push(sup(40, 600_000));
+    p.components.push(sup(41, 600_000));
+    let (e, msg) = err(p);
+    assert_eq!(e, LayoutError::CompactedTooLarge { size: 1_200_880 });
+    assert_eq!(
+        msg,
+        "the compacted area for every supported component would be 1200880 bytes, \
+         more than the 1048576 an XSAVE area may have"
+    );
+    // At the cap exactly: built, and every compacted figure in range.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 40;
+    p.components
+        .push(sup(40, MAX_AREA_SIZE - (576 + 256 + 8 + 16 + 24)));
+    let l = p.build().unwrap();
+    assert_eq!(l.compacted_size(), MAX_AREA_SIZE);
+    assert_eq!(l.compacted_size_for(Xfeatures::ALL), MAX_AREA_SIZE);
 }
 
 #[test]
@@ -1388,5 +1452,500 @@ fn layouts_say_which_xsetbv_rules_their_xcr0_breaks() {
     assert_eq!(
         v[0].to_string(),
         "XCR0 0x20007 breaks a rule: AMX TILECFG and TILEDATA (bits 17-18) must be both set or both clear (bits at fault: 0x20000)"
+    );
+}
+
+#[test]
+fn hex_fields_refuse_a_sign() {
+    let minimal = r#"
+        name = "tiny"
+        vendor = "GenuineIntel"
+        source = "made up"
+        xcr0_supported = "0x7"
+
+        [[component]]
+        id = 2
+        size = 256
+        offset = 576
+    "#;
+    assert!(Layout::from_toml(minimal).is_ok());
+    for (field, line) in [
+        ("xcr0_supported", "xcr0_supported = \"+7\""),
+        ("xcr0_supported", "xcr0_supported = \"0x+7\""),
+        (
+            "xss_supported",
+            "xcr0_supported = \"0x7\"\nxss_supported = \"+0\"",
+        ),
+        (
+            "mxcsr_mask",
+            "xcr0_supported = \"0x7\"\nmxcsr_mask = \"+ffff\"",
+        ),
+        (
+            "xsave_features",
+            "xcr0_supported = \"0x7\"\nxsave_features = \"+f\"",
+        ),
+    ] {
+        let text = minimal.replace("xcr0_supported = \"0x7\"", line);
+        let e = Layout::from_toml(&text).unwrap_err();
+        assert!(
+            matches!(&e, FileError::BadField { field: f, value } if *f == field && value.contains('+')),
+            "{line}: {e:?}"
+        );
+    }
+}
+
+// ------------------------------------------- architectural sizes, registers, bounds
+
+#[test]
+fn known_components_have_their_architectural_size() {
+    // The testers' file: AVX at 128 bytes loaded, and encoding panicked.
+    let text = r#"
+        name = "half-avx"
+        vendor = "GenuineIntel"
+        source = "made up"
+        xcr0_supported = "0x7"
+
+        [[component]]
+        id = 2
+        size = 128
+        offset = 576
+    "#;
+    let e = Layout::from_toml(text).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileError::Layout(LayoutError::NotArchitecturalSize {
+                component: ComponentId::AVX,
+                size: 128,
+                architectural: 256
+            })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "AVX (component 2) has size 128, but its architectural size is 256"
+    );
+    // Every known component with a fixed size, one byte off either way, in
+    // the register it belongs to.
+    for c in ComponentId::known().filter(|c| !c.is_legacy()) {
+        let info = c.info().unwrap();
+        let sizes = match c.fixed_size() {
+            Some(s) => vec![s - 1, s + 1],
+            None => vec![],
+        };
+        for size in sizes {
+            let mut p = parts(0x3, vec![]);
+            if info.supervisor {
+                p.xss_supported = c.bit().bits();
+                p.components = vec![sup(c.index(), size)];
+            } else {
+                p.xcr0_supported |= c.bit().bits();
+                p.components = vec![geom(c.index(), size, 1024)];
+            }
+            assert_eq!(
+                p.build().unwrap_err(),
+                LayoutError::NotArchitecturalSize {
+                    component: c,
+                    size,
+                    architectural: info.size
+                },
+                "{c}"
+            );
+        }
+    }
+    // Arch LBR's size follows the CPU's LBR count: any size is taken, as
+    // are unknown components' sizes.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 15;
+    p.components.push(sup(15, 328));
+    assert_eq!(p.build().unwrap().size(ComponentId::LBR), Some(328));
+    let mut p = zen3_parts();
+    p.xcr0_supported |= 1 << 30;
+    p.standard_size = None;
+    p.components.push(geom(30, 7, 2440));
+    assert_eq!(p.build().unwrap().size(id(30)), Some(7));
+    // The same rule for a CPUID function and a leaf 0xD: PKRU at 16 bytes.
+    let zen3 = catalog::get("amd-zen3").unwrap().to_cpuid();
+    let mut leaf = zen3.clone();
+    leaf.subleaves.get_mut(&9).unwrap().eax = 16;
+    let e = leaf.to_layout("x").unwrap_err();
+    assert_eq!(
+        e,
+        LayoutError::NotArchitecturalSize {
+            component: ComponentId::PKRU,
+            size: 16,
+            architectural: 8
+        }
+    );
+    let e = Layout::from_cpuid("x", "test", |l, s| match l {
+        0 => CpuidRegs {
+            eax: 0x10,
+            ..CpuidRegs::default()
+        },
+        0xD => leaf.subleaves.get(&s).copied().unwrap_or_default(),
+        _ => CpuidRegs::default(),
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LayoutError::NotArchitecturalSize {
+                component: ComponentId::PKRU,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn xcr0_and_ia32_xss_hold_only_their_own_components() {
+    // The testers' file: PT (supervisor) in XCR0, and reserved bit 63.
+    let text = r#"
+        name = "impossible"
+        vendor = "GenuineIntel"
+        source = "made up"
+        xcr0_supported = "0x8000000000000107"
+
+        [[component]]
+        id = 2
+        size = 256
+        offset = 576
+
+        [[component]]
+        id = 8
+        size = 128
+        offset = 832
+    "#;
+    let e = Layout::from_toml(text).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileError::Layout(LayoutError::ReservedBit63 {
+                register: Xreg::Xcr0,
+                value
+            }) if value == x(0x8000_0000_0000_0107)
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "supported XCR0 0x8000000000000107 has bit 63 set, which is reserved"
+    );
+    let e = Layout::from_toml(&text.replace("0x8000000000000107", "0x107")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileError::Layout(LayoutError::SupervisorInXcr0(ComponentId::PT))
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "PT (component 8) is a supervisor component: IA32_XSS enumerates it, never XCR0"
+    );
+    // A user component in IA32_XSS.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 5;
+    p.components.push(sup(5, 64));
+    let (e, msg) = err(p);
+    assert_eq!(e, LayoutError::UserInXss(ComponentId::OPMASK));
+    assert_eq!(
+        msg,
+        "AVX-512 opmask (component 5) is a user component: XCR0 enumerates it, never IA32_XSS"
+    );
+    // Bit 63 of IA32_XSS.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 63;
+    let (e, msg) = err(p);
+    assert_eq!(
+        e,
+        LayoutError::ReservedBit63 {
+            register: Xreg::Xss,
+            value: x(0x8000_0000_0000_1800)
+        }
+    );
+    assert_eq!(
+        msg,
+        "supported IA32_XSS 0x8000000000001800 has bit 63 set, which is reserved"
+    );
+    // Unknown components may be either.
+    let mut p = zen3_parts();
+    p.xss_supported |= 1 << 40;
+    p.xcr0_supported |= 1 << 41;
+    p.standard_size = None;
+    p.components.push(sup(40, 8));
+    p.components.push(geom(41, 8, 2440));
+    assert!(p.build().is_ok());
+    // Through leaf 0xD too: PT moved from IA32_XSS to XCR0.
+    let mut leaf = spr().to_cpuid();
+    leaf.subleaves.get_mut(&0).unwrap().eax |= 1 << 8;
+    leaf.subleaves.get_mut(&1).unwrap().ecx &= !(1 << 8);
+    leaf.subleaves.get_mut(&8).unwrap().ecx &= !1;
+    assert_eq!(
+        leaf.to_layout("x").unwrap_err(),
+        LayoutError::SupervisorInXcr0(ComponentId::PT)
+    );
+}
+
+#[test]
+fn layout_geometry_is_bounded() {
+    let minimal = r#"
+        name = "tiny"
+        vendor = "GenuineIntel"
+        source = "made up"
+        xcr0_supported = "0x3"
+    "#;
+    // The testers' standard_size = 4294967295, and 0.
+    for (size, e) in [
+        (u32::MAX, LayoutError::StandardTooLarge { size: u32::MAX }),
+        (
+            MAX_AREA_SIZE + 1,
+            LayoutError::StandardTooLarge {
+                size: MAX_AREA_SIZE + 1,
+            },
+        ),
+        (0, LayoutError::StandardTooSmall { size: 0 }),
+        (575, LayoutError::StandardTooSmall { size: 575 }),
+    ] {
+        let text = format!("{minimal}standard_size = {size}\n");
+        let got = Layout::from_toml(&text).unwrap_err();
+        assert!(
+            matches!(got, FileError::Layout(g) if g == e),
+            "{size}: {got:?}"
+        );
+    }
+    assert_eq!(
+        LayoutError::StandardTooLarge { size: u32::MAX }.to_string(),
+        "the standard size 4294967295 is more than the 1048576 bytes an XSAVE area may have"
+    );
+    assert_eq!(
+        LayoutError::StandardTooSmall { size: 0 }.to_string(),
+        "the standard size 0 is smaller than the legacy region and XSAVE header (576 bytes)"
+    );
+    // The bounds themselves are taken.
+    for size in [576, MAX_AREA_SIZE] {
+        let text = format!("{minimal}standard_size = {size}\n");
+        assert_eq!(Layout::from_toml(&text).unwrap().standard_size(), size);
+    }
+    // The testers' component of 4,000,000,000 bytes (62: bit 63 is reserved).
+    let huge = format!(
+        "{}\n[[component]]\nid = 62\nsize = 4000000000\noffset = 576\n",
+        minimal.replace("\"0x3\"", "\"0x4000000000000003\"")
+    );
+    let e = Layout::from_toml(&huge).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileError::Layout(LayoutError::EndOverflow {
+                size: 4_000_000_000,
+                offset: 576,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    // A user component ending exactly at the cap is taken.
+    let at_cap = huge.replace(
+        "size = 4000000000",
+        &format!("size = {}", MAX_AREA_SIZE - 576),
+    );
+    let l = Layout::from_toml(&at_cap).unwrap();
+    assert_eq!(l.standard_size(), MAX_AREA_SIZE);
+    assert_eq!(l.compacted_size(), MAX_AREA_SIZE);
+    let one_more = huge.replace(
+        "size = 4000000000",
+        &format!("size = {}", MAX_AREA_SIZE - 575),
+    );
+    assert!(matches!(
+        Layout::from_toml(&one_more),
+        Err(FileError::Layout(LayoutError::EndOverflow { .. }))
+    ));
+}
+
+// ------------------------------------------------ sources told apart by content
+
+#[test]
+fn kvm_cpuid2_json_is_a_source_like_any_cpuid() {
+    let dir = tempfile::tempdir().unwrap();
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let mut set = crate::cpuid::CpuidSet::new();
+    set.set(
+        0,
+        0,
+        CpuidRegs {
+            eax: 0x10,
+            ebx: 0x6874_7541,
+            ecx: 0x444d_4163,
+            edx: 0x6974_6e65,
+        },
+    )
+    .unwrap();
+    for (sub, regs) in zen4.to_cpuid().subleaves {
+        set.set(0xD, sub, regs).unwrap();
+    }
+    let array = set.to_kvm_json();
+    let object = format!("{{\"entries\": {array}}}");
+    for (file, text) in [("pool.json", &array), ("entries.json", &object)] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        let l = LayoutSource::parse(path.to_str().unwrap()).load().unwrap();
+        same_geometry(&l, zen4);
+        assert_eq!(l.name(), file.trim_end_matches(".json"));
+        assert_eq!(l.source(), "CPUID dump (kvm_cpuid2 JSON format)");
+    }
+    // A bad entry: the CPUID parser's error, naming what the file was
+    // taken for and the entry.
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, array.replacen("\"eax\": \"0x", "\"eax\": \"+0x", 1)).unwrap();
+    let e = LayoutSource::parse(path.to_str().unwrap())
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SourceError::Dump {
+                source: DumpError::Cpuid(crate::cpuid::CpuidSetError::Field { .. }),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        report(&e).contains(
+            "(read as a CPUID: cpuid -r, InstLatx64 or kvm_cpuid2 JSON): entry 0: field \"eax\""
+        ),
+        "{}",
+        report(&e)
+    );
+}
+
+#[test]
+fn source_errors_name_what_the_file_was_taken_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let e = LayoutSource::parse(path.to_str().unwrap())
+            .load()
+            .unwrap_err();
+        (report(&e), e)
+    };
+    let (msg, e) = load("a.json", "{\"name\": \"x\"}");
+    assert!(matches!(e, SourceError::Profile { .. }), "{e:?}");
+    assert!(
+        msg.contains("a.json (read as a host profile): not a host profile"),
+        "{msg}"
+    );
+    let (msg, e) = load("b.json", "[{\"function\": 0}]");
+    assert!(matches!(e, SourceError::Dump { .. }), "{e:?}");
+    assert!(msg.contains("b.json (read as a CPUID"), "{msg}");
+    let (msg, e) = load("c.toml", "name = 1");
+    assert!(matches!(e, SourceError::File { .. }), "{e:?}");
+    assert!(
+        msg.contains("c.toml (read as a TOML layout file): not a layout file"),
+        "{msg}"
+    );
+    let (msg, e) = load(
+        "d.txt",
+        "CPU:\n   0x00000000 0x00: eax=0x10 ebx=0x0 ecx=0x0\n",
+    );
+    assert!(matches!(e, SourceError::Dump { .. }), "{e:?}");
+    assert!(msg.ends_with("line 2: malformed CPUID line"), "{msg}");
+}
+
+#[test]
+fn a_profile_loaded_as_a_layout_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let profile = crate::profile::HostProfile {
+        layout: spr.renamed("node-a"),
+        kvm: Some(crate::profile::KvmOffer::new(x(0x2e7), 4096, 0xffff)),
+    };
+    let path = dir.path().join("me.json");
+    std::fs::write(&path, profile.to_json()).unwrap();
+    let source = LayoutSource::parse(path.to_str().unwrap());
+    let l = source.load().unwrap();
+    assert_eq!(l.name(), "node-a");
+    same_geometry(&l, spr);
+    assert_eq!(
+        l.source(),
+        format!("host profile {}: {}", path.display(), spr.source())
+    );
+    let p = source.load_profile().unwrap();
+    assert_eq!(p.kvm, profile.kvm);
+    assert_eq!(p.layout, l);
+}
+
+#[test]
+fn files_too_large_or_not_text_are_rejected_inputs_not_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let mut text = catalog::get("amd-zen4").unwrap().to_toml();
+    text.push('#');
+    text.push_str(&" ".repeat(MAX_SOURCE_FILE as usize));
+    std::fs::write(&big, &text).unwrap();
+    let e = LayoutSource::parse(big.to_str().unwrap())
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(&e, SourceError::TooLarge { max, .. } if *max == MAX_SOURCE_FILE),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} is larger than 4194304 bytes: not a layout file, CPUID or host profile",
+            big.display()
+        )
+    );
+    // At the limit exactly it is read (and fails as TOML only if it is not).
+    text.truncate(MAX_SOURCE_FILE as usize);
+    std::fs::write(&big, &text).unwrap();
+    assert!(LayoutSource::parse(big.to_str().unwrap()).load().is_ok());
+
+    let binary = dir.path().join("area.bin");
+    std::fs::write(&binary, [0x7f, 0xff, 0xfe, 0x00, 0x80]).unwrap();
+    let e = LayoutSource::parse(binary.to_str().unwrap())
+        .load()
+        .unwrap_err();
+    assert!(matches!(e, SourceError::NotText { .. }), "{e:?}");
+    assert!(e
+        .to_string()
+        .ends_with("is not UTF-8 text: not a layout file, CPUID or host profile"));
+
+    let missing = dir.path().join("missing.toml");
+    let e = read_source_file(&missing).unwrap_err();
+    assert!(matches!(e, SourceError::Io { .. }), "{e:?}");
+    // A directory cannot be read as a file: an I/O error too.
+    let e = read_source_file(dir.path()).unwrap_err();
+    assert!(matches!(e, SourceError::Io { .. }), "{e:?}");
+}
+
+#[test]
+fn mxcsr_masks_hold_the_architectural_minimum() {
+    let zen3 = catalog::get("amd-zen3").unwrap().to_toml();
+    assert!(zen3.contains("mxcsr_mask = \"0x2ffff\""), "{zen3}");
+    for mask in ["0x0", "0xff3f", "0x10000"] {
+        let e = Layout::from_toml(&zen3.replace("0x2ffff", mask)).unwrap_err();
+        assert!(
+            matches!(e, FileError::Layout(LayoutError::MxcsrMask { .. })),
+            "{mask}: {e:?}"
+        );
+    }
+    assert_eq!(
+        LayoutError::MxcsrMask { mask: 0xff3f }.to_string(),
+        "MXCSR mask 0xff3f lacks bits 0x80 of 0xffbf, the architectural minimum every CPU \
+         lets software set"
+    );
+    let l = Layout::from_toml(&zen3.replace("0x2ffff", "0xffbf")).unwrap();
+    assert_eq!(l.mxcsr_mask(), MXCSR_MASK_MIN);
+    // A legacy-only layout file too.
+    let old = Layout::legacy_only("old", "GenuineIntel", "test").to_toml();
+    let e = Layout::from_toml(&old.replace("0xffff", "0x0")).unwrap_err();
+    assert!(
+        matches!(e, FileError::Layout(LayoutError::MxcsrMask { mask: 0 })),
+        "{e:?}"
     );
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{HostProfile, KvmOffer, PkruBehaviour, PkruOnClearBit};
 use crate::component::Xfeatures;
-use crate::layout::{FileError, LayoutFile};
+use crate::layout::{FileError, LayoutFile, MXCSR_MASK_MIN};
 
 /// Why a profile file gave no profile.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,42 @@ pub enum ProfileError {
     /// The host layout it holds is invalid.
     #[error("host profile's host_layout")]
     Layout(#[source] FileError),
+    /// A guest XCR0 without x87 and SSE: XSETBV refuses an XCR0 without
+    /// x87, and AVX needs SSE; KVM always offers both.
+    #[error("host profile's guest_xcr0 {guest_xcr0} lacks x87 or SSE (bits 0 and 1), which every guest XCR0 has")]
+    GuestXcr0Legacy {
+        /// The guest XCR0 read.
+        guest_xcr0: Xfeatures,
+    },
+    /// A guest XCR0 with components the host layout does not support: KVM
+    /// offers guests only what the host CPU has.
+    #[error("host profile's guest_xcr0 {guest_xcr0} has {extra}, which the host layout's XCR0 {host_xcr0} lacks")]
+    GuestXcr0 {
+        /// The guest XCR0 read.
+        guest_xcr0: Xfeatures,
+        /// The host layout's supported XCR0.
+        host_xcr0: Xfeatures,
+        /// The bits outside it.
+        extra: Xfeatures,
+    },
+    /// A guest IA32_XSS with components the host layout does not support.
+    #[error("host profile's guest_xss {guest_xss} has {extra}, which the host layout's IA32_XSS {host_xss} lacks")]
+    GuestXss {
+        /// The guest IA32_XSS read.
+        guest_xss: Xfeatures,
+        /// The host layout's supported IA32_XSS.
+        host_xss: Xfeatures,
+        /// The bits outside it.
+        extra: Xfeatures,
+    },
+    /// KVM's MXCSR mask without every bit of the architectural minimum
+    /// ([`MXCSR_MASK_MIN`]).
+    #[error("host profile's mxcsr_mask {mask:#x} lacks bits {missing:#x} of {min:#x}, the architectural minimum every CPU lets software set",
+        missing = MXCSR_MASK_MIN & !*mask, min = MXCSR_MASK_MIN)]
+    MxcsrMask {
+        /// The mask read.
+        mask: u32,
+    },
 }
 
 /// The serialized form of a profile.
@@ -78,15 +114,44 @@ struct PkruFile {
 }
 
 fn hex(field: &'static str, s: &str) -> Result<u64, ProfileError> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    u64::from_str_radix(t, 16).map_err(|_| ProfileError::BadField {
+    crate::hex::parse_u64(s).ok_or_else(|| ProfileError::BadField {
         field,
         value: s.to_string(),
     })
+}
+
+/// What KVM offers must be possible on the host it runs on: a guest XCR0
+/// with x87 and SSE within the host layout's XCR0, a guest IA32_XSS within
+/// its IA32_XSS, an MXCSR mask with the architectural minimum.
+fn check_offer(
+    layout: &crate::Layout,
+    guest_xcr0: Xfeatures,
+    guest_xss: Xfeatures,
+    mask: u32,
+) -> Result<(), ProfileError> {
+    if !guest_xcr0.contains_all(Xfeatures::LEGACY) {
+        return Err(ProfileError::GuestXcr0Legacy { guest_xcr0 });
+    }
+    let host_xcr0 = layout.xcr0_supported();
+    if !(guest_xcr0 - host_xcr0).is_empty() {
+        return Err(ProfileError::GuestXcr0 {
+            guest_xcr0,
+            host_xcr0,
+            extra: guest_xcr0 - host_xcr0,
+        });
+    }
+    let host_xss = layout.xss_supported();
+    if !(guest_xss - host_xss).is_empty() {
+        return Err(ProfileError::GuestXss {
+            guest_xss,
+            host_xss,
+            extra: guest_xss - host_xss,
+        });
+    }
+    if mask & MXCSR_MASK_MIN != MXCSR_MASK_MIN {
+        return Err(ProfileError::MxcsrMask { mask });
+    }
+    Ok(())
 }
 
 impl HostProfile {
@@ -97,7 +162,11 @@ impl HostProfile {
     /// [`ProfileError::Json`] for text that is not a profile,
     /// [`ProfileError::BadField`] for a value that does not parse (the
     /// guest XCR0 is required for the KVM part), [`ProfileError::Layout`]
-    /// for an invalid host layout.
+    /// for an invalid host layout; for what KVM offers,
+    /// [`ProfileError::GuestXcr0Legacy`] (a guest XCR0 without x87 and
+    /// SSE), [`ProfileError::GuestXcr0`] and [`ProfileError::GuestXss`] (bits
+    /// the host layout does not support), [`ProfileError::MxcsrMask`] (a
+    /// mask without the architectural minimum 0xFFBF).
     pub fn from_json(text: &str) -> Result<HostProfile, ProfileError> {
         let file: ProfileFile = serde_json::from_str(text).map_err(ProfileError::Json)?;
         let layout = file.host_layout.to_layout().map_err(ProfileError::Layout)?;
@@ -137,6 +206,7 @@ impl HostProfile {
                     Some(x) => Xfeatures::from_bits(hex("guest_xss", x)?),
                     None => Xfeatures::EMPTY,
                 };
+                check_offer(&layout, guest_xcr0, guest_xss, mask)?;
                 let buffer_size = file
                     .buffer_size
                     .or(file.xsave2_size)
@@ -238,6 +308,43 @@ mod tests {
                 ..
             })
         ));
+        for (field, from, to) in [
+            (
+                "guest_xcr0",
+                "\"guest_xcr0\": \"0x7\"",
+                "\"guest_xcr0\": \"+7\"",
+            ),
+            (
+                "guest_xss",
+                "\"guest_xss\": \"0x0\"",
+                "\"guest_xss\": \"+0\"",
+            ),
+            (
+                "mxcsr_mask",
+                "\"mxcsr_mask\": \"0x2ffff\"",
+                "\"mxcsr_mask\": \"+2ffff\"",
+            ),
+        ] {
+            assert!(good.contains(from), "{from}");
+            let signed = good.replacen(from, to, 1);
+            let e = HostProfile::from_json(&signed).unwrap_err();
+            assert!(
+                matches!(&e, ProfileError::BadField { field: f, .. } if *f == field),
+                "{to}: {e:?}"
+            );
+        }
+        // The host layout's fields too.
+        let signed = good.replace(
+            "\"xcr0_supported\": \"0x207\"",
+            "\"xcr0_supported\": \"+207\"",
+        );
+        assert!(matches!(
+            HostProfile::from_json(&signed),
+            Err(ProfileError::Layout(FileError::BadField {
+                field: "xcr0_supported",
+                ..
+            }))
+        ));
         let huge = good.replace("\"buffer_size\": 4096", "\"buffer_size\": 99999999999");
         assert!(matches!(
             HostProfile::from_json(&huge),
@@ -254,5 +361,102 @@ mod tests {
             HostProfile::from_json(&bad_layout),
             Err(ProfileError::Layout(_))
         ));
+    }
+
+    #[test]
+    fn what_kvm_offers_must_fit_the_host() {
+        let zen3 = catalog::get("amd-zen3").unwrap().clone();
+        let good = HostProfile {
+            layout: zen3.clone(),
+            kvm: Some(KvmOffer::new(Xfeatures::from_bits(0x7), 4096, 0x2ffff)),
+        }
+        .to_json();
+        assert!(HostProfile::from_json(&good).is_ok());
+        let with = |from: &str, to: &str| {
+            assert!(good.contains(from), "{from}");
+            HostProfile::from_json(&good.replacen(from, to, 1)).unwrap_err()
+        };
+        // The testers' guest XCR0 "0x0" and all ones.
+        let e = with("\"guest_xcr0\": \"0x7\"", "\"guest_xcr0\": \"0x0\"");
+        assert!(
+            matches!(e, ProfileError::GuestXcr0Legacy { guest_xcr0 } if guest_xcr0.is_empty()),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "host profile's guest_xcr0 0x0 lacks x87 or SSE (bits 0 and 1), which every guest XCR0 has"
+        );
+        let e = with(
+            "\"guest_xcr0\": \"0x7\"",
+            "\"guest_xcr0\": \"0xffffffffffffffff\"",
+        );
+        assert!(
+            matches!(e, ProfileError::GuestXcr0 { extra, host_xcr0, .. }
+                if extra.bits() == !0x207 && host_xcr0.bits() == 0x207),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "host profile's guest_xcr0 0xffffffffffffffff has 0xfffffffffffffdf8, which the host \
+             layout's XCR0 0x207 lacks"
+        );
+        // AVX-512 on a Zen 3 host: not the host's.
+        let e = with("\"guest_xcr0\": \"0x7\"", "\"guest_xcr0\": \"0xe7\"");
+        assert!(
+            matches!(e, ProfileError::GuestXcr0 { extra, .. } if extra.bits() == 0xe0),
+            "{e:?}"
+        );
+        // A guest IA32_XSS beyond the host's (CET_U and CET_S, 0x1800).
+        let e = with("\"guest_xss\": \"0x0\"", "\"guest_xss\": \"0x100\"");
+        assert!(
+            matches!(e, ProfileError::GuestXss { extra, .. } if extra.bits() == 0x100),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "host profile's guest_xss 0x100 has 0x100, which the host layout's IA32_XSS 0x1800 lacks"
+        );
+        assert!(HostProfile::from_json(&good.replacen(
+            "\"guest_xss\": \"0x0\"",
+            "\"guest_xss\": \"0x800\"",
+            1
+        ))
+        .is_ok());
+        // The testers' MXCSR mask "0x0", and one without DAZ's neighbours.
+        let e = with("\"mxcsr_mask\": \"0x2ffff\"", "\"mxcsr_mask\": \"0x0\"");
+        assert!(matches!(e, ProfileError::MxcsrMask { mask: 0 }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "host profile's mxcsr_mask 0x0 lacks bits 0xffbf of 0xffbf, the architectural \
+             minimum every CPU lets software set"
+        );
+        let e = with("\"mxcsr_mask\": \"0x2ffff\"", "\"mxcsr_mask\": \"0xff3f\"");
+        assert!(
+            matches!(e, ProfileError::MxcsrMask { mask: 0xff3f }),
+            "{e:?}"
+        );
+        // The minimum itself (no DAZ) is taken.
+        assert!(HostProfile::from_json(&good.replacen(
+            "\"mxcsr_mask\": \"0x2ffff\"",
+            "\"mxcsr_mask\": \"0xffbf\"",
+            1
+        ))
+        .is_ok());
+        // The host layout's own mask is held to the same minimum.
+        let host_mask = good.rfind("\"mxcsr_mask\": \"0x2ffff\"").unwrap();
+        let mut bad = good.clone();
+        bad.replace_range(
+            host_mask..host_mask + "\"mxcsr_mask\": \"0x2ffff\"".len(),
+            "\"mxcsr_mask\": \"0x0\"",
+        );
+        assert!(
+            matches!(
+                HostProfile::from_json(&bad),
+                Err(ProfileError::Layout(FileError::Layout(
+                    crate::LayoutError::MxcsrMask { mask: 0 }
+                )))
+            ),
+            "{bad}"
+        );
     }
 }

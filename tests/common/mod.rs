@@ -24,22 +24,41 @@ pub fn fixtures_required() -> bool {
     std::env::var("XSTATE_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
 }
 
-/// `../shared/cpuid` beside the repository, or `None` with the skip
-/// printed; a panic when fixtures are required.
+/// Where the shared CPUID dumps are: `$XSTATE_CPUID_DIR` when set (a copy
+/// of the repository elsewhere points it at the dumps), else
+/// `../shared/cpuid` beside the repository.
+pub fn cpuid_dir() -> PathBuf {
+    match std::env::var_os("XSTATE_CPUID_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/cpuid")),
+    }
+}
+
+/// The shared CPUID dumps' directory ([`cpuid_dir`]), or `None` with the
+/// skip printed. A panic when fixtures are required
+/// (`XSTATE_REQUIRE_FIXTURES=1`) or when `XSTATE_CPUID_DIR` names a
+/// directory that is not there: a path given on purpose is never skipped.
 pub fn shared_cpuid_dir(part: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/cpuid"));
+    let dir = cpuid_dir();
     if dir.is_dir() {
         return Some(dir);
     }
+    let named = std::env::var_os("XSTATE_CPUID_DIR").is_some_and(|d| !d.is_empty());
+    assert!(
+        !named,
+        "{part}: XSTATE_CPUID_DIR={} is not a directory",
+        dir.display()
+    );
     assert!(
         !fixtures_required(),
-        "{part}: {} is missing and XSTATE_REQUIRE_FIXTURES=1",
+        "{part}: {} is missing and XSTATE_REQUIRE_FIXTURES=1 (set XSTATE_CPUID_DIR to the dumps' directory)",
         dir.display()
     );
     skip(
         part,
         &format!(
-            "{} is not present beside the repository (set XSTATE_REQUIRE_FIXTURES=1 to make this a failure)",
+            "{} is not present beside the repository (set XSTATE_CPUID_DIR to the dumps' directory; \
+             XSTATE_REQUIRE_FIXTURES=1 makes this a failure)",
             dir.display()
         ),
     );
