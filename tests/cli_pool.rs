@@ -1014,8 +1014,7 @@ fn a_file_that_is_not_text_is_rejected_input() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
     assert!(
-        stderr(&out).contains(&format!("{junk}: not a CPUID"))
-            && stderr(&out).contains("not text (byte 8 is not UTF-8)"),
+        stderr(&out).contains(&format!("{junk} is not UTF-8 text (byte 8 is not)")),
         "{}",
         stderr(&out)
     );
@@ -1023,7 +1022,8 @@ fn a_file_that_is_not_text_is_rejected_input() {
     // As a pool host, and as the guest to apply to: rejected, nothing written.
     let out = xstate(&["pool", "baseline", junk]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not a CPUID dump, layout file or host profile: not text"));
+    assert!(stderr(&out)
+        .contains("is not UTF-8 text (byte 8 is not): not a layout file, CPUID or host profile"));
     let written = dir.path().join("out.cpuid");
     let out = xstate(&[
         "pool",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use xstate::cpuid::{check, CpuidSet};
 
-use super::{fail, MAX_CPUID_FILE, REJECTED, USAGE};
+use super::{fail, REJECTED};
 
 /// CPUID subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -26,44 +26,10 @@ pub enum CpuidCommand {
     },
 }
 
-/// Reads a text file of at most [`MAX_CPUID_FILE`] bytes that should be
-/// `what` (`"a CPUID"`): exit 2 when it cannot be read, 1 when it is larger
-/// or not text (a file that exists but holds bytes that are not UTF-8 is a
-/// rejected input, not an I/O error).
-pub fn read(path: &Path, what: &str) -> Result<String, u8> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CPUID_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))?;
-    if bytes.len() as u64 > MAX_CPUID_FILE {
-        return Err(fail(
-            REJECTED,
-            format_args!(
-                "{}: larger than {MAX_CPUID_FILE} bytes: not {what}",
-                path.display()
-            ),
-        ));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        fail(
-            REJECTED,
-            format_args!(
-                "{}: not {what}: not text (byte {} is not UTF-8)",
-                path.display(),
-                e.utf8_error().valid_up_to()
-            ),
-        )
-    })
-}
-
 /// Reads and parses a CPUID file: exit 2 when unreadable, 1 when not a
 /// CPUID (not text, or larger than any CPUID).
 pub fn load(path: &Path) -> Result<(CpuidSet, String), u8> {
-    let text = read(
-        path,
-        "a CPUID (`cpuid -r` text, an InstLatx64 dump or kvm_cpuid2 entries as JSON)",
-    )?;
+    let text = super::read_cpuid_file(path)?;
     let set = CpuidSet::parse(&text)
         .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))?;
     Ok((set, text))

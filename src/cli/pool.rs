@@ -95,7 +95,7 @@ fn load_host(spec: &str) -> Result<PoolHost, u8> {
     let path = Path::new(spec);
     let is_named = spec == "host" || xstate::layout::catalog::get(spec).is_some();
     if !is_named && path.is_file() {
-        let text = super::cpuid::read(path, "a CPUID dump, layout file or host profile")?;
+        let text = super::read_cpuid_file(path)?;
         match CpuidSet::parse(&text) {
             Ok(set) => {
                 let name = path

@@ -49,10 +49,12 @@ pub enum SourceError {
         max: u64,
     },
     /// A file that is not UTF-8 text.
-    #[error("{} is not UTF-8 text: not a layout file, CPUID or host profile", path.display())]
+    #[error("{} is not UTF-8 text (byte {at} is not): not a layout file, CPUID or host profile", path.display())]
     NotText {
         /// The path.
         path: PathBuf,
+        /// The offset in bytes of the first byte that is not UTF-8.
+        at: usize,
     },
     /// A file read as a CPUID (`cpuid -r`, InstLatx64 or `kvm_cpuid2`
     /// JSON) that gave no layout.
@@ -277,7 +279,8 @@ pub fn read_source_file(path: &Path) -> Result<String, SourceError> {
             max: MAX_SOURCE_FILE,
         });
     }
-    String::from_utf8(bytes).map_err(|_| SourceError::NotText {
+    String::from_utf8(bytes).map_err(|e| SourceError::NotText {
+        at: e.utf8_error().valid_up_to(),
         path: path.to_path_buf(),
     })
 }

@@ -1910,10 +1910,10 @@ fn files_too_large_or_not_text_are_rejected_inputs_not_io_errors() {
     let e = LayoutSource::parse(binary.to_str().unwrap())
         .load()
         .unwrap_err();
-    assert!(matches!(e, SourceError::NotText { .. }), "{e:?}");
+    assert!(matches!(e, SourceError::NotText { at: 1, .. }), "{e:?}");
     assert!(e
         .to_string()
-        .ends_with("is not UTF-8 text: not a layout file, CPUID or host profile"));
+        .ends_with("is not UTF-8 text (byte 1 is not): not a layout file, CPUID or host profile"));
 
     let missing = dir.path().join("missing.toml");
     let e = read_source_file(&missing).unwrap_err();
