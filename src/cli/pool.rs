@@ -10,7 +10,8 @@ use xstate::cpuid::features::{self, FeatureMask};
 use xstate::cpuid::{CpuidSet, CpuidSetError};
 use xstate::layout::CpuidLeaf0xD;
 use xstate::migrate::pool::{
-    baseline, Baseline, BaselineOptions, CpuTemplate, OffsetPolicy, Omitted, PoolHost,
+    baseline, capped, grouped, Baseline, BaselineOptions, CpuTemplate, OffsetPolicy, Omitted,
+    PoolHost,
 };
 
 use super::{fail, output, warn, REJECTED, USAGE};
@@ -506,39 +507,4 @@ fn note_guest_lacked(b: &Baseline, got: &Baseline, file: &Path) {
         file.display(),
         capped(names)
     );
-}
-
-/// At most [`LIST_CAP`] items, each once in the order first seen, then "and
-/// N more": what a pool of a thousand hosts prints stays short.
-fn capped(items: impl Iterator<Item = String>) -> String {
-    let mut unique = std::collections::HashSet::new();
-    let mut seen: Vec<String> = items.filter(|i| unique.insert(i.clone())).collect();
-    if seen.len() > LIST_CAP {
-        let more = seen.len() - LIST_CAP;
-        seen.truncate(LIST_CAP);
-        format!("{} and {more} more", seen.join(", "))
-    } else {
-        seen.join(", ")
-    }
-}
-
-/// How many items a list in a message names before "and N more".
-const LIST_CAP: usize = 8;
-
-/// `(host, value)` pairs as `host value, ...`, hosts with the same value
-/// together (`a, b 832, c 1088`), each group [`capped`]: a value held by
-/// one host of a thousand is still named.
-fn grouped(pairs: impl Iterator<Item = (String, String)>) -> String {
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for (host, value) in pairs {
-        match groups.iter_mut().find(|(v, _)| *v == value) {
-            Some((_, hosts)) => hosts.push(host),
-            None => groups.push((value, vec![host])),
-        }
-    }
-    groups
-        .into_iter()
-        .map(|(value, hosts)| format!("{} {value}", capped(hosts.into_iter())))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

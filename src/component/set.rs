@@ -35,6 +35,13 @@ impl Xfeatures {
         Xfeatures(bits)
     }
 
+    /// The set whose bits are `hi:lo`, as CPUID and the MSR and XCR
+    /// instructions split 64-bit masks (leaf 0xD sub-leaf 0 EDX:EAX,
+    /// sub-leaf 1 EDX:ECX).
+    pub const fn from_halves(hi: u32, lo: u32) -> Xfeatures {
+        Xfeatures::from_bits((hi as u64) << 32 | lo as u64)
+    }
+
     /// The bits.
     #[inline]
     pub const fn bits(self) -> u64 {

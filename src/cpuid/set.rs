@@ -293,7 +293,7 @@ impl CpuidSet {
     pub fn xcr0_supported(&self) -> Xfeatures {
         Xfeatures::from_bits(
             self.entry(0xd, 0)
-                .map_or(0, |r| u64::from(r.edx) << 32 | u64::from(r.eax)),
+                .map_or(0, |r| Xfeatures::from_halves(r.edx, r.eax).bits()),
         )
     }
 
@@ -301,7 +301,7 @@ impl CpuidSet {
     pub fn xss_supported(&self) -> Xfeatures {
         Xfeatures::from_bits(
             self.entry(0xd, 1)
-                .map_or(0, |r| u64::from(r.edx) << 32 | u64::from(r.ecx)),
+                .map_or(0, |r| Xfeatures::from_halves(r.edx, r.ecx).bits()),
         )
     }
 

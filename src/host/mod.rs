@@ -79,5 +79,5 @@ pub fn xcr0() -> Option<Xfeatures> {
     unsafe {
         core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
     }
-    Some(Xfeatures::from_bits(u64::from(hi) << 32 | u64::from(lo)))
+    Some(Xfeatures::from_halves(hi, lo))
 }

@@ -7,7 +7,7 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use super::{ioctl, KvmBehaviour, KvmError, SetXsaveRules, XstateMsrs};
+use super::{ioctl, leaf_0xd, KvmBehaviour, KvmError, SetXsaveRules, XstateMsrs};
 use crate::apx::Egprs;
 use crate::component::{ComponentId, Xfeatures};
 use crate::profile::{HostProfile, KvmOffer};
@@ -148,20 +148,10 @@ impl KvmCaps {
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
-        let leaf = |index| {
-            cpuid
-                .as_slice()
-                .iter()
-                .find(|e| e.function == 0xD && e.index == index)
-                .copied()
-        };
-        let guest_xcr0 = leaf(0).map_or(Xfeatures::LEGACY, |e| {
-            Xfeatures::from_bits(u64::from(e.edx) << 32 | u64::from(e.eax))
-        });
-        let sub1 = leaf(1);
-        let guest_xss = sub1.map_or(Xfeatures::EMPTY, |e| {
-            Xfeatures::from_bits(u64::from(e.edx) << 32 | u64::from(e.ecx))
-        });
+        let guest_xcr0 =
+            leaf_0xd(&cpuid, 0).map_or(Xfeatures::LEGACY, |e| Xfeatures::from_halves(e.edx, e.eax));
+        let sub1 = leaf_0xd(&cpuid, 1);
+        let guest_xss = sub1.map_or(Xfeatures::EMPTY, |e| Xfeatures::from_halves(e.edx, e.ecx));
         let guest_xfd = sub1.is_some_and(|e| e.eax & (1 << 4) != 0);
         let xsave2_size = (size > 0).then_some(size as usize);
         let amx = AmxStatus {

@@ -141,6 +141,18 @@ impl<B> From<crate::OpenError<B>> for KvmError {
     }
 }
 
+/// Leaf 0xD sub-leaf `index` of a KVM CPUID (supported, or a vCPU's).
+pub(crate) fn leaf_0xd(
+    cpuid: &kvm_bindings::CpuId,
+    index: u32,
+) -> Option<kvm_bindings::kvm_cpuid_entry2> {
+    cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == 0xD && e.index == index)
+        .copied()
+}
+
 pub(crate) fn ioctl(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
     move |source| KvmError::Ioctl { op, source }
 }

@@ -10,7 +10,7 @@ use std::vec::Vec;
 use kvm_bindings::{kvm_msr_entry, Msrs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuFd};
 
-use super::{get_xcr0, ioctl, preflight, set_xcr0, KvmCaps, KvmError, XstateBuffer};
+use super::{get_xcr0, ioctl, leaf_0xd, preflight, set_xcr0, KvmCaps, KvmError, XstateBuffer};
 use crate::area::XsaveHeader;
 use crate::component::{ComponentId, Xfeatures};
 use crate::migrate::stream::Vcpu;
@@ -92,19 +92,14 @@ impl Allowed {
         if cpuid.as_slice().is_empty() {
             return Err(KvmError::NoCpuid);
         }
-        let leaf = |index| {
-            cpuid
-                .as_slice()
-                .iter()
-                .find(|e| e.function == 0xD && e.index == index)
-                .copied()
-        };
-        let pair = |hi: u32, lo: u32| Xfeatures::from_bits(u64::from(hi) << 32 | u64::from(lo));
-        let supported =
-            leaf(0).map_or(Xfeatures::EMPTY, |e| pair(e.edx, e.eax)) & caps.guest_xcr0();
-        let xss = match leaf(1) {
+        let supported = leaf_0xd(&cpuid, 0)
+            .map_or(Xfeatures::EMPTY, |e| Xfeatures::from_halves(e.edx, e.eax))
+            & caps.guest_xcr0();
+        let xss = match leaf_0xd(&cpuid, 1) {
             // XSAVES (EAX bit 3) is needed for a non-zero IA32_XSS.
-            Some(e) if e.eax & (1 << 3) != 0 => pair(e.edx, e.ecx) & caps.guest_xss(),
+            Some(e) if e.eax & (1 << 3) != 0 => {
+                Xfeatures::from_halves(e.edx, e.ecx) & caps.guest_xss()
+            }
             _ => Xfeatures::EMPTY,
         };
         Ok(Allowed {

@@ -102,10 +102,8 @@ pub(crate) fn from_subleaves(
 ) -> Result<Layout, LayoutError> {
     let s0 = subleaf(0).ok_or(LayoutError::NoLeaf0xD)?;
     let s1 = subleaf(1);
-    let xcr0 = Xfeatures::from_bits(u64::from(s0.edx) << 32 | u64::from(s0.eax));
-    let xss = s1.map_or(Xfeatures::EMPTY, |r| {
-        Xfeatures::from_bits(u64::from(r.edx) << 32 | u64::from(r.ecx))
-    });
+    let xcr0 = Xfeatures::from_halves(s0.edx, s0.eax);
+    let xss = s1.map_or(Xfeatures::EMPTY, |r| Xfeatures::from_halves(r.edx, r.ecx));
     let mut components = ArrayVec::<ComponentGeometry, 64>::new();
     for id in (xcr0 | xss).extended() {
         let r = subleaf(u32::from(id.index())).ok_or(LayoutError::MissingGeometry(id))?;
@@ -197,7 +195,7 @@ impl CpuidLeaf0xD {
         Xfeatures::from_bits(
             self.subleaves
                 .get(&0)
-                .map_or(0, |r| u64::from(r.edx) << 32 | u64::from(r.eax)),
+                .map_or(0, |r| Xfeatures::from_halves(r.edx, r.eax).bits()),
         )
     }
 
@@ -206,7 +204,7 @@ impl CpuidLeaf0xD {
         Xfeatures::from_bits(
             self.subleaves
                 .get(&1)
-                .map_or(0, |r| u64::from(r.edx) << 32 | u64::from(r.ecx)),
+                .map_or(0, |r| Xfeatures::from_halves(r.edx, r.ecx).bits()),
         )
     }
 

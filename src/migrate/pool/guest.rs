@@ -85,12 +85,7 @@ impl Baseline {
             if g.enabled_by.iter().any(|&b| guest.has_feature(b)) {
                 continue;
             }
-            let flags = g
-                .enabled_by
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" and ");
+            let flags = super::steps::enabling_flags(g);
             for c in offered & g.components {
                 out.add(c, || {
                     format!(

@@ -67,6 +67,7 @@ use crate::layout::{CpuidLeaf0xD, CpuidRegs};
 use crate::profile::{HostProfile, KvmOffer};
 use crate::Layout;
 
+pub use steps::{capped, grouped, LIST_CAP};
 pub use template::{CpuTemplate, Omitted, RegisterTemplate, TemplateEntry};
 
 /// Leaf 0xD sub-leaf 1 EAX bits a baseline keeps: XSAVEOPT, XSAVEC,

@@ -91,11 +91,19 @@ impl Exclusions {
 }
 
 /// How many hosts a reason names before "and N more".
-const LIST_CAP: usize = 8;
+pub const LIST_CAP: usize = 8;
 
 /// At most [`LIST_CAP`] items, each once in the order first seen, then
-/// "and N more": a pool of a thousand hosts keeps its reasons short.
-pub(super) fn capped(items: impl Iterator<Item = String>) -> String {
+/// "and N more": a pool of a thousand hosts keeps its reasons (and a
+/// caller's warnings) short.
+///
+/// ```
+/// use xstate::migrate::pool::capped;
+///
+/// let hosts = (0..10).map(|n| format!("h{n}")).chain(["h0".to_string()]);
+/// assert_eq!(capped(hosts), "h0, h1, h2, h3, h4, h5, h6, h7 and 2 more");
+/// ```
+pub fn capped(items: impl Iterator<Item = String>) -> String {
     let mut unique = BTreeSet::new();
     let mut seen: Vec<String> = items.filter(|i| unique.insert(i.clone())).collect();
     if seen.len() > LIST_CAP {
@@ -110,8 +118,17 @@ pub(super) fn capped(items: impl Iterator<Item = String>) -> String {
 /// `(host, value)` pairs as `host value, ...`, hosts with the same value
 /// together (`a, b 832, c 1088`), each group [`capped`]: a value that one
 /// host of a thousand holds is still named.
-fn grouped(pairs: impl Iterator<Item = (String, u32)>) -> String {
-    let mut groups: Vec<(u32, Vec<String>)> = Vec::new();
+///
+/// ```
+/// use xstate::migrate::pool::grouped;
+///
+/// let pairs = [("a", 832), ("b", 832), ("c", 1088)].map(|(h, v)| (h.to_string(), v));
+/// assert_eq!(grouped(pairs.into_iter()), "a, b 832, c 1088");
+/// ```
+pub fn grouped<V: PartialEq + core::fmt::Display>(
+    pairs: impl Iterator<Item = (String, V)>,
+) -> String {
+    let mut groups: Vec<(V, Vec<String>)> = Vec::new();
     for (host, value) in pairs {
         match groups.iter_mut().find(|(v, _)| *v == value) {
             Some((_, hosts)) => hosts.push(host),
@@ -123,6 +140,15 @@ fn grouped(pairs: impl Iterator<Item = (String, u32)>) -> String {
         .map(|(value, hosts)| format!("{} {value}", capped(hosts.into_iter())))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The flags that make a group's components usable, as `A and B`.
+pub(super) fn enabling_flags(g: &crate::cpuid::features::ComponentGroup) -> String {
+    g.enabled_by
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 fn names<'a>(hosts: impl Iterator<Item = &'a PoolHost>) -> String {
@@ -266,12 +292,7 @@ pub(super) fn usable_on_every_host(
         if without.is_empty() {
             continue;
         }
-        let flags = g
-            .enabled_by
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" and ");
+        let flags = enabling_flags(g);
         for c in candidates & g.components {
             out.add(c, || {
                 format!(
