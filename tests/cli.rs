@@ -1337,3 +1337,161 @@ fn decode_shows_any_vcpu_in_order_and_huge_inputs_are_refused() {
         assert!(!dir.path().join("out.bin").exists());
     }
 }
+
+#[test]
+fn what_the_guest_cannot_hold_is_masked_reported_and_never_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let err = |out: &Output| String::from_utf8_lossy(&out.stderr).to_string();
+    // A guest CPU model without PKU (leaf 0xD XCR0 0xe7: AVX-512, no PKRU).
+    let cpuid = path("nopku.cpuid");
+    std::fs::write(
+        &cpuid,
+        "   0x00000000 0x00: eax=0x0000000d ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69\n\
+         \x20  0x0000000d 0x00: eax=0x000000e7 ebx=0x00000a80 ecx=0x00000a80 edx=0x00000000\n",
+    )
+    .unwrap();
+
+    // AVX-512 and PKRU live on Sapphire Rapids, to Zen 3 for a vCPU with
+    // XCR0 0x7 whose CPU model has no PKU: both masked, each said, and the
+    // components Zen 3 lacks dropped without --drop-init, since the guest
+    // cannot hold them.
+    let mut regs = RegisterFile::new();
+    regs.set_zmm(1, [1, 2, 3, 4]).unwrap();
+    regs.set_pkru(0x5555_5554).unwrap();
+    let area = area_file(dir.path(), "spr.bin", &regs, "intel-sapphire-rapids");
+    let out = xstate(&[
+        "convert",
+        &area,
+        &path("zen3.bin"),
+        "--from",
+        "intel-sapphire-rapids",
+        "--to",
+        "amd-zen3",
+        "--guest-xcr0",
+        "0x7",
+        "--guest-cpuid",
+        &cpuid,
+    ]);
+    assert!(out.status.success(), "{}", err(&out));
+    let e = err(&out);
+    assert!(e.contains("AVX-512 ZMM_Hi256 (component 6) masked"), "{e}");
+    assert!(e.contains("PKRU (component 9) masked"), "{e}");
+    // A failing conversion still says what it masked.
+    let mut amx = regs.clone();
+    amx.set_tmm(0, &[1; 1024]).unwrap();
+    let area = area_file(dir.path(), "amx.bin", &amx, "intel-sapphire-rapids");
+    let out = xstate(&[
+        "convert",
+        &area,
+        &path("no.bin"),
+        "--from",
+        "intel-sapphire-rapids",
+        "--to",
+        "amd-zen3",
+        "--guest-cpuid",
+        &cpuid,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = err(&out);
+    assert!(
+        e.contains("PKRU (component 9) masked") && e.contains("AMX TILEDATA"),
+        "{e}"
+    );
+    assert!(!dir.path().join("no.bin").exists());
+
+    // To a Linux 6.5 host (which checks XSTATE_BV against the vCPU's
+    // CPUID): decode never sets PKRU's bit for a guest without PKU, so
+    // what check accepts, decode writes, and KVM's rules there pass.
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/intel-emr-kvm-profile.json"
+    ))
+    .unwrap();
+    let old = path("emr65.json");
+    std::fs::write(
+        &old,
+        fixture.replace(
+            "\"kernel_release\": \"6.18\"",
+            "\"kernel_release\": \"6.5.0\"",
+        ),
+    )
+    .unwrap();
+    let mut sse = RegisterFile::new();
+    sse.set_zmm(2, [5, 6, 7, 8]).unwrap();
+    let area = area_file(dir.path(), "avx512.bin", &sse, "intel-sapphire-rapids");
+    let out = xstate(&[
+        "stream",
+        "encode",
+        &area,
+        &path("s.xst"),
+        "--layout",
+        "intel-sapphire-rapids",
+        "--guest-xcr0",
+        "0xe7",
+    ]);
+    assert!(out.status.success(), "{}", err(&out));
+    let check = xstate(&[
+        "stream",
+        "check",
+        &path("s.xst"),
+        "--to",
+        &old,
+        "--guest-cpuid",
+        &cpuid,
+    ]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let out = xstate(&[
+        "stream",
+        "decode",
+        &path("s.xst"),
+        &path("old.bin"),
+        "--layout",
+        &old,
+        "--guest-cpuid",
+        &cpuid,
+    ]);
+    assert!(out.status.success(), "{}", err(&out));
+    let bytes = std::fs::read(path("old.bin")).unwrap();
+    assert_eq!(bytes.len(), 4096);
+    assert_eq!(
+        u64::from_le_bytes(bytes[512..520].try_into().unwrap()) & 0x200,
+        0
+    );
+    // Without the guest's CPUID, PKRU goes with its bit set (its init 0).
+    let out = xstate(&[
+        "stream",
+        "decode",
+        &path("s.xst"),
+        &path("new.bin"),
+        "--layout",
+        &old,
+    ]);
+    assert!(out.status.success(), "{}", err(&out));
+    let bytes = std::fs::read(path("new.bin")).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(bytes[512..520].try_into().unwrap()) & 0x200,
+        0x200
+    );
+
+    // --guest-xcr0 over a stream's own XCR0 says so.
+    let out = xstate(&[
+        "stream",
+        "check",
+        &path("s.xst"),
+        "--to",
+        "amd-zen4",
+        "--guest-xcr0",
+        "0x7",
+    ]);
+    assert!(
+        err(&out).contains("--guest-xcr0 0x7 replaces the XCR0 0xe7 the stream records"),
+        "{}",
+        err(&out)
+    );
+}

@@ -499,3 +499,20 @@ fn large_and_binary_files_are_rejected_inputs_missing_ones_io_errors() {
         status(&run(missing), 2, "missing.txt");
     }
 }
+
+#[test]
+fn cpuid_check_refuses_what_no_command_loads() {
+    // Leaf 0xD with a component past any area: every rule of the check
+    // holds, yet no layout loads from it, so the check says so too.
+    for name in [
+        "huge-supervisor-cpuid-r.txt",
+        "compacted-too-large-cpuid-r.txt",
+    ] {
+        let file = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let out = xstate(&["cpuid", "check", &file]);
+        let check = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(out.status.code(), Some(1), "{name}: {check}");
+        assert!(check.contains("leaf 0xD gives no valid layout"), "{check}");
+        status(&xstate(&["layout", "--layout", &file]), 1, "");
+    }
+}

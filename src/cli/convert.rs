@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use xstate::migrate::{relayout_for, RelayoutOptions};
-use xstate::Format;
+use xstate::migrate::{relayout_for, restore_area, Guest, MigrateError, RelayoutOptions};
+use xstate::{Format, RegisterFile};
 
 use super::{fail, output, REJECTED, USAGE};
 
@@ -58,23 +58,28 @@ pub fn run(args: &Args) -> u8 {
         Ok(g) => g,
         Err(code) => return code,
     };
+    let what = args.input.display().to_string();
     let out = match relayout_for(&bytes, &from, &to, options, &guest) {
         Ok((out, masked)) => {
-            super::guest::report(&args.input.display().to_string(), &masked);
+            super::guest::report(&what, &masked);
             out
         }
-        Err(e @ xstate::migrate::MigrateError::InitWithoutHome { .. }) => {
-            return fail(
-                REJECTED,
-                format_args!("{}: {e} (--drop-init drops it)", args.input.display()),
-            )
+        Err(e) => {
+            // The maskings still say what the guest could not hold.
+            if let Ok(mut regs) = RegisterFile::decode(&bytes, &from) {
+                super::guest::report(&what, &guest.mask(&mut regs));
+            }
+            let hint = match e {
+                MigrateError::InitWithoutHome { .. } => " (--drop-init drops it)",
+                _ => "",
+            };
+            return fail(REJECTED, format_args!("{what}: {e}{hint}"));
         }
-        Err(e) => return fail(REJECTED, format_args!("{}: {e}", args.input.display())),
     };
     let out = if args.kvm {
-        match kvm_area(&out, &to) {
+        match kvm_area(&out, &to, &guest) {
             Ok(area) => std::borrow::Cow::Owned(area),
-            Err(e) => return fail(REJECTED, format_args!("{}: {e}", args.input.display())),
+            Err(e) => return fail(REJECTED, format_args!("{what}: {e}")),
         }
     } else {
         out
@@ -85,14 +90,17 @@ pub fn run(args: &Args) -> u8 {
     0
 }
 
-/// The relaid-out host-layout area as KVM's buffer on this host.
+/// The relaid-out host-layout area as KVM's buffer on this host, as
+/// `stream decode --kvm` writes it ([`restore_area`]).
 #[cfg(target_arch = "x86_64")]
-fn kvm_area(area: &[u8], host: &xstate::Layout) -> Result<Vec<u8>, String> {
-    let state = xstate::RegisterFile::decode(area, host).map_err(|e| e.to_string())?;
-    super::kvm::kvm_area(&state)
+fn kvm_area(area: &[u8], host: &xstate::Layout, guest: &Guest) -> Result<Vec<u8>, String> {
+    let profile =
+        super::kvm::host_profile().ok_or("--kvm: /dev/kvm is absent or unusable on this host")?;
+    let state = RegisterFile::decode(area, host).map_err(|e| e.to_string())?;
+    restore_area(&state, &profile, guest).map_err(|e| e.to_string())
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn kvm_area(_: &[u8], _: &xstate::Layout) -> Result<Vec<u8>, String> {
+fn kvm_area(_: &[u8], _: &xstate::Layout, _: &Guest) -> Result<Vec<u8>, String> {
     Err("KVM XSAVE buffers exist only on x86_64".into())
 }

@@ -87,32 +87,6 @@ pub fn run(cmd: &KvmCommand) -> u8 {
     }
 }
 
-/// `state` as an area of exactly KVM's buffer size on this host: the host
-/// layout, standard format, PKRU sent with its bit set where KVM offers it
-/// ([`XstateBuffer::load`]'s rule), and checked with the pre-flight rules,
-/// so `KVM_SET_XSAVE` here takes it.
-pub fn kvm_area(state: &RegisterFile) -> Result<Vec<u8>, String> {
-    let (caps, _) = caps().map_err(|_| "KVM is not usable on this host".to_string())?;
-    let mut buf = vec![0u8; caps.buffer_size()];
-    state
-        .encode_into_pinned(
-            &mut buf,
-            caps.layout(),
-            xstate::XcompBv::STANDARD,
-            caps.pinned(),
-        )
-        .map_err(|e| {
-            format!(
-                "KVM on this host ({} bytes, guest XCR0 {:#x}): {e}",
-                caps.buffer_size(),
-                caps.guest_xcr0()
-            )
-        })?;
-    preflight(&buf, &caps.set_xsave_rules())
-        .map_err(|e| format!("KVM_SET_XSAVE on this host would reject it: {e}"))?;
-    Ok(buf)
-}
-
 /// The probed and measured facts as JSON: this host's profile (which
 /// `--to`, `--from`, `--layout` and `pool baseline` read back), and
 /// informational fields beside it.

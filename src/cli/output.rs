@@ -23,12 +23,16 @@ const MAX_SYMLINKS: usize = 40;
 /// An I/O error, or `path` being a symlink loop; `path` is then unchanged
 /// where it is a regular file or absent.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let path = follow(path)?;
-    let existing = match fs::metadata(&path) {
-        Ok(m) if !m.is_file() => {
-            let mut f = fs::OpenOptions::new().write(true).open(&path)?;
+    // What the path names, symlinks followed by the kernel (which resolves
+    // /proc's magic links such as /dev/stdout to a pipe correctly).
+    if let Ok(m) = fs::metadata(path) {
+        if !m.is_file() {
+            let mut f = fs::OpenOptions::new().write(true).open(path)?;
             return f.write_all(bytes).and_then(|()| f.flush());
         }
+    }
+    let path = follow(path)?;
+    let existing = match fs::metadata(&path) {
         Ok(m) => Some(m.permissions()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
@@ -117,6 +121,19 @@ mod tests {
         std::os::unix::fs::symlink("b", &a).unwrap();
         std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
         assert!(write_atomically(&a, b"e").is_err());
+        // A pipe named through /proc (as /dev/stdout is, when stdout is a
+        // pipe) is written into.
+        use std::process::{Command, Stdio};
+        let mut cat = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cat (coreutils)");
+        let pipe = cat.stdin.take().unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&pipe);
+        write_atomically(Path::new(&format!("/proc/self/fd/{fd}")), b"piped").unwrap();
+        drop(pipe);
+        assert_eq!(cat.wait_with_output().unwrap().stdout, b"piped");
         // A FIFO is written into, not replaced.
         let fifo = dir.path().join("fifo");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();

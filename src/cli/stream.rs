@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use xstate::area::AreaHeader;
 use xstate::migrate::stream::{self, Source, StreamHeader, Vcpu};
-use xstate::migrate::{check_host, Guest, Incompatibility};
-use xstate::preflight::preflight;
+use xstate::migrate::{check_host, restore_area, Guest, Incompatibility};
 use xstate::profile::HostProfile;
 use xstate::xregs::XstateRegisters;
-use xstate::{ComponentId, RegisterFile, XcompBv};
+use xstate::RegisterFile;
 
 use super::input::{read_bounded, MAX_AREA, MAX_STREAM};
 use super::{fail, output, REJECTED, USAGE};
@@ -164,7 +163,8 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             })?;
             let what = format!("{}: vCPU {vcpu}", input.display());
             let destination = match layout {
-                Some(spec) => super::load_stored_profile(spec)?,
+                // `host` is this host with its live KVM, as for `check`.
+                Some(spec) => super::load_profile(spec)?,
                 // Without --layout, clap has required --kvm.
                 None => {
                     live_kvm_profile().map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?
@@ -172,7 +172,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             };
             // Judged as `stream check` judges it: nothing is written that
             // the check refuses.
-            let guest = with_registers(&guest, v.registers);
+            let guest = with_registers(&what, &guest, v.registers);
             let report = check_host(&v.state, &destination, &guest);
             super::guest::report(&what, &report.masked);
             if !report.is_compatible() {
@@ -182,15 +182,18 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
                 return Err(fail(
                     REJECTED,
                     format_args!(
-                        "{what}: not written: {} cannot take it ({} reasons above)",
+                        "{what}: not written: {} cannot take it ({} above)",
                         destination.layout.name(),
-                        report.incompatibilities.len()
+                        match report.incompatibilities.len() {
+                            1 => "the reason".to_string(),
+                            n => format!("{n} reasons"),
+                        }
                     ),
                 ));
             }
             let mut regs = v.state.clone();
             guest.mask(&mut regs);
-            let area = destination_area(&regs, &destination, &guest)
+            let area = restore_area(&regs, &destination, &guest)
                 .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?;
             output::write_atomically(output, &area)
                 .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
@@ -213,7 +216,15 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             }
             let reports: Vec<_> = vcpus
                 .iter()
-                .map(|v| check_host(&v.state, &destination, &with_registers(&guest, v.registers)))
+                .enumerate()
+                .map(|(n, v)| {
+                    let what = format!("{}: vCPU {n}", input.display());
+                    check_host(
+                        &v.state,
+                        &destination,
+                        &with_registers(&what, &guest, v.registers),
+                    )
+                })
                 .collect();
             let compatible = reports.iter().all(|r| r.is_compatible());
             let name = destination.layout.name();
@@ -289,38 +300,6 @@ fn live_kvm_profile() -> Result<HostProfile, String> {
     Err("--kvm: KVM XSAVE buffers exist only on x86_64".into())
 }
 
-/// `regs` as the area `destination` restores: its layout's standard
-/// format, at KVM's buffer size where the profile has a KVM part. PKRU, and
-/// APX where that KVM offers it, go with their XSTATE_BV bits set, so
-/// their init values take effect (a clear bit means different things to
-/// different kernels, and leaves r16-r31 unchanged); with a KVM part, the
-/// bytes pass the `KVM_SET_XSAVE` rules for this vCPU on that kernel.
-fn destination_area(
-    regs: &RegisterFile,
-    destination: &HostProfile,
-    guest: &Guest,
-) -> Result<Vec<u8>, String> {
-    let layout = &destination.layout;
-    let Some(kvm) = &destination.kvm else {
-        let mut area = vec![0u8; layout.standard_size() as usize];
-        regs.encode_into_pinned(
-            &mut area,
-            layout,
-            XcompBv::STANDARD,
-            ComponentId::PKRU.bit(),
-        )
-        .map_err(|e| e.to_string())?;
-        return Ok(area);
-    };
-    let mut area = vec![0u8; kvm.buffer_size];
-    regs.encode_into_pinned(&mut area, layout, XcompBv::STANDARD, kvm.pinned())
-        .map_err(|e| format!("KVM's {}-byte buffer: {e}", kvm.buffer_size))?;
-    let rules = kvm.set_xsave_rules_for(guest.model_xcr0.unwrap_or(kvm.guest_xcr0), guest.xfd);
-    preflight(&area, &rules)
-        .map_err(|e| format!("KVM_SET_XSAVE on {} would reject it: {e}", layout.name()))?;
-    Ok(area)
-}
-
 /// The registers a stream records for an area: the area's own, narrowed by
 /// what is known of the guest (its XCR0, the XCR0 its CPU model exposes,
 /// its IA32_XFD).
@@ -337,10 +316,19 @@ fn guest_registers(mut registers: XstateRegisters, guest: &Guest) -> XstateRegis
 
 /// The guest the options describe, completed by a version 2 stream's
 /// registers for that vCPU (the options win where both say something).
-fn with_registers(guest: &Guest, registers: Option<XstateRegisters>) -> Guest {
+///
+/// A given XCR0 that differs from the recorded one is said on stderr: the
+/// options describe the guest, but the stream recorded its vCPU.
+fn with_registers(what: &str, guest: &Guest, registers: Option<XstateRegisters>) -> Guest {
     let Some(r) = registers else {
         return *guest;
     };
+    if let Some(xcr0) = guest.xcr0.filter(|&x| x != r.xcr0) {
+        super::warn(format_args!(
+            "{what}: --guest-xcr0 {xcr0} replaces the XCR0 {} the stream records",
+            r.xcr0
+        ));
+    }
     Guest {
         xcr0: guest.xcr0.or(Some(r.xcr0)),
         model_xcr0: guest.model_xcr0,

@@ -14,6 +14,7 @@ use super::leaf_d;
 use super::set::CpuidSet;
 use super::xcr0::{self, Violation};
 use crate::component::{ComponentId, Xfeatures};
+use crate::layout::LayoutError;
 
 /// Feature flags that need another flag, from Linux
 /// `arch/x86/kernel/cpu/cpuid-deps.c` (the rows about XSAVE and its
@@ -185,6 +186,10 @@ pub enum Inconsistency {
         /// Leaf 7 sub-leaf 1 EDX (APX_F is bit 21).
         edx: u32,
     },
+    /// Leaf 0xD describes no valid XSAVE layout (a known component at a
+    /// size no CPU gives it, an area over 1 MiB, ...): the layout
+    /// validation every command applies refuses it.
+    Layout(LayoutError),
 }
 
 /// `CPUID.(EAX=leaf,ECX=sub):REG`.
@@ -351,6 +356,7 @@ impl fmt::Display for Inconsistency {
                 Loc(7, 1, "EDX"),
                 Loc(7, 0, "EBX"),
             ),
+            Inconsistency::Layout(e) => write!(f, "leaf 0xD gives no valid layout: {e}"),
         }
     }
 }
@@ -393,6 +399,14 @@ pub fn check(set: &CpuidSet) -> Vec<Inconsistency> {
             ebx: value(set, features::MPX).unwrap_or(0),
             edx: value(set, features::APX_F).unwrap_or(0),
         });
+    }
+    // A CPUID the rules above pass must also give a layout every other
+    // command loads (a net under them: where they found something, its
+    // layout error is most often the same fault again).
+    if out.is_empty() && set.entry(0xd, 0).is_some() {
+        if let Err(e) = set.to_layout("cpuid", "checked CPUID") {
+            out.push(Inconsistency::Layout(e));
+        }
     }
     out
 }

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use super::guest::{Guest, Masking};
 use zerocopy::FromBytes;
 
-use crate::access::XstateRead;
+use crate::access::{AccessError, XstateRead};
 use crate::area::{TileConfig, TileConfigError, MXCSR_INIT};
 use crate::component::{ComponentId, XcompBv, Xfeatures};
 use crate::preflight::{preflight, PreflightError};
@@ -58,6 +58,9 @@ pub enum Incompatibility {
     },
     /// `KVM_SET_XSAVE` on the destination would reject the state.
     KvmRejects(PreflightError),
+    /// The state does not fit the destination's area (a live component it
+    /// lacks, or KVM's buffer too small for it).
+    DoesNotFit(AccessError),
     /// A vCPU register value the destination cannot be given: XCR0 or
     /// IA32_XSS enabling, or IA32_XFD disabling, components it does not
     /// support (`KVM_SET_XCRS` and `KVM_SET_MSRS` fail with EINVAL, XSETBV
@@ -129,6 +132,9 @@ impl core::fmt::Display for Incompatibility {
             Incompatibility::KvmRejects(e) => {
                 write!(f, "KVM_SET_XSAVE on the destination would reject the state: {e}")
             }
+            Incompatibility::DoesNotFit(e) => {
+                write!(f, "the state does not fit the destination's area: {e}")
+            }
             Incompatibility::Register {
                 register,
                 value,
@@ -164,9 +170,12 @@ impl core::fmt::Display for Incompatibility {
 pub struct CheckReport {
     /// Every incompatibility found (empty when the state can go).
     pub incompatibilities: Vec<Incompatibility>,
-    /// KVM's verdict: whether `KVM_SET_XSAVE` on the destination takes the
-    /// state; `None` when only the destination CPU was judged (no KVM
-    /// profile).
+    /// KVM's verdict on the area: whether `KVM_SET_XSAVE` on the
+    /// destination takes the state (the bytes [`restore_area`] writes);
+    /// `None` when only the destination CPU was judged (no KVM profile).
+    /// The vCPU's registers are judged apart
+    /// ([`Incompatibility::Register`]): a state can be `Some(true)` here
+    /// and still not compatible.
     pub kvm: Option<bool>,
     /// The components the guest description masked out before judging.
     pub masked: Vec<Masking>,
@@ -270,40 +279,73 @@ pub fn check_host(state: &RegisterFile, destination: &HostProfile, guest: &Guest
             });
         }
     }
-    let kvm_ok = if out.is_empty() {
-        // The state as KVM's buffer there, judged by the rules for this
-        // vCPU on that kernel.
-        let mut buf = vec![0u8; kvm.buffer_size];
-        match state.encode_into(&mut buf, layout, XcompBv::STANDARD) {
-            Err(_) => {
-                // Every live component is offered, yet it does not fit
-                // KVM's buffer: KVM_SET_XSAVE would not see it.
-                out.push(Incompatibility::KvmRejects(PreflightError::Size {
-                    len: layout.standard_size_for(state.xstate_bv()) as usize,
-                    expected: kvm.buffer_size,
-                }));
+    // KVM's verdict is on the area alone: the register reasons (judged by
+    // KVM_SET_XCRS and KVM_SET_MSRS) do not change what KVM_SET_XSAVE does.
+    let state_fits = out
+        .iter()
+        .all(|i| matches!(i, Incompatibility::Register { .. }));
+    let kvm_ok = state_fits
+        && match restore_area(&state, destination, guest) {
+            Ok(_) => true,
+            Err(e) => {
+                out.push(e);
                 false
             }
-            Ok(()) => {
-                let cpuid_xcr0 = guest.model_xcr0.unwrap_or(kvm.guest_xcr0);
-                let rules = kvm.set_xsave_rules_for(cpuid_xcr0, guest.xfd);
-                match preflight(&buf, &rules) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        out.push(Incompatibility::KvmRejects(e));
-                        false
-                    }
-                }
-            }
-        }
-    } else {
-        false
-    };
+        };
     CheckReport {
         incompatibilities: out,
         kvm: Some(kvm_ok),
         masked,
     }
+}
+
+/// `state`, already masked for `guest` ([`Guest::mask`]), as the area
+/// `destination` restores: its layout's standard format, sized for KVM's
+/// buffer where the profile has a KVM part (its layout's standard size
+/// otherwise). PKRU, and APX where that KVM offers it, are written with
+/// their XSTATE_BV bits set even when init, where the layout has them and
+/// the guest's CPU model has them (whatever the vCPU's XCR0 now: the guest
+/// may enable them later), so a restore loads their init values on every
+/// kernel (a clear PKRU bit resets PKRU on some kernels and leaves it on
+/// others; a clear APX bit leaves r16-r31 unchanged); never where the
+/// guest's CPU model lacks them (Linux 6.0-6.5 refuse such bits). With a
+/// KVM part the bytes pass the `KVM_SET_XSAVE` rules for a vCPU like
+/// `guest` on that kernel: [`check_host`] judges exactly these bytes.
+///
+/// # Errors
+///
+/// [`Incompatibility::DoesNotFit`] when the state does not fit the area,
+/// [`Incompatibility::KvmRejects`] when `KVM_SET_XSAVE` would refuse it.
+pub fn restore_area(
+    state: &RegisterFile,
+    destination: &HostProfile,
+    guest: &Guest,
+) -> Result<Vec<u8>, Incompatibility> {
+    let layout = &destination.layout;
+    let wanted = destination
+        .kvm
+        .as_ref()
+        .map_or(ComponentId::PKRU.bit(), KvmOffer::pinned);
+    // Pinned whatever the vCPU's XCR0 now (the guest may enable them
+    // later), but never beyond its CPU model.
+    let pin = wanted
+        .iter()
+        .filter(|&c| layout.has(c) && guest.model_xcr0.is_none_or(|m| m.contains(c)))
+        .fold(Xfeatures::EMPTY, |set, c| set | c.bit());
+    let size = destination
+        .kvm
+        .as_ref()
+        .map_or(layout.standard_size() as usize, |k| k.buffer_size);
+    let mut area = vec![0u8; size];
+    state
+        .encode_into_pinned(&mut area, layout, XcompBv::STANDARD, pin)
+        .map_err(Incompatibility::DoesNotFit)?;
+    if let Some(kvm) = &destination.kvm {
+        let cpuid_xcr0 = guest.model_xcr0.unwrap_or(kvm.guest_xcr0);
+        preflight(&area, &kvm.set_xsave_rules_for(cpuid_xcr0, guest.xfd))
+            .map_err(Incompatibility::KvmRejects)?;
+    }
+    Ok(area)
 }
 
 /// What the destination cannot set in the vCPU's registers, as far as

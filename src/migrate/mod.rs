@@ -23,6 +23,6 @@ pub mod pool;
 mod relayout;
 pub mod stream;
 
-pub use check::{check, check_host, CheckReport, Incompatibility, Refuser};
+pub use check::{check, check_host, restore_area, CheckReport, Incompatibility, Refuser};
 pub use guest::{Guest, MaskReason, Masking};
 pub use relayout::{relayout, relayout_for, MigrateError, RelayoutOptions};

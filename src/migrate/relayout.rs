@@ -8,7 +8,7 @@ use super::guest::{Guest, Masking};
 
 use crate::access::{AccessError, XstateRead};
 use crate::area::HeaderError;
-use crate::component::ComponentId;
+use crate::component::{ComponentId, Xfeatures};
 use crate::layout::{text, Text};
 use crate::{Format, Layout, RegisterFile, XsaveView};
 
@@ -87,7 +87,8 @@ pub fn relayout<'a>(
 }
 
 /// [`relayout`] for a guest: the components `guest` cannot hold are masked
-/// out first ([`Guest::mask`]), and returned, so a caller reports them.
+/// out first ([`Guest::mask`]), and returned, so a caller reports them;
+/// those the destination lacks are dropped without `options.drop_init`.
 ///
 /// # Errors
 ///
@@ -103,9 +104,16 @@ pub fn relayout_for<'a>(
     let mut regs = RegisterFile::from_view(&view).map_err(MigrateError::SourceAccess)?;
     let masked = guest.mask(&mut regs);
     // What the source area holds: its XCOMP_BV, or every component its
-    // layout enables in the standard format. Live components without a
-    // home are named before init ones: they are what blocks the move.
-    let homeless = (view.held() | regs.xstate_bv()) - to.supported();
+    // layout enables in the standard format; less what the guest cannot
+    // hold (masked above when live), which goes without --drop-init. Live
+    // components without a home are named before init ones: they are what
+    // blocks the move.
+    let held = view.held() | regs.xstate_bv();
+    let not_for_guest = held
+        .iter()
+        .filter(|&c| guest.excludes(c).is_some())
+        .fold(Xfeatures::EMPTY, |set, c| set | c.bit());
+    let homeless = held - to.supported() - not_for_guest;
     let layout = text(to.name());
     if let Some(component) = (homeless & regs.xstate_bv()).first() {
         return Err(MigrateError::LiveWithoutHome { component, layout });
