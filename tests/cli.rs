@@ -1495,3 +1495,129 @@ fn what_the_guest_cannot_hold_is_masked_reported_and_never_pinned() {
         err(&out)
     );
 }
+
+#[test]
+fn nothing_is_written_that_its_own_checks_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let err = |out: &Output| String::from_utf8_lossy(&out.stderr).to_string();
+    let refused = |out: &Output, says: &str| {
+        assert_eq!(out.status.code(), Some(1), "{}", err(out));
+        assert!(err(out).contains(says), "{says:?} in {}", err(out));
+        assert!(!dir.path().join("out").exists());
+    };
+    // MXCSR beyond the source's mask, a TILECFG LDTILECFG refuses: stream
+    // encode writes no stream its own source could not restore.
+    let mut mxcsr = RegisterFile::new();
+    mxcsr.set_xmm(0, 1).unwrap();
+    mxcsr.set_mxcsr(0x2_1F80).unwrap();
+    let area = area_file(dir.path(), "mxcsr.bin", &mxcsr, "intel-sapphire-rapids");
+    let encode = |area: &str, extra: &[&str]| {
+        let mut args = vec![
+            "stream",
+            "encode",
+            area,
+            "out",
+            "--layout",
+            "intel-sapphire-rapids",
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xstate"));
+        cmd.current_dir(dir.path()).args(&args);
+        cmd.output().unwrap()
+    };
+    refused(&encode(&area, &[]), "outside the destination's MXCSR mask");
+    let mut tiles = RegisterFile::new();
+    let mut cfg = [0u8; 64];
+    cfg[0] = 2;
+    tiles.set_tilecfg(&cfg).unwrap();
+    let area = area_file(dir.path(), "tiles.bin", &tiles, "intel-sapphire-rapids");
+    refused(&encode(&area, &[]), "TILECFG palette 2");
+    // Registers the source CPU cannot hold: APX in XCR0, XFD on a CPU
+    // without XFD-capable AMX... Sapphire Rapids has AMX, so APX.
+    let area = area_file(
+        dir.path(),
+        "sse.bin",
+        &RegisterFile::new(),
+        "intel-sapphire-rapids",
+    );
+    refused(
+        &encode(&area, &["--guest-xcr0", "0x80007"]),
+        "XCR0 0x80007 enables 0x80000",
+    );
+    // convert judges the vCPU's registers at the destination.
+    let out = xstate(&[
+        "convert",
+        &area,
+        &path("out"),
+        "--from",
+        "intel-sapphire-rapids",
+        "--to",
+        "amd-zen3",
+        "--guest-xcr0",
+        "0xe7",
+        "--drop-init",
+    ]);
+    refused(&out, "the vCPU's XCR0 0xe7 enables 0xe0");
+    // A guest CPU model whose XCR0 breaks an XSETBV rule describes no guest.
+    let cpuid = path("bad.cpuid");
+    std::fs::write(
+        &cpuid,
+        "   0x00000000 0x00: eax=0x0000000d ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69\n\
+         \x20  0x0000000d 0x00: eax=0x00000023 ebx=0x00000340 ecx=0x00000340 edx=0x00000000\n",
+    )
+    .unwrap();
+    refused(&encode(&area, &["--guest-cpuid", &cpuid]), "XSETBV");
+
+    // Supervisor state: check and decode agree. A compacted area with
+    // CET_U live decodes to the compacted format XRSTORS takes.
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let mut cet = RegisterFile::new();
+    cet.set_xmm(1, 0x11).unwrap();
+    cet.set_component(ComponentId::CET_U, &[3; 16]).unwrap();
+    std::fs::write(path("cet.bin"), cet.encode(spr, Format::Compacted).unwrap()).unwrap();
+    let out = encode(&path("cet.bin"), &[]);
+    assert!(out.status.success(), "{}", err(&out));
+    std::fs::rename(path("out"), path("cet.s")).unwrap();
+    let check = xstate(&[
+        "stream",
+        "check",
+        &path("cet.s"),
+        "--to",
+        "intel-sapphire-rapids",
+    ]);
+    assert_eq!(check.status.code(), Some(0));
+    let out = xstate(&[
+        "stream",
+        "decode",
+        &path("cet.s"),
+        &path("cet.out"),
+        "--layout",
+        "intel-sapphire-rapids",
+    ]);
+    assert!(out.status.success(), "{}", err(&out));
+    let back = RegisterFile::decode(&std::fs::read(path("cet.out")).unwrap(), spr).unwrap();
+    assert_eq!(back.component(ComponentId::CET_U), Some(&[3u8; 16][..]));
+
+    // decode: an area file over the area bound is refused unread.
+    let big = std::fs::File::create(path("big.bin")).unwrap();
+    big.set_len((16 << 20) + 1).unwrap();
+    let out = xstate(&["decode", &path("big.bin"), "--layout", "amd-zen4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err(&out).contains("larger than 16777216 bytes"),
+        "{}",
+        err(&out)
+    );
+
+    // Errors quoting hostile input stay printable and short.
+    std::fs::write(path("nul.toml"), vec![0u8; 1 << 20]).unwrap();
+    let out = xstate(&["layout", "--layout", &path("nul.toml")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr.len() < 4096,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+    assert!(!out.stderr.contains(&0u8));
+}

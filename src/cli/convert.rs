@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use xstate::migrate::{relayout_for, restore_area, Guest, MigrateError, RelayoutOptions};
+use xstate::migrate::{
+    check_host, relayout_for, restore_area, Guest, Incompatibility, MigrateError, RelayoutOptions,
+};
+use xstate::profile::HostProfile;
 use xstate::{Format, RegisterFile};
 
 use super::{fail, output, REJECTED, USAGE};
@@ -59,6 +62,41 @@ pub fn run(args: &Args) -> u8 {
         Err(code) => return code,
     };
     let what = args.input.display().to_string();
+    // The vCPU's registers as the options give them must be settable at
+    // the destination (its CPU; with --kvm, this host's KVM too).
+    let live = if args.kvm {
+        match kvm_profile() {
+            Some(profile) => Some(profile),
+            None => {
+                return fail(
+                    REJECTED,
+                    format_args!("{what}: --kvm: /dev/kvm is absent or unusable on this host"),
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let destination = live
+        .clone()
+        .unwrap_or_else(|| HostProfile::from(to.clone()));
+    let refused: Vec<_> = check_host(&RegisterFile::new(), &destination, &guest)
+        .incompatibilities
+        .into_iter()
+        .filter(|i| matches!(i, Incompatibility::Register { .. }))
+        .collect();
+    if !refused.is_empty() {
+        for reason in &refused {
+            eprintln!("xstate: {what}: {reason}");
+        }
+        return fail(
+            REJECTED,
+            format_args!(
+                "{what}: not written: {} cannot hold this vCPU's registers",
+                destination.layout.name()
+            ),
+        );
+    }
     let out = match relayout_for(&bytes, &from, &to, options, &guest) {
         Ok((out, masked)) => {
             super::guest::report(&what, &masked);
@@ -76,8 +114,8 @@ pub fn run(args: &Args) -> u8 {
             return fail(REJECTED, format_args!("{what}: {e}{hint}"));
         }
     };
-    let out = if args.kvm {
-        match kvm_area(&out, &to, &guest) {
+    let out = if let Some(profile) = &live {
+        match kvm_area(&out, &to, profile, &guest) {
             Ok(area) => std::borrow::Cow::Owned(area),
             Err(e) => return fail(REJECTED, format_args!("{what}: {e}")),
         }
@@ -90,17 +128,25 @@ pub fn run(args: &Args) -> u8 {
     0
 }
 
-/// The relaid-out host-layout area as KVM's buffer on this host, as
-/// `stream decode --kvm` writes it ([`restore_area`]).
+/// This host's profile with its live KVM part, when `/dev/kvm` is usable.
 #[cfg(target_arch = "x86_64")]
-fn kvm_area(area: &[u8], host: &xstate::Layout, guest: &Guest) -> Result<Vec<u8>, String> {
-    let profile =
-        super::kvm::host_profile().ok_or("--kvm: /dev/kvm is absent or unusable on this host")?;
-    let state = RegisterFile::decode(area, host).map_err(|e| e.to_string())?;
-    restore_area(&state, &profile, guest).map_err(|e| e.to_string())
+fn kvm_profile() -> Option<HostProfile> {
+    super::kvm::host_profile()
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn kvm_area(_: &[u8], _: &xstate::Layout, _: &Guest) -> Result<Vec<u8>, String> {
-    Err("KVM XSAVE buffers exist only on x86_64".into())
+fn kvm_profile() -> Option<HostProfile> {
+    None
+}
+
+/// The relaid-out host-layout area as KVM's buffer on this host, as
+/// `stream decode --kvm` writes it ([`restore_area`]).
+fn kvm_area(
+    area: &[u8],
+    host: &xstate::Layout,
+    profile: &HostProfile,
+    guest: &Guest,
+) -> Result<Vec<u8>, String> {
+    let state = RegisterFile::decode(area, host).map_err(|e| e.to_string())?;
+    restore_area(&state, profile, guest).map_err(|e| e.to_string())
 }

@@ -10,7 +10,7 @@ use xstate::prelude::*;
 use xstate::xregs::XstateRegisters;
 use xstate::{Format, Layout, Register, XsaveView};
 
-use super::input::{read_bounded, MAX_STREAM};
+use super::input::{read_bounded, MAX_AREA, MAX_STREAM};
 use super::{fail, hex, REJECTED};
 
 /// Arguments of `xstate decode`.
@@ -92,6 +92,10 @@ fn try_run(args: &Args) -> Result<u8, u8> {
             ))
         })?;
         (area, Some(from))
+    } else if bytes.len() as u64 > MAX_AREA {
+        return Err(rejected(&format_args!(
+            "larger than {MAX_AREA} bytes: not an XSAVE area (nor a migration stream)"
+        )));
     } else {
         (bytes, None)
     };

@@ -84,7 +84,15 @@ fn cpuid_xcr0(path: &std::path::Path) -> Result<Xfeatures, u8> {
             ),
         ));
     }
-    Ok(set.xcr0_supported())
+    // A CPU model whose XCR0 bits break an XSETBV rule describes no guest.
+    let xcr0 = set.xcr0_supported();
+    XstateRegisters::with_xcr0(xcr0).check().map_err(|e| {
+        fail(
+            REJECTED,
+            format_args!("{}: leaf 0xD sub-leaf 0: {e}", path.display()),
+        )
+    })?;
+    Ok(xcr0)
 }
 
 /// Prints every masking to stderr: nothing is dropped silently.

@@ -77,8 +77,31 @@ pub fn run(cli: Cli) -> u8 {
 
 /// Prints an error to stderr and returns `code`.
 pub fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
-    eprintln!("xstate: {message}");
+    eprintln!("xstate: {}", printable(&message.to_string()));
     code
+}
+
+/// The most bytes of one message printed: a parser quoting a
+/// hostile input's line must not flood the terminal.
+const MAX_MESSAGE: usize = 2000;
+
+/// `message` for a terminal: control characters (a NUL, an escape
+/// sequence, a bare CR from the input quoted) escaped, cut after about
+/// [`MAX_MESSAGE`] bytes.
+fn printable(message: &str) -> String {
+    let mut out = String::new();
+    for c in message.chars() {
+        if out.len() >= MAX_MESSAGE {
+            out.push_str(" [...]");
+            break;
+        }
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// An error and every error it was caused by, joined with ": ".
@@ -115,7 +138,7 @@ pub fn read_cpuid_file(path: &std::path::Path) -> Result<String, u8> {
 
 /// Prints a warning to stderr.
 pub fn warn(message: impl std::fmt::Display) {
-    eprintln!("xstate: warning: {message}");
+    eprintln!("xstate: warning: {}", printable(&message.to_string()));
 }
 
 /// Warns about every XSETBV rule the layout's supported XCR0 breaks: real
@@ -164,10 +187,13 @@ fn load_profile_of(spec: &str, live_kvm: bool) -> Result<xstate::profile::HostPr
     #[cfg(not(target_arch = "x86_64"))]
     let _ = live_kvm;
     let profile = source.load_profile().map_err(|e| {
-        fail(
-            source_status(&e),
-            format_args!("layout {spec}: {}", chain(&e)),
-        )
+        // File errors name the file already.
+        let message = chain(&e);
+        if message.starts_with(spec) {
+            fail(source_status(&e), message)
+        } else {
+            fail(source_status(&e), format_args!("layout {spec}: {message}"))
+        }
     })?;
     warn_layout(spec, &profile.layout);
     Ok(profile)

@@ -4,13 +4,17 @@
 //! A regular file (or a symlink to one, followed) is written to a
 //! temporary file beside it and renamed into place: on any error it is
 //! left as it was. A new file gets mode 0666 less the umask, as any
-//! program's output would; an existing one keeps its mode. A target that
-//! is not a regular file (`/dev/stdout`, a FIFO) is written directly: it
-//! cannot be replaced, only written to.
+//! program's output would; an existing one must be writable by the caller
+//! (as for a shell's `>`) and keeps its mode, owner and group. An existing
+//! file with other hard links, or whose owner the caller cannot give the
+//! new file, is rewritten in place instead, so it stays the same file (then
+//! an I/O error part way can leave it partly written). A target that is not
+//! a regular file (`/dev/stdout`, a FIFO) is written directly: it cannot be
+//! replaced, only written to.
 
 use std::fs::{self, Permissions};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The most symlinks followed, as the kernel's own limit (`ELOOP`).
@@ -32,8 +36,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         }
     }
     let path = follow(path)?;
-    let existing = match fs::metadata(&path) {
-        Ok(m) => Some(m.permissions()),
+    // An existing file is opened for writing first (without truncating):
+    // the caller must be allowed to write it, as for a shell's `>`.
+    let existing = match fs::OpenOptions::new().write(true).open(&path) {
+        Ok(file) => Some(file),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
@@ -45,13 +51,28 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::Builder::new()
         .permissions(Permissions::from_mode(0o666))
         .tempfile_in(dir)?;
-    if let Some(mode) = existing {
-        tmp.as_file().set_permissions(mode)?;
+    if let Some(file) = existing {
+        let old = file.metadata()?;
+        let new = tmp.as_file().metadata()?;
+        let same_owner = (old.uid(), old.gid()) == (new.uid(), new.gid())
+            || std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid())).is_ok();
+        if old.nlink() > 1 || !same_owner {
+            drop(tmp);
+            return rewrite(file, bytes);
+        }
+        tmp.as_file().set_permissions(old.permissions())?;
     }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(&path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Rewrites an open file in place: `bytes`, then the length cut to them.
+fn rewrite(mut file: fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    file.write_all(bytes)?;
+    file.set_len(bytes.len() as u64)?;
+    file.sync_all()
 }
 
 /// `path` with every symlink in its last component followed, dangling
@@ -102,6 +123,22 @@ mod tests {
             0o640
         );
         assert_eq!(fs::read(&new).unwrap(), b"bb");
+        // A file the caller may not write is refused, unchanged (root may
+        // write any file, as with a shell's `>`).
+        let ro = dir.path().join("ro.bin");
+        fs::write(&ro, b"keep").unwrap();
+        fs::set_permissions(&ro, Permissions::from_mode(0o444)).unwrap();
+        if fs::OpenOptions::new().write(true).open(&ro).is_err() {
+            assert!(write_atomically(&ro, b"x").is_err());
+            assert_eq!(fs::read(&ro).unwrap(), b"keep");
+        }
+        // A file with another hard link is rewritten in place: both names
+        // see the new bytes.
+        let other = dir.path().join("other.bin");
+        fs::hard_link(&new, &other).unwrap();
+        write_atomically(&new, b"linked").unwrap();
+        assert_eq!(fs::read(&other).unwrap(), b"linked");
+        fs::remove_file(&other).unwrap();
         // A symlink is followed and stays a symlink; a dangling one creates
         // its target.
         let link = dir.path().join("link.bin");

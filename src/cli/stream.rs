@@ -122,23 +122,37 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let bytes = read_bounded(input, MAX_AREA, "an XSAVE area")?;
             let mut regs = RegisterFile::decode(&bytes, &layout)
                 .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
-            super::guest::report(&input.display().to_string(), &guest.mask(&mut regs));
+            let what = input.display().to_string();
+            super::guest::report(&what, &guest.mask(&mut regs));
+            let registers = guest_registers(area_registers(&bytes, &layout), &guest);
+            // A stream its own source could not restore is never written:
+            // judged as `stream check --to` the source layout judges it
+            // (MXCSR and TILECFG XRSTOR takes, registers the CPU can hold).
+            let source = HostProfile::from(layout.clone());
+            let report = check_host(&regs, &source, &Guest::from_registers(&registers));
+            if !report.is_compatible() {
+                for reason in &report.incompatibilities {
+                    eprintln!("xstate: {what}: {reason}");
+                }
+                return Err(fail(
+                    REJECTED,
+                    format_args!(
+                        "{what}: not written: its own source, {}, could not restore it",
+                        layout.name()
+                    ),
+                ));
+            }
+            let out = stream::encode(&[Vcpu::new(regs, registers)], &Source::of(&layout))
+                .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?;
+            output::write_atomically(output, &out)
+                .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
             if guest.xcr0.is_none() {
                 eprintln!(
-                    "xstate: {}: an area does not say the vCPU's XCR0: recorded as {} (the layout's user components{}); --guest-xcr0 gives the real one",
-                    input.display(),
-                    guest_registers(area_registers(&bytes, &layout), &guest).xcr0,
+                    "xstate: {what}: an area does not say the vCPU's XCR0: recorded as {} (the layout's user components{}); --guest-xcr0 gives the real one",
+                    registers.xcr0,
                     if guest.model_xcr0.is_some() { " the CPU model exposes" } else { "" },
                 );
             }
-            let vcpu = Vcpu::new(
-                regs,
-                guest_registers(area_registers(&bytes, &layout), &guest),
-            );
-            let out = stream::encode(&[vcpu], &Source::of(&layout))
-                .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
-            output::write_atomically(output, &out)
-                .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
             Ok(0)
         }
         StreamCommand::Decode {

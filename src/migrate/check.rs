@@ -259,6 +259,12 @@ pub fn check_host(state: &RegisterFile, destination: &HostProfile, guest: &Guest
     let registers = register_incompatibilities(guest, layout, destination.kvm.as_ref());
     let Some(kvm) = &destination.kvm else {
         let mut report = check(&state, layout);
+        // The area [`restore_area`] writes must come out too.
+        if report.incompatibilities.is_empty() {
+            if let Err(e) = restore_area(&state, destination, guest) {
+                report.incompatibilities.push(e);
+            }
+        }
         report.incompatibilities.extend(registers);
         report.masked = masked;
         return report;
@@ -302,7 +308,9 @@ pub fn check_host(state: &RegisterFile, destination: &HostProfile, guest: &Guest
 /// `state`, already masked for `guest` ([`Guest::mask`]), as the area
 /// `destination` restores: its layout's standard format, sized for KVM's
 /// buffer where the profile has a KVM part (its layout's standard size
-/// otherwise). PKRU, and APX where that KVM offers it, are written with
+/// otherwise; the compacted format XRSTORS takes, holding the layout's user
+/// components and the live supervisor ones, where supervisor state is live
+/// and there is no KVM part). PKRU, and APX where that KVM offers it, are written with
 /// their XSTATE_BV bits set even when init, where the layout has them and
 /// the guest's CPU model has them (whatever the vCPU's XCR0 now: the guest
 /// may enable them later), so a restore loads their init values on every
@@ -332,13 +340,23 @@ pub fn restore_area(
         .iter()
         .filter(|&c| layout.has(c) && guest.model_xcr0.is_none_or(|m| m.contains(c)))
         .fold(Xfeatures::EMPTY, |set, c| set | c.bit());
-    let size = destination
-        .kvm
-        .as_ref()
-        .map_or(layout.standard_size() as usize, |k| k.buffer_size);
+    // Supervisor state only the compacted format holds (XRSTORS restores
+    // it); KVM's buffers are the standard format, always.
+    let supervisor = state.xstate_bv() & layout.xss_supported();
+    let (size, xcomp_bv) = match &destination.kvm {
+        Some(kvm) => (kvm.buffer_size, XcompBv::STANDARD),
+        None if supervisor.is_empty() => (layout.standard_size() as usize, XcompBv::STANDARD),
+        None => {
+            let xcomp_bv = XcompBv::compacted(layout.xcr0_supported() | supervisor);
+            (
+                layout.compacted_size_for(xcomp_bv.components()) as usize,
+                xcomp_bv,
+            )
+        }
+    };
     let mut area = vec![0u8; size];
     state
-        .encode_into_pinned(&mut area, layout, XcompBv::STANDARD, pin)
+        .encode_into_pinned(&mut area, layout, xcomp_bv, pin)
         .map_err(Incompatibility::DoesNotFit)?;
     if let Some(kvm) = &destination.kvm {
         let cpuid_xcr0 = guest.model_xcr0.unwrap_or(kvm.guest_xcr0);
