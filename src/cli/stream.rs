@@ -33,12 +33,14 @@ pub enum StreamCommand {
         #[command(flatten)]
         guest: super::guest::GuestArgs,
     },
-    /// Decode a stream's vCPU into the destination's standard format, after
-    /// the same judgement as `stream check` (nothing is written that it
-    /// refuses; maskings on stderr). PKRU goes with its XSTATE_BV bit set,
-    /// so every kernel restores it alike; for a host profile with a KVM
-    /// part or --kvm: KVM's buffer size, PKRU and APX set where that KVM
-    /// offers them, and the KVM_SET_XSAVE rules checked.
+    /// Decode a stream's vCPU into the destination's standard format (the
+    /// compacted one XRSTORS takes when supervisor state is live and there
+    /// is no KVM), after the same judgement as `stream check` (nothing is
+    /// written that it refuses; maskings on stderr). PKRU goes with its
+    /// XSTATE_BV bit set unless the guest's CPU model lacks it, so every
+    /// kernel restores it alike; for a host profile with a KVM part, `host`
+    /// with a usable /dev/kvm, or --kvm: KVM's buffer size, PKRU and APX set
+    /// where that KVM offers them, and the KVM_SET_XSAVE rules checked.
     Decode {
         /// The stream.
         input: PathBuf,
