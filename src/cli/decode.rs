@@ -20,9 +20,11 @@ pub struct Args {
     /// or a migration stream.
     file: PathBuf,
     /// `host`, a catalog name, a layout file, a CPUID dump or a host
-    /// profile: the layout the area is in, or a stream's vCPU is shown in.
-    #[arg(long, default_value = "host")]
-    layout: String,
+    /// profile: the layout the area is in, or a stream's vCPU is shown in
+    /// [default: `host` for an area; for a stream, the catalog layout it
+    /// was written from, else `host`].
+    #[arg(long)]
+    layout: Option<String>,
     /// For a stream: which vCPU.
     #[arg(long, default_value_t = 0)]
     vcpu: usize,
@@ -54,9 +56,22 @@ pub fn run(args: &Args) -> u8 {
 }
 
 fn try_run(args: &Args) -> Result<u8, u8> {
-    let layout = super::load_layout(&args.layout)?;
     let path = &args.file;
     let bytes = read_bounded(path, MAX_STREAM, "an XSAVE area or a migration stream")?;
+    let layout = match &args.layout {
+        Some(spec) => super::load_layout(spec)?,
+        None if is_stream(&bytes) => {
+            let (header, _) = super::stream::decode_bytes(path, &bytes)?;
+            match catalog::all()
+                .iter()
+                .find(|l| l.fingerprint() == header.source_fingerprint)
+            {
+                Some(source) => source.clone(),
+                None => super::load_layout("host")?,
+            }
+        }
+        None => super::load_layout("host")?,
+    };
     let rejected =
         |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
     // A stream's vCPU is shown in the layout's standard format (compacted
