@@ -73,8 +73,8 @@ pub struct LayoutFile {
     pub name: String,
     /// CPUID vendor string.
     pub vendor: String,
-    /// What CPU this is.
-    #[serde(default)]
+    /// What CPU this is (left out when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Where the numbers came from.
     pub source: String,
