@@ -14,9 +14,11 @@
 //!   every host and its KVM offer guests, and an IA32_XSS likewise; never
 //!   bit 63, a supervisor component in XCR0 or a user one in IA32_XSS,
 //!   whatever the hosts' layouts say;
-//! - **only usable components**: a group of [`features::GROUPS`] that some
-//!   host's CPUID (where known) gives none of the flags that make it usable
-//!   (AVX512F for AVX-512, PKU for PKRU, INTEL_PT for PT, ...) is excluded;
+//! - **only usable components**: a group of [`features::GROUPS`] is
+//!   excluded unless one of the flags that make it usable (AVX512F for
+//!   AVX-512, PKU for PKRU, CET_SS or CET_IBT for CET, ...) is on every
+//!   host whose CPUID is known: a flag some host lacks is masked, so a pool
+//!   of a host with shadow stacks only and one with IBT only offers no CET;
 //! - **safe by default**: a component whose standard offset, size or
 //!   sub-leaf ECX flags (64-byte alignment, XFD) differ between hosts is
 //!   excluded, since a guest's own XSAVE writes its host's offsets
