@@ -335,6 +335,7 @@ fn profile_with(from: &str, to: &str) -> String {
 #[test]
 fn profiles_with_impossible_kvm_offers_are_refused() {
     let dir = Dir::new();
+    let input = stream(&dir);
     for (name, from, to, says) in [
         (
             "no-legacy.json",
@@ -366,10 +367,52 @@ fn profiles_with_impossible_kvm_offers_are_refused() {
             "\"guest_xcr0\": \"+2e7\"",
             "host profile field guest_xcr0 has a bad value \"+2e7\"",
         ),
+        // KVM takes no MXCSR bit the host does not: decoding for this
+        // profile would write an area XRSTOR faults on.
+        (
+            "wide-mask.json",
+            "\"mxcsr_mask\": \"0xffff\"",
+            "\"mxcsr_mask\": \"0xffffffff\"",
+            "mxcsr_mask 0xffffffff has bits 0xffff0000 outside the host layout's MXCSR mask 0xffff",
+        ),
+        (
+            "tiny-buffer.json",
+            "\"buffer_size\": 4096",
+            "\"buffer_size\": 1",
+            "buffer_size 1 is below 4096 bytes, the size of struct kvm_xsave",
+        ),
+        (
+            "amx-in-4096.json",
+            "\"guest_xcr0\": \"0x2e7\"",
+            "\"guest_xcr0\": \"0x602e7\"",
+            "buffer_size 4096 is smaller than the 11008 bytes of the standard-format area for its guest_xcr0 0x602e7",
+        ),
+        (
+            "half-avx512.json",
+            "\"guest_xcr0\": \"0x2e7\"",
+            "\"guest_xcr0\": \"0x2a7\"",
+            "guest_xcr0 is no XCR0 KVM offers guests: XCR0 0x2a7 breaks a rule",
+        ),
+        (
+            "tilecfg-alone.json",
+            "\"guest_xcr0\": \"0x2e7\"",
+            "\"guest_xcr0\": \"0x202e7\"",
+            "guest_xcr0 is no XCR0 KVM offers guests: XCR0 0x202e7 breaks a rule",
+        ),
+        (
+            "apx.json",
+            "\"guest_apx\": false",
+            "\"guest_apx\": true",
+            "guest_apx true disagrees with its guest_xcr0 0x2e7, whose bit 19 (APX) is clear",
+        ),
     ] {
         let file = dir.write(name, profile_with(from, to));
         status(&xstate(&["layout", "--layout", &file]), 1, says);
         status(&xstate(&["pool", "baseline", &file, "amd-zen4"]), 1, says);
+        let out = dir.path("decoded.bin");
+        let o = xstate(&["stream", "decode", &input, s(&out), "--layout", &file]);
+        status(&o, 1, says);
+        assert!(!out.exists(), "{name}: decode wrote {}", out.display());
     }
     // The shipped profile loads as a layout, saying it came from a profile.
     let good = dir.write("emr.json", profile_with("\"0x2e7\"", "\"0x2e7\""));
