@@ -559,3 +559,54 @@ fn cpuid_check_refuses_what_no_command_loads() {
         status(&xstate(&["layout", "--layout", &file]), 1, "");
     }
 }
+
+#[test]
+fn xfd_on_a_component_it_never_applies_to_is_refused_everywhere() {
+    let dir = Dir::new();
+    // A layout file with AVX flagged XFD-capable: refused by every command
+    // that loads it, so no baseline ever enumerates XFD for AVX.
+    let toml = dir.write(
+        "avxxfd.toml",
+        TINY.replace("offset = 576\n", "offset = 576\nxfd = true\n"),
+    );
+    let says = "AVX (component 2) is flagged XFD-capable (CPUID.(EAX=0xd,ECX=2):ECX[2])";
+    status(&xstate(&["layout", "--layout", &toml]), 1, says);
+    let guest = dir.write("guest.cpuid", CpuidSet::new().to_cpuid_raw());
+    let out = dir.path("g.cpuid");
+    let o = xstate(&[
+        "pool",
+        "baseline",
+        &toml,
+        "--apply-to",
+        &guest,
+        "-o",
+        s(&out),
+    ]);
+    status(&o, 1, says);
+    assert!(!out.exists());
+    // The same flag in a CPUID: the check names it, and no layout loads.
+    let mut set = CpuidSet::new();
+    for (sub, mut regs) in catalog::get("intel-sapphire-rapids")
+        .unwrap()
+        .to_cpuid()
+        .subleaves
+    {
+        if sub == 2 {
+            regs.ecx |= 4;
+        }
+        set.set(0xd, sub, regs).unwrap();
+    }
+    let cpuid = dir.write("avxxfd.cpuid", set.to_cpuid_raw());
+    let o = xstate(&["cpuid", "check", &cpuid]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains(
+            "AVX (component 2) is supported but CPUID.(EAX=0xd,ECX=2):ECX = 0x00000004 flags it \
+             XFD-capable (bit 2)"
+        ),
+        "{report}"
+    );
+    status(&xstate(&["layout", "--layout", &cpuid]), 1, says);
+    status(&xstate(&["pool", "baseline", &cpuid]), 1, says);
+}

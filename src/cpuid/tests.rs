@@ -1011,6 +1011,63 @@ fn amx_without_xfd() {
 }
 
 #[test]
+fn xfd_flagged_on_a_component_it_never_applies_to() {
+    // AVX and PKRU flagged XFD-capable: a layout refuses it, and so does
+    // the check, naming each.
+    let mut set = base();
+    edit(&mut set, 0xd, 2, |r| r.ecx = 4);
+    edit(&mut set, 0xd, 9, |r| r.ecx = 6);
+    let got = check(&set);
+    assert_eq!(
+        got,
+        vec![
+            Inconsistency::XfdNotCapable {
+                component: ComponentId::AVX,
+                ecx: 4
+            },
+            Inconsistency::XfdNotCapable {
+                component: ComponentId::PKRU,
+                ecx: 6
+            },
+        ]
+    );
+    assert_eq!(
+        got[0].to_string(),
+        "AVX (component 2) is supported but CPUID.(EAX=0xd,ECX=2):ECX = 0x00000004 flags it \
+         XFD-capable (bit 2): extended feature disable applies to no known component other \
+         than AMX TILEDATA"
+    );
+    assert_eq!(
+        set.to_layout("t", "test").unwrap_err(),
+        LayoutError::XfdNotCapable(ComponentId::AVX)
+    );
+    // TILECFG too: only TILEDATA of AMX's two.
+    let mut set = base();
+    edit(&mut set, 0xd, 17, |r| r.ecx = 6);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::XfdNotCapable {
+            component: ComponentId::TILECFG,
+            ecx: 6
+        }]
+    );
+    // A sub-leaf of a component the CPU does not support is not judged.
+    let mut set = base();
+    set.set(
+        0xd,
+        3,
+        CpuidRegs {
+            eax: 64,
+            ebx: 960,
+            ecx: 4,
+            edx: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(check(&set), vec![]);
+}
+
+#[test]
 fn apx_with_mpx() {
     let mut set = base();
     edit(&mut set, 7, 0, |r| r.ebx |= 1 << 14);
