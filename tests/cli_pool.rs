@@ -1131,3 +1131,69 @@ fn a_guest_whose_only_cet_flag_is_masked_gets_no_cet() {
         .unwrap();
     assert_eq!(ecx["bitmap"], format!("0b{:032b}", 0), "{d1}");
 }
+
+#[test]
+fn apply_to_refuses_a_guest_cpuid_cut_short() {
+    let Some(emr) = shared("a cut-short guest", "host-intel-emr-cpuid-r.txt") else {
+        return;
+    };
+    // The first 20 lines: leaf 0 promises leaves up to 0x20, leaf 1 sets
+    // XSAVE, leaf 0xD is gone. Not a CPU without XSAVE: refused, as cpuid
+    // check and --layout refuse it, and nothing is written.
+    let text = std::fs::read_to_string(&emr).unwrap();
+    let cut: String = text.lines().take(20).map(|l| format!("{l}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("cut.cpuid");
+    std::fs::write(&guest, cut).unwrap();
+    let guest = guest.to_str().unwrap();
+    let check = xstate(&["cpuid", "check", guest]);
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(
+        xstate(&["layout", "--layout", guest]).status.code(),
+        Some(1)
+    );
+    let out = dir.path().join("g.cpuid");
+    for format in ["cpuid-r", "kvm-json", "json", "text"] {
+        let o = xstate(&[
+            "pool",
+            "baseline",
+            "amd-zen3",
+            "--apply-to",
+            guest,
+            "--format",
+            format,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{format}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "{guest}: the guest CPUID cannot take the baseline: no CPUID leaf 0xD sub-leaf 0, \
+                 though leaf 0 says the CPU has basic leaves up to 0x20"
+            )),
+            "{err}"
+        );
+        assert!(!out.exists(), "{format}");
+    }
+}
+
+#[test]
+fn an_unknown_reference_names_at_most_eight_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = zen4_files(dir.path(), 3000);
+    let mut args: Vec<&str> = vec!["pool", "baseline"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--allow-offset-mismatch", "--reference", "nope"]);
+    let out = xstate(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.len() < 1024, "{} bytes: {err}", err.len());
+    assert!(
+        err.contains(
+            "--reference nope is not a host of the pool (zen4-0, zen4-1, zen4-2, zen4-3, zen4-4, \
+             zen4-5, zen4-6, zen4-7 and 2992 more)"
+        ),
+        "{err}"
+    );
+}

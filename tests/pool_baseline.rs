@@ -10,9 +10,9 @@ use proptest::prelude::*;
 use xstate::cpuid::features::{self, GROUPS, XSAVE_FLAGS};
 use xstate::cpuid::xcr0::{self, Rule};
 use xstate::cpuid::{check, CpuidRegs, CpuidSet, FeatureBit, Reg};
-use xstate::layout::{catalog, ComponentEntry, LayoutFile};
+use xstate::layout::{catalog, ComponentEntry, LayoutError, LayoutFile};
 use xstate::migrate::pool::{
-    baseline, Baseline, BaselineOptions, CpuTemplate, OffsetPolicy, Omitted, PoolHost,
+    baseline, Baseline, BaselineOptions, CpuTemplate, OffsetPolicy, Omitted, PoolError, PoolHost,
 };
 use xstate::profile::KvmOffer;
 use xstate::{ComponentId, Layout, Xfeatures};
@@ -1496,5 +1496,38 @@ proptest! {
         let b = pool(&hosts);
         assert_sound(&b, &hosts, OffsetPolicy::Exclude);
         assert_emitted_consistent(&b, &hosts, &guest.into_iter().collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_guest_cpuid_cut_short_is_refused_unchanged() {
+    let b = pool(&[cat("intel-sapphire-rapids")]);
+    // Leaf 0 promises leaf 0x1e and leaf 1 sets XSAVE, but leaf 0xD is
+    // missing; and without leaf 0, leaf 1 setting XSAVE says the same.
+    let with_leaf0 = "\
+   0x00000000 0x00: eax=0x0000001e ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000001 ebx=0x00010020 ecx=0x00000008 edx=0x01000000
+";
+    let without_leaf0 = with_leaf0.lines().skip(1).collect::<Vec<_>>().join("\n");
+    for (text, max_leaf) in [(with_leaf0, Some(0x1e)), (&without_leaf0[..], None)] {
+        let guest = CpuidSet::parse(text).unwrap();
+        let mut applied = guest.clone();
+        let e = b.apply(&mut applied).unwrap_err();
+        assert_eq!(
+            e,
+            PoolError::GuestIncomplete(LayoutError::MissingLeaf0xD { max_leaf })
+        );
+        assert_eq!(applied, guest);
+    }
+    // A guest whose leaf 1 clears XSAVE, or whose leaf 0 stops below 0xD,
+    // is a guest without XSAVE: taken.
+    for (from, to) in [
+        ("ecx=0x1c000000", "ecx=0x10000000"),
+        ("eax=0x0000001e", "eax=0x0000000b"),
+    ] {
+        let mut guest = CpuidSet::parse(&with_leaf0.replace(from, to)).unwrap();
+        let got = b.apply(&mut guest).unwrap();
+        assert_eq!(got.xcr0, x(0x3), "{to}");
     }
 }

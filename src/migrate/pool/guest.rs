@@ -38,7 +38,8 @@ impl Baseline {
     ///
     /// A guest whose leaf 1 has XSAVE clear stays without XSAVE: XCR0 0x3,
     /// no IA32_XSS, the legacy-only leaf 0xD. A guest without leaf 0xD
-    /// sub-leaf 0 has XCR0 0x3 only.
+    /// sub-leaf 0 has XCR0 0x3 only ([`Baseline::apply`] refuses one whose
+    /// leaf 0 or 1 says leaf 0xD should be there: a CPUID cut short).
     ///
     /// ```
     /// use xstate::cpuid::CpuidSet;

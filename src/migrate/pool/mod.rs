@@ -65,7 +65,7 @@ use alloc::vec::Vec;
 use crate::component::{ComponentId, Xfeatures};
 use crate::cpuid::features::{self, FeatureMask};
 use crate::cpuid::{xcr0, CpuidSet, CpuidSetError, FeatureBit};
-use crate::layout::{CpuidLeaf0xD, CpuidRegs};
+use crate::layout::{CpuidLeaf0xD, CpuidRegs, LayoutError};
 use crate::profile::{HostProfile, KvmOffer};
 use crate::Layout;
 
@@ -200,6 +200,13 @@ pub enum PoolError {
     /// entries than a CPUID may.
     #[error("the guest CPUID cannot take the baseline's leaf 0xD")]
     Guest(#[source] CpuidSetError),
+    /// A guest CPUID cut short: its leaf 0 promises leaf 0xD (or, without
+    /// leaf 0, its leaf 1 sets XSAVE) and leaf 1 does not clear XSAVE, but
+    /// leaf 0xD sub-leaf 0 is missing ([`LayoutError::MissingLeaf0xD`]), as
+    /// `cpuid check` and every layout source refuse it: not a guest
+    /// without XSAVE.
+    #[error("the guest CPUID cannot take the baseline")]
+    GuestIncomplete(#[source] LayoutError),
 }
 
 /// A component left out of the baseline, and why.
@@ -385,9 +392,16 @@ impl Baseline {
     ///
     /// # Errors
     ///
-    /// [`PoolError::Guest`] when the guest CPUID would hold more than
-    /// [`crate::cpuid::MAX_ENTRIES`] entries; `guest` is then unchanged.
+    /// [`PoolError::GuestIncomplete`] for a guest CPUID cut short (leaf 0
+    /// promises leaf 0xD, XSAVE is not cleared, leaf 0xD sub-leaf 0 is
+    /// missing); [`PoolError::Guest`] when the guest CPUID would hold more
+    /// than [`crate::cpuid::MAX_ENTRIES`] entries; `guest` is then
+    /// unchanged.
     pub fn apply(&self, guest: &mut CpuidSet) -> Result<Baseline, PoolError> {
+        if let Err(e @ LayoutError::MissingLeaf0xD { .. }) = guest.to_layout("guest", "guest CPUID")
+        {
+            return Err(PoolError::GuestIncomplete(e));
+        }
         let narrowed = self.for_guest(guest);
         let mut out = guest.clone();
         out.clear_masks(&narrowed.feature_masks);
