@@ -610,3 +610,40 @@ fn xfd_on_a_component_it_never_applies_to_is_refused_everywhere() {
     status(&xstate(&["layout", "--layout", &cpuid]), 1, says);
     status(&xstate(&["pool", "baseline", &cpuid]), 1, says);
 }
+
+#[test]
+fn a_kvm_cpuid2_entry_with_a_field_twice_is_refused() {
+    let dir = Dir::new();
+    // The sub-leaf 0 entry of leaf 0xD with "function" twice: 13, then 1.
+    let array = zen4_kvm_json();
+    let at = array.find("{\"function\": \"0x0000000d\"").unwrap();
+    let mut text = array.clone();
+    text.insert_str(at + 1, "\"function\": 13, ");
+    text = text.replacen(
+        "{\"function\": 13, \"function\": \"0x0000000d\"",
+        "{\"function\": 13, \"function\": \"0x00000001\"",
+        1,
+    );
+    let file = dir.write("twice.json", &text);
+    let says = "JSON: duplicate field `function` at line";
+    let o = xstate(&["cpuid", "check", &file]);
+    status(&o, 1, says);
+    status(&xstate(&["layout", "--layout", &file]), 1, says);
+    status(&xstate(&["pool", "baseline", &file]), 1, says);
+    let out = dir.path("g.json");
+    let good = dir.write("good.json", &array);
+    status(
+        &xstate(&[
+            "pool",
+            "baseline",
+            &good,
+            "--apply-to",
+            &file,
+            "-o",
+            s(&out),
+        ]),
+        1,
+        says,
+    );
+    assert!(!out.exists());
+}

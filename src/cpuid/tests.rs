@@ -175,6 +175,54 @@ fn kvm_json_errors_name_the_entry() {
             subleaf: 0
         }
     );
+    // A field twice in one entry: refused whichever comes last, naming
+    // the field and its line; in the object form, "entries" twice too.
+    for (twice, field) in [
+        (
+            r#"{"function": 13, "function": 1, "eax": 0, "ebx": 0, "ecx": 0, "edx": 0}"#,
+            "function",
+        ),
+        (
+            r#"{"function": 0, "eax": 0, "ebx": 0, "ecx": 0, "edx": 0, "eax": "0x1"}"#,
+            "eax",
+        ),
+        (
+            r#"{"function": 0, "index": 1, "index": 1, "eax": 0, "ebx": 0, "ecx": 0, "edx": 0}"#,
+            "index",
+        ),
+    ] {
+        for text in [
+            format!("[{ok},\n {twice}]"),
+            format!("{{\"entries\": [{ok},\n {twice}]}}"),
+        ] {
+            let got = e(&text);
+            assert!(
+                matches!(&got, CpuidSetError::DuplicateKey { line: 2, message, .. }
+                    if message.starts_with(&format!("duplicate field `{field}`"))),
+                "{text}: {got:?}"
+            );
+            assert!(
+                got.to_string()
+                    .starts_with(&format!("JSON: duplicate field `{field}` at line 2")),
+                "{got}"
+            );
+        }
+    }
+    let twice = format!("{{\"entries\": [{ok}],\n \"entries\": [{ok}]}}");
+    assert!(
+        matches!(&e(&twice), CpuidSetError::DuplicateKey { line: 2, message, .. }
+            if message.starts_with("duplicate field `entries`")),
+        "{:?}",
+        e(&twice)
+    );
+    // Other keys (padding) may be anything, and the entries still read.
+    let padded = ok.replace("\"eax\"", "\"padding\": [0, 0], \"eax\"");
+    assert_eq!(
+        CpuidSet::from_kvm_json(&format!("[{padded}]"))
+            .unwrap()
+            .len(),
+        1
+    );
     let many = format!("[{}]", vec![ok; MAX_ENTRIES + 1].join(","));
     assert_eq!(
         e(&many),
