@@ -17,7 +17,7 @@
 //! assert_eq!(regs.enabled().bits(), 0x202e7); // tile data disabled
 //! ```
 
-use crate::component::{ComponentId, Xfeatures, KNOWN_COMPONENTS};
+use crate::component::{Xfeatures, XFD_CAPABLE};
 use crate::cpuid::xcr0::{Rule, RESERVED, USER};
 
 /// MSR number of IA32_XSS.
@@ -162,15 +162,6 @@ impl XregsError {
     }
 }
 
-/// The components IA32_XFD and IA32_XFD_ERR may name: of the known ones
-/// only AMX TILEDATA enumerates XFD support (CPUID.(0xD,18).ECX[2]; Linux's
-/// and KVM's `XFEATURE_MASK_USER_DYNAMIC`); components this code does not
-/// know (20..=62) are left to the CPU to judge.
-const XFD_CAPABLE: Xfeatures = Xfeatures::from_bits(
-    ComponentId::TILEDATA.bit().bits()
-        | (Xfeatures::ALL.bits() & !((1u64 << KNOWN_COMPONENTS) - 1)),
-);
-
 /// The first XSETBV rule `xcr0` breaks, as a sentence (SDM vol. 1, 13.3;
 /// the checks of KVM's `__kvm_set_xcr` in `arch/x86/kvm/x86.c`): the one
 /// rule table of [`crate::cpuid::xcr0`].
@@ -289,6 +280,7 @@ impl XstateRegisters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::component::ComponentId;
 
     fn regs(xcr0: u64, xss: u64, xfd: u64, xfd_err: u64) -> XstateRegisters {
         XstateRegisters {

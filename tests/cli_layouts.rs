@@ -335,6 +335,7 @@ fn profile_with(from: &str, to: &str) -> String {
 #[test]
 fn profiles_with_impossible_kvm_offers_are_refused() {
     let dir = Dir::new();
+    let input = stream(&dir);
     for (name, from, to, says) in [
         (
             "no-legacy.json",
@@ -366,10 +367,52 @@ fn profiles_with_impossible_kvm_offers_are_refused() {
             "\"guest_xcr0\": \"+2e7\"",
             "host profile field guest_xcr0 has a bad value \"+2e7\"",
         ),
+        // KVM takes no MXCSR bit the host does not: decoding for this
+        // profile would write an area XRSTOR faults on.
+        (
+            "wide-mask.json",
+            "\"mxcsr_mask\": \"0xffff\"",
+            "\"mxcsr_mask\": \"0xffffffff\"",
+            "mxcsr_mask 0xffffffff has bits 0xffff0000 outside the host layout's MXCSR mask 0xffff",
+        ),
+        (
+            "tiny-buffer.json",
+            "\"buffer_size\": 4096",
+            "\"buffer_size\": 1",
+            "buffer_size 1 is below 4096 bytes, the size of struct kvm_xsave",
+        ),
+        (
+            "amx-in-4096.json",
+            "\"guest_xcr0\": \"0x2e7\"",
+            "\"guest_xcr0\": \"0x602e7\"",
+            "buffer_size 4096 is smaller than the 11008 bytes of the standard-format area for its guest_xcr0 0x602e7",
+        ),
+        (
+            "half-avx512.json",
+            "\"guest_xcr0\": \"0x2e7\"",
+            "\"guest_xcr0\": \"0x2a7\"",
+            "guest_xcr0 is no XCR0 KVM offers guests: XCR0 0x2a7 breaks a rule",
+        ),
+        (
+            "tilecfg-alone.json",
+            "\"guest_xcr0\": \"0x2e7\"",
+            "\"guest_xcr0\": \"0x202e7\"",
+            "guest_xcr0 is no XCR0 KVM offers guests: XCR0 0x202e7 breaks a rule",
+        ),
+        (
+            "apx.json",
+            "\"guest_apx\": false",
+            "\"guest_apx\": true",
+            "guest_apx true disagrees with its guest_xcr0 0x2e7, whose bit 19 (APX) is clear",
+        ),
     ] {
         let file = dir.write(name, profile_with(from, to));
         status(&xstate(&["layout", "--layout", &file]), 1, says);
         status(&xstate(&["pool", "baseline", &file, "amd-zen4"]), 1, says);
+        let out = dir.path("decoded.bin");
+        let o = xstate(&["stream", "decode", &input, s(&out), "--layout", &file]);
+        status(&o, 1, says);
+        assert!(!out.exists(), "{name}: decode wrote {}", out.display());
     }
     // The shipped profile loads as a layout, saying it came from a profile.
     let good = dir.write("emr.json", profile_with("\"0x2e7\"", "\"0x2e7\""));
@@ -515,4 +558,92 @@ fn cpuid_check_refuses_what_no_command_loads() {
         assert!(check.contains("leaf 0xD gives no valid layout"), "{check}");
         status(&xstate(&["layout", "--layout", &file]), 1, "");
     }
+}
+
+#[test]
+fn xfd_on_a_component_it_never_applies_to_is_refused_everywhere() {
+    let dir = Dir::new();
+    // A layout file with AVX flagged XFD-capable: refused by every command
+    // that loads it, so no baseline ever enumerates XFD for AVX.
+    let toml = dir.write(
+        "avxxfd.toml",
+        TINY.replace("offset = 576\n", "offset = 576\nxfd = true\n"),
+    );
+    let says = "AVX (component 2) is flagged XFD-capable (CPUID.(EAX=0xd,ECX=2):ECX[2])";
+    status(&xstate(&["layout", "--layout", &toml]), 1, says);
+    let guest = dir.write("guest.cpuid", CpuidSet::new().to_cpuid_raw());
+    let out = dir.path("g.cpuid");
+    let o = xstate(&[
+        "pool",
+        "baseline",
+        &toml,
+        "--apply-to",
+        &guest,
+        "-o",
+        s(&out),
+    ]);
+    status(&o, 1, says);
+    assert!(!out.exists());
+    // The same flag in a CPUID: the check names it, and no layout loads.
+    let mut set = CpuidSet::new();
+    for (sub, mut regs) in catalog::get("intel-sapphire-rapids")
+        .unwrap()
+        .to_cpuid()
+        .subleaves
+    {
+        if sub == 2 {
+            regs.ecx |= 4;
+        }
+        set.set(0xd, sub, regs).unwrap();
+    }
+    let cpuid = dir.write("avxxfd.cpuid", set.to_cpuid_raw());
+    let o = xstate(&["cpuid", "check", &cpuid]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains(
+            "AVX (component 2) is supported but CPUID.(EAX=0xd,ECX=2):ECX = 0x00000004 flags it \
+             XFD-capable (bit 2)"
+        ),
+        "{report}"
+    );
+    status(&xstate(&["layout", "--layout", &cpuid]), 1, says);
+    status(&xstate(&["pool", "baseline", &cpuid]), 1, says);
+}
+
+#[test]
+fn a_kvm_cpuid2_entry_with_a_field_twice_is_refused() {
+    let dir = Dir::new();
+    // The sub-leaf 0 entry of leaf 0xD with "function" twice: 13, then 1.
+    let array = zen4_kvm_json();
+    let at = array.find("{\"function\": \"0x0000000d\"").unwrap();
+    let mut text = array.clone();
+    text.insert_str(at + 1, "\"function\": 13, ");
+    text = text.replacen(
+        "{\"function\": 13, \"function\": \"0x0000000d\"",
+        "{\"function\": 13, \"function\": \"0x00000001\"",
+        1,
+    );
+    let file = dir.write("twice.json", &text);
+    let says = "JSON: duplicate field `function` at line";
+    let o = xstate(&["cpuid", "check", &file]);
+    status(&o, 1, says);
+    status(&xstate(&["layout", "--layout", &file]), 1, says);
+    status(&xstate(&["pool", "baseline", &file]), 1, says);
+    let out = dir.path("g.json");
+    let good = dir.write("good.json", &array);
+    status(
+        &xstate(&[
+            "pool",
+            "baseline",
+            &good,
+            "--apply-to",
+            &file,
+            "-o",
+            s(&out),
+        ]),
+        1,
+        says,
+    );
+    assert!(!out.exists());
 }

@@ -1040,3 +1040,160 @@ fn a_file_that_is_not_text_is_rejected_input() {
     let out = xstate(&["cpuid", "check", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn a_guest_whose_only_cet_flag_is_masked_gets_no_cet() {
+    let part = "an IBT-only guest and a Milan host";
+    let (Some(emr), Some(milan)) = (
+        shared(part, "host-intel-emr-cpuid-r.txt"),
+        shared(part, "AuthenticAMD0A00F11_K19_Milan_02.txt"),
+    ) else {
+        return;
+    };
+    // The Emerald Rapids dump with shadow stacks (CET_SS) clear, IBT set.
+    let mut set = CpuidSet::parse(&std::fs::read_to_string(&emr).unwrap()).unwrap();
+    let mut leaf7 = set.get(7, 0).unwrap();
+    leaf7.ecx &= !features::CET_SS.mask();
+    set.set(7, 0, leaf7).unwrap();
+    assert!(set.has_feature(features::CET_IBT) && set.xss_supported().bits() == 0x1800);
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("ibt-only.cpuid");
+    std::fs::write(&guest, set.to_cpuid_raw()).unwrap();
+    let guest = guest.to_str().unwrap();
+    stdout(&xstate(&["cpuid", "check", guest]));
+    // Milan has shadow stacks but no IBT: IBT is masked, and the guest is
+    // left without a CET flag, so it gets no CET state either.
+    let applied = dir.path().join("applied.cpuid");
+    let out = xstate(&[
+        "pool",
+        "baseline",
+        &milan,
+        "--apply-to",
+        guest,
+        "-o",
+        applied.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("CET_U (component 11)"),
+        "{}",
+        stderr(&out)
+    );
+    stdout(&out);
+    let text = std::fs::read_to_string(&applied).unwrap();
+    let got = CpuidSet::parse(&text).unwrap();
+    assert_eq!(got.xss_supported().bits(), 0, "{text}");
+    assert!(check(&got).is_empty(), "{:?}", check(&got));
+    stdout(&xstate(&["cpuid", "check", applied.to_str().unwrap()]));
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        &milan,
+        "--apply-to",
+        guest,
+        "--json",
+    ]));
+    let cet = v["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == 11)
+        .unwrap();
+    assert!(
+        cet["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the guest CPUID's CET_IBT is masked (not on every host)"),
+        "{cet}"
+    );
+    // Both as hosts: no CET flag is on both, so neither the baseline nor
+    // its Firecracker template offers CET (sub-leaf 1 ECX bits 11, 12).
+    let v = json(&xstate(&["pool", "baseline", &milan, guest, "--json"]));
+    assert_eq!(v["xss"], "0x0", "{v}");
+    let v = json(&xstate(&[
+        "pool",
+        "baseline",
+        &milan,
+        guest,
+        "--format",
+        "firecracker",
+    ]));
+    let d1 = v["cpuid_modifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["leaf"] == "0xd" && m["subleaf"] == "0x1")
+        .unwrap();
+    let ecx = d1["modifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["register"] == "ecx")
+        .unwrap();
+    assert_eq!(ecx["bitmap"], format!("0b{:032b}", 0), "{d1}");
+}
+
+#[test]
+fn apply_to_refuses_a_guest_cpuid_cut_short() {
+    let Some(emr) = shared("a cut-short guest", "host-intel-emr-cpuid-r.txt") else {
+        return;
+    };
+    // The first 20 lines: leaf 0 promises leaves up to 0x20, leaf 1 sets
+    // XSAVE, leaf 0xD is gone. Not a CPU without XSAVE: refused, as cpuid
+    // check and --layout refuse it, and nothing is written.
+    let text = std::fs::read_to_string(&emr).unwrap();
+    let cut: String = text.lines().take(20).map(|l| format!("{l}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("cut.cpuid");
+    std::fs::write(&guest, cut).unwrap();
+    let guest = guest.to_str().unwrap();
+    let check = xstate(&["cpuid", "check", guest]);
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(
+        xstate(&["layout", "--layout", guest]).status.code(),
+        Some(1)
+    );
+    let out = dir.path().join("g.cpuid");
+    for format in ["cpuid-r", "kvm-json", "json", "text"] {
+        let o = xstate(&[
+            "pool",
+            "baseline",
+            "amd-zen3",
+            "--apply-to",
+            guest,
+            "--format",
+            format,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{format}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "{guest}: the guest CPUID cannot take the baseline: no CPUID leaf 0xD sub-leaf 0, \
+                 though leaf 0 says the CPU has basic leaves up to 0x20"
+            )),
+            "{err}"
+        );
+        assert!(!out.exists(), "{format}");
+    }
+}
+
+#[test]
+fn an_unknown_reference_names_at_most_eight_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = zen4_files(dir.path(), 3000);
+    let mut args: Vec<&str> = vec!["pool", "baseline"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--allow-offset-mismatch", "--reference", "nope"]);
+    let out = xstate(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.len() < 1024, "{} bytes: {err}", err.len());
+    assert!(
+        err.contains(
+            "--reference nope is not a host of the pool (zen4-0, zen4-1, zen4-2, zen4-3, zen4-4, \
+             zen4-5, zen4-6, zen4-7 and 2992 more)"
+        ),
+        "{err}"
+    );
+}

@@ -9,9 +9,11 @@ mod common;
 use proptest::prelude::*;
 use xstate::cpuid::features::{self, GROUPS, XSAVE_FLAGS};
 use xstate::cpuid::xcr0::{self, Rule};
-use xstate::cpuid::{check, CpuidRegs, CpuidSet, Reg};
-use xstate::layout::{catalog, ComponentEntry, LayoutFile};
-use xstate::migrate::pool::{baseline, Baseline, BaselineOptions, OffsetPolicy, PoolHost};
+use xstate::cpuid::{check, CpuidRegs, CpuidSet, FeatureBit, Reg};
+use xstate::layout::{catalog, ComponentEntry, LayoutError, LayoutFile};
+use xstate::migrate::pool::{
+    baseline, Baseline, BaselineOptions, CpuTemplate, OffsetPolicy, Omitted, PoolError, PoolHost,
+};
 use xstate::profile::KvmOffer;
 use xstate::{ComponentId, Layout, Xfeatures};
 
@@ -266,6 +268,14 @@ fn assert_sound(b: &Baseline, hosts: &[PoolHost], policy: OffsetPolicy) {
     assert!(b.feature_masks.iter().all(|m| m.leaf != 0xd));
 }
 
+/// Whether `masks` clear `flag`.
+fn masked(masks: &[features::FeatureMask], flag: FeatureBit) -> bool {
+    masks.iter().any(|m| {
+        (m.leaf, m.subleaf, m.register) == (flag.leaf, flag.subleaf, flag.register)
+            && m.clear & flag.mask() != 0
+    })
+}
+
 /// What applying the baseline to `before` must give: never more than the
 /// baseline, never more than the guest had, what it lost listed with why,
 /// and all of the baseline for a guest that has all of it.
@@ -311,7 +321,7 @@ fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
         .filter(|g| (xcr0 | xss).intersects(g.components))
     {
         assert!(
-            g.enabled_by.iter().any(|&f| before.has_feature(f)),
+            g.enabled_by.iter().any(|&f| after.has_feature(f)),
             "{what}: {} without its flags",
             g.name
         );
@@ -326,7 +336,11 @@ fn assert_applied(b: &Baseline, before: &CpuidSet, what: &str) {
         && GROUPS
             .iter()
             .filter(|g| (b.xcr0 | b.xss).intersects(g.components))
-            .all(|g| g.enabled_by.iter().any(|&f| before.has_feature(f)));
+            .all(|g| {
+                g.enabled_by
+                    .iter()
+                    .any(|&f| before.has_feature(f) && !masked(&b.feature_masks, f))
+            });
     if has_all {
         assert_eq!((xcr0, xss), (b.xcr0, b.xss), "{what}");
         assert_eq!(got.cpuid, b.cpuid, "{what}");
@@ -1198,4 +1212,322 @@ fn applying_a_baseline_never_widens_the_guest() {
     ));
     assert!(reason(&got, ComponentId::OPMASK).contains("lacks AVX512F"));
     assert!(check(&no_flags).is_empty(), "{:?}", check(&no_flags));
+}
+
+// ------------------------------------------------ what a baseline emits passes the check
+
+/// `host` with the baseline as emitted, unnarrowed: leaf 0xD replaced,
+/// its feature masks cleared, its leaves dropped (what a VMM does with
+/// `pool baseline --json` on each host).
+fn with_emitted(b: &Baseline, host: &CpuidSet) -> CpuidSet {
+    let mut set = host.clone();
+    set.clear_masks(&b.feature_masks);
+    for &l in &b.drop_leaves {
+        set.remove_leaf(l);
+    }
+    set.remove_leaf(0xd);
+    set.set_indexed(0xd, true);
+    for (&sub, &regs) in &b.cpuid.subleaves {
+        set.set(0xd, sub, regs).unwrap();
+    }
+    set
+}
+
+/// `host` with a CPU template applied as Firecracker applies one: the bits
+/// of each modifier's mask take its value, the rest stay the host's.
+fn with_template(t: &CpuTemplate, host: &CpuidSet) -> CpuidSet {
+    let mut set = host.clone();
+    for e in &t.entries {
+        let mut regs = set.entry(e.leaf, e.subleaf).unwrap_or_default();
+        for r in &e.registers {
+            let slot = r.register.slot(&mut regs);
+            *slot = (*slot & !r.mask) | (r.value & r.mask);
+        }
+        set.set(e.leaf, e.subleaf, regs).unwrap();
+    }
+    set
+}
+
+/// Every flag whose absence takes something from a guest: the flags that
+/// enable a group, XSAVE and leaf 0xD sub-leaf 1 EAX's XSAVE features.
+fn flags_that_matter() -> Vec<FeatureBit> {
+    let mut out: Vec<FeatureBit> = GROUPS
+        .iter()
+        .flat_map(|g| g.enabled_by.iter().copied())
+        .collect();
+    out.extend([
+        features::XSAVE,
+        features::XSAVEOPT,
+        features::XSAVEC,
+        features::XGETBV1,
+        features::XSAVES,
+        features::XFD,
+    ]);
+    out
+}
+
+/// `set` with `flags` cleared (those it has).
+fn without(set: &CpuidSet, flags: &[FeatureBit]) -> CpuidSet {
+    let mut out = set.clone();
+    for f in flags {
+        if let Some(mut regs) = out.entry(f.leaf, f.subleaf) {
+            *f.register.slot(&mut regs) &= !f.mask();
+            out.set(f.leaf, f.subleaf, regs).unwrap();
+        }
+    }
+    out
+}
+
+fn assert_consistent(set: &CpuidSet, what: &str) {
+    let found: Vec<String> = check(set).iter().map(ToString::to_string).collect();
+    assert!(found.is_empty(), "{what}: {found:#?}");
+}
+
+/// Checks everything `b` emits for `hosts`: leaf 0xD and the masks on each
+/// host's own CPUID, the CPU template there when what it leaves out is
+/// not on that host,
+/// and the baseline applied to each guest.
+/// Returns how many templates it checked.
+fn assert_emitted_consistent(
+    b: &Baseline,
+    hosts: &[PoolHost],
+    guests: &[(String, CpuidSet)],
+) -> usize {
+    let names = hosts
+        .iter()
+        .map(PoolHost::name)
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let template = b.template(hosts);
+    let mut templates = 0;
+    for h in hosts {
+        let Some(cpuid) = &h.cpuid else { continue };
+        assert_consistent(
+            &with_emitted(b, cpuid),
+            &format!("{names}: baseline on {}", h.name()),
+        );
+        // What the template leaves out (it warns) matters only on a host
+        // that has the entry.
+        let untouched = template.omitted.iter().all(|o| match *o {
+            Omitted::Mask(m) => cpuid.entry(m.leaf, m.subleaf).is_none(),
+            Omitted::Leaf(l) => cpuid.iter().all(|(leaf, _, _)| leaf != l),
+        });
+        if untouched {
+            assert_consistent(
+                &with_template(&template, cpuid),
+                &format!("{names}: template on {}", h.name()),
+            );
+            templates += 1;
+        }
+    }
+    for (guest, set) in guests {
+        let mut applied = set.clone();
+        b.apply(&mut applied).unwrap();
+        assert_consistent(&applied, &format!("{names} applied to {guest}"));
+        assert_applied(b, set, &format!("{names} applied to {guest}"));
+    }
+    templates
+}
+
+/// The real dumps as guests, as they are and with each flag that matters
+/// cleared in turn (a guest CPU model with IBT but no shadow stacks, AVX
+/// but no AVX-512, no XSAVES, ...).
+fn flag_cleared_guests(dumps: &[(String, String)]) -> Vec<(String, CpuidSet)> {
+    let mut guests = Vec::new();
+    for (name, text) in dumps {
+        let set = CpuidSet::parse(text).unwrap();
+        for f in flags_that_matter() {
+            if set.has_feature(f) {
+                guests.push((format!("{name} without {}", f.name), without(&set, &[f])));
+            }
+        }
+        guests.push((name.clone(), set));
+    }
+    guests
+}
+
+#[test]
+fn everything_a_baseline_emits_passes_the_check() {
+    let Some(dumps) = dumps("emitted baselines over the real dumps") else {
+        return;
+    };
+    let mut sources: Vec<PoolHost> = catalog::all().iter().cloned().map(PoolHost::from).collect();
+    sources.extend(dumps.iter().map(|(n, t)| dump_host(n, t)));
+    // The dumps with each flag cleared are pool hosts too.
+    let guests = flag_cleared_guests(&dumps);
+    let cleared: Vec<PoolHost> = guests
+        .iter()
+        .filter_map(|(n, set)| {
+            Some(PoolHost::new(set.to_layout(n, "test").ok()?).with_cpuid(set.clone()))
+        })
+        .collect();
+    let n = sources.len();
+    let (mut pools, mut templates) = (0, 0);
+    for i in 0..n {
+        for j in i..n {
+            let hosts: Vec<PoolHost> = if i == j {
+                vec![sources[i].clone()]
+            } else {
+                vec![sources[i].clone(), sources[j].clone()]
+            };
+            templates += assert_emitted_consistent(&pool(&hosts), &hosts, &guests);
+            pools += 1;
+        }
+    }
+    for c in &cleared {
+        for s in &sources {
+            let hosts = [s.clone(), c.clone()];
+            templates += assert_emitted_consistent(&pool(&hosts), &hosts, &[]);
+            pools += 1;
+        }
+    }
+    common::note(&format!(
+        "{pools} pools checked on their hosts' CPUIDs ({templates} CPU templates), the first \
+         {} applied to {} guests",
+        n * (n + 1) / 2,
+        guests.len()
+    ));
+    assert!(templates > 100, "{templates} templates checked");
+}
+
+/// The report's case: an Emerald Rapids guest with IBT but no shadow
+/// stacks, in a pool with a Milan host (shadow stacks, no IBT). Masking
+/// IBT leaves the guest no CET flag, so CET goes too.
+#[test]
+fn a_guest_left_without_any_cet_flag_loses_cet() {
+    let Some(dumps) = dumps("the IBT-only guest") else {
+        return;
+    };
+    let find = |part: &str| dumps.iter().find(|(n, _)| n.contains(part)).unwrap();
+    let (mn, mt) = find("Milan");
+    let milan = dump_host(mn, mt);
+    let emr = CpuidSet::parse(&find("host-intel-emr").1).unwrap();
+    assert!(emr.has_feature(features::CET_SS) && emr.has_feature(features::CET_IBT));
+    let ibt_only = without(&emr, &[features::CET_SS]);
+    assert_consistent(&ibt_only, "the IBT-only guest");
+    let b = pool(std::slice::from_ref(&milan));
+    assert!(b.xss.contains_all(x(0x1800)), "Milan has CET: {}", b.xss);
+    let mut guest = ibt_only.clone();
+    let got = b.apply(&mut guest).unwrap();
+    assert!(!got.xss.intersects(x(0x1800)), "{}", got.xss);
+    assert!(
+        reason(&got, ComponentId::CET_U).contains("CET_IBT"),
+        "{}",
+        reason(&got, ComponentId::CET_U)
+    );
+    assert!(!guest.has_feature(features::CET_IBT));
+    assert_consistent(&guest, "Milan applied to the IBT-only guest");
+    // The same two as hosts: no CET flag is on both, so CET is out of the
+    // baseline itself (and of its Firecracker template).
+    let ibt_host = PoolHost::new(ibt_only.to_layout("emr-ibt-only", "test").unwrap())
+        .with_cpuid(ibt_only.clone());
+    let hosts = [milan, ibt_host];
+    let b = pool(&hosts);
+    assert!(!b.xss.intersects(x(0x1800)), "{}", b.xss);
+    let why = reason(&b, ComponentId::CET_S);
+    assert!(why.contains("CET_SS") && why.contains("CET_IBT"), "{why}");
+    assert_emitted_consistent(&b, &hosts, &[]);
+}
+
+/// The real dumps, read once for the property test below.
+fn dump_sets() -> &'static [(String, CpuidSet)] {
+    static SETS: std::sync::OnceLock<Vec<(String, CpuidSet)>> = std::sync::OnceLock::new();
+    SETS.get_or_init(|| {
+        dumps("random flag-cleared pools and guests")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, t)| {
+                let set = CpuidSet::parse(&t).unwrap();
+                (n, set)
+            })
+            .collect()
+    })
+}
+
+/// A real dump with a random subset of the flags that matter cleared.
+fn cleared_dump() -> impl Strategy<Value = Option<(String, CpuidSet)>> {
+    // Each flag cleared with probability 1/4: mostly a few at a time.
+    (any::<prop::sample::Index>(), any::<u64>(), any::<u64>()).prop_map(|(i, a, b)| {
+        let bits = a & b;
+        let sets = dump_sets();
+        if sets.is_empty() {
+            return None;
+        }
+        let (name, set) = &sets[i.index(sets.len())];
+        let flags: Vec<FeatureBit> = flags_that_matter()
+            .into_iter()
+            .enumerate()
+            .filter(|(n, _)| bits >> n & 1 != 0)
+            .map(|(_, f)| f)
+            .collect();
+        let names: Vec<&str> = flags.iter().map(|f| f.name).collect();
+        Some((
+            format!("{name} without {}", names.join(", ")),
+            without(set, &flags),
+        ))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0000_0CE7),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(300)
+    })]
+
+    /// Pools of real dumps with random flags cleared, and guests likewise:
+    /// what the baseline emits, on each host and applied to the guest,
+    /// passes the check.
+    #[test]
+    fn flag_cleared_pools_and_guests_emit_consistent_cpuids(
+        members in prop::collection::vec(cleared_dump(), 1..4),
+        guest in cleared_dump(),
+    ) {
+        let hosts: Vec<PoolHost> = members
+            .into_iter()
+            .flatten()
+            .filter_map(|(n, set)| {
+                Some(PoolHost::new(set.to_layout(&n, "test").ok()?).with_cpuid(set))
+            })
+            .collect();
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        let b = pool(&hosts);
+        assert_sound(&b, &hosts, OffsetPolicy::Exclude);
+        assert_emitted_consistent(&b, &hosts, &guest.into_iter().collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_guest_cpuid_cut_short_is_refused_unchanged() {
+    let b = pool(&[cat("intel-sapphire-rapids")]);
+    // Leaf 0 promises leaf 0x1e and leaf 1 sets XSAVE, but leaf 0xD is
+    // missing; and without leaf 0, leaf 1 setting XSAVE says the same.
+    let with_leaf0 = "\
+   0x00000000 0x00: eax=0x0000001e ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69
+   0x00000001 0x00: eax=0x000806f8 ebx=0x00000000 ecx=0x1c000000 edx=0x00000000
+   0x00000007 0x00: eax=0x00000001 ebx=0x00010020 ecx=0x00000008 edx=0x01000000
+";
+    let without_leaf0 = with_leaf0.lines().skip(1).collect::<Vec<_>>().join("\n");
+    for (text, max_leaf) in [(with_leaf0, Some(0x1e)), (&without_leaf0[..], None)] {
+        let guest = CpuidSet::parse(text).unwrap();
+        let mut applied = guest.clone();
+        let e = b.apply(&mut applied).unwrap_err();
+        assert_eq!(
+            e,
+            PoolError::GuestIncomplete(LayoutError::MissingLeaf0xD { max_leaf })
+        );
+        assert_eq!(applied, guest);
+    }
+    // A guest whose leaf 1 clears XSAVE, or whose leaf 0 stops below 0xD,
+    // is a guest without XSAVE: taken.
+    for (from, to) in [
+        ("ecx=0x1c000000", "ecx=0x10000000"),
+        ("eax=0x0000001e", "eax=0x0000000b"),
+    ] {
+        let mut guest = CpuidSet::parse(&with_leaf0.replace(from, to)).unwrap();
+        let got = b.apply(&mut guest).unwrap();
+        assert_eq!(got.xcr0, x(0x3), "{to}");
+    }
 }

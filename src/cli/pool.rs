@@ -154,13 +154,10 @@ fn try_run(args: &BaselineArgs) -> Result<u8, u8> {
                 .position(|s| s == r)
                 .or_else(|| hosts.iter().position(|h| h.name() == r))
                 .ok_or_else(|| {
-                    let names: Vec<&str> = hosts.iter().map(PoolHost::name).collect();
+                    let names = capped(hosts.iter().map(|h| h.name().to_string()));
                     fail(
                         USAGE,
-                        format_args!(
-                            "--reference {r} is not a host of the pool ({})",
-                            names.join(", ")
-                        ),
+                        format_args!("--reference {r} is not a host of the pool ({names})"),
                     )
                 })?;
             OffsetPolicy::Reference(index)
@@ -468,9 +465,12 @@ fn apply(
     explicit: bool,
 ) -> Result<String, u8> {
     let (mut guest, text) = super::cpuid::load(file)?;
-    let got = b
-        .apply(&mut guest)
-        .map_err(|e| fail(REJECTED, format_args!("{}: {e}", file.display())))?;
+    let got = b.apply(&mut guest).map_err(|e| {
+        fail(
+            REJECTED,
+            format_args!("{}: {}", file.display(), super::chain(&e)),
+        )
+    })?;
     let json_input = matches!(text.trim_start().chars().next(), Some('[' | '{'));
     Ok(match format {
         OutputFormat::Json => {

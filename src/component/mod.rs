@@ -134,6 +134,23 @@ impl ComponentId {
         }
     }
 
+    /// Whether extended feature disable may apply to the component
+    /// ([`XFD_CAPABLE`]): for a known one, whether the architecture lets it
+    /// (AMX TILEDATA only); an unknown one (20..=62) is left to the CPU;
+    /// bit 63 is no component.
+    ///
+    /// ```
+    /// use xstate::ComponentId;
+    /// assert!(ComponentId::TILEDATA.xfd_capable());
+    /// assert!(!ComponentId::AVX.xfd_capable() && !ComponentId::TILECFG.xfd_capable());
+    /// assert!(ComponentId::new(40).unwrap().xfd_capable());
+    /// assert!(!ComponentId::new(63).unwrap().xfd_capable());
+    /// ```
+    #[inline]
+    pub const fn xfd_capable(self) -> bool {
+        XFD_CAPABLE.contains(self)
+    }
+
     /// The size in bytes every CPU gives the component, for a known
     /// component of fixed size (all but arch LBR).
     #[inline]
@@ -188,6 +205,10 @@ pub struct ComponentInfo {
     /// Whether every CPU gives it `size` bytes. Arch LBR's size follows the
     /// number of LBRs a CPU has (CPUID leaf 0x1C), so CPUID alone says it.
     pub fixed_size: bool,
+    /// Whether extended feature disable (IA32_XFD) may apply to it, so that
+    /// its leaf 0xD sub-leaf may set `ECX[2]`: AMX TILEDATA alone (Intel SDM
+    /// vol. 1, 13.14; Linux's and KVM's `XFEATURE_MASK_USER_DYNAMIC`).
+    pub xfd: bool,
 }
 
 const fn user(name: &'static str, size: u32) -> ComponentInfo {
@@ -197,6 +218,7 @@ const fn user(name: &'static str, size: u32) -> ComponentInfo {
         supervisor: false,
         used: size,
         fixed_size: true,
+        xfd: false,
     }
 }
 
@@ -207,6 +229,7 @@ const fn supervisor(name: &'static str, size: u32) -> ComponentInfo {
         supervisor: true,
         used: size,
         fixed_size: true,
+        xfd: false,
     }
 }
 
@@ -239,9 +262,29 @@ pub const COMPONENTS: [ComponentInfo; KNOWN_COMPONENTS] = [
     },
     supervisor("HWP", 8),
     user("AMX TILECFG", 64),
-    user("AMX TILEDATA", 8192),
+    // The one known component extended feature disable applies to.
+    ComponentInfo {
+        xfd: true,
+        ..user("AMX TILEDATA", 8192)
+    },
     user("APX", 128),
 ];
+
+/// The components IA32_XFD and IA32_XFD_ERR may name, and whose leaf 0xD
+/// sub-leaf may enumerate XFD support (`ECX[2]`): of the known ones those
+/// [`COMPONENTS`] marks (AMX TILEDATA); components this code does not know
+/// (20..=62) are left to the CPU to judge. Bit 63 is no component.
+pub const XFD_CAPABLE: Xfeatures = {
+    let mut bits = Xfeatures::ALL.bits() & !((1u64 << KNOWN_COMPONENTS) - 1);
+    let mut i = 0;
+    while i < KNOWN_COMPONENTS {
+        if COMPONENTS[i].xfd {
+            bits |= 1 << i;
+        }
+        i += 1;
+    }
+    Xfeatures::from_bits(bits)
+};
 
 /// Where the canonical image of each fixed-size user component (2..=19,
 /// not supervisor) starts in one contiguous buffer holding them all, and

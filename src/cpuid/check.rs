@@ -3,7 +3,7 @@
 //! XCR0 and IA32_XSS bits of leaf 0xD both ways (a flag needs its
 //! components, a component needs a flag that makes it usable), XCR0 and
 //! IA32_XSS against the architecture's rules, the leaf 0xD sizes against its
-//! offsets, AMX and XFD, APX and MPX.
+//! offsets, AMX and XFD (and XFD only where it may apply), APX and MPX.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -178,6 +178,15 @@ pub enum Inconsistency {
         /// Sub-leaf 18 ECX.
         ecx: u32,
     },
+    /// A supported component's sub-leaf sets the XFD flag (`ECX[2]`) though
+    /// extended feature disable never applies to it: of the known
+    /// components only AMX TILEDATA ([`ComponentId::xfd_capable`]).
+    XfdNotCapable {
+        /// The component (and sub-leaf number).
+        component: ComponentId,
+        /// Its sub-leaf's ECX.
+        ecx: u32,
+    },
     /// APX_F and MPX are both advertised: Linux then disables XSAVE and KVM
     /// refuses the XCR0.
     ApxWithMpx {
@@ -350,6 +359,14 @@ impl fmt::Display for Inconsistency {
                 "AMX TILEDATA is supported but {} = {ecx:#010x} lacks the XFD flag (bit 2)",
                 Loc(0xd, u32::from(TILEDATA.index()), "ECX")
             ),
+            Inconsistency::XfdNotCapable { component, ecx } => write!(
+                f,
+                "{component} (component {}) is supported but {} = {ecx:#010x} flags it \
+                 XFD-capable (bit 2): extended feature disable applies to no known component \
+                 other than AMX TILEDATA",
+                component.index(),
+                Loc(0xd, u32::from(component.index()), "ECX"),
+            ),
             Inconsistency::ApxWithMpx { ebx, edx } => write!(
                 f,
                 "APX_F ({} = {edx:#010x}, bit 21) and MPX ({} = {ebx:#010x}, bit 14) are both set",
@@ -370,7 +387,8 @@ fn value(set: &CpuidSet, bit: FeatureBit) -> Option<u32> {
 /// Every inconsistency in `set`, in a fixed order: flag dependencies, then
 /// (when leaf 0xD sub-leaf 0 exists) XCR0 and IA32_XSS rules, sub-leaves,
 /// flags against components and components against flags, sizes, AMX and
-/// XFD, and last APX with MPX. Empty means consistent.
+/// XFD (and the XFD flag on components it never applies to), and last
+/// APX with MPX. Empty means consistent.
 ///
 /// A dependency whose needed flag lives in a sub-leaf the set lacks is not
 /// checked (the set says nothing about it), nor is a component whose
@@ -564,6 +582,19 @@ fn amx(set: &CpuidSet, out: &mut Vec<Inconsistency>) {
         if let Some(r) = set.entry(0xd, u32::from(TILEDATA.index())) {
             if r.ecx & 4 == 0 {
                 out.push(Inconsistency::TileDataWithoutXfd { ecx: r.ecx });
+            }
+        }
+    }
+    for component in (xcr0 | set.xss_supported()).extended() {
+        if component.xfd_capable() {
+            continue;
+        }
+        if let Some(r) = set.entry(0xd, u32::from(component.index())) {
+            if r.ecx & 4 != 0 {
+                out.push(Inconsistency::XfdNotCapable {
+                    component,
+                    ecx: r.ecx,
+                });
             }
         }
     }

@@ -135,6 +135,18 @@ pub enum CpuidSetError {
         /// The parser's message.
         message: String,
     },
+    /// A JSON key twice in one object (`{"function": 13, "function": 1}`)
+    /// of a `kvm_cpuid2` entry, or `"entries"` twice: which value is meant
+    /// is not for a parser to guess.
+    #[error("JSON: {message}: a kvm_cpuid_entry2 names each of its fields once, and a dump its \"entries\" once")]
+    DuplicateKey {
+        /// 1-based line of the second occurrence.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message, naming the key and where it is.
+        message: String,
+    },
     /// Valid JSON, but neither an array of entries nor `{"entries": [...]}`.
     #[error("JSON: expected an array of kvm_cpuid_entry2 objects or an object with an \"entries\" array")]
     JsonShape,
@@ -420,7 +432,8 @@ impl CpuidSet {
     }
 
     /// Reads KVM `kvm_cpuid2` entries as JSON. `index` and `flags` default to
-    /// 0; unknown fields (`padding`) are ignored. Flags other than bit 0
+    /// 0; unknown fields (`padding`) are ignored; a field given twice in one
+    /// entry is refused. Flags other than bit 0
     /// (significant index) are not kept: the stateful-function flags are
     /// obsolete. The index of an entry without bit 0 is not significant and
     /// is stored, and written back, as 0.
@@ -430,7 +443,8 @@ impl CpuidSet {
     /// [`CpuidSetError::Json`] for a syntax error, [`CpuidSetError::JsonShape`],
     /// [`CpuidSetError::TooManyEntries`], or [`CpuidSetError::NotAnObject`],
     /// [`CpuidSetError::Field`] and [`CpuidSetError::Duplicate`] with the
-    /// entry index at fault.
+    /// entry index at fault; [`CpuidSetError::DuplicateKey`] for a field
+    /// given twice in one entry (or `"entries"` twice), with its line.
     pub fn from_kvm_json(text: &str) -> Result<CpuidSet, CpuidSetError> {
         let value: Value = serde_json::from_str(text).map_err(|e| CpuidSetError::Json {
             line: e.line(),
@@ -455,6 +469,7 @@ impl CpuidSet {
         for (i, entry) in entries.iter().enumerate() {
             parsed.push(json_entry(i, entry)?);
         }
+        no_duplicate_keys(text, matches!(value, Value::Array(_)))?;
         let mut set = CpuidSet::new();
         for e in &parsed {
             if e.flags & FLAG_SIGNIFICANT_INDEX != 0 {
@@ -593,6 +608,53 @@ fn looks_like_data(format: DumpFormat, line: &str) -> bool {
         }
         DumpFormat::CpuidRaw => first.starts_with("0x") || first.starts_with("0X"),
     }
+}
+
+#[cfg(feature = "std")]
+/// The keys of one `kvm_cpuid_entry2` object, for serde to refuse one given
+/// twice (a [`Value`] keeps the last silently); others (`padding`) are
+/// ignored.
+#[derive(serde::Deserialize)]
+struct EntryKeys {
+    #[serde(rename = "function")]
+    _function: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "index")]
+    _index: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "flags")]
+    _flags: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "eax")]
+    _eax: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "ebx")]
+    _ebx: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "ecx")]
+    _ecx: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "edx")]
+    _edx: Option<serde::de::IgnoredAny>,
+}
+
+#[cfg(feature = "std")]
+/// `{"entries": [...]}`, for serde to refuse `"entries"` twice.
+#[derive(serde::Deserialize)]
+struct EntriesKey {
+    #[serde(rename = "entries")]
+    _entries: Vec<EntryKeys>,
+}
+
+#[cfg(feature = "std")]
+/// Refuses a key given twice in an entry, or `"entries"` twice, in `text`,
+/// whose shape (an array of objects when `array`, else an object with an
+/// `"entries"` array of objects) is already known.
+fn no_duplicate_keys(text: &str, array: bool) -> Result<(), CpuidSetError> {
+    let checked = if array {
+        serde_json::from_str::<Vec<EntryKeys>>(text).map(drop)
+    } else {
+        serde_json::from_str::<EntriesKey>(text).map(drop)
+    };
+    checked.map_err(|e| CpuidSetError::DuplicateKey {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(feature = "std")]

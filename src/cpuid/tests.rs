@@ -175,6 +175,54 @@ fn kvm_json_errors_name_the_entry() {
             subleaf: 0
         }
     );
+    // A field twice in one entry: refused whichever comes last, naming
+    // the field and its line; in the object form, "entries" twice too.
+    for (twice, field) in [
+        (
+            r#"{"function": 13, "function": 1, "eax": 0, "ebx": 0, "ecx": 0, "edx": 0}"#,
+            "function",
+        ),
+        (
+            r#"{"function": 0, "eax": 0, "ebx": 0, "ecx": 0, "edx": 0, "eax": "0x1"}"#,
+            "eax",
+        ),
+        (
+            r#"{"function": 0, "index": 1, "index": 1, "eax": 0, "ebx": 0, "ecx": 0, "edx": 0}"#,
+            "index",
+        ),
+    ] {
+        for text in [
+            format!("[{ok},\n {twice}]"),
+            format!("{{\"entries\": [{ok},\n {twice}]}}"),
+        ] {
+            let got = e(&text);
+            assert!(
+                matches!(&got, CpuidSetError::DuplicateKey { line: 2, message, .. }
+                    if message.starts_with(&format!("duplicate field `{field}`"))),
+                "{text}: {got:?}"
+            );
+            assert!(
+                got.to_string()
+                    .starts_with(&format!("JSON: duplicate field `{field}` at line 2")),
+                "{got}"
+            );
+        }
+    }
+    let twice = format!("{{\"entries\": [{ok}],\n \"entries\": [{ok}]}}");
+    assert!(
+        matches!(&e(&twice), CpuidSetError::DuplicateKey { line: 2, message, .. }
+            if message.starts_with("duplicate field `entries`")),
+        "{:?}",
+        e(&twice)
+    );
+    // Other keys (padding) may be anything, and the entries still read.
+    let padded = ok.replace("\"eax\"", "\"padding\": [0, 0], \"eax\"");
+    assert_eq!(
+        CpuidSet::from_kvm_json(&format!("[{padded}]"))
+            .unwrap()
+            .len(),
+        1
+    );
     let many = format!("[{}]", vec![ok; MAX_ENTRIES + 1].join(","));
     assert_eq!(
         e(&many),
@@ -1008,6 +1056,63 @@ fn amx_without_xfd() {
         check(&set),
         vec![Inconsistency::TileDataWithoutXfd { ecx: 2 }]
     );
+}
+
+#[test]
+fn xfd_flagged_on_a_component_it_never_applies_to() {
+    // AVX and PKRU flagged XFD-capable: a layout refuses it, and so does
+    // the check, naming each.
+    let mut set = base();
+    edit(&mut set, 0xd, 2, |r| r.ecx = 4);
+    edit(&mut set, 0xd, 9, |r| r.ecx = 6);
+    let got = check(&set);
+    assert_eq!(
+        got,
+        vec![
+            Inconsistency::XfdNotCapable {
+                component: ComponentId::AVX,
+                ecx: 4
+            },
+            Inconsistency::XfdNotCapable {
+                component: ComponentId::PKRU,
+                ecx: 6
+            },
+        ]
+    );
+    assert_eq!(
+        got[0].to_string(),
+        "AVX (component 2) is supported but CPUID.(EAX=0xd,ECX=2):ECX = 0x00000004 flags it \
+         XFD-capable (bit 2): extended feature disable applies to no known component other \
+         than AMX TILEDATA"
+    );
+    assert_eq!(
+        set.to_layout("t", "test").unwrap_err(),
+        LayoutError::XfdNotCapable(ComponentId::AVX)
+    );
+    // TILECFG too: only TILEDATA of AMX's two.
+    let mut set = base();
+    edit(&mut set, 0xd, 17, |r| r.ecx = 6);
+    assert_eq!(
+        check(&set),
+        vec![Inconsistency::XfdNotCapable {
+            component: ComponentId::TILECFG,
+            ecx: 6
+        }]
+    );
+    // A sub-leaf of a component the CPU does not support is not judged.
+    let mut set = base();
+    set.set(
+        0xd,
+        3,
+        CpuidRegs {
+            eax: 64,
+            ebx: 960,
+            ecx: 4,
+            edx: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(check(&set), vec![]);
 }
 
 #[test]

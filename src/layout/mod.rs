@@ -181,6 +181,12 @@ pub enum LayoutError {
         /// Its architectural size, in bytes.
         architectural: u32,
     },
+    /// A known component flagged as supporting extended feature disable
+    /// (CPUID.(0xD,i).ECX bit 2) that the architecture never lets XFD
+    /// apply to: of the known components only AMX TILEDATA
+    /// ([`ComponentId::xfd_capable`]).
+    #[error("{0} (component {n}) is flagged XFD-capable (CPUID.(EAX=0xd,ECX={n}):ECX[2]), but extended feature disable applies to no known component other than AMX TILEDATA", n = .0.index())]
+    XfdNotCapable(ComponentId),
     /// Bit 63 set in the supported XCR0 or IA32_XSS: it is reserved in both
     /// (Intel SDM vol. 1, 13.3; in XCOMP_BV it is the compacted-format flag).
     #[error("supported {register} {value} has bit 63 set, which is reserved")]
@@ -433,6 +439,9 @@ impl Layout {
                     });
                 }
                 _ => {}
+            }
+            if g.xfd && !id.xfd_capable() {
+                return Err(LayoutError::XfdNotCapable(id));
             }
             table[id.index() as usize] = *g;
         }

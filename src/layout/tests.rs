@@ -1158,7 +1158,8 @@ mod random {
                     at += gap;
                     components.push(ComponentGeometry {
                         align64,
-                        xfd,
+                        // XFD only where it may apply (TILEDATA, unknown ones).
+                        xfd: xfd && c.xfd_capable(),
                         ..geom(c.index(), size, at)
                     });
                     at += size;
@@ -1169,7 +1170,7 @@ mod random {
                     components.push(ComponentGeometry {
                         supervisor: true,
                         align64,
-                        xfd,
+                        xfd: xfd && c.xfd_capable(),
                         ..geom(c.index(), size, 0)
                     });
                 }
@@ -1948,4 +1949,57 @@ fn mxcsr_masks_hold_the_architectural_minimum() {
         matches!(e, FileError::Layout(LayoutError::MxcsrMask { mask: 0 })),
         "{e:?}"
     );
+}
+
+#[test]
+fn xfd_is_refused_on_known_components_it_never_applies_to() {
+    // AVX flagged XFD-capable, from parts, a layout file and leaf 0xD.
+    let avx = ComponentGeometry {
+        xfd: true,
+        ..geometry(2, 256, 576)
+    };
+    let e = parts(0x7, vec![avx]).build().unwrap_err();
+    assert_eq!(e, LayoutError::XfdNotCapable(id(2)));
+    assert_eq!(
+        e.to_string(),
+        "AVX (component 2) is flagged XFD-capable (CPUID.(EAX=0xd,ECX=2):ECX[2]), but extended \
+         feature disable applies to no known component other than AMX TILEDATA"
+    );
+    let toml = "name = \"avxxfd\"\nvendor = \"GenuineIntel\"\nsource = \"h\"\n\
+                xcr0_supported = \"0x7\"\n[[component]]\nid = 2\nsize = 256\noffset = 576\n\
+                xfd = true\n";
+    assert!(matches!(
+        Layout::from_toml(toml),
+        Err(FileError::Layout(LayoutError::XfdNotCapable(c))) if c == id(2)
+    ));
+    let mut leaf = catalog::get("intel-sapphire-rapids").unwrap().to_cpuid();
+    for sub in [2, 9, 17] {
+        let mut l = leaf.clone();
+        l.subleaves.get_mut(&sub).unwrap().ecx |= 4;
+        assert_eq!(
+            crate::layout::from_subleaves("t", "GenuineIntel", "test", |s| l
+                .subleaves
+                .get(&s)
+                .copied()),
+            Err(LayoutError::XfdNotCapable(id(sub as u8))),
+            "sub-leaf {sub}"
+        );
+    }
+    // TILEDATA (the catalog's Sapphire Rapids sets it) and unknown
+    // components may have it.
+    leaf.subleaves.get_mut(&18).unwrap().ecx |= 4;
+    assert!(
+        crate::layout::from_subleaves("t", "GenuineIntel", "test", |s| leaf
+            .subleaves
+            .get(&s)
+            .copied())
+        .is_ok()
+    );
+    let unknown = ComponentGeometry {
+        xfd: true,
+        ..geometry(40, 72, 832)
+    };
+    assert!(parts(0x7 | 1 << 40, vec![geometry(2, 256, 576), unknown])
+        .build()
+        .is_ok());
 }

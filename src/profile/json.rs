@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{HostProfile, KvmOffer, PkruBehaviour, PkruOnClearBit};
-use crate::component::Xfeatures;
+use crate::component::{ComponentId, Xfeatures};
 use crate::layout::{FileError, LayoutFile, MXCSR_MASK_MIN};
 
 /// Why a profile file gave no profile.
@@ -81,7 +81,63 @@ pub enum ProfileError {
         /// The mask read.
         mask: u32,
     },
+    /// KVM's MXCSR mask with bits the host layout's MXCSR mask lacks:
+    /// `KVM_SET_XSAVE` refuses MXCSR bits outside the host CPU's FXSAVE
+    /// MXCSR_MASK (Linux `copy_uabi_to_xstate()` against
+    /// `mxcsr_feature_mask`), so KVM never takes more than the host does.
+    #[error("host profile's mxcsr_mask {mask:#x} has bits {extra:#x} outside the host layout's MXCSR mask {host_mask:#x}: KVM_SET_XSAVE takes no MXCSR bit the host CPU does not",
+        extra = *mask & !*host_mask)]
+    MxcsrMaskWider {
+        /// KVM's mask read.
+        mask: u32,
+        /// The host layout's mask.
+        host_mask: u32,
+    },
+    /// A guest XCR0 that breaks an XSETBV rule (a half of AVX-512 or AMX,
+    /// AVX-512 without AVX, ...): KVM offers guests only what XSETBV takes
+    /// ([`crate::cpuid::xcr0`]).
+    #[error("host profile's guest_xcr0 is no XCR0 KVM offers guests: {violation}")]
+    GuestXcr0Rule {
+        /// The first rule broken.
+        violation: crate::cpuid::xcr0::Violation,
+    },
+    /// `guest_apx` says the opposite of the guest XCR0's bit 19 (APX),
+    /// from which KVM's APX offer follows.
+    #[error("host profile's guest_apx {guest_apx} disagrees with its guest_xcr0 {guest_xcr0}, whose bit 19 (APX) is {}",
+        if *guest_apx { "clear" } else { "set" })]
+    GuestApx {
+        /// The `guest_apx` read.
+        guest_apx: bool,
+        /// The guest XCR0 read.
+        guest_xcr0: Xfeatures,
+    },
+    /// A KVM buffer size (`buffer_size` or `xsave2_size`) below 4096
+    /// bytes: KVM's buffers are never smaller than `struct kvm_xsave`, and
+    /// `KVM_CAP_XSAVE2` reports at least its size (Linux
+    /// `kvm_vm_ioctl_check_extension()`).
+    #[error("host profile's {field} {size} is below 4096 bytes, the size of struct kvm_xsave, which KVM's XSAVE buffers never go below")]
+    BufferTooSmall {
+        /// `buffer_size` or `xsave2_size`.
+        field: &'static str,
+        /// The size read, in bytes.
+        size: usize,
+    },
+    /// A buffer size smaller than the standard-format area of the guest
+    /// XCR0: KVM sizes `KVM_CAP_XSAVE2` for every XCR0 bit it offers.
+    #[error("host profile's buffer_size {buffer_size} is smaller than the {needs} bytes of the standard-format area for its guest_xcr0 {guest_xcr0}, for which KVM sizes its buffers")]
+    BufferTooSmallForXcr0 {
+        /// The buffer size, in bytes.
+        buffer_size: usize,
+        /// The guest XCR0.
+        guest_xcr0: Xfeatures,
+        /// The host layout's standard size for it, in bytes.
+        needs: u32,
+    },
 }
+
+/// The smallest KVM XSAVE buffer: `sizeof(struct kvm_xsave)`, 4096 bytes
+/// (Linux `arch/x86/include/uapi/asm/kvm.h`).
+const KVM_XSAVE_MIN: usize = 4096;
 
 /// The serialized form of a profile.
 #[derive(Serialize, Deserialize)]
@@ -121,8 +177,9 @@ fn hex(field: &'static str, s: &str) -> Result<u64, ProfileError> {
 }
 
 /// What KVM offers must be possible on the host it runs on: a guest XCR0
-/// with x87 and SSE within the host layout's XCR0, a guest IA32_XSS within
-/// its IA32_XSS, an MXCSR mask with the architectural minimum.
+/// with x87 and SSE within the host layout's XCR0 that XSETBV accepts, a
+/// guest IA32_XSS within its IA32_XSS, an MXCSR mask with the architectural
+/// minimum and within the host's mask.
 fn check_offer(
     layout: &crate::Layout,
     guest_xcr0: Xfeatures,
@@ -151,7 +208,54 @@ fn check_offer(
     if mask & MXCSR_MASK_MIN != MXCSR_MASK_MIN {
         return Err(ProfileError::MxcsrMask { mask });
     }
+    let host_mask = layout.mxcsr_mask();
+    if mask & !host_mask != 0 {
+        return Err(ProfileError::MxcsrMaskWider { mask, host_mask });
+    }
+    if let Some(violation) = crate::cpuid::xcr0::violations(guest_xcr0).next() {
+        return Err(ProfileError::GuestXcr0Rule { violation });
+    }
     Ok(())
+}
+
+/// KVM's buffer size: `buffer_size`, else `xsave2_size`, else 4096; each
+/// given one at least 4096 bytes, at most 16 MiB, and the buffer at least
+/// the standard-format size of `guest_xcr0` in `layout`.
+fn buffer_size(
+    file: &ProfileFile,
+    layout: &crate::Layout,
+    guest_xcr0: Xfeatures,
+) -> Result<usize, ProfileError> {
+    for (field, size) in [
+        ("xsave2_size", file.xsave2_size),
+        ("buffer_size", file.buffer_size),
+    ] {
+        match size {
+            Some(size) if size < KVM_XSAVE_MIN => {
+                return Err(ProfileError::BufferTooSmall { field, size });
+            }
+            Some(size) if size > 1 << 24 => {
+                return Err(ProfileError::BadField {
+                    field,
+                    value: size.to_string(),
+                });
+            }
+            _ => {}
+        }
+    }
+    let buffer_size = file
+        .buffer_size
+        .or(file.xsave2_size)
+        .unwrap_or(KVM_XSAVE_MIN);
+    let needs = layout.standard_size_for(guest_xcr0);
+    if buffer_size < needs as usize {
+        return Err(ProfileError::BufferTooSmallForXcr0 {
+            buffer_size,
+            guest_xcr0,
+            needs,
+        });
+    }
+    Ok(buffer_size)
 }
 
 impl HostProfile {
@@ -165,8 +269,15 @@ impl HostProfile {
     /// for an invalid host layout; for what KVM offers,
     /// [`ProfileError::GuestXcr0Legacy`] (a guest XCR0 without x87 and
     /// SSE), [`ProfileError::GuestXcr0`] and [`ProfileError::GuestXss`] (bits
-    /// the host layout does not support), [`ProfileError::MxcsrMask`] (a
-    /// mask without the architectural minimum 0xFFBF).
+    /// the host layout does not support), [`ProfileError::GuestXcr0Rule`]
+    /// (a guest XCR0 XSETBV refuses), [`ProfileError::GuestApx`]
+    /// (`guest_apx` against guest XCR0 bit 19), [`ProfileError::MxcsrMask`]
+    /// (a mask without the architectural minimum 0xFFBF),
+    /// [`ProfileError::MxcsrMaskWider`] (bits the host layout's mask lacks),
+    /// [`ProfileError::BufferTooSmall`] (a KVM buffer size below 4096
+    /// bytes) and [`ProfileError::BufferTooSmallForXcr0`] (one below the
+    /// guest XCR0's standard-format size); [`ProfileError::BadField`] for
+    /// one over 16 MiB.
     pub fn from_json(text: &str) -> Result<HostProfile, ProfileError> {
         let file: ProfileFile = serde_json::from_str(text).map_err(ProfileError::Json)?;
         let layout = file.host_layout.to_layout().map_err(ProfileError::Layout)?;
@@ -207,17 +318,15 @@ impl HostProfile {
                     None => Xfeatures::EMPTY,
                 };
                 check_offer(&layout, guest_xcr0, guest_xss, mask)?;
-                let buffer_size = file
-                    .buffer_size
-                    .or(file.xsave2_size)
-                    .unwrap_or(4096)
-                    .max(4096);
-                if buffer_size > 1 << 24 {
-                    return Err(ProfileError::BadField {
-                        field: "buffer_size",
-                        value: buffer_size.to_string(),
-                    });
+                if let Some(guest_apx) = file.guest_apx {
+                    if guest_apx != guest_xcr0.contains(ComponentId::APX) {
+                        return Err(ProfileError::GuestApx {
+                            guest_apx,
+                            guest_xcr0,
+                        });
+                    }
                 }
+                let buffer_size = buffer_size(&file, &layout, guest_xcr0)?;
                 Some(KvmOffer {
                     kernel_release: file.kernel_release.clone().unwrap_or_default(),
                     guest_xcr0,
@@ -273,7 +382,9 @@ mod tests {
                 HostProfile::from_json(&cpu_only.to_json()).unwrap(),
                 cpu_only
             );
-            let mut offer = KvmOffer::new(layout.xcr0_supported(), 4096, 0xffff);
+            // KVM's buffers hold every XCR0 bit it offers (11008 bytes with AMX).
+            let buffer = (layout.standard_size() as usize).max(4096);
+            let mut offer = KvmOffer::new(layout.xcr0_supported(), buffer, 0xffff);
             offer.kernel_release = "6.5.0-foo".into();
             offer.pkru = Some(PkruBehaviour {
                 on_clear_bit: PkruOnClearBit::Other(0x44),
@@ -458,5 +569,170 @@ mod tests {
             ),
             "{bad}"
         );
+    }
+
+    /// The shipped Emerald Rapids profile's text (guest XCR0 0x2e7, 4096-byte
+    /// buffers, MXCSR mask 0xffff like its host layout's).
+    fn emr() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/intel-emr-kvm-profile.json"
+        ))
+        .unwrap()
+    }
+
+    fn emr_with(changes: &[(&str, serde_json::Value)]) -> Result<HostProfile, ProfileError> {
+        let mut v: serde_json::Value = serde_json::from_str(&emr()).unwrap();
+        for (field, value) in changes {
+            v[*field] = value.clone();
+        }
+        HostProfile::from_json(&v.to_string())
+    }
+
+    #[test]
+    fn kvm_takes_no_mxcsr_bit_the_host_does_not() {
+        assert_eq!(
+            HostProfile::from_json(&emr())
+                .unwrap()
+                .kvm
+                .unwrap()
+                .mxcsr_mask,
+            0xffff
+        );
+        for wide in ["0xffffffff", "0x2ffff", "0x1ffff"] {
+            let e = emr_with(&[("mxcsr_mask", wide.into())]).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ProfileError::MxcsrMaskWider {
+                        host_mask: 0xffff,
+                        ..
+                    }
+                ),
+                "{wide}: {e:?}"
+            );
+        }
+        let e = emr_with(&[("mxcsr_mask", "0xffffffff".into())]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "host profile's mxcsr_mask 0xffffffff has bits 0xffff0000 outside the host layout's \
+             MXCSR mask 0xffff: KVM_SET_XSAVE takes no MXCSR bit the host CPU does not"
+        );
+        // Narrower than the host's (no DAZ) is possible, and taken.
+        let p = emr_with(&[("mxcsr_mask", "0xffbf".into())]).unwrap();
+        assert_eq!(p.kvm.unwrap().mxcsr_mask, 0xffbf);
+    }
+
+    #[test]
+    fn impossible_kvm_offers_are_refused() {
+        use serde_json::json;
+        // Buffers below struct kvm_xsave's 4096 bytes: refused, not raised.
+        let e = emr_with(&[("buffer_size", json!(1)), ("xsave2_size", json!(1))]).unwrap_err();
+        assert!(
+            matches!(e, ProfileError::BufferTooSmall { size: 1, .. }),
+            "{e:?}"
+        );
+        for field in ["buffer_size", "xsave2_size"] {
+            let e = emr_with(&[(field, json!(4095))]).unwrap_err();
+            assert!(
+                matches!(&e, ProfileError::BufferTooSmall { field: f, size: 4095 } if *f == field),
+                "{e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "host profile's {field} 4095 is below 4096 bytes, the size of struct \
+                     kvm_xsave, which KVM's XSAVE buffers never go below"
+                )
+            );
+        }
+        // Without either, 4096.
+        let mut v: serde_json::Value = serde_json::from_str(&emr()).unwrap();
+        v.as_object_mut().unwrap().remove("buffer_size");
+        v.as_object_mut().unwrap().remove("xsave2_size");
+        let p = HostProfile::from_json(&v.to_string()).unwrap();
+        assert_eq!(p.kvm.unwrap().buffer_size, 4096);
+        // AMX offered in a 4096-byte buffer: its area is 11008 bytes.
+        let amx = [
+            ("guest_xcr0", json!("0x602e7")),
+            ("guest_xfd", json!(true)),
+            ("buffer_size", json!(4096)),
+            ("xsave2_size", json!(4096)),
+        ];
+        let e = emr_with(&amx).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ProfileError::BufferTooSmallForXcr0 {
+                    buffer_size: 4096,
+                    needs: 11008,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "host profile's buffer_size 4096 is smaller than the 11008 bytes of the \
+             standard-format area for its guest_xcr0 0x602e7, for which KVM sizes its buffers"
+        );
+        let mut fits = amx;
+        fits[2].1 = json!(11008);
+        fits[3].1 = json!(11008);
+        assert_eq!(emr_with(&fits).unwrap().kvm.unwrap().buffer_size, 11008);
+        // Guest XCR0 values XSETBV refuses: half of AVX-512, TILECFG alone.
+        for (xcr0, says) in [("0x2a7", "AVX-512"), ("0x202e7", "TILECFG")] {
+            let e = emr_with(&[("guest_xcr0", xcr0.into())]).unwrap_err();
+            assert!(matches!(e, ProfileError::GuestXcr0Rule { .. }), "{e:?}");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!(
+                    "host profile's guest_xcr0 is no XCR0 KVM offers guests: XCR0 {xcr0} breaks a rule"
+                )) && msg.contains(says),
+                "{msg}"
+            );
+        }
+        // guest_apx against bit 19 of guest_xcr0, both ways.
+        let e = emr_with(&[("guest_apx", json!(true))]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ProfileError::GuestApx {
+                    guest_apx: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "host profile's guest_apx true disagrees with its guest_xcr0 0x2e7, whose bit 19 \
+             (APX) is clear"
+        );
+        let dmr = crate::layout::catalog::get("intel-diamond-rapids").unwrap();
+        let apx = dmr.xcr0_supported();
+        assert!(apx.contains(crate::ComponentId::APX));
+        let mut offer = KvmOffer::new(apx, (dmr.standard_size() as usize).max(4096), 0xffff);
+        offer.guest_xfd = true;
+        let text = HostProfile {
+            layout: dmr.clone(),
+            kvm: Some(offer),
+        }
+        .to_json();
+        assert!(HostProfile::from_json(&text).is_ok());
+        let e =
+            HostProfile::from_json(&text.replace("\"guest_apx\": true", "\"guest_apx\": false"))
+                .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ProfileError::GuestApx {
+                    guest_apx: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().ends_with("whose bit 19 (APX) is set"), "{e}");
     }
 }

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use super::{emit, steps, Baseline, Exclusion, XFD, XGETBV1, XSAVES, XSAVE_FEATURE_BITS};
 use crate::component::{ComponentId, Xfeatures};
 use crate::cpuid::features::{self, FeatureMask, GROUPS};
-use crate::cpuid::CpuidSet;
+use crate::cpuid::{CpuidSet, FeatureBit};
 
 /// `CPUID.(EAX=0xd,ECX=0):EDX:EAX`, where a guest's XCR0 bits are.
 const XCR0_AT: &str = "CPUID.(EAX=0xd,ECX=0):EDX:EAX";
@@ -23,11 +23,12 @@ impl Baseline {
     ///
     /// - XCR0 and IA32_XSS are the baseline's within the guest's own
     ///   (leaf 0xD sub-leaf 0 EDX:EAX and sub-leaf 1 EDX:ECX; x87 and SSE
-    ///   always), and only components whose flags the guest has where
-    ///   [`features::GROUPS`] ties them to flags
-    ///   ([`features::ComponentGroup::enabled_by`]: AVX for AVX, AVX512F for
-    ///   AVX-512, PKU for PKRU, INTEL_PT for PT, ...); a flag in a leaf the
-    ///   guest lacks counts as clear;
+    ///   always), and only components one of whose flags the guest has, and
+    ///   the baseline does not mask, where [`features::GROUPS`] ties them to
+    ///   flags ([`features::ComponentGroup::enabled_by`]: AVX for AVX,
+    ///   AVX512F for AVX-512, PKU for PKRU, CET_SS or CET_IBT for CET, ...):
+    ///   a guest with IBT but no shadow stacks, in a pool where a host lacks
+    ///   IBT, gets no CET; a flag in a leaf the guest lacks counts as clear;
     /// - leaf 0xD sub-leaf 1 EAX is the baseline's AND the guest's (XFD only
     ///   with XSAVES and XGETBV1); IA32_XSS only with XSAVES, AMX only with
     ///   XFD; the XSETBV rules and the groups hold as for the baseline;
@@ -37,7 +38,8 @@ impl Baseline {
     ///
     /// A guest whose leaf 1 has XSAVE clear stays without XSAVE: XCR0 0x3,
     /// no IA32_XSS, the legacy-only leaf 0xD. A guest without leaf 0xD
-    /// sub-leaf 0 has XCR0 0x3 only.
+    /// sub-leaf 0 has XCR0 0x3 only ([`Baseline::apply`] refuses one whose
+    /// leaf 0 or 1 says leaf 0xD should be there: a CPUID cut short).
     ///
     /// ```
     /// use xstate::cpuid::CpuidSet;
@@ -82,17 +84,34 @@ impl Baseline {
             });
         }
         for g in GROUPS.iter().filter(|g| offered.intersects(g.components)) {
-            if g.enabled_by.iter().any(|&b| guest.has_feature(b)) {
+            let has: Vec<FeatureBit> = g
+                .enabled_by
+                .iter()
+                .copied()
+                .filter(|&b| guest.has_feature(b))
+                .collect();
+            if has
+                .iter()
+                .any(|&b| !steps::masks_clear(&self.feature_masks, b))
+            {
                 continue;
             }
-            let flags = super::steps::enabling_flags(g);
+            let flags = steps::enabling_flags(g);
+            let reason = if has.is_empty() {
+                format!(
+                    "the guest CPUID lacks {flags}, without which no OS enables {}",
+                    g.name
+                )
+            } else {
+                let masked = has.iter().map(|b| b.name).collect::<Vec<_>>().join(" and ");
+                format!(
+                    "the guest CPUID's {masked} is masked (not on every host) and without {flags} \
+                     no OS enables {}",
+                    g.name
+                )
+            };
             for c in offered & g.components {
-                out.add(c, || {
-                    format!(
-                        "the guest CPUID lacks {flags}, without which no OS enables {}",
-                        g.name
-                    )
-                });
+                out.add(c, || reason.clone());
             }
         }
         let mut eax = self.xsave_features & guest_eax & XSAVE_FEATURE_BITS;

@@ -14,9 +14,11 @@
 //!   every host and its KVM offer guests, and an IA32_XSS likewise; never
 //!   bit 63, a supervisor component in XCR0 or a user one in IA32_XSS,
 //!   whatever the hosts' layouts say;
-//! - **only usable components**: a group of [`features::GROUPS`] that some
-//!   host's CPUID (where known) gives none of the flags that make it usable
-//!   (AVX512F for AVX-512, PKU for PKRU, INTEL_PT for PT, ...) is excluded;
+//! - **only usable components**: a group of [`features::GROUPS`] is
+//!   excluded unless one of the flags that make it usable (AVX512F for
+//!   AVX-512, PKU for PKRU, CET_SS or CET_IBT for CET, ...) is on every
+//!   host whose CPUID is known: a flag some host lacks is masked, so a pool
+//!   of a host with shadow stacks only and one with IBT only offers no CET;
 //! - **safe by default**: a component whose standard offset, size or
 //!   sub-leaf ECX flags (64-byte alignment, XFD) differ between hosts is
 //!   excluded, since a guest's own XSAVE writes its host's offsets
@@ -63,7 +65,7 @@ use alloc::vec::Vec;
 use crate::component::{ComponentId, Xfeatures};
 use crate::cpuid::features::{self, FeatureMask};
 use crate::cpuid::{xcr0, CpuidSet, CpuidSetError, FeatureBit};
-use crate::layout::{CpuidLeaf0xD, CpuidRegs};
+use crate::layout::{CpuidLeaf0xD, CpuidRegs, LayoutError};
 use crate::profile::{HostProfile, KvmOffer};
 use crate::Layout;
 
@@ -198,6 +200,13 @@ pub enum PoolError {
     /// entries than a CPUID may.
     #[error("the guest CPUID cannot take the baseline's leaf 0xD")]
     Guest(#[source] CpuidSetError),
+    /// A guest CPUID cut short: its leaf 0 promises leaf 0xD (or, without
+    /// leaf 0, its leaf 1 sets XSAVE) and leaf 1 does not clear XSAVE, but
+    /// leaf 0xD sub-leaf 0 is missing ([`LayoutError::MissingLeaf0xD`]), as
+    /// `cpuid check` and every layout source refuse it: not a guest
+    /// without XSAVE.
+    #[error("the guest CPUID cannot take the baseline")]
+    GuestIncomplete(#[source] LayoutError),
 }
 
 /// A component left out of the baseline, and why.
@@ -383,9 +392,16 @@ impl Baseline {
     ///
     /// # Errors
     ///
-    /// [`PoolError::Guest`] when the guest CPUID would hold more than
-    /// [`crate::cpuid::MAX_ENTRIES`] entries; `guest` is then unchanged.
+    /// [`PoolError::GuestIncomplete`] for a guest CPUID cut short (leaf 0
+    /// promises leaf 0xD, XSAVE is not cleared, leaf 0xD sub-leaf 0 is
+    /// missing); [`PoolError::Guest`] when the guest CPUID would hold more
+    /// than [`crate::cpuid::MAX_ENTRIES`] entries; `guest` is then
+    /// unchanged.
     pub fn apply(&self, guest: &mut CpuidSet) -> Result<Baseline, PoolError> {
+        if let Err(e @ LayoutError::MissingLeaf0xD { .. }) = guest.to_layout("guest", "guest CPUID")
+        {
+            return Err(PoolError::GuestIncomplete(e));
+        }
         let narrowed = self.for_guest(guest);
         let mut out = guest.clone();
         out.clear_masks(&narrowed.feature_masks);

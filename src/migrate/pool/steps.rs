@@ -12,8 +12,8 @@ use super::{
     XSAVE_FEATURE_BITS,
 };
 use crate::component::{ComponentId, Xfeatures};
-use crate::cpuid::features::{self, GROUPS, OS_FLAGS};
-use crate::cpuid::xcr0;
+use crate::cpuid::features::{self, FeatureMask, GROUPS, OS_FLAGS};
+use crate::cpuid::{xcr0, CpuidSet, FeatureBit};
 use crate::layout::ComponentGeometry;
 
 /// One host's view, after its KVM offer: what it offers guests.
@@ -271,37 +271,77 @@ pub(super) fn architecture(hosts: &[PoolHost], candidates: Xfeatures, out: &mut 
     }
 }
 
-/// Excludes every group of [`GROUPS`] in `candidates` that some host's
-/// CPUID (where known) gives none of the flags that make it usable
-/// ([`features::ComponentGroup::enabled_by`]): no OS there enables it.
+/// Excludes every group of [`GROUPS`] in `candidates` for which no flag
+/// that makes it usable ([`features::ComponentGroup::enabled_by`]) is on
+/// every host whose CPUID is known: a flag some host lacks is masked
+/// ([`missing_features`]), so with none left on all of them no OS enables
+/// the group in a guest (CET with shadow stacks on one host and IBT only
+/// on another).
 pub(super) fn usable_on_every_host(
     hosts: &[PoolHost],
     candidates: Xfeatures,
     out: &mut Exclusions,
 ) {
+    let known: Vec<(&PoolHost, &CpuidSet)> = hosts
+        .iter()
+        .filter_map(|h| Some((h, h.cpuid.as_ref()?)))
+        .collect();
+    if known.is_empty() {
+        return;
+    }
+    let not_on = |b: FeatureBit| {
+        names(
+            known
+                .iter()
+                .filter(|(_, c)| !c.has_feature(b))
+                .map(|(h, _)| *h),
+        )
+    };
     for g in GROUPS
         .iter()
         .filter(|g| candidates.intersects(g.components))
     {
-        let without = hosts.iter().filter(|h| {
-            h.cpuid
-                .as_ref()
-                .is_some_and(|c| !g.enabled_by.iter().any(|&b| c.has_feature(b)))
-        });
-        let without = names(without);
-        if without.is_empty() {
+        let on_every_host = |b: &FeatureBit| known.iter().all(|(_, c)| c.has_feature(*b));
+        if g.enabled_by.iter().any(on_every_host) {
             continue;
         }
         let flags = enabling_flags(g);
+        let without = names(
+            known
+                .iter()
+                .filter(|(_, c)| !g.enabled_by.iter().any(|&b| c.has_feature(b)))
+                .map(|(h, _)| *h),
+        );
+        let reason = if without.is_empty() {
+            let each = g
+                .enabled_by
+                .iter()
+                .map(|&b| format!("{} is not on {}", b.name, not_on(b)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "no flag that enables {name} is on every host ({each}): a flag some host lacks is \
+                 masked, and without {flags} no OS enables {name}",
+                name = g.name
+            )
+        } else {
+            format!(
+                "the CPUID of {without} lacks {flags}, without which no OS enables {}",
+                g.name
+            )
+        };
         for c in candidates & g.components {
-            out.add(c, || {
-                format!(
-                    "the CPUID of {without} lacks {flags}, without which no OS enables {}",
-                    g.name
-                )
-            });
+            out.add(c, || reason.clone());
         }
     }
+}
+
+/// Whether `masks` clear `bit`.
+pub(super) fn masks_clear(masks: &[FeatureMask], bit: FeatureBit) -> bool {
+    masks.iter().any(|m| {
+        (m.leaf, m.subleaf, m.register) == (bit.leaf, bit.subleaf, bit.register)
+            && m.clear & bit.mask() != 0
+    })
 }
 
 /// Excludes the IA32_XSS components `xss` when some host lacks XSAVES.
