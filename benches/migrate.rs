@@ -12,7 +12,7 @@ use xstate::migrate::stream::{self, Source, Vcpu};
 use xstate::migrate::{relayout, RelayoutOptions};
 use xstate::prelude::*;
 use xstate::xregs::XstateRegisters;
-use xstate::{Format, Layout, RegisterFile, Xfeatures};
+use xstate::{ComponentId, Format, Layout, RegisterFile, Xfeatures};
 
 fn state(layout: &Layout, mask: u64) -> RegisterFile {
     let mut regs = RegisterFile::new();
@@ -26,6 +26,17 @@ fn state(layout: &Layout, mask: u64) -> RegisterFile {
             .map(|b| (b as u8).wrapping_mul(29) ^ i.index())
             .collect();
         regs.set_component(i, &bytes).unwrap();
+    }
+    // A state a CPU can hold: MXCSR within every mask (the pattern above
+    // sets reserved bits). A live TILECFG gets a configuration LDTILECFG
+    // takes.
+    if regs.is_live(ComponentId::SSE) {
+        regs.set_mxcsr(0x1F80).unwrap();
+    }
+    if regs.is_live(ComponentId::TILECFG) {
+        let cfg = xstate::area::TileConfig::palette1([16; 8], [64; 8]);
+        regs.set_component(ComponentId::TILECFG, zerocopy::IntoBytes::as_bytes(&cfg))
+            .unwrap();
     }
     regs
 }

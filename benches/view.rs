@@ -17,7 +17,7 @@ fn live_buffer(layout: &Layout) -> Vec<u8> {
     for i in 0..16 {
         regs.set_xmm(
             i,
-            0x1111_1111_1111_1111_2222_2222_2222_2222 * (i as u128 + 1),
+            0x1111_1111_1111_1111_2222_2222_2222_2222u128.wrapping_mul(i as u128 + 1),
         )
         .unwrap();
     }

@@ -1282,7 +1282,11 @@ fn decode_shows_any_vcpu_in_order_and_huge_inputs_are_refused() {
     assert_eq!(v["stream"]["source_layout"], "amd-zen4");
     // Without --layout, a stream is shown in the catalog layout it names.
     let out = xstate(&["decode", &p("two.s")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("shown in layout amd-zen4"));
     // No such vCPU; a layout without the live AVX-512 state, with a hint.
     let out = xstate(&["decode", &p("two.s"), "--layout", "amd-zen4", "--vcpu", "2"]);
