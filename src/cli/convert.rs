@@ -86,13 +86,11 @@ pub fn run(args: &Args) -> u8 {
         .filter(|i| matches!(i, Incompatibility::Register { .. }))
         .collect();
     if !refused.is_empty() {
-        for reason in &refused {
-            eprintln!("xstate: {what}: {reason}");
-        }
-        return fail(
-            REJECTED,
+        return super::stream::not_written(
+            &what,
+            &refused,
             format_args!(
-                "{what}: not written: {} cannot hold this vCPU's registers",
+                "{} cannot hold this vCPU's registers",
                 destination.layout.name()
             ),
         );

@@ -133,15 +133,10 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let source = HostProfile::from(layout.clone());
             let report = check_host(&regs, &source, &Guest::from_registers(&registers));
             if !report.is_compatible() {
-                for reason in &report.incompatibilities {
-                    eprintln!("xstate: {what}: {reason}");
-                }
-                return Err(fail(
-                    REJECTED,
-                    format_args!(
-                        "{what}: not written: its own source, {}, could not restore it",
-                        layout.name()
-                    ),
+                return Err(not_written(
+                    &what,
+                    &report.incompatibilities,
+                    format_args!("its own source, {}, could not restore it", layout.name()),
                 ));
             }
             let out = stream::encode(&[Vcpu::new(regs, registers)], &Source::of(&layout))
@@ -192,19 +187,10 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let report = check_host(&v.state, &destination, &guest);
             super::guest::report(&what, &report.masked);
             if !report.is_compatible() {
-                for reason in &report.incompatibilities {
-                    eprintln!("xstate: {what}: {reason}");
-                }
-                return Err(fail(
-                    REJECTED,
-                    format_args!(
-                        "{what}: not written: {} cannot take it ({} above)",
-                        destination.layout.name(),
-                        match report.incompatibilities.len() {
-                            1 => "the reason".to_string(),
-                            n => format!("{n} reasons"),
-                        }
-                    ),
+                return Err(not_written(
+                    &what,
+                    &report.incompatibilities,
+                    format_args!("{} cannot take it", destination.layout.name()),
                 ));
             }
             let mut regs = v.state.clone();
@@ -302,6 +288,22 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             Ok(if compatible { 0 } else { REJECTED })
         }
     }
+}
+
+/// Prints every reason, then that nothing was written and why: the
+/// rejected-input status.
+pub fn not_written(what: &str, reasons: &[Incompatibility], why: impl std::fmt::Display) -> u8 {
+    for reason in reasons {
+        eprintln!("xstate: {what}: {reason}");
+    }
+    let above = match reasons.len() {
+        1 => "the reason above".to_string(),
+        n => format!("{n} reasons above"),
+    };
+    fail(
+        REJECTED,
+        format_args!("{what}: not written: {why} ({above})"),
+    )
 }
 
 /// This host's profile with its live KVM part.
