@@ -72,7 +72,7 @@ pub struct Preflight {
 #[non_exhaustive]
 pub enum PreflightError {
     /// The buffer is not the size KVM copies on this host.
-    #[error("buffer is {len} bytes, KVM on this host takes {expected}")]
+    #[error("buffer is {len} bytes, KVM takes {expected}")]
     Size {
         /// Its length in bytes.
         len: usize,

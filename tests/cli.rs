@@ -1629,3 +1629,75 @@ fn nothing_is_written_that_its_own_checks_refuse() {
     );
     assert!(!out.stderr.contains(&0u8));
 }
+
+#[test]
+fn stdout_is_written_as_redirected_and_names_never_reach_a_terminal_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let area = area_file(dir.path(), "sse.bin", &RegisterFile::new(), "amd-zen4");
+    // `>> out`: /dev/stdout appends, as the shell set it up.
+    std::fs::write(path("out"), b"HEADER").unwrap();
+    let out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path("out"))
+        .unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_xstate"))
+        .args([
+            "convert",
+            &area,
+            "/dev/stdout",
+            "--from",
+            "amd-zen4",
+            "--to",
+            "amd-zen4",
+        ])
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let written = std::fs::read(path("out")).unwrap();
+    assert!(written.starts_with(b"HEADER"));
+    assert_eq!(written.len(), 6 + 2440);
+    // A layout file naming itself with an escape sequence and a newline.
+    let toml = path("evil.toml");
+    std::fs::write(
+        &toml,
+        "name = \"emr\\u001b[2J\\nFAKE: ok\"\nvendor = \"GenuineIntel\"\nsource = \"test\"\n\
+         xcr0_supported = \"0x3\"\n",
+    )
+    .unwrap();
+    let out = xstate(&["layout", "--layout", &toml]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.contains(&0x1b));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("\nFAKE: ok"));
+    // --vcpu is for streams.
+    let out = xstate(&["decode", &area, "--layout", "amd-zen4", "--vcpu", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A convert refused for the vCPU's registers still says what it masked.
+    let mut regs = RegisterFile::new();
+    regs.set_zmm(1, [1, 2, 3, 4]).unwrap();
+    let area = area_file(dir.path(), "avx512.bin", &regs, "intel-sapphire-rapids");
+    let out = xstate(&[
+        "convert",
+        &area,
+        &path("no.bin"),
+        "--from",
+        "intel-sapphire-rapids",
+        "--to",
+        "amd-zen3",
+        "--guest-xcr0",
+        "0x7",
+        "--xfd",
+        "0x40000",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(component 6) masked") && err.contains("IA32_XFD"),
+        "{err}"
+    );
+}

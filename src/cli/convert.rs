@@ -85,7 +85,14 @@ pub fn run(args: &Args) -> u8 {
         .into_iter()
         .filter(|i| matches!(i, Incompatibility::Register { .. }))
         .collect();
+    // On failure, the maskings still say what the guest could not hold.
+    let report_masked = || {
+        if let Ok(mut regs) = RegisterFile::decode(&bytes, &from) {
+            super::guest::report(&what, &guest.mask(&mut regs));
+        }
+    };
     if !refused.is_empty() {
+        report_masked();
         return super::stream::not_written(
             &what,
             &refused,
@@ -101,10 +108,7 @@ pub fn run(args: &Args) -> u8 {
             out
         }
         Err(e) => {
-            // The maskings still say what the guest could not hold.
-            if let Ok(mut regs) = RegisterFile::decode(&bytes, &from) {
-                super::guest::report(&what, &guest.mask(&mut regs));
-            }
+            report_masked();
             let hint = match e {
                 MigrateError::InitWithoutHome { .. } => " (--drop-init drops it)",
                 _ => "",

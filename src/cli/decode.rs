@@ -107,6 +107,14 @@ fn try_run(args: &Args) -> Result<u8, u8> {
             ))
         })?;
         (area, Some(from))
+    } else if args.vcpu != 0 {
+        return Err(fail(
+            super::USAGE,
+            format_args!(
+                "{}: --vcpu is for migration streams; this is an XSAVE area",
+                path.display()
+            ),
+        ));
     } else if bytes.len() as u64 > MAX_AREA {
         return Err(rejected(&format_args!(
             "larger than {MAX_AREA} bytes: not an XSAVE area (nor a migration stream)"

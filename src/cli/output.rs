@@ -1,71 +1,113 @@
 //! Output files that appear whole or not at all, without replacing what
 //! they must not.
 //!
-//! A regular file (or a symlink to one, followed) is written to a
-//! temporary file beside it and renamed into place: on any error it is
-//! left as it was. A new file gets mode 0666 less the umask, as any
-//! program's output would; an existing one must be writable by the caller
-//! (as for a shell's `>`) and keeps its mode, owner and group. An existing
-//! file with other hard links, or whose owner the caller cannot give the
-//! new file, is rewritten in place instead, so it stays the same file (then
-//! an I/O error part way can leave it partly written). A target that is not
-//! a regular file (`/dev/stdout`, a FIFO) is written directly: it cannot be
-//! replaced, only written to.
+//! `/dev/stdout` and `/dev/stderr` (and their `/dev/fd` and `/proc/self/fd`
+//! names) are the process's own streams: written to, as a shell redirection
+//! or pipe set them up (`>>` appends). Any other path is resolved by the
+//! kernel, as a shell's `>` would be (its symlink protections apply). A
+//! target that is not a regular file (a FIFO, a device) is written
+//! directly: it cannot be replaced, only written to. A regular file is
+//! written to a temporary file beside it and renamed into place: on any
+//! error it is left as it was. A new file gets mode 0666 less the umask,
+//! as any program's output would; an existing one must be writable by the
+//! caller and keeps its mode, owner and group. An existing file with other
+//! hard links, whose owner the caller cannot give the new file, or in a
+//! directory the caller cannot write, is rewritten in place instead, so it
+//! stays the same file (then an I/O error part way can leave it partly
+//! written). A symlink to nothing is refused.
 
 use std::fs::{self, Permissions};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-/// The most symlinks followed, as the kernel's own limit (`ELOOP`).
-const MAX_SYMLINKS: usize = 40;
 
 /// Writes `bytes` to `path` whole or not at all (see the module docs).
 ///
 /// # Errors
 ///
-/// An I/O error, or `path` being a symlink loop; `path` is then unchanged
-/// where it is a regular file or absent.
+/// An I/O error, or `path` being a symlink to nothing; `path` is then
+/// unchanged where it is a regular file or absent.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    // What the path names, symlinks followed by the kernel (which resolves
-    // /proc's magic links such as /dev/stdout to a pipe correctly).
-    if let Ok(m) = fs::metadata(path) {
-        if !m.is_file() {
-            let mut f = fs::OpenOptions::new().write(true).open(path)?;
-            return f.write_all(bytes).and_then(|()| f.flush());
-        }
+    match std_stream(path) {
+        Some(1) => return write_stream(&mut std::io::stdout().lock(), bytes),
+        Some(_) => return write_stream(&mut std::io::stderr().lock(), bytes),
+        None => {}
     }
-    let path = follow(path)?;
-    // An existing file is opened for writing first (without truncating):
-    // the caller must be allowed to write it, as for a shell's `>`.
-    let existing = match fs::OpenOptions::new().write(true).open(&path) {
+    // Opened for writing without truncating: the kernel resolves the path
+    // and says whether the caller may write it.
+    let existing = match fs::OpenOptions::new().write(true).open(path) {
         Ok(file) => Some(file),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if fs::symlink_metadata(path).is_ok() {
+                return Err(std::io::Error::new(
+                    ErrorKind::NotFound,
+                    "a symlink to nothing: not followed",
+                ));
+            }
+            None
+        }
         Err(e) => return Err(e),
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    let target = match &existing {
+        Some(file) => {
+            let meta = file.metadata()?;
+            if !meta.is_file() {
+                let mut file = file;
+                return write_stream(&mut file, bytes);
+            }
+            // Where the kernel resolved it, symlinks followed.
+            fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?
+        }
+        None => path.to_path_buf(),
+    };
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
     };
     // The kernel applies the umask to the mode a file is created with.
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .permissions(Permissions::from_mode(0o666))
-        .tempfile_in(dir)?;
-    if let Some(file) = existing {
-        let old = file.metadata()?;
-        let new = tmp.as_file().metadata()?;
-        let same_owner = (old.uid(), old.gid()) == (new.uid(), new.gid())
-            || std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid())).is_ok();
-        if old.nlink() > 1 || !same_owner {
-            drop(tmp);
-            return rewrite(file, bytes);
+        .tempfile_in(&dir);
+    let mut tmp = match (tmp, existing) {
+        (Ok(tmp), None) => tmp,
+        (Ok(tmp), Some(file)) => {
+            let old = file.metadata()?;
+            let new = tmp.as_file().metadata()?;
+            let same_owner = (old.uid(), old.gid()) == (new.uid(), new.gid())
+                || std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid()))
+                    .is_ok();
+            if old.nlink() > 1 || !same_owner {
+                drop(tmp);
+                return rewrite(file, bytes);
+            }
+            tmp.as_file().set_permissions(old.permissions())?;
+            tmp
         }
-        tmp.as_file().set_permissions(old.permissions())?;
-    }
+        // A writable file in a directory the caller cannot write.
+        (Err(e), Some(file)) if e.kind() == ErrorKind::PermissionDenied => {
+            return rewrite(file, bytes)
+        }
+        (Err(e), _) => return Err(e),
+    };
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&path).map_err(|e| e.error)?;
+    tmp.persist(&target).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// 1 or 2 when `path` names the process's stdout or stderr.
+fn std_stream(path: &Path) -> Option<u8> {
+    match path.to_str()? {
+        "/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1" => Some(1),
+        "/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2" => Some(2),
+        _ => None,
+    }
+}
+
+fn write_stream(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes)?;
+    w.flush()
 }
 
 /// Rewrites an open file in place: `bytes`, then the length cut to them.
@@ -73,28 +115,6 @@ fn rewrite(mut file: fs::File, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.set_len(bytes.len() as u64)?;
     file.sync_all()
-}
-
-/// `path` with every symlink in its last component followed, dangling
-/// ones too (the file is created where the link points).
-fn follow(path: &Path) -> std::io::Result<PathBuf> {
-    let mut path = path.to_path_buf();
-    for _ in 0..MAX_SYMLINKS {
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let target = fs::read_link(&path)?;
-                path = match path.parent() {
-                    Some(dir) if target.is_relative() => dir.join(target),
-                    _ => target,
-                };
-            }
-            _ => return Ok(path),
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        format!("{}: more than {MAX_SYMLINKS} symlinks", path.display()),
-    ))
 }
 
 #[cfg(test)]
@@ -139,8 +159,8 @@ mod tests {
         write_atomically(&new, b"linked").unwrap();
         assert_eq!(fs::read(&other).unwrap(), b"linked");
         fs::remove_file(&other).unwrap();
-        // A symlink is followed and stays a symlink; a dangling one creates
-        // its target.
+        // A symlink is followed and stays a symlink; one to nothing is
+        // refused, creating nothing.
         let link = dir.path().join("link.bin");
         std::os::unix::fs::symlink("new.bin", &link).unwrap();
         write_atomically(&link, b"ccc").unwrap();
@@ -151,8 +171,8 @@ mod tests {
         assert_eq!(fs::read(&new).unwrap(), b"ccc");
         let dangling = dir.path().join("dangling.bin");
         std::os::unix::fs::symlink("made.bin", &dangling).unwrap();
-        write_atomically(&dangling, b"d").unwrap();
-        assert_eq!(fs::read(dir.path().join("made.bin")).unwrap(), b"d");
+        assert!(write_atomically(&dangling, b"d").is_err());
+        assert!(!dir.path().join("made.bin").exists());
         // A loop is an error, and creates nothing.
         let a = dir.path().join("a");
         std::os::unix::fs::symlink("b", &a).unwrap();

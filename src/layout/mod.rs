@@ -311,11 +311,21 @@ pub type Text<const N: usize> = ArrayString<N>;
 
 /// `s` as inline text of at most `N` bytes.
 pub(crate) fn text<const N: usize>(s: &str) -> Text<N> {
-    let mut end = s.len().min(N);
-    while !s.is_char_boundary(end) {
-        end -= 1;
+    // Names are printed: a control character (an escape sequence, a
+    // newline) from a hostile file becomes U+FFFD, never reaching a
+    // terminal.
+    let mut out = Text::new();
+    for c in s.chars() {
+        let c = if c.is_control() {
+            char::REPLACEMENT_CHARACTER
+        } else {
+            c
+        };
+        if out.try_push(c).is_err() {
+            break;
+        }
     }
-    Text::from(&s[..end]).expect("cut to the capacity")
+    out
 }
 
 /// One CPU's XSAVE geometry. See the [module docs](self).
