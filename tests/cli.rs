@@ -711,6 +711,15 @@ fn kvm_flag_writes_exactly_kvm_size_or_nothing() {
 }
 
 /// A standard area for `layout` holding `regs`.
+/// CET_U state XRSTORS takes: IA32_U_CET with shadow stacks enabled (bit
+/// 0), IA32_PL3_SSP a canonical, aligned address.
+fn cet_u() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&1u64.to_le_bytes());
+    b[8..].copy_from_slice(&0x7fff_ffff_f000u64.to_le_bytes());
+    b
+}
+
 fn area_file(dir: &std::path::Path, name: &str, regs: &RegisterFile, layout: &str) -> String {
     let layout = catalog::get(layout).unwrap();
     let path = dir.join(name);
@@ -1004,7 +1013,7 @@ fn streams_carry_the_registers_and_version_1_still_reads() {
     // user components, IA32_XSS the supervisor components XCOMP_BV holds.
     let mut regs = RegisterFile::new();
     regs.set_xmm(1, 0x11).unwrap();
-    regs.set_component(ComponentId::CET_U, &[3; 16]).unwrap();
+    regs.set_component(ComponentId::CET_U, &cet_u()).unwrap();
     std::fs::write(
         p("xsaves.bin"),
         regs.encode(spr, Format::Compacted).unwrap(),
@@ -1582,7 +1591,7 @@ fn nothing_is_written_that_its_own_checks_refuse() {
     let spr = catalog::get("intel-sapphire-rapids").unwrap();
     let mut cet = RegisterFile::new();
     cet.set_xmm(1, 0x11).unwrap();
-    cet.set_component(ComponentId::CET_U, &[3; 16]).unwrap();
+    cet.set_component(ComponentId::CET_U, &cet_u()).unwrap();
     std::fs::write(path("cet.bin"), cet.encode(spr, Format::Compacted).unwrap()).unwrap();
     let out = encode(&path("cet.bin"), &[]);
     assert!(out.status.success(), "{}", err(&out));
@@ -1605,7 +1614,23 @@ fn nothing_is_written_that_its_own_checks_refuse() {
     ]);
     assert!(out.status.success(), "{}", err(&out));
     let back = RegisterFile::decode(&std::fs::read(path("cet.out")).unwrap(), spr).unwrap();
-    assert_eq!(back.component(ComponentId::CET_U), Some(&[3u8; 16][..]));
+    assert_eq!(back.component(ComponentId::CET_U), Some(&cet_u()[..]));
+
+    // A CET_U value XRSTORS refuses (reserved IA32_U_CET bits) is never
+    // written into a stream.
+    let mut bad = cet_u();
+    bad[1] = 0x3;
+    let mut cet_bad = RegisterFile::new();
+    cet_bad.set_component(ComponentId::CET_U, &bad).unwrap();
+    std::fs::write(
+        path("cetbad.bin"),
+        cet_bad.encode(spr, Format::Compacted).unwrap(),
+    )
+    .unwrap();
+    refused(
+        &encode(&path("cetbad.bin"), &[]),
+        "XRSTORS would fault: CET_U",
+    );
 
     // decode: an area file over the area bound is refused unread.
     let big = std::fs::File::create(path("big.bin")).unwrap();

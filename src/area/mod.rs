@@ -16,9 +16,11 @@
 //! ```
 
 mod header;
+mod supervisor;
 mod tiles;
 
 pub use header::{init_area, AreaHeader, Field, Format, HeaderError};
+pub use supervisor::{check_supervisor, SupervisorValueError};
 pub use tiles::{palette1, TileConfig, TileConfigError};
 
 use core::mem::{offset_of, size_of};

@@ -16,7 +16,9 @@ use super::guest::{Guest, Masking};
 use zerocopy::FromBytes;
 
 use crate::access::{AccessError, XstateRead};
-use crate::area::{TileConfig, TileConfigError, MXCSR_INIT};
+use crate::area::{
+    check_supervisor, SupervisorValueError, TileConfig, TileConfigError, MXCSR_INIT,
+};
 use crate::component::{ComponentId, XcompBv, Xfeatures};
 use crate::preflight::{preflight, PreflightError};
 use crate::profile::{HostProfile, KvmOffer};
@@ -49,6 +51,8 @@ pub enum Incompatibility {
     },
     /// A live AMX tile configuration that LDTILECFG and XRSTOR refuse.
     TileConfig(TileConfigError),
+    /// A live supervisor component value that XRSTORS refuses.
+    SupervisorValue(SupervisorValueError),
     /// A live component KVM on the destination does not offer guests.
     NotOfferedByKvm {
         /// The component.
@@ -123,6 +127,7 @@ impl core::fmt::Display for Incompatibility {
                 "MXCSR {mxcsr:#x} has bits {bad:#x} outside the destination's MXCSR mask {mask:#x}"
             ),
             Incompatibility::TileConfig(e) => write!(f, "XRSTOR would fault: {e}"),
+            Incompatibility::SupervisorValue(e) => write!(f, "XRSTORS would fault: {e}"),
             Incompatibility::NotOfferedByKvm { component, offered } => write!(
                 f,
                 "{component} (component {}) is live but KVM on the destination does not offer it to guests (guest {} {offered})",
@@ -480,7 +485,8 @@ fn cpu_incompatibilities(
 }
 
 /// What XRSTOR of `state` would fault on at a CPU whose MXCSR mask is
-/// `mxcsr_mask`: MXCSR bits outside it, and a live TILECFG LDTILECFG refuses.
+/// `mxcsr_mask`: MXCSR bits outside it, a live TILECFG LDTILECFG refuses,
+/// and supervisor values XRSTORS refuses ([`check_supervisor`]).
 pub(crate) fn faults(state: &RegisterFile, mxcsr_mask: u32) -> Vec<Incompatibility> {
     let mut out = Vec::new();
     let mxcsr = state.mxcsr().unwrap_or(MXCSR_INIT);
@@ -496,6 +502,13 @@ pub(crate) fn faults(state: &RegisterFile, mxcsr_mask: u32) -> Vec<Incompatibili
         let cfg = TileConfig::ref_from_bytes(bytes).expect("64 bytes, unaligned type");
         if let Err(e) = cfg.check() {
             out.push(Incompatibility::TileConfig(e));
+        }
+    }
+    for c in state.xstate_bv() {
+        if let Some(bytes) = state.component(c) {
+            if let Err(e) = check_supervisor(c, bytes) {
+                out.push(Incompatibility::SupervisorValue(e));
+            }
         }
     }
     out
