@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-30}"
 if cargo fuzz --version >/dev/null 2>&1 && rustup toolchain list 2>/dev/null | grep -q nightly; then
-    for target in stream_decode view_open; do
+    for target in stream_decode view_open text_sources; do
         cargo +nightly fuzz run "$target" -- -max_total_time="$SECONDS_PER_TARGET"
     done
 else

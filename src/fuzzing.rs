@@ -47,3 +47,40 @@ pub fn view_open(data: &[u8]) {
         }
     }
 }
+
+/// Reads `data` as every kind of text a layout source may hold: a CPUID
+/// (`cpuid -r`, InstLatx64 or `kvm_cpuid2` JSON), then its consistency
+/// check, its layout and a pool baseline applied back to it; a TOML layout
+/// file; a host profile. A layout that loads must survive its own TOML
+/// round trip.
+pub fn text_sources(data: &[u8]) {
+    use crate::migrate::pool::{baseline, BaselineOptions, PoolHost};
+    use crate::profile::HostProfile;
+    use crate::Layout;
+
+    let Ok(text) = core::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(set) = crate::cpuid::CpuidSet::parse(text) {
+        let _ = crate::cpuid::check(&set);
+        if let Ok(layout) = set.to_layout("fuzz", "fuzz") {
+            let host = PoolHost::from(layout);
+            if let Ok(b) = baseline(&[host], &BaselineOptions::default()) {
+                let mut guest = set.clone();
+                let _ = b.apply(&mut guest);
+            }
+        }
+    }
+    if let Ok(layout) = Layout::from_toml(text) {
+        let again = Layout::from_toml(&layout.to_toml()).expect("a loaded layout reloads");
+        assert_eq!(
+            again.fingerprint(),
+            layout.fingerprint(),
+            "TOML round trip changed the layout"
+        );
+    }
+    if let Ok(profile) = HostProfile::from_json(text) {
+        let again = HostProfile::from_json(&profile.to_json()).expect("a loaded profile reloads");
+        assert_eq!(again, profile, "JSON round trip changed the profile");
+    }
+}

@@ -1,7 +1,7 @@
 //! The fuzz targets' bodies on stable, over a deterministic corpus: random
 //! bytes, and valid streams and areas with random mutations.
 
-use xstate::fuzzing::{stream_decode, view_open};
+use xstate::fuzzing::{stream_decode, text_sources, view_open};
 use xstate::layout::catalog;
 use xstate::migrate::stream::{crc32, encode, encode_v1, is_stream, Source, Vcpu};
 use xstate::prelude::*;
@@ -101,4 +101,41 @@ fn fuzz_target_bodies_never_panic() {
         view_open(&with_pick);
     }
     eprintln!("{INPUTS} inputs through both fuzz target bodies");
+}
+
+/// Text seeds: every layout file, the fixture CPUIDs and profiles, and a
+/// catalog layout as TOML.
+fn text_seeds() -> Vec<Vec<u8>> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut out = Vec::new();
+    for dir in ["layouts", "tests/fixtures"] {
+        for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            if bytes.len() < 64 * 1024 {
+                out.push(bytes);
+            }
+        }
+    }
+    out.push(
+        catalog::get("intel-sapphire-rapids")
+            .unwrap()
+            .to_toml()
+            .into_bytes(),
+    );
+    out
+}
+
+#[test]
+fn text_source_bodies_never_panic() {
+    let seeds = text_seeds();
+    let mut rng = Rng(0x7E47_5EED_0F_D0D0);
+    const TEXT_INPUTS: usize = 5_000;
+    for n in 0..TEXT_INPUTS {
+        text_sources(&mutate(&mut rng, &seeds[n % seeds.len()]));
+    }
+    for seed in &seeds {
+        text_sources(seed);
+    }
+    eprintln!("{TEXT_INPUTS} mutated texts through the text-source body");
 }
