@@ -129,7 +129,7 @@ fn text_seeds() -> Vec<Vec<u8>> {
 #[test]
 fn text_source_bodies_never_panic() {
     let seeds = text_seeds();
-    let mut rng = Rng(0x7E47_5EED_0F_D0D0);
+    let mut rng = Rng(0x007E_475E_ED0F_D0D0);
     const TEXT_INPUTS: usize = 5_000;
     for n in 0..TEXT_INPUTS {
         text_sources(&mutate(&mut rng, &seeds[n % seeds.len()]));
