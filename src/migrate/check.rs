@@ -261,41 +261,29 @@ pub fn check_host(state: &RegisterFile, destination: &HostProfile, guest: &Guest
     let mut state = state.clone();
     let masked = guest.mask(&mut state);
     let layout = &destination.layout;
-    let registers = register_incompatibilities(guest, layout, destination.kvm.as_ref());
-    let Some(kvm) = &destination.kvm else {
-        let mut report = check(&state, layout);
-        // The area [`restore_area`] writes must come out too.
-        if report.incompatibilities.is_empty() {
-            if let Err(e) = restore_area(&state, destination, guest) {
-                report.incompatibilities.push(e);
+    let kvm = destination.kvm.as_ref();
+    let mxcsr_mask = kvm.map_or(layout.mxcsr_mask(), |k| k.mxcsr_mask);
+    let mut out = cpu_incompatibilities(&state, layout, mxcsr_mask);
+    if let Some(kvm) = kvm {
+        for c in state.xstate_bv().extended() {
+            let supervisor = c.info().is_some_and(|i| i.supervisor);
+            let offered = if supervisor {
+                kvm.guest_xss
+            } else {
+                kvm.guest_xcr0
+            };
+            if layout.has(c) && !offered.contains(c) {
+                out.push(Incompatibility::NotOfferedByKvm {
+                    component: c,
+                    offered,
+                });
             }
         }
-        report.incompatibilities.extend(registers);
-        report.masked = masked;
-        return report;
-    };
-    let mut out = cpu_incompatibilities(&state, layout, kvm.mxcsr_mask);
-    out.extend(registers);
-    for c in state.xstate_bv().extended() {
-        let supervisor = c.info().is_some_and(|i| i.supervisor);
-        let offered = if supervisor {
-            kvm.guest_xss
-        } else {
-            kvm.guest_xcr0
-        };
-        if layout.has(c) && !offered.contains(c) {
-            out.push(Incompatibility::NotOfferedByKvm {
-                component: c,
-                offered,
-            });
-        }
     }
-    // KVM's verdict is on the area alone: the register reasons (judged by
+    // The area [`restore_area`] writes must come out too. KVM's verdict is
+    // on that area alone: the register reasons below (judged by
     // KVM_SET_XCRS and KVM_SET_MSRS) do not change what KVM_SET_XSAVE does.
-    let state_fits = out
-        .iter()
-        .all(|i| matches!(i, Incompatibility::Register { .. }));
-    let kvm_ok = state_fits
+    let area_ok = out.is_empty()
         && match restore_area(&state, destination, guest) {
             Ok(_) => true,
             Err(e) => {
@@ -303,9 +291,10 @@ pub fn check_host(state: &RegisterFile, destination: &HostProfile, guest: &Guest
                 false
             }
         };
+    out.extend(register_incompatibilities(guest, layout, kvm));
     CheckReport {
         incompatibilities: out,
-        kvm: Some(kvm_ok),
+        kvm: kvm.map(|_| area_ok),
         masked,
     }
 }
@@ -341,10 +330,10 @@ pub fn restore_area(
         .map_or(ComponentId::PKRU.bit(), KvmOffer::pinned);
     // Pinned whatever the vCPU's XCR0 now (the guest may enable them
     // later), but never beyond its CPU model.
-    let pin = wanted
+    let pin: Xfeatures = wanted
         .iter()
         .filter(|&c| layout.has(c) && guest.model_xcr0.is_none_or(|m| m.contains(c)))
-        .fold(Xfeatures::EMPTY, |set, c| set | c.bit());
+        .collect();
     // Supervisor state only the compacted format holds (XRSTORS restores
     // it); KVM's buffers are the standard format, always.
     let supervisor = state.xstate_bv() & layout.xss_supported();
@@ -380,10 +369,11 @@ fn register_incompatibilities(
     layout: &Layout,
     kvm: Option<&KvmOffer>,
 ) -> Vec<Incompatibility> {
-    let xfd_capable = layout
+    let xfd_capable: Xfeatures = layout
         .components()
         .filter(|g| g.xfd)
-        .fold(Xfeatures::EMPTY, |set, g| set | g.id.bit());
+        .map(|g| g.id)
+        .collect();
     let mut judged: Vec<(Xreg, Xfeatures, Refuser)> = Vec::new();
     if let Some(xcr0) = guest.xcr0 {
         judged.push((

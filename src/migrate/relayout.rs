@@ -112,7 +112,7 @@ pub fn relayout_for<'a>(
     let not_for_guest = held
         .iter()
         .filter(|&c| guest.excludes(c).is_some())
-        .fold(Xfeatures::EMPTY, |set, c| set | c.bit());
+        .collect::<Xfeatures>();
     let homeless = held - to.supported() - not_for_guest;
     let layout = text(to.name());
     if let Some(component) = (homeless & regs.xstate_bv()).first() {
