@@ -39,13 +39,17 @@ struct FromStream {
     registers: Option<XstateRegisters>,
 }
 
+/// The catalog layout a stream was written from, when it is one.
+fn source_layout(header: &StreamHeader) -> Option<&'static Layout> {
+    catalog::all()
+        .iter()
+        .find(|l| l.fingerprint() == header.source_fingerprint)
+}
+
 impl FromStream {
-    /// The catalog layout the stream was written from, when it is one.
+    /// The name of the catalog layout the stream was written from.
     fn source_name(&self) -> Option<&'static str> {
-        catalog::all()
-            .iter()
-            .find(|l| l.fingerprint() == self.header.source_fingerprint)
-            .map(Layout::name)
+        source_layout(&self.header).map(Layout::name)
     }
 }
 
@@ -58,26 +62,24 @@ pub fn run(args: &Args) -> u8 {
 fn try_run(args: &Args) -> Result<u8, u8> {
     let path = &args.file;
     let bytes = read_bounded(path, MAX_STREAM, "an XSAVE area or a migration stream")?;
-    let layout = match &args.layout {
-        Some(spec) => super::load_layout(spec)?,
-        None if is_stream(&bytes) => {
-            let (header, _) = super::stream::decode_bytes(path, &bytes)?;
-            match catalog::all()
-                .iter()
-                .find(|l| l.fingerprint() == header.source_fingerprint)
-            {
-                Some(source) => source.clone(),
-                None => super::load_layout("host")?,
-            }
-        }
-        None => super::load_layout("host")?,
+    let decoded = if is_stream(&bytes) {
+        Some(super::stream::decode_bytes(path, &bytes)?)
+    } else {
+        None
+    };
+    let layout = match (&args.layout, &decoded) {
+        (Some(spec), _) => super::load_layout(spec)?,
+        (None, Some((header, _))) => match source_layout(header) {
+            Some(source) => source.clone(),
+            None => super::load_layout("host")?,
+        },
+        (None, None) => super::load_layout("host")?,
     };
     let rejected =
         |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
     // A stream's vCPU is shown in the layout's standard format (compacted
     // when supervisor state is live, which only that format holds).
-    let (bytes, stream) = if is_stream(&bytes) {
-        let (header, mut vcpus) = super::stream::decode_bytes(path, &bytes)?;
+    let (bytes, stream) = if let Some((header, mut vcpus)) = decoded {
         if args.vcpu >= vcpus.len() {
             return Err(rejected(&format_args!(
                 "no vCPU {} (the stream holds {})",
