@@ -262,25 +262,39 @@ fn load_file(path: &Path) -> Result<HostProfile, SourceError> {
 /// [`SourceError::TooLarge`] or [`SourceError::NotText`] when it is read but
 /// cannot be one (a rejected input).
 pub fn read_source_file(path: &Path) -> Result<String, SourceError> {
-    use std::io::Read;
-    let io = |source| SourceError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(io)?
-        .take(MAX_SOURCE_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > MAX_SOURCE_FILE {
-        return Err(SourceError::TooLarge {
+    let bytes = read_at_most(path, MAX_SOURCE_FILE)
+        .map_err(|source| SourceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| SourceError::TooLarge {
             path: path.to_path_buf(),
             max: MAX_SOURCE_FILE,
-        });
-    }
+        })?;
     String::from_utf8(bytes).map_err(|e| SourceError::NotText {
         at: e.utf8_error().valid_up_to(),
         path: path.to_path_buf(),
     })
+}
+
+/// The bytes of `path` when it holds at most `limit` bytes, `None` when it
+/// holds more. A regular file says its size, so one too large is refused
+/// unread; other files (a FIFO, a device) are read up to the bound, so
+/// memory stays bounded either way.
+///
+/// # Errors
+///
+/// An I/O error opening or reading `path`.
+pub fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > limit)
+    {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
