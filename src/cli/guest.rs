@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use xstate::cpuid::CpuidSet;
 use xstate::migrate::{Guest, Masking};
 use xstate::xregs::XstateRegisters;
 use xstate::Xfeatures;
@@ -72,9 +71,7 @@ impl GuestArgs {
 /// Leaf 0xD sub-leaf 0's XCR0 bits in a guest CPUID file (any format
 /// `CpuidSet` reads).
 fn cpuid_xcr0(path: &std::path::Path) -> Result<Xfeatures, u8> {
-    let text = super::read_cpuid_file(path)?;
-    let set = CpuidSet::parse(&text)
-        .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))?;
+    let (set, _) = super::cpuid::load(path)?;
     if set.entry(0xd, 0).is_none() {
         return Err(fail(
             REJECTED,

@@ -175,18 +175,33 @@ pub fn load_profile(spec: &str) -> Result<xstate::profile::HostProfile, u8> {
 }
 
 fn load_profile_of(spec: &str, live_kvm: bool) -> Result<xstate::profile::HostProfile, u8> {
+    load_source(spec, live_kvm).map(|(profile, _)| profile)
+}
+
+/// Loads what `spec` names as [`load_profile`] does (with this host's live
+/// KVM part when `live_kvm`), and the whole CPUID when it is a CPUID dump.
+pub fn load_source(
+    spec: &str,
+    live_kvm: bool,
+) -> Result<
+    (
+        xstate::profile::HostProfile,
+        Option<xstate::cpuid::CpuidSet>,
+    ),
+    u8,
+> {
     let source = xstate::layout::LayoutSource::parse(spec);
     #[cfg(target_arch = "x86_64")]
     if live_kvm && source == xstate::layout::LayoutSource::Host {
         if let Some(profile) = kvm::host_profile() {
             warn_layout(spec, &profile.layout);
-            return Ok(profile);
+            return Ok((profile, None));
         }
         warn("host: /dev/kvm is absent or unusable: only this host's CPU is judged");
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = live_kvm;
-    let profile = source.load_profile().map_err(|e| {
+    let (profile, cpuid) = source.load_with_cpuid().map_err(|e| {
         // File errors name the file already.
         let message = chain(&e);
         if message.starts_with(spec) {
@@ -196,5 +211,5 @@ fn load_profile_of(spec: &str, live_kvm: bool) -> Result<xstate::profile::HostPr
         }
     })?;
     warn_layout(spec, &profile.layout);
-    Ok(profile)
+    Ok((profile, cpuid))
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use xstate::cpuid::features::{self, FeatureMask};
-use xstate::cpuid::{CpuidSet, CpuidSetError};
 use xstate::layout::CpuidLeaf0xD;
 use xstate::migrate::pool::{
     baseline, capped, grouped, Baseline, BaselineOptions, CpuTemplate, OffsetPolicy, Omitted,
@@ -88,32 +87,17 @@ pub fn run(cmd: &PoolCommand) -> u8 {
     }
 }
 
-/// Loads one host: a file that parses as a CPUID (`cpuid -r`, InstLatx64,
-/// `kvm_cpuid2` JSON) gives its layout and whole CPUID; anything else goes
-/// through the profile loader (a layout, a layout file, a host profile;
-/// `host` with this host's KVM offer where `/dev/kvm` is usable).
+/// Loads one host as every command loads a source (a catalog name, a
+/// layout file, a host profile, a CPUID dump whose whole CPUID comes along
+/// for its feature flags; `host` with this host's KVM offer where
+/// `/dev/kvm` is usable).
 fn load_host(spec: &str) -> Result<PoolHost, u8> {
-    let path = Path::new(spec);
-    let is_named = spec == "host" || xstate::layout::catalog::get(spec).is_some();
-    if !is_named && path.is_file() {
-        let text = super::read_cpuid_file(path)?;
-        match CpuidSet::parse(&text) {
-            Ok(set) => {
-                let name = path
-                    .file_stem()
-                    .map_or_else(|| "dump".into(), |s| s.to_string_lossy().into_owned());
-                let layout = set
-                    .to_layout(&name, &format!("CPUID dump {spec}"))
-                    .map_err(|e| fail(REJECTED, format_args!("{spec}: {e}")))?;
-                super::warn_layout(spec, &layout);
-                return Ok(PoolHost::new(layout).with_cpuid(set));
-            }
-            // A layout file, or a JSON object without "entries": a profile.
-            Err(CpuidSetError::NotADump | CpuidSetError::JsonShape) => {}
-            Err(e) => return Err(fail(REJECTED, format_args!("{spec}: {e}"))),
-        }
-    }
-    super::load_profile(spec).map(PoolHost::from)
+    let (profile, cpuid) = super::load_source(spec, true)?;
+    let host = PoolHost::from(profile);
+    Ok(match cpuid {
+        Some(set) => host.with_cpuid(set),
+        None => host,
+    })
 }
 
 fn try_run(args: &BaselineArgs) -> Result<u8, u8> {

@@ -194,6 +194,16 @@ impl Layout {
     /// [`LayoutError::MissingLeaf0xD`] when leaf 0 says leaf 0xD exists);
     /// or an invalid geometry.
     pub fn from_dump(name: &str, text: &str) -> Result<Layout, DumpError> {
+        Layout::from_dump_with_cpuid(name, text).map(|(layout, _)| layout)
+    }
+
+    /// As [`from_dump`](Self::from_dump), and the whole CPUID the dump
+    /// holds (its feature flags, for a pool baseline).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_dump`](Self::from_dump).
+    pub fn from_dump_with_cpuid(name: &str, text: &str) -> Result<(Layout, CpuidSet), DumpError> {
         let (set, format) = parse(text)?;
         // Without XSAVE, to_layout gives the legacy-only layout (or an
         // error when the set should have had leaf 0xD).
@@ -202,9 +212,10 @@ impl Layout {
         } else {
             format!("CPUID dump ({format} format): no XSAVE, legacy-only")
         };
-        set.to_layout(name, &what).map_err(|e| match e {
+        let layout = set.to_layout(name, &what).map_err(|e| match e {
             LayoutError::NoLeaf0xD => DumpError::NoLeaf0xD,
             e => DumpError::Layout(e),
-        })
+        })?;
+        Ok((layout, set))
     }
 }

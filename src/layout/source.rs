@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{catalog, dump, DumpError, FileError, Layout, LayoutError};
+use crate::cpuid::CpuidSet;
 use crate::profile::{HostProfile, ProfileError};
 
 /// Why a named layout could not be loaded.
@@ -153,16 +154,27 @@ impl LayoutSource {
     ///
     /// As [`load`](Self::load).
     pub fn load_profile(&self) -> Result<HostProfile, SourceError> {
+        self.load_with_cpuid().map(|(profile, _)| profile)
+    }
+
+    /// As [`load_profile`](Self::load_profile), and the whole CPUID when
+    /// the source is a CPUID dump (its feature flags, for a pool baseline).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    pub fn load_with_cpuid(&self) -> Result<(HostProfile, Option<CpuidSet>), SourceError> {
+        let layout_only = |p: HostProfile| (p, None);
         match self {
             #[cfg(target_arch = "x86_64")]
             LayoutSource::Host => crate::host::layout()
-                .map(HostProfile::from)
+                .map(|l| layout_only(HostProfile::from(l)))
                 .map_err(SourceError::Host),
             #[cfg(not(target_arch = "x86_64"))]
             LayoutSource::Host => Err(SourceError::NotX86),
             LayoutSource::Catalog(name) => catalog::get(name)
                 .cloned()
-                .map(HostProfile::from)
+                .map(|l| layout_only(HostProfile::from(l)))
                 .ok_or_else(|| SourceError::UnknownName { name: name.clone() }),
             LayoutSource::File(path) => load_file(path),
         }
@@ -204,7 +216,7 @@ fn kind_of(text: &str) -> Kind {
     }
 }
 
-fn load_file(path: &Path) -> Result<HostProfile, SourceError> {
+fn load_file(path: &Path) -> Result<(HostProfile, Option<CpuidSet>), SourceError> {
     let text = read_source_file(path).map_err(|e| match e {
         // A bare word that is no file was meant as a catalog name.
         SourceError::Io { source, .. }
@@ -231,21 +243,21 @@ fn load_file(path: &Path) -> Result<HostProfile, SourceError> {
                 profile.layout.source()
             );
             profile.layout = profile.layout.with_source(&source);
-            Ok(profile)
+            Ok((profile, None))
         }
         Kind::Cpuid => {
             let name = path
                 .file_stem()
                 .map_or_else(|| "dump".into(), |s| s.to_string_lossy().into_owned());
-            Layout::from_dump(&name, &text)
-                .map(HostProfile::from)
+            Layout::from_dump_with_cpuid(&name, &text)
+                .map(|(layout, set)| (HostProfile::from(layout), Some(set)))
                 .map_err(|source| SourceError::Dump {
                     path: path.to_path_buf(),
                     source,
                 })
         }
         Kind::LayoutFile => Layout::from_toml(&text)
-            .map(HostProfile::from)
+            .map(|layout| (HostProfile::from(layout), None))
             .map_err(|source| SourceError::File {
                 path: path.to_path_buf(),
                 source,
