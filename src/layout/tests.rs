@@ -915,19 +915,22 @@ fn to_toml_then_from_toml_is_the_identity() {
     assert!(back.geometry(id(40)).unwrap().xfd);
 }
 
+/// The smallest layout file with an extended component: x87, SSE and AVX.
+const TINY_TOML: &str = r#"
+    name = "tiny"
+    vendor = "GenuineIntel"
+    source = "made up"
+    xcr0_supported = "0x7"
+
+    [[component]]
+    id = 2
+    size = 256
+    offset = 576
+"#;
+
 #[test]
 fn toml_defaults_and_errors() {
-    let minimal = r#"
-        name = "tiny"
-        vendor = "GenuineIntel"
-        source = "made up"
-        xcr0_supported = "0x7"
-
-        [[component]]
-        id = 2
-        size = 256
-        offset = 576
-    "#;
+    let minimal = TINY_TOML;
     let l = Layout::from_toml(minimal).unwrap();
     assert_eq!(l.xss_supported(), Xfeatures::EMPTY);
     assert_eq!(l.standard_size(), 832);
@@ -1458,17 +1461,7 @@ fn layouts_say_which_xsetbv_rules_their_xcr0_breaks() {
 
 #[test]
 fn hex_fields_refuse_a_sign() {
-    let minimal = r#"
-        name = "tiny"
-        vendor = "GenuineIntel"
-        source = "made up"
-        xcr0_supported = "0x7"
-
-        [[component]]
-        id = 2
-        size = 256
-        offset = 576
-    "#;
+    let minimal = TINY_TOML;
     assert!(Layout::from_toml(minimal).is_ok());
     for (field, line) in [
         ("xcr0_supported", "xcr0_supported = \"+7\""),
