@@ -358,8 +358,8 @@ fn profiles_with_impossible_kvm_offers_are_refused() {
         (
             "mask.json",
             "\"mxcsr_mask\": \"0xffff\"",
-            "\"mxcsr_mask\": \"0x0\"",
-            "mxcsr_mask 0x0 lacks bits 0xffbf of 0xffbf",
+            "\"mxcsr_mask\": \"0xff3f\"",
+            "mxcsr_mask 0xff3f lacks bits 0x80 of 0xffbf",
         ),
         (
             "signed.json",

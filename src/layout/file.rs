@@ -157,7 +157,8 @@ impl LayoutFile {
             .mxcsr_mask
             .as_deref()
             .map(|s| parse_hex32("mxcsr_mask", s))
-            .transpose()?;
+            .transpose()?
+            .map(super::mxcsr_mask_from_saved);
         let xsave_features = self
             .xsave_features
             .as_deref()

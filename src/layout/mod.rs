@@ -163,6 +163,27 @@ pub enum LayoutError {
         /// The enumerated size in bytes.
         size: u32,
     },
+    /// An enumerated standard size (CPUID.(0xD,0).ECX) other than the end
+    /// of the last supported user component (or 576 without any), which is
+    /// what the CPU computes it as (Intel SDM vol. 1, 13.5).
+    #[error("the standard size {size} disagrees with the components, whose standard-format area ends at {computed} bytes")]
+    StandardSizeMismatch {
+        /// The enumerated size in bytes.
+        size: u32,
+        /// The end of the last user component (576 at least), in bytes.
+        computed: u32,
+    },
+    /// A supervisor component given a standard-format offset: the standard
+    /// format holds no supervisor state, and CPUID.(0xD,i).EBX is 0 for
+    /// every supervisor component (Intel SDM vol. 1, 13.2).
+    #[error("{component} (component {n}) is a supervisor component, whose standard offset is 0, but has offset {offset}",
+        n = .component.index())]
+    SupervisorOffset {
+        /// The component.
+        component: ComponentId,
+        /// The offset given, in bytes.
+        offset: u32,
+    },
     /// An enumerated standard size larger than [`MAX_AREA_SIZE`].
     #[error("the standard size {size} is more than the {max} bytes an XSAVE area may have", max = MAX_AREA_SIZE)]
     StandardTooLarge {
@@ -305,6 +326,18 @@ pub const MAX_AREA_SIZE: u32 = 1 << 20;
 /// field means exactly this. Intel SDM vol. 1, 11.6.6).
 pub const MXCSR_MASK_MIN: u32 = 0xFFBF;
 
+/// The MXCSR mask a saved MXCSR_MASK value stands for: 0 (what CPUs before
+/// the Pentium 4 save) means [`MXCSR_MASK_MIN`], any other value itself
+/// (Intel SDM vol. 1, 11.6.6).
+#[inline]
+pub const fn mxcsr_mask_from_saved(saved: u32) -> u32 {
+    if saved == 0 {
+        MXCSR_MASK_MIN
+    } else {
+        saved
+    }
+}
+
 /// Short text held inline, without allocation: a layout's name, vendor and
 /// source. Longer text is cut at a character boundary.
 pub type Text<const N: usize> = ArrayString<N>;
@@ -440,6 +473,12 @@ impl Layout {
                     supervisor: g.supervisor,
                 });
             }
+            if g.supervisor && g.offset != 0 {
+                return Err(LayoutError::SupervisorOffset {
+                    component: id,
+                    offset: g.offset,
+                });
+            }
             match id.fixed_size() {
                 Some(architectural) if g.size != architectural => {
                     return Err(LayoutError::NotArchitecturalSize {
@@ -523,9 +562,15 @@ impl Layout {
                 }
             }
         }
+        if standard_size != computed_size {
+            return Err(LayoutError::StandardSizeMismatch {
+                size: standard_size,
+                computed: computed_size,
+            });
+        }
         let mxcsr_mask = parts
             .mxcsr_mask
-            .unwrap_or_else(|| default_mxcsr_mask(parts.vendor));
+            .map_or_else(|| default_mxcsr_mask(parts.vendor), mxcsr_mask_from_saved);
         if mxcsr_mask & MXCSR_MASK_MIN != MXCSR_MASK_MIN {
             return Err(LayoutError::MxcsrMask { mask: mxcsr_mask });
         }
@@ -653,9 +698,10 @@ impl Layout {
     }
 
     /// This layout with the MXCSR mask `mask` (the host's, measured with
-    /// FXSAVE: [`crate::host::layout`] does that).
+    /// FXSAVE: [`crate::host::layout`] does that); 0, as a saved
+    /// MXCSR_MASK, means [`MXCSR_MASK_MIN`].
     pub fn with_mxcsr_mask(mut self, mask: u32) -> Layout {
-        self.mxcsr_mask = mask;
+        self.mxcsr_mask = mxcsr_mask_from_saved(mask);
         self
     }
 

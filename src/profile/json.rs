@@ -285,12 +285,12 @@ impl HostProfile {
             None => None,
             Some(xcr0) => {
                 let mask = match &file.mxcsr_mask {
-                    Some(m) => u32::try_from(hex("mxcsr_mask", m)?).map_err(|_| {
-                        ProfileError::BadField {
+                    Some(m) => u32::try_from(hex("mxcsr_mask", m)?)
+                        .map_err(|_| ProfileError::BadField {
                             field: "mxcsr_mask",
                             value: m.clone(),
-                        }
-                    })?,
+                        })
+                        .map(crate::layout::mxcsr_mask_from_saved)?,
                     None => layout.mxcsr_mask(),
                 };
                 let pkru = match &file.pkru {
@@ -533,14 +533,16 @@ mod tests {
             1
         ))
         .is_ok());
-        // The testers' MXCSR mask "0x0", and one without DAZ's neighbours.
-        let e = with("\"mxcsr_mask\": \"0x2ffff\"", "\"mxcsr_mask\": \"0x0\"");
-        assert!(matches!(e, ProfileError::MxcsrMask { mask: 0 }), "{e:?}");
-        assert_eq!(
-            e.to_string(),
-            "host profile's mxcsr_mask 0x0 lacks bits 0xffbf of 0xffbf, the architectural \
-             minimum every CPU lets software set"
-        );
+        // The testers' MXCSR mask "0x0" is what a saved MXCSR_MASK of 0
+        // stands for: 0xffbf (Intel SDM vol. 1, 11.6.6).
+        let zero = HostProfile::from_json(&good.replacen(
+            "\"mxcsr_mask\": \"0x2ffff\"",
+            "\"mxcsr_mask\": \"0x0\"",
+            1,
+        ))
+        .unwrap();
+        assert_eq!(zero.kvm.unwrap().mxcsr_mask, MXCSR_MASK_MIN);
+        // One without DAZ's neighbours is refused.
         let e = with("\"mxcsr_mask\": \"0x2ffff\"", "\"mxcsr_mask\": \"0xff3f\"");
         assert!(
             matches!(e, ProfileError::MxcsrMask { mask: 0xff3f }),
@@ -558,13 +560,13 @@ mod tests {
         let mut bad = good.clone();
         bad.replace_range(
             host_mask..host_mask + "\"mxcsr_mask\": \"0x2ffff\"".len(),
-            "\"mxcsr_mask\": \"0x0\"",
+            "\"mxcsr_mask\": \"0xff3f\"",
         );
         assert!(
             matches!(
                 HostProfile::from_json(&bad),
                 Err(ProfileError::Layout(FileError::Layout(
-                    crate::LayoutError::MxcsrMask { mask: 0 }
+                    crate::LayoutError::MxcsrMask { mask: 0xff3f }
                 )))
             ),
             "{bad}"
