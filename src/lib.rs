@@ -65,6 +65,8 @@ pub mod fuzzing;
 mod hex;
 #[cfg(target_arch = "x86_64")]
 pub mod host;
+#[cfg(feature = "std")]
+pub mod input;
 #[cfg(all(feature = "kvm", target_arch = "x86_64"))]
 pub mod kvm;
 pub mod layout;

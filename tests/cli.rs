@@ -1313,8 +1313,17 @@ fn decode_shows_any_vcpu_in_order_and_huge_inputs_are_refused() {
         f.set_len(len).unwrap();
         p(name)
     };
-    let area = huge("area.bin", (16 << 20) + 1);
-    let stream_file = huge("stream.s", (64 << 20) + 1);
+    let area = huge("area.bin", (1 << 20) + 1);
+    // A stream's bound follows the vCPUs its header claims: 64 KiB each.
+    let stream_file = huge("stream.s", 200_000);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&stream_file)
+            .unwrap();
+        f.write_all(b"XSTATEMS\x02\0\0\0\x01\0\0\0").unwrap();
+    }
     for args in [
         vec![
             "convert",
@@ -1634,11 +1643,11 @@ fn nothing_is_written_that_its_own_checks_refuse() {
 
     // decode: an area file over the area bound is refused unread.
     let big = std::fs::File::create(path("big.bin")).unwrap();
-    big.set_len((16 << 20) + 1).unwrap();
+    big.set_len((1 << 20) + 1).unwrap();
     let out = xstate(&["decode", &path("big.bin"), "--layout", "amd-zen4"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        err(&out).contains("larger than 16777216 bytes"),
+        err(&out).contains("larger than 1048576 bytes"),
         "{}",
         err(&out)
     );

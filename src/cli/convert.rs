@@ -39,16 +39,18 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> u8 {
+    if let Err(code) = super::input::refuse_same(&args.input, &args.output) {
+        return code;
+    }
     let to_spec = args.to.as_deref().unwrap_or("host");
     let (from, to) = match (super::load_layout(&args.from), super::load_layout(to_spec)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    let bytes =
-        match super::input::read_bounded(&args.input, super::input::MAX_AREA, "an XSAVE area") {
-            Ok(b) => b,
-            Err(code) => return code,
-        };
+    let bytes = match super::input::read(&args.input, super::input::Expect::Area) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
     let options = RelayoutOptions {
         format: if args.compacted {
             Format::Compacted

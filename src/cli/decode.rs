@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 use xstate::layout::catalog;
-use xstate::migrate::stream::{is_stream, StreamHeader};
+use xstate::migrate::stream::{self, is_stream, StreamHeader};
 use xstate::prelude::*;
 use xstate::xregs::XstateRegisters;
 use xstate::{Format, Layout, Register, XsaveView};
 
-use super::input::{read_bounded, MAX_AREA, MAX_STREAM};
+use super::input::{self, Expect};
 use super::{fail, hex, REJECTED};
 
 /// Arguments of `xstate decode`.
@@ -31,6 +31,8 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    bound: super::stream::BoundArgs,
 }
 
 /// What a stream says of the vCPU shown.
@@ -61,35 +63,39 @@ pub fn run(args: &Args) -> u8 {
 
 fn try_run(args: &Args) -> Result<u8, u8> {
     let path = &args.file;
-    let bytes = read_bounded(path, MAX_STREAM, "an XSAVE area or a migration stream")?;
-    let decoded = if is_stream(&bytes) {
-        Some(super::stream::decode_bytes(path, &bytes)?)
+    let bytes = input::read(
+        path,
+        Expect::AreaOrStream {
+            per_vcpu: args.bound.max_vcpu_bytes,
+        },
+    )?;
+    let rejected =
+        |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
+    let parsed = if is_stream(&bytes) {
+        Some(stream::parse(&bytes).map_err(|e| rejected(&e))?)
     } else {
         None
     };
-    let layout = match (&args.layout, &decoded) {
+    let layout = match (&args.layout, &parsed) {
         (Some(spec), _) => super::load_layout(spec)?,
-        (None, Some((header, _))) => match source_layout(header) {
+        (None, Some(p)) => match source_layout(&p.header()) {
             Some(source) => source.clone(),
             None => super::load_layout("host")?,
         },
         (None, None) => super::load_layout("host")?,
     };
-    let rejected =
-        |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
     // A stream's vCPU is shown in the layout's standard format (compacted
     // when supervisor state is live, which only that format holds).
-    let (bytes, stream) = if let Some((header, mut vcpus)) = decoded {
-        if args.vcpu >= vcpus.len() {
+    let (area, stream) = if let Some(parsed) = parsed {
+        let Some(v) = parsed.vcpu(args.vcpu) else {
             return Err(rejected(&format_args!(
                 "no vCPU {} (the stream holds {})",
                 args.vcpu,
-                vcpus.len()
+                parsed.len()
             )));
-        }
-        let v = vcpus.swap_remove(args.vcpu);
+        };
         let from = FromStream {
-            header,
+            header: parsed.header(),
             registers: v.registers,
         };
         let format = if v.state.xstate_bv().intersects(layout.xss_supported()) {
@@ -117,14 +123,10 @@ fn try_run(args: &Args) -> Result<u8, u8> {
                 path.display()
             ),
         ));
-    } else if bytes.len() as u64 > MAX_AREA {
-        return Err(rejected(&format_args!(
-            "larger than {MAX_AREA} bytes: not an XSAVE area (nor a migration stream)"
-        )));
     } else {
         (bytes, None)
     };
-    let view = XsaveView::new(&bytes[..], &layout).map_err(|e| rejected(&e))?;
+    let view = XsaveView::new(&area[..], &layout).map_err(|e| rejected(&e))?;
     // Registers of components the layout lacks are not printed; the rest in
     // the canonical order (x87, SSE, then by component).
     let registers: Vec<(String, String)> = Register::all()

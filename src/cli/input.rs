@@ -1,27 +1,124 @@
-//! Binary input files read with a bound: a huge or endless input (a device,
-//! a FIFO) is refused after the bound, never read whole.
+//! Binary inputs (areas, streams) read with a bound, from a regular file or
+//! from standard input (`-`): a device, a FIFO or a file too large is
+//! refused at once, in bounded memory (`xstate::input`).
 
+use std::io::Read;
 use std::path::Path;
+
+use xstate::input::{open_regular, read_rest, InputError};
+use xstate::migrate::stream;
 
 use super::{fail, REJECTED, USAGE};
 
-/// The largest XSAVE area file read, in bytes: far above any CPU's area
-/// (11,008 bytes with AMX; `MAX_VARIABLE_SIZE` bounds a component at 1 MiB).
-pub const MAX_AREA: u64 = 16 << 20;
+/// The largest XSAVE area read, in bytes: [`xstate::layout::MAX_AREA_SIZE`]
+/// (1 MiB), far above any CPU's area (11,008 bytes with AMX).
+pub const MAX_AREA: u64 = xstate::layout::MAX_AREA_SIZE as u64;
 
-/// The largest stream file read, in bytes: hundreds of vCPUs with AMX.
-pub const MAX_STREAM: u64 = 64 << 20;
+/// Whether `path` names standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    matches!(path.to_str(), Some("-" | "/dev/stdin"))
+}
 
-/// Reads `path` whole if it holds at most `limit` bytes. An I/O error
-/// exits with the usage status; a larger input is rejected, naming `what`
-/// it cannot be.
-pub fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, u8> {
-    xstate::layout::read_at_most(path, limit)
-        .map_err(|e| fail(USAGE, format_args!("{}: {e}", path.display())))?
-        .ok_or_else(|| {
-            fail(
-                REJECTED,
-                format_args!("{}: larger than {limit} bytes: not {what}", path.display()),
-            )
-        })
+/// What an input holds, which sets its bound.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect {
+    /// An XSAVE area: at most [`MAX_AREA`] bytes.
+    Area,
+    /// A migration stream: at most `per_vcpu` bytes for each vCPU its
+    /// header claims ([`stream::length_bound`]).
+    Stream { per_vcpu: u64 },
+    /// Either, told apart by the stream's magic.
+    AreaOrStream { per_vcpu: u64 },
+}
+
+/// Reads `path` (`-`: standard input) as `expect` bounds it. An I/O error
+/// exits with the usage status; anything else that cannot be the input
+/// with the rejected-input status.
+pub fn read(path: &Path, expect: Expect) -> Result<Vec<u8>, u8> {
+    let io = |e: &dyn std::fmt::Display| fail(USAGE, format_args!("{}: {e}", path.display()));
+    let rejected =
+        |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
+    let (mut reader, size): (Box<dyn Read>, Option<u64>) = if is_stdin(path) {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        match open_regular(path) {
+            Ok((file, size)) => (Box::new(file), Some(size)),
+            Err(InputError::Io(e)) => return Err(io(&e)),
+            // Not an input at all: a usage error, as a missing file is.
+            Err(e @ InputError::NotRegular { kind: "directory" }) => return Err(io(&e)),
+            Err(e) => return Err(rejected(&e)),
+        }
+    };
+    // The stream header's first 16 bytes say how many vCPUs follow.
+    let mut head = Vec::with_capacity(16);
+    reader
+        .by_ref()
+        .take(16)
+        .read_to_end(&mut head)
+        .map_err(|e| io(&e))?;
+    let Some((limit, what)) = bound(&head, expect) else {
+        // Not a stream: the decoder says why from its first bytes.
+        return Ok(head);
+    };
+    if size.is_some_and(|s| s > limit) {
+        return Err(rejected(&format_args!("larger than {limit} bytes: {what}")));
+    }
+    read_rest(reader, head, limit).map_err(|e| match e {
+        InputError::Io(e) => io(&e),
+        InputError::TooLarge { .. } => rejected(&format_args!("larger than {limit} bytes: {what}")),
+        e => rejected(&e),
+    })
+}
+
+/// The bound for an input starting `head`, and what a larger one is not;
+/// `None` for a stream expected but not begun.
+fn bound(head: &[u8], expect: Expect) -> Option<(u64, String)> {
+    let area = || {
+        Some((
+            MAX_AREA,
+            "not an XSAVE area (nor a migration stream)".to_string(),
+        ))
+    };
+    match expect {
+        Expect::Area => Some((MAX_AREA, "not an XSAVE area".into())),
+        Expect::Stream { per_vcpu } | Expect::AreaOrStream { per_vcpu } => {
+            match stream::length_bound(head, per_vcpu) {
+                Some(limit) => {
+                    let vcpus = u32::from_le_bytes(head[12..16].try_into().expect("16 bytes"));
+                    Some((
+                        limit,
+                        format!(
+                            "more than a stream of {vcpus} vCPUs takes at {per_vcpu} bytes each \
+                             (--max-vcpu-bytes raises the bound)"
+                        ),
+                    ))
+                }
+                None if matches!(expect, Expect::AreaOrStream { .. }) => area(),
+                None => None,
+            }
+        }
+    }
+}
+
+/// Refuses an output that is the input itself (the same file, by any name):
+/// writing it would replace what is being read.
+pub fn refuse_same(input: &Path, output: &Path) -> Result<(), u8> {
+    use std::os::unix::fs::MetadataExt;
+    if is_stdin(input) {
+        return Ok(());
+    }
+    let (Ok(a), Ok(b)) = (std::fs::metadata(input), std::fs::metadata(output)) else {
+        return Ok(());
+    };
+    if a.is_file() && (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+        return Err(fail(
+            USAGE,
+            format_args!(
+                "{}: the output is the input {}: not written (write elsewhere, then rename)",
+                output.display(),
+                input.display()
+            ),
+        ));
+    }
+    Ok(())
 }

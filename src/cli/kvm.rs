@@ -217,7 +217,7 @@ fn info_text(caps: &KvmCaps, permission: &AmxPermission) -> String {
 fn check(rules: &xstate::kvm::SetXsaveRules, files: &[PathBuf]) -> u8 {
     let mut status = 0;
     for file in files {
-        match super::input::read_bounded(file, super::input::MAX_AREA, "a kvm_xsave buffer") {
+        match super::input::read(file, super::input::Expect::Area) {
             Ok(bytes) => match preflight(&bytes, rules) {
                 Ok(_) => println!("{}: ok", file.display()),
                 Err(e) => {

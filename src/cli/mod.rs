@@ -123,7 +123,11 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 pub fn source_status(e: &xstate::layout::SourceError) -> u8 {
     use xstate::layout::SourceError;
     match e {
-        SourceError::Io { .. } | SourceError::UnknownName { .. } => USAGE,
+        SourceError::Io { .. }
+        | SourceError::UnknownName { .. }
+        | SourceError::NotRegular {
+            kind: "directory", ..
+        } => USAGE,
         _ => REJECTED,
     }
 }

@@ -14,13 +14,66 @@
 //! hard links, whose owner the caller cannot give the new file, or in a
 //! directory the caller cannot write, is rewritten in place instead, so it
 //! stays the same file (then an I/O error part way can leave it partly
-//! written). A symlink to nothing is refused.
+//! written). A symlink to nothing is refused. `-` is standard output.
+//!
+//! The temporary file is created exclusively with a random name
+//! (`tempfile`), and removed on every error and when SIGINT, SIGTERM or
+//! SIGHUP ends the process while it exists: a thread waits for those
+//! signals, removes it, then ends the process as the signal would have.
 
 use std::fs::{self, Permissions};
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, Once};
+
+/// The temporary file being written, if any: removed when a signal ends
+/// the process. Held locked while it is renamed into place.
+static PENDING: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn pending() -> MutexGuard<'static, Option<PathBuf>> {
+    PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts, once, the thread that removes the pending temporary file when
+/// SIGINT, SIGTERM or SIGHUP arrives, then ends the process as the signal
+/// would (killed by it, as the shell reports).
+fn watch_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                if let Some(tmp) = pending().take() {
+                    let _ = fs::remove_file(tmp);
+                }
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            }
+        });
+    });
+}
+
+/// Forgets the pending temporary file when dropped (it is gone: renamed,
+/// or removed by `tempfile`).
+struct Pending;
+
+impl Pending {
+    fn set(path: &Path) -> Pending {
+        *pending() = Some(path.to_path_buf());
+        Pending
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        *pending() = None;
+    }
+}
 
 /// Writes `bytes` to `path` whole or not at all (see the module docs).
 ///
@@ -34,6 +87,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(_) => return write_stream(&mut std::io::stderr().lock(), bytes),
         None => {}
     }
+    watch_signals();
     // Opened for writing without truncating: the kernel resolves the path
     // and says whether the caller may write it.
     let existing = match fs::OpenOptions::new().write(true).open(path) {
@@ -90,16 +144,35 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         }
         (Err(e), _) => return Err(e),
     };
+    let _pending = Pending::set(tmp.path());
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&target).map_err(|e| e.error)?;
+    hold_for_tests();
+    // Renamed with the lock held: a signal arriving meanwhile waits, then
+    // finds nothing to remove.
+    let mut lock = pending();
+    let persisted = tmp.persist(&target).map_err(|e| e.error);
+    *lock = None;
+    persisted?;
     Ok(())
+}
+
+/// A test instrument, not an interface: with `XSTATE_TEST_HOLD_TEMP_MS`
+/// set, waits that long with the temporary file written, so a test can
+/// signal the process while it exists.
+fn hold_for_tests() {
+    if let Some(ms) = std::env::var("XSTATE_TEST_HOLD_TEMP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// 1 or 2 when `path` names the process's stdout or stderr.
 fn std_stream(path: &Path) -> Option<u8> {
     match path.to_str()? {
-        "/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1" => Some(1),
+        "-" | "/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1" => Some(1),
         "/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2" => Some(2),
         _ => None,
     }

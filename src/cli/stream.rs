@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use xstate::area::AreaHeader;
-use xstate::migrate::stream::{self, Source, StreamHeader, Vcpu};
+use xstate::migrate::stream::{self, Source, Vcpu};
 use xstate::migrate::{check_host, restore_area, Guest, Incompatibility};
 use xstate::profile::HostProfile;
 use xstate::xregs::XstateRegisters;
 use xstate::RegisterFile;
 
-use super::input::{read_bounded, MAX_AREA, MAX_STREAM};
+use super::input::{self, Expect};
 use super::{fail, output, REJECTED, USAGE};
 
 /// Stream subcommands.
@@ -59,6 +59,8 @@ pub enum StreamCommand {
         vcpu: usize,
         #[command(flatten)]
         guest: super::guest::GuestArgs,
+        #[command(flatten)]
+        bound: BoundArgs,
     },
     /// Check whether every vCPU of a stream can go to a destination (exit 1
     /// when not, listing every reason). Against a host profile (`xstate kvm
@@ -76,19 +78,34 @@ pub enum StreamCommand {
         json: bool,
         #[command(flatten)]
         guest: super::guest::GuestArgs,
+        #[command(flatten)]
+        bound: BoundArgs,
     },
 }
 
-/// Reads a stream file (at most [`MAX_STREAM`] bytes) and decodes every
-/// vCPU.
-pub fn load(path: &Path) -> Result<Vec<Vcpu>, u8> {
-    let bytes = read_bounded(path, MAX_STREAM, "a migration stream")?;
-    decode_bytes(path, &bytes).map(|(_, v)| v)
+/// The bound on a stream's size, per vCPU its header claims.
+#[derive(Debug, clap::Args)]
+pub struct BoundArgs {
+    /// For a stream: the most bytes read for each vCPU its header claims
+    /// (the stream's bound is this times its vCPU count; every known
+    /// component live takes about 12 KiB)
+    #[arg(long, value_name = "BYTES", default_value_t = stream::VCPU_BYTES_BOUND)]
+    pub max_vcpu_bytes: u64,
 }
 
-/// Decodes a stream read from `path`.
-pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<(StreamHeader, Vec<Vcpu>), u8> {
-    stream::decode(bytes).map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))
+/// Reads a stream (`-`: standard input) within `bound`.
+fn read_stream(path: &Path, bound: &BoundArgs) -> Result<Vec<u8>, u8> {
+    input::read(
+        path,
+        Expect::Stream {
+            per_vcpu: bound.max_vcpu_bytes,
+        },
+    )
+}
+
+/// Validates a stream read from `path`.
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<stream::Parsed<'a>, u8> {
+    stream::parse(bytes).map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))
 }
 
 /// The registers `stream encode` gives an area's vCPU, which no live vCPU
@@ -119,9 +136,10 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             layout,
             guest,
         } => {
+            input::refuse_same(input, output)?;
             let layout = super::load_layout(layout)?;
             let guest = guest.guest()?;
-            let bytes = read_bounded(input, MAX_AREA, "an XSAVE area")?;
+            let bytes = input::read(input, Expect::Area)?;
             let mut regs = RegisterFile::decode(&bytes, &layout)
                 .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
             let what = input.display().to_string();
@@ -159,16 +177,19 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             kvm: _,
             vcpu,
             guest,
+            bound,
         } => {
+            input::refuse_same(input, output)?;
             let guest = guest.guest()?;
-            let vcpus = load(input)?;
-            let v = vcpus.get(*vcpu).ok_or_else(|| {
+            let bytes = read_stream(input, bound)?;
+            let parsed = parse(input, &bytes)?;
+            let v = parsed.vcpu(*vcpu).ok_or_else(|| {
                 fail(
                     REJECTED,
                     format_args!(
                         "{}: no vCPU {vcpu} (the stream holds {})",
                         input.display(),
-                        vcpus.len()
+                        parsed.len()
                     ),
                 )
             })?;
@@ -206,25 +227,28 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             to,
             json,
             guest,
+            bound,
         } => {
             let destination = super::load_profile(to)?;
             let guest = guest.guest()?;
-            let vcpus = load(input)?;
-            if vcpus.is_empty() {
+            let bytes = read_stream(input, bound)?;
+            let parsed = parse(input, &bytes)?;
+            if parsed.is_empty() {
                 super::warn(format_args!(
                     "{}: the stream holds no vCPU: nothing to judge",
                     input.display()
                 ));
             }
-            let reports: Vec<_> = vcpus
-                .iter()
-                .enumerate()
-                .map(|(n, v)| {
+            // One vCPU decoded at a time, into the same register file.
+            let mut state = RegisterFile::new();
+            let reports: Vec<_> = (0..parsed.len())
+                .map(|n| {
+                    let registers = parsed.decode_into(n, &mut state).expect("n < len");
                     let what = format!("{}: vCPU {n}", input.display());
                     check_host(
-                        &v.state,
+                        &state,
                         &destination,
-                        &with_registers(&what, &guest, v.registers),
+                        &with_registers(&what, &guest, registers),
                     )
                 })
                 .collect();

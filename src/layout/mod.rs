@@ -51,7 +51,7 @@ pub use dump::{DumpError, DumpFormat};
 #[cfg(feature = "std")]
 pub use file::{ComponentEntry, FileError, LayoutFile};
 #[cfg(feature = "std")]
-pub use source::{read_at_most, read_source_file, LayoutSource, SourceError, MAX_SOURCE_FILE};
+pub use source::{read_source_file, LayoutSource, SourceError, MAX_SOURCE_FILE};
 
 use arrayvec::ArrayString;
 

@@ -11,14 +11,16 @@
 //! - Anything else is read as a TOML layout file.
 //!
 //! Errors say what the file was taken for. A file larger than
-//! [`MAX_SOURCE_FILE`] or not UTF-8 text is refused as input
-//! ([`SourceError::TooLarge`], [`SourceError::NotText`]); one that cannot
+//! [`MAX_SOURCE_FILE`], not a regular file, or not UTF-8 text is refused as
+//! input ([`SourceError::TooLarge`], [`SourceError::NotRegular`],
+//! [`SourceError::NotText`]); one that cannot
 //! be read at all is an I/O error ([`SourceError::Io`]).
 
 use std::path::{Path, PathBuf};
 
 use super::{catalog, dump, DumpError, FileError, Layout, LayoutError};
 use crate::cpuid::CpuidSet;
+use crate::input::InputError;
 use crate::profile::{HostProfile, ProfileError};
 
 /// Why a named layout could not be loaded.
@@ -39,6 +41,14 @@ pub enum SourceError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// Not a regular file (a device, a FIFO, a directory): refused unread.
+    #[error("{} is a {kind}, not a regular file: not a layout file, CPUID or host profile", path.display())]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is ([`crate::input::InputError::NotRegular`]).
+        kind: &'static str,
     },
     /// A file larger than [`MAX_SOURCE_FILE`]: no layout file, CPUID or
     /// profile is that large.
@@ -271,42 +281,26 @@ fn load_file(path: &Path) -> Result<(HostProfile, Option<CpuidSet>), SourceError
 /// # Errors
 ///
 /// [`SourceError::Io`] when it cannot be read (an I/O error),
-/// [`SourceError::TooLarge`] or [`SourceError::NotText`] when it is read but
-/// cannot be one (a rejected input).
+/// [`SourceError::NotRegular`], [`SourceError::TooLarge`] or
+/// [`SourceError::NotText`] when it cannot be one (a rejected input).
 pub fn read_source_file(path: &Path) -> Result<String, SourceError> {
-    let bytes = read_at_most(path, MAX_SOURCE_FILE)
-        .map_err(|source| SourceError::Io {
-            path: path.to_path_buf(),
+    let path_buf = || path.to_path_buf();
+    let bytes = crate::input::read_file(path, MAX_SOURCE_FILE).map_err(|e| match e {
+        InputError::Io(source) => SourceError::Io {
+            path: path_buf(),
             source,
-        })?
-        .ok_or_else(|| SourceError::TooLarge {
-            path: path.to_path_buf(),
+        },
+        InputError::NotRegular { kind } => SourceError::NotRegular {
+            path: path_buf(),
+            kind,
+        },
+        InputError::TooLarge { .. } => SourceError::TooLarge {
+            path: path_buf(),
             max: MAX_SOURCE_FILE,
-        })?;
+        },
+    })?;
     String::from_utf8(bytes).map_err(|e| SourceError::NotText {
         at: e.utf8_error().valid_up_to(),
         path: path.to_path_buf(),
     })
-}
-
-/// The bytes of `path` when it holds at most `limit` bytes, `None` when it
-/// holds more. A regular file says its size, so one too large is refused
-/// unread; other files (a FIFO, a device) are read up to the bound, so
-/// memory stays bounded either way.
-///
-/// # Errors
-///
-/// An I/O error opening or reading `path`.
-pub fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    if file
-        .metadata()
-        .is_ok_and(|m| m.is_file() && m.len() > limit)
-    {
-        return Ok(None);
-    }
-    let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }

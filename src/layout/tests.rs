@@ -1908,9 +1908,26 @@ fn files_too_large_or_not_text_are_rejected_inputs_not_io_errors() {
     let missing = dir.path().join("missing.toml");
     let e = read_source_file(&missing).unwrap_err();
     assert!(matches!(e, SourceError::Io { .. }), "{e:?}");
-    // A directory cannot be read as a file: an I/O error too.
+    // A directory, a FIFO: not regular files, refused unopened.
     let e = read_source_file(dir.path()).unwrap_err();
-    assert!(matches!(e, SourceError::Io { .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            SourceError::NotRegular {
+                kind: "directory",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.expect("mkfifo (coreutils)").success());
+    let e = read_source_file(&fifo).unwrap_err();
+    assert!(
+        matches!(e, SourceError::NotRegular { kind: "FIFO", .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -2004,7 +2021,7 @@ fn xfd_is_refused_on_known_components_it_never_applies_to() {
 #[test]
 fn geometry_that_cannot_be_real_is_refused() {
     // A standard size the components do not end at, above or below.
-    for size in [2448, 4096, u32::try_from(MAX_AREA_SIZE).unwrap()] {
+    for size in [2448, 4096, MAX_AREA_SIZE] {
         let mut p = zen3_parts();
         p.standard_size = Some(size);
         let (e, msg) = err(p);

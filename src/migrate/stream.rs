@@ -160,6 +160,29 @@ const _: () = {
     assert!(SSE_RECORD == 260);
 };
 
+/// The bytes a reader allows each vCPU section of a stream before it
+/// decodes one: 64 KiB, several times what every known component live
+/// takes (about 12 KiB: AMX TILEDATA alone is 8192), so memory for a
+/// stream read stays in proportion to the vCPUs its header claims
+/// ([`length_bound`]). Streams with large unknown components need more:
+/// a reader may take a larger bound from its user.
+pub const VCPU_BYTES_BOUND: u64 = 64 << 10;
+
+/// The most bytes a stream whose header starts `head` may take, at
+/// `per_vcpu` bytes for each vCPU its header claims (at most
+/// [`MAX_VCPUS`]), with the stream and checksum headers: what a reader
+/// should read before [`decode`] refuses or takes it. `None` when `head`
+/// is not the first 16 bytes of a stream header.
+pub fn length_bound(head: &[u8], per_vcpu: u64) -> Option<u64> {
+    let at = core::mem::offset_of!(StreamHeaderBytes, vcpu_count);
+    let count = head.get(at..at + 4).filter(|_| is_stream(head))?;
+    let vcpus = u32::from_le_bytes(count.try_into().ok()?).min(MAX_VCPUS);
+    Some(
+        ((HEADER_LEN + CHECKSUM_LEN) as u64)
+            .saturating_add(u64::from(vcpus).saturating_mul(per_vcpu)),
+    )
+}
+
 /// Where the state came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Source {
@@ -550,52 +573,111 @@ impl<'a> Reader<'a> {
 type Record = (ComponentId, core::ops::Range<usize>);
 
 /// One validated vCPU section.
+#[derive(Debug)]
 struct Section {
     registers: Option<XstateRegisters>,
     records: Vec<Record>,
 }
 
-/// Validates the whole stream (version 1 or 2), then decodes every vCPU.
+/// A stream validated whole, whose vCPUs are decoded one at a time, on
+/// demand: memory in proportion to the input (a few bytes of bookkeeping
+/// per vCPU section and record, at most 4 bytes per input byte), however
+/// many vCPUs it holds. [`decode`] decodes them all at once.
+#[derive(Debug)]
+pub struct Parsed<'a> {
+    bytes: &'a [u8],
+    header: StreamHeader,
+    sections: Vec<Section>,
+}
+
+impl Parsed<'_> {
+    /// What the stream's header says.
+    pub fn header(&self) -> StreamHeader {
+        self.header
+    }
+
+    /// The number of vCPUs.
+    pub fn len(&self) -> usize {
+        self.sections.len()
+    }
+
+    /// Whether the stream holds no vCPU.
+    pub fn is_empty(&self) -> bool {
+        self.sections.is_empty()
+    }
+
+    /// Decodes vCPU `n` into `state` (reusing its allocations): its
+    /// registers (`None` from a version 1 stream), or `None` past the last
+    /// vCPU, `state` then unchanged.
+    pub fn decode_into(
+        &self,
+        n: usize,
+        state: &mut RegisterFile,
+    ) -> Option<Option<XstateRegisters>> {
+        let section = self.sections.get(n)?;
+        state.clear();
+        for (c, range) in &section.records {
+            let data = &self.bytes[range.clone()];
+            let mut legacy_image = [0u8; LEGACY_SIZE];
+            let image: &[u8] = match *c {
+                ComponentId::X87 => {
+                    let [a, b] = legacy::X87_RANGES;
+                    let split = a.len();
+                    legacy_image[a].copy_from_slice(&data[..split]);
+                    legacy_image[b].copy_from_slice(&data[split..]);
+                    &legacy_image
+                }
+                ComponentId::SSE => {
+                    let m = legacy::MXCSR;
+                    legacy_image[m..m + 4].copy_from_slice(&data[..4]);
+                    legacy_image[legacy::SSE_RANGE].copy_from_slice(&data[4..]);
+                    &legacy_image
+                }
+                _ => data,
+            };
+            state
+                .set_component(*c, image)
+                .expect("validated record sizes");
+        }
+        Some(section.registers)
+    }
+
+    /// vCPU `n`, decoded; `None` past the last vCPU.
+    pub fn vcpu(&self, n: usize) -> Option<Vcpu> {
+        let mut state = RegisterFile::new();
+        let registers = self.decode_into(n, &mut state)?;
+        Some(Vcpu { state, registers })
+    }
+}
+
+/// Validates the whole stream (version 1 or 2), decoding no vCPU yet.
 /// Nothing is produced for an input with any fault.
 ///
 /// # Errors
 ///
 /// The first [`StreamError`] found, with its offset.
-pub fn decode(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vcpu>), StreamError> {
+pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, StreamError> {
     let (header, sections) = validate(bytes)?;
-    let vcpus = sections
-        .iter()
-        .map(|section| {
-            let mut regs = RegisterFile::new();
-            for (c, range) in &section.records {
-                let data = &bytes[range.clone()];
-                let mut legacy_image = [0u8; LEGACY_SIZE];
-                let image: &[u8] = match *c {
-                    ComponentId::X87 => {
-                        let [a, b] = legacy::X87_RANGES;
-                        let split = a.len();
-                        legacy_image[a].copy_from_slice(&data[..split]);
-                        legacy_image[b].copy_from_slice(&data[split..]);
-                        &legacy_image
-                    }
-                    ComponentId::SSE => {
-                        let m = legacy::MXCSR;
-                        legacy_image[m..m + 4].copy_from_slice(&data[..4]);
-                        legacy_image[legacy::SSE_RANGE].copy_from_slice(&data[4..]);
-                        &legacy_image
-                    }
-                    _ => data,
-                };
-                regs.set_component(*c, image)
-                    .expect("validated record sizes");
-            }
-            Vcpu {
-                state: regs,
-                registers: section.registers,
-            }
-        })
+    Ok(Parsed {
+        bytes,
+        header,
+        sections,
+    })
+}
+
+/// Validates the whole stream (version 1 or 2), then decodes every vCPU.
+/// Nothing is produced for an input with any fault. Each vCPU takes a
+/// [`RegisterFile`] (about 11 KiB); [`parse`] decodes one at a time.
+///
+/// # Errors
+///
+/// The first [`StreamError`] found, with its offset.
+pub fn decode(bytes: &[u8]) -> Result<(StreamHeader, Vec<Vcpu>), StreamError> {
+    let parsed = parse(bytes)?;
+    let vcpus = (0..parsed.len())
+        .map(|n| parsed.vcpu(n).expect("n < len"))
         .collect();
-    Ok((header, vcpus))
+    Ok((parsed.header, vcpus))
 }
 
 /// [`decode`], requiring exactly `expected` vCPUs.

@@ -214,6 +214,15 @@ impl RegisterFile {
         }
     }
 
+    /// Returns every component to its init configuration, reusing the
+    /// allocations: the same state as [`RegisterFile::new`].
+    pub fn clear(&mut self) {
+        for c in self.xstate_bv {
+            self.set_init(c);
+        }
+        self.legacy.mxcsr.set(MXCSR_INIT);
+    }
+
     fn init_x87(&mut self) {
         let b = self.legacy.as_mut_bytes();
         for r in legacy::X87_RANGES {
