@@ -72,10 +72,10 @@ proptest! {
         let shared = a.xcr0_supported() & b.xcr0_supported();
         let regs = state(a, Xfeatures::from_bits(pick) & shared, &bytes);
         let src = regs.encode(a, fa).unwrap();
-        let opts = RelayoutOptions { format: fb, drop_init: true };
+        let opts = RelayoutOptions { format: fb, drop_init: true, ..Default::default() };
         let there = relayout(&src, a, b, opts).unwrap();
         prop_assert_eq!(RegisterFile::decode(&there, b).unwrap(), regs.clone());
-        let back = relayout(&there, b, a, RelayoutOptions { format: fa, drop_init: true }).unwrap();
+        let back = relayout(&there, b, a, RelayoutOptions { format: fa, drop_init: true, ..Default::default() }).unwrap();
         prop_assert_eq!(RegisterFile::decode(&back, a).unwrap(), regs);
     }
 
@@ -90,7 +90,7 @@ proptest! {
         let src = regs.encode(a, Format::Standard).unwrap();
         let homeless_live = regs.xstate_bv() - b.supported();
         let homeless_init = a.xcr0_supported() - b.supported() - regs.xstate_bv();
-        match relayout(&src, a, b, RelayoutOptions { format: Format::Standard, drop_init }) {
+        match relayout(&src, a, b, RelayoutOptions { format: Format::Standard, drop_init, ..Default::default() }) {
             Ok(out) => {
                 prop_assert_eq!(homeless_live, Xfeatures::EMPTY);
                 prop_assert!(drop_init || homeless_init.is_empty());

@@ -733,7 +733,12 @@ fn view_components_are_the_register_file_components() {
         for c in regs.xstate_bv() {
             match view.component(c) {
                 Ok(Some(bytes)) => {
-                    let want = regs.component(c).unwrap();
+                    let mut want = regs.component(c).unwrap().to_vec();
+                    // MXCSR_MASK (bytes 28..32) is the CPU's, not the
+                    // state's: the area carries the layout's.
+                    if c.is_legacy() {
+                        want[28..32].copy_from_slice(&zen4.mxcsr_mask().to_le_bytes());
+                    }
                     assert!(
                         bytes == want,
                         "{c} ({format:?}): the view gives {} bytes, the register file {}",

@@ -157,6 +157,8 @@ pub(crate) mod legacy {
     pub(crate) const FDP: u32 = offset_of!(LegacyRegion, fdp) as u32;
     /// MXCSR.
     pub(crate) const MXCSR: usize = offset_of!(LegacyRegion, mxcsr);
+    /// MXCSR_MASK, in bytes from the start of the area.
+    pub(crate) const MXCSR_MASK: usize = offset_of!(LegacyRegion, mxcsr_mask);
     /// ST0.
     pub(crate) const ST: u32 = offset_of!(LegacyRegion, st) as u32;
     /// XMM0.

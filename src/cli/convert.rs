@@ -34,6 +34,10 @@ pub struct Args {
     /// Drop components the destination lacks when their state is init.
     #[arg(long)]
     drop_init: bool,
+    /// Clear MXCSR bits outside the destination's MXCSR mask (which XRSTOR
+    /// faults on) instead of refusing the area; said on stderr.
+    #[arg(long)]
+    mask_mxcsr: bool,
     #[command(flatten)]
     guest: super::guest::GuestArgs,
 }
@@ -58,6 +62,7 @@ pub fn run(args: &Args) -> u8 {
             Format::Standard
         },
         drop_init: args.drop_init,
+        mask_mxcsr: args.mask_mxcsr,
     };
     let guest = match args.guest.guest() {
         Ok(g) => g,
@@ -107,6 +112,11 @@ pub fn run(args: &Args) -> u8 {
     let out = match relayout_for(&bytes, &from, &to, options, &guest) {
         Ok((out, masked)) => {
             super::guest::report(&what, &masked);
+            if args.mask_mxcsr {
+                if let Ok(regs) = RegisterFile::decode(&bytes, &from) {
+                    super::stream::report_mxcsr_mask(&what, &regs, to.mxcsr_mask());
+                }
+            }
             out
         }
         Err(e) => {

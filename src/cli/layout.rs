@@ -64,6 +64,7 @@ pub fn to_json(layout: &Layout) -> serde_json::Value {
         "xcr0_supported": layout.xcr0_supported().to_string(),
         "xss_supported": layout.xss_supported().to_string(),
         "xsave_features": format!("{:#x}", layout.xsave_features()),
+        "mxcsr_mask": format!("{:#x}", layout.mxcsr_mask()),
         "standard_size": layout.standard_size(),
         "compacted_size": layout.compacted_size(),
         "components": components,

@@ -7,6 +7,7 @@ use serde_json::json;
 use xstate::area::AreaHeader;
 use xstate::migrate::stream::{self, Source, Vcpu};
 use xstate::migrate::{check_host, restore_area, Guest, Incompatibility};
+use xstate::prelude::*;
 use xstate::profile::HostProfile;
 use xstate::xregs::XstateRegisters;
 use xstate::RegisterFile;
@@ -57,6 +58,10 @@ pub enum StreamCommand {
         /// Which vCPU of the stream.
         #[arg(long, default_value_t = 0)]
         vcpu: usize,
+        /// Clear MXCSR bits outside the destination's MXCSR mask (which
+        /// XRSTOR faults on) instead of refusing the vCPU; said on stderr.
+        #[arg(long)]
+        mask_mxcsr: bool,
         #[command(flatten)]
         guest: super::guest::GuestArgs,
         #[command(flatten)]
@@ -176,6 +181,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             layout,
             kvm: _,
             vcpu,
+            mask_mxcsr,
             guest,
             bound,
         } => {
@@ -183,7 +189,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let guest = guest.guest()?;
             let bytes = read_stream(input, bound)?;
             let parsed = parse(input, &bytes)?;
-            let v = parsed.vcpu(*vcpu).ok_or_else(|| {
+            let mut v = parsed.vcpu(*vcpu).ok_or_else(|| {
                 fail(
                     REJECTED,
                     format_args!(
@@ -202,6 +208,17 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
                     live_kvm_profile().map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?
                 }
             };
+            if *mask_mxcsr {
+                // The mask `check_host` judges MXCSR by.
+                let mask = destination
+                    .kvm
+                    .as_ref()
+                    .map_or(destination.layout.mxcsr_mask(), |k| k.mxcsr_mask);
+                report_mxcsr_mask(&what, &v.state, mask);
+                if let Ok(mxcsr) = v.state.mxcsr() {
+                    let _ = v.state.set_mxcsr(mxcsr & mask);
+                }
+            }
             // Judged as `stream check` judges it: nothing is written that
             // the check refuses.
             let guest = with_registers(&what, &guest, v.registers);
@@ -311,6 +328,19 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             }
             Ok(if compatible { 0 } else { REJECTED })
         }
+    }
+}
+
+/// Says on stderr that `state`'s MXCSR loses the bits outside `mask`,
+/// when it has any.
+pub fn report_mxcsr_mask(what: &str, state: &RegisterFile, mask: u32) {
+    let Ok(mxcsr) = state.mxcsr() else { return };
+    if mxcsr & !mask != 0 {
+        super::warn(format_args!(
+            "{what}: MXCSR {mxcsr:#x} masked to {:#x}: the destination's MXCSR mask {mask:#x} lacks bits {:#x}",
+            mxcsr & mask,
+            mxcsr & !mask
+        ));
     }
 }
 

@@ -65,6 +65,12 @@ pub enum Incompatibility {
     /// The state does not fit the destination's area (a live component it
     /// lacks, or KVM's buffer too small for it).
     DoesNotFit(AccessError),
+    /// Live supervisor state for a destination that takes the standard
+    /// format only (KVM's buffers), which holds no supervisor component:
+    /// only XSAVES's compacted format does (Intel SDM vol. 1, 13.11). A
+    /// VMM moves such state through the MSRs that hold it
+    /// (`KVM_SET_MSRS`).
+    SupervisorInStandardFormat(ComponentId),
     /// A vCPU register value the destination cannot be given: XCR0 or
     /// IA32_XSS enabling, or IA32_XFD disabling, components it does not
     /// support (`KVM_SET_XCRS` and `KVM_SET_MSRS` fail with EINVAL, XSETBV
@@ -140,6 +146,11 @@ impl core::fmt::Display for Incompatibility {
             Incompatibility::DoesNotFit(e) => {
                 write!(f, "the state does not fit the destination's area: {e}")
             }
+            Incompatibility::SupervisorInStandardFormat(c) => write!(
+                f,
+                "{c} (component {}) is live supervisor state, which the destination's standard-format area (KVM_SET_XSAVE's) cannot hold: only the compacted format of XSAVES does (its MSRs carry it through KVM_SET_MSRS)",
+                c.index()
+            ),
             Incompatibility::Register {
                 register,
                 value,
@@ -316,7 +327,9 @@ pub fn check_host(state: &RegisterFile, destination: &HostProfile, guest: &Guest
 ///
 /// # Errors
 ///
-/// [`Incompatibility::DoesNotFit`] when the state does not fit the area,
+/// [`Incompatibility::SupervisorInStandardFormat`] for live supervisor
+/// state with a KVM part, [`Incompatibility::DoesNotFit`] when the state
+/// does not fit the area,
 /// [`Incompatibility::KvmRejects`] when `KVM_SET_XSAVE` would refuse it.
 pub fn restore_area(
     state: &RegisterFile,
@@ -338,6 +351,10 @@ pub fn restore_area(
     // it); KVM's buffers are the standard format, always.
     let supervisor = state.xstate_bv() & layout.xss_supported();
     let (size, xcomp_bv) = match &destination.kvm {
+        Some(_) if !supervisor.is_empty() => {
+            let c = supervisor.first().expect("not empty");
+            return Err(Incompatibility::SupervisorInStandardFormat(c));
+        }
         Some(kvm) => (kvm.buffer_size, XcompBv::STANDARD),
         None if supervisor.is_empty() => (layout.standard_size() as usize, XcompBv::STANDARD),
         None => {

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use super::check::{faults, Incompatibility};
 use super::guest::{Guest, Masking};
 
-use crate::access::{AccessError, XstateRead};
+use crate::access::{AccessError, XstateRead, XstateWrite};
 use crate::area::HeaderError;
 use crate::component::{ComponentId, Xfeatures};
 use crate::layout::{text, Text};
@@ -20,6 +20,10 @@ pub struct RelayoutOptions {
     /// Drop components the destination lacks when their state is init.
     /// Live state is never dropped.
     pub drop_init: bool,
+    /// Clear the MXCSR bits the destination does not implement (outside
+    /// its MXCSR mask) instead of refusing the state: XRSTOR and FXRSTOR
+    /// fault (#GP) on them (Intel SDM vol. 1, 11.6.6).
+    pub mask_mxcsr: bool,
 }
 
 impl Default for RelayoutOptions {
@@ -27,6 +31,7 @@ impl Default for RelayoutOptions {
         RelayoutOptions {
             format: Format::Standard,
             drop_init: false,
+            mask_mxcsr: false,
         }
     }
 }
@@ -121,6 +126,15 @@ pub fn relayout_for<'a>(
     if let Some(component) = homeless.first().filter(|_| !options.drop_init) {
         return Err(MigrateError::InitWithoutHome { component, layout });
     }
+    let mut masked_mxcsr = false;
+    if options.mask_mxcsr {
+        let mxcsr = regs.mxcsr().map_err(MigrateError::SourceAccess)?;
+        if mxcsr & !to.mxcsr_mask() != 0 {
+            regs.set_mxcsr(mxcsr & to.mxcsr_mask())
+                .map_err(MigrateError::SourceAccess)?;
+            masked_mxcsr = true;
+        }
+    }
     if let Some(fault) = faults(&regs, to.mxcsr_mask()).into_iter().next() {
         return Err(MigrateError::WouldFault(fault));
     }
@@ -129,11 +143,13 @@ pub fn relayout_for<'a>(
         Format::Compacted => 0,
     };
     // The input itself, where nothing changes: no masking, the same
-    // geometry and format, and canonical bytes (PKRU's reserved bytes zero).
+    // geometry and format, canonical bytes (PKRU's reserved bytes zero)
+    // and the destination's MXCSR_MASK.
     let canonical = regs.component(ComponentId::PKRU).is_none_or(|_| {
         view.component(ComponentId::PKRU).ok().flatten() == regs.component(ComponentId::PKRU)
-    });
+    }) && src.get(28..32) == Some(&to.mxcsr_mask().to_le_bytes()[..]);
     if masked.is_empty()
+        && !masked_mxcsr
         && canonical
         && from.fingerprint() == to.fingerprint()
         && view.format() == options.format

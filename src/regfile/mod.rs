@@ -449,8 +449,11 @@ impl RegisterFile {
                 self.write_to(&mut view)?;
                 pin.iter().try_for_each(|c| view.make_live(c))
             });
-        if result.is_err() {
-            buf[header].copy_from_slice(&saved);
+        match result {
+            // MXCSR_MASK as the destination CPU's FXSAVE / XSAVE write it.
+            Ok(()) => buf[legacy::MXCSR_MASK..legacy::MXCSR_MASK + 4]
+                .copy_from_slice(&layout.mxcsr_mask().to_le_bytes()),
+            Err(_) => buf[header].copy_from_slice(&saved),
         }
         result
     }
