@@ -344,6 +344,48 @@ impl CpuidSet {
         }
     }
 
+    /// A set from `kvm_cpuid_entry2`-shaped entries: (function, index,
+    /// flags, registers). A leaf any of whose entries has
+    /// [`FLAG_SIGNIFICANT_INDEX`] is indexed; the others' index is ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`CpuidSetError::TooManyEntries`] past [`MAX_ENTRIES`], or
+    /// [`CpuidSetError::Duplicate`] for a leaf and sub-leaf given twice, with
+    /// the entry's index.
+    pub fn from_entries(
+        entries: impl IntoIterator<Item = (u32, u32, u32, CpuidRegs)>,
+    ) -> Result<CpuidSet, CpuidSetError> {
+        let entries: Vec<_> = entries.into_iter().take(MAX_ENTRIES + 1).collect();
+        if entries.len() > MAX_ENTRIES {
+            return Err(CpuidSetError::TooManyEntries {
+                at: At::Entry(MAX_ENTRIES),
+                max: MAX_ENTRIES,
+            });
+        }
+        let mut set = CpuidSet::new();
+        for &(function, _, flags, _) in &entries {
+            if flags & FLAG_SIGNIFICANT_INDEX != 0 {
+                set.indexed.insert(function);
+            }
+        }
+        for (i, (function, index, _, regs)) in entries.into_iter().enumerate() {
+            let sub = if set.indexed.contains(&function) {
+                index
+            } else {
+                0
+            };
+            if set.entries.insert((function, sub), regs).is_some() {
+                return Err(CpuidSetError::Duplicate {
+                    at: At::Entry(i),
+                    leaf: function,
+                    subleaf: sub,
+                });
+            }
+        }
+        Ok(set)
+    }
+
     /// The XSAVE layout this CPUID describes, named `name`: leaf 0xD's
     /// geometry, the vendor of leaf 0. A CPU whose leaf 1 clears XSAVE, or
     /// whose leaf 0 gives a maximum basic leaf below 0xD, gives the
@@ -470,26 +512,11 @@ impl CpuidSet {
             parsed.push(json_entry(i, entry)?);
         }
         no_duplicate_keys(text, matches!(value, Value::Array(_)))?;
-        let mut set = CpuidSet::new();
-        for e in &parsed {
-            if e.flags & FLAG_SIGNIFICANT_INDEX != 0 {
-                set.indexed.insert(e.function);
-            }
-        }
-        for (i, e) in parsed.into_iter().enumerate() {
-            let sub = if set.indexed.contains(&e.function) {
-                e.index
-            } else {
-                0
-            };
-            if set.entries.insert((e.function, sub), e.regs).is_some() {
-                return Err(CpuidSetError::Duplicate {
-                    at: At::Entry(i),
-                    leaf: e.function,
-                    subleaf: sub,
-                });
-            }
-        }
+        let set = CpuidSet::from_entries(
+            parsed
+                .into_iter()
+                .map(|e| (e.function, e.index, e.flags, e.regs)),
+        )?;
         if set.is_empty() {
             return Err(CpuidSetError::NotADump);
         }

@@ -34,6 +34,7 @@ mod gpr;
 #[cfg(feature = "testing")]
 pub mod guest;
 mod probe;
+mod snapshot;
 mod state;
 mod vcpu;
 
@@ -45,6 +46,7 @@ pub use caps::{
 };
 pub use gpr::{GprError, Gprs, GPR_NAMES};
 pub use probe::KvmBehaviour;
+pub use snapshot::{KvmCpuidError, SavedXsave, SnapshotError};
 
 pub use crate::profile::{PkruBehaviour, PkruOnClearBit};
 pub use state::{get_registers, VcpuXstate, XstateMsrs};

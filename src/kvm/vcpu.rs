@@ -1,6 +1,8 @@
 //! Moving a vCPU's XSAVE state in and out of KVM.
 
-use kvm_bindings::{kvm_xcrs, Xsave};
+use std::os::fd::AsRawFd;
+
+use kvm_bindings::{kvm_xcrs, kvm_xsave, Xsave};
 use kvm_ioctls::VcpuFd;
 
 use super::{ioctl, new_xsave2, preflight, xsave2_bytes, xsave2_bytes_mut, KvmCaps, KvmError};
@@ -177,6 +179,140 @@ impl XstateBuffer {
         // (KVM_CAP_XSAVE2, or 4096 without it), so the kernel reads only
         // memory of the buffer.
         unsafe { vcpu.set_xsave2(&self.xsave) }.map_err(ioctl("KVM_SET_XSAVE"))
+    }
+}
+
+/// The `_IOR`/`_IOW` ioctl request numbers of `include/uapi/linux/kvm.h`
+/// (KVMIO 0xAE, a `struct kvm_xsave` argument), for vCPU file descriptors
+/// of any kvm-ioctls version, or none.
+mod request {
+    use super::kvm_xsave;
+
+    const KVMIO: u64 = 0xAE;
+    const SIZE: u64 = core::mem::size_of::<kvm_xsave>() as u64;
+    const _: () = assert!(SIZE == 4096);
+
+    const fn ior(nr: u64) -> u64 {
+        (2 << 30) | (SIZE << 16) | (KVMIO << 8) | nr
+    }
+
+    const fn iow(nr: u64) -> u64 {
+        (1 << 30) | (SIZE << 16) | (KVMIO << 8) | nr
+    }
+
+    /// `_IOR(KVMIO, 0xa4, struct kvm_xsave)`.
+    pub(super) const KVM_GET_XSAVE: u64 = ior(0xa4);
+    /// `_IOW(KVMIO, 0xa5, struct kvm_xsave)`.
+    pub(super) const KVM_SET_XSAVE: u64 = iow(0xa5);
+    /// `_IOR(KVMIO, 0xcf, struct kvm_xsave)`.
+    pub(super) const KVM_GET_XSAVE2: u64 = ior(0xcf);
+    const _: () = assert!(KVM_GET_XSAVE == 0x9000_aea4);
+    const _: () = assert!(KVM_SET_XSAVE == 0x5000_aea5);
+    const _: () = assert!(KVM_GET_XSAVE2 == 0x9000_aecf);
+}
+
+impl XstateBuffer {
+    /// [`save`](Self::save) on any vCPU file descriptor: a `VcpuFd` of
+    /// another kvm-ioctls version than xstate's (libkrun's 0.24, say), or
+    /// a VMM's own. The ioctls are issued here, on the raw descriptor.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Ioctl`] when the ioctl fails.
+    pub fn save_fd(&mut self, vcpu: &impl AsRawFd) -> Result<(), KvmError> {
+        let fd = vcpu.as_raw_fd();
+        if self.xsave2 {
+            let buf = self.as_bytes_mut();
+            // SAFETY: KVM_GET_XSAVE2 writes KVM_CAP_XSAVE2 bytes; the buffer
+            // holds that size (`new` sized it from the capability, `From<Xsave>`
+            // documents the requirement). The pointer is valid for writes of
+            // `buf.len()` bytes for the call's duration.
+            let r = unsafe { libc::ioctl(fd, request::KVM_GET_XSAVE2 as _, buf.as_mut_ptr()) };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = kvm_ioctls::Error::last();
+            if !(buf.len() == 4096 && e.errno() == libc::EINVAL) {
+                return Err(KvmError::Ioctl {
+                    op: "KVM_GET_XSAVE2",
+                    source: e,
+                });
+            }
+            self.xsave2 = false;
+        }
+        let buf = &mut self.as_bytes_mut()[..4096];
+        // SAFETY: KVM_GET_XSAVE writes exactly 4096 bytes (`struct
+        // kvm_xsave`); `buf` is that long and valid for writes.
+        let r = unsafe { libc::ioctl(fd, request::KVM_GET_XSAVE as _, buf.as_mut_ptr()) };
+        if r != 0 {
+            return Err(KvmError::Ioctl {
+                op: "KVM_GET_XSAVE",
+                source: kvm_ioctls::Error::last(),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`restore`](Self::restore) on any vCPU file descriptor (see
+    /// [`save_fd`](Self::save_fd)): the pre-flight check, then
+    /// `KVM_SET_XSAVE` on the raw descriptor.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Preflight`] (no ioctl issued), or [`KvmError::Ioctl`].
+    pub fn restore_fd(&self, vcpu: &impl AsRawFd, caps: &KvmCaps) -> Result<(), KvmError> {
+        preflight(self.as_bytes(), &caps.set_xsave_rules())?;
+        let buf = self.as_bytes();
+        // SAFETY: KVM_SET_XSAVE reads KVM_CAP_XSAVE2 bytes (4096 without
+        // it); the buffer holds that size and is valid for reads.
+        let r = unsafe { libc::ioctl(vcpu.as_raw_fd(), request::KVM_SET_XSAVE as _, buf.as_ptr()) };
+        if r != 0 {
+            return Err(KvmError::Ioctl {
+                op: "KVM_SET_XSAVE",
+                source: kvm_ioctls::Error::last(),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`save`](Self::save) where the caller issues the ioctl: `get` fills
+    /// the buffer's bytes (`KVM_GET_XSAVE2` into all of them, or
+    /// `KVM_GET_XSAVE` into the first 4096), as a VMM with its own ioctl
+    /// layer (crosvm's) does.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Ioctl`] with `get`'s OS error.
+    pub fn save_with(
+        &mut self,
+        get: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
+    ) -> Result<(), KvmError> {
+        get(self.as_bytes_mut()).map_err(|e| caller_ioctl("KVM_GET_XSAVE2 (caller's)", &e))
+    }
+
+    /// [`restore`](Self::restore) where the caller issues the ioctl: the
+    /// pre-flight check, then `set` with the bytes for `KVM_SET_XSAVE`.
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Preflight`] (`set` is not called), or
+    /// [`KvmError::Ioctl`] with `set`'s OS error.
+    pub fn restore_with(
+        &self,
+        caps: &KvmCaps,
+        set: impl FnOnce(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), KvmError> {
+        preflight(self.as_bytes(), &caps.set_xsave_rules())?;
+        set(self.as_bytes()).map_err(|e| caller_ioctl("KVM_SET_XSAVE (caller's)", &e))
+    }
+}
+
+/// A caller's ioctl error as [`KvmError::Ioctl`] (EIO where it has no OS
+/// error).
+fn caller_ioctl(op: &'static str, e: &std::io::Error) -> KvmError {
+    KvmError::Ioctl {
+        op,
+        source: kvm_ioctls::Error::new(e.raw_os_error().unwrap_or(libc::EIO)),
     }
 }
 

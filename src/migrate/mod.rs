@@ -17,7 +17,7 @@
 //! assert_eq!(RegisterFile::decode(&moved, spr).unwrap(), regs);
 //! ```
 
-mod check;
+pub(crate) mod check;
 mod guest;
 pub mod pool;
 mod relayout;
