@@ -177,6 +177,19 @@ impl KvmCaps {
         })
     }
 
+    /// [`probe`](Self::probe) on a `/dev/kvm` descriptor of its own: for
+    /// VMMs built on another kvm-ioctls version (KVM's capabilities are the
+    /// system's, whichever descriptor asks).
+    ///
+    /// # Errors
+    ///
+    /// [`KvmError::Ioctl`] when `/dev/kvm` cannot be opened, or as
+    /// [`probe`](Self::probe).
+    pub fn probe_system() -> Result<KvmCaps, KvmError> {
+        let kvm = Kvm::new().map_err(ioctl("open /dev/kvm"))?;
+        KvmCaps::probe(&kvm)
+    }
+
     /// The host's layout: where KVM's buffers keep each component.
     pub fn layout(&self) -> &Layout {
         &self.layout
