@@ -20,7 +20,10 @@ fn a_kvm_ioctls_0_24_vcpu_saves_and_restores_through_its_descriptor() {
     let kvm = match kvm024::Kvm::new() {
         Ok(k) => k,
         Err(e) => {
-            common::skip("kvm-ioctls 0.24 vCPU", &format!("/dev/kvm is unusable: {e}"));
+            common::skip(
+                "kvm-ioctls 0.24 vCPU",
+                &format!("/dev/kvm is unusable: {e}"),
+            );
             return;
         }
     };

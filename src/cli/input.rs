@@ -100,6 +100,18 @@ fn bound(head: &[u8], expect: Expect) -> Option<(u64, String)> {
     }
 }
 
+/// Reads `path` (a regular file) whole if it holds at most `limit` bytes;
+/// the statuses as for [`read`].
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, u8> {
+    xstate::input::read_file(path, limit).map_err(|e| match e {
+        InputError::Io(e) => fail(USAGE, format_args!("{}: {e}", path.display())),
+        InputError::NotRegular { kind: "directory" } => {
+            fail(USAGE, format_args!("{}: {e}", path.display()))
+        }
+        e => fail(REJECTED, format_args!("{}: {e}", path.display())),
+    })
+}
+
 /// Refuses an output that is the input itself (the same file, by any name):
 /// writing it would replace what is being read.
 pub fn refuse_same(input: &Path, output: &Path) -> Result<(), u8> {

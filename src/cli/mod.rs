@@ -16,6 +16,7 @@ mod output;
 mod pool;
 mod report;
 mod stream;
+mod vmm;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +54,10 @@ enum Command {
     Cpuid(cpuid::CpuidCommand),
     /// Report on this host: its layout, a live XSAVE/XRSTOR self-check, KVM.
     Report,
+    /// Other VMMs' snapshots (Cloud Hypervisor, crosvm): decode, check and
+    /// convert their vCPUs' XSAVE state.
+    #[command(subcommand)]
+    Vmm(vmm::VmmCommand),
     /// KVM: capabilities and pre-flight checks of XSAVE buffers.
     #[cfg(target_arch = "x86_64")]
     #[command(subcommand)]
@@ -70,6 +75,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Pool(cmd) => pool::run(&cmd),
         Command::Cpuid(cmd) => cpuid::run(&cmd),
         Command::Report => report::run(),
+        Command::Vmm(cmd) => vmm::run(&cmd),
         #[cfg(target_arch = "x86_64")]
         Command::Kvm(cmd) => kvm::run(&cmd),
     }
