@@ -376,6 +376,8 @@ pub struct Layout {
     xsave: bool,
     /// Indexed by component number; `size == 0` means not enumerated.
     table: [ComponentGeometry; 64],
+    /// [`Layout::fingerprint`], computed once when the layout is built.
+    fingerprint: u64,
 }
 
 /// MXCSR_MASK when a layout does not say: Intel's 0xFFFF, or AMD's 0x2FFFF
@@ -589,7 +591,15 @@ impl Layout {
             xsave_features,
             xsave: true,
             table,
-        })
+            fingerprint: 0,
+        }
+        .with_fingerprint())
+    }
+
+    /// This layout with its fingerprint computed from its geometry.
+    fn with_fingerprint(mut self) -> Layout {
+        self.fingerprint = self.compute_fingerprint();
+        self
     }
 
     /// The layout of a CPU without the XSAVE feature set (CPUID.1:ECX.XSAVE
@@ -619,7 +629,7 @@ impl Layout {
         })
         .expect("x87 and SSE alone are a valid geometry");
         layout.xsave = false;
-        layout
+        layout.with_fingerprint()
     }
 
     /// Whether the CPU has the XSAVE feature set (CPUID.1:ECX.XSAVE); false
@@ -820,7 +830,13 @@ impl Layout {
 
     /// A 64-bit fingerprint of the geometry (not the name or source text):
     /// two layouts with the same fingerprint place every component alike.
+    /// Computed once, when the layout is built.
+    #[inline]
     pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    fn compute_fingerprint(&self) -> u64 {
         // FNV-1a over the geometry, stable across builds and platforms.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut feed = |v: u64| {
