@@ -39,6 +39,29 @@ fn kvm_exit(c: &mut Criterion) {
             state.save(vm.vcpu()).unwrap();
         })
     });
+    // An exit that only reads: sync issues no KVM_SET_XSAVE.
+    g.bench_function("exit + GET + view read + sync (no SET)", |b| {
+        b.iter(|| {
+            exit_once(&mut vm);
+            state.save(vm.vcpu()).unwrap();
+            let view = state.view(&layout).unwrap();
+            black_box(view.xmm(0).unwrap());
+            assert!(!state.sync(vm.vcpu(), &caps).unwrap());
+        })
+    });
+    g.bench_function(
+        "exit + GET + view read/write + sync (pre-flight + SET)",
+        |b| {
+            b.iter(|| {
+                exit_once(&mut vm);
+                state.save(vm.vcpu()).unwrap();
+                let mut view = state.view_mut(&layout).unwrap();
+                let x = view.xmm(0).unwrap();
+                view.set_xmm(0, x.wrapping_add(1)).unwrap();
+                assert!(state.sync(vm.vcpu(), &caps).unwrap());
+            })
+        },
+    );
     g.bench_function("exit + GET + view read/write + pre-flight + SET", |b| {
         b.iter(|| {
             exit_once(&mut vm);

@@ -158,3 +158,34 @@ fn snapshots_this_host_cannot_take_are_refused_before_any_ioctl() {
         "{e}"
     );
 }
+
+#[test]
+fn sync_writes_back_only_what_may_have_changed() {
+    let Some(vm) = common::vm("sync after a read-only exit") else {
+        return;
+    };
+    let caps = vm.caps().clone();
+    let layout = caps.layout().clone();
+    let mut buffer = XstateBuffer::new(&caps).unwrap();
+    assert!(buffer.is_changed(), "a new buffer is not the vCPU's");
+    buffer.save(vm.vcpu()).unwrap();
+    assert!(!buffer.is_changed());
+    // Reading issues nothing.
+    let x = buffer.view(&layout).unwrap().xmm(4).unwrap();
+    assert!(!buffer.sync(vm.vcpu(), &caps).unwrap());
+    // A write view counts as a change: written back once.
+    buffer
+        .view_mut(&layout)
+        .unwrap()
+        .set_xmm(4, x.wrapping_add(0x44))
+        .unwrap();
+    assert!(buffer.is_changed());
+    assert!(buffer.sync(vm.vcpu(), &caps).unwrap());
+    assert!(!buffer.sync(vm.vcpu(), &caps).unwrap());
+    let mut back = XstateBuffer::new(&caps).unwrap();
+    back.save(vm.vcpu()).unwrap();
+    assert_eq!(
+        back.view(&layout).unwrap().xmm(4).unwrap(),
+        x.wrapping_add(0x44)
+    );
+}

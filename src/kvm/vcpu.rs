@@ -17,6 +17,9 @@ pub struct XstateBuffer {
     xsave: Xsave,
     /// Whether to read with KVM_GET_XSAVE2 (false: KVM_GET_XSAVE).
     xsave2: bool,
+    /// Whether the bytes may differ from the vCPU's since the last save or
+    /// sync: set when anything could have written them.
+    changed: bool,
 }
 
 impl core::fmt::Debug for XstateBuffer {
@@ -24,6 +27,7 @@ impl core::fmt::Debug for XstateBuffer {
         f.debug_struct("XstateBuffer")
             .field("len", &self.as_bytes().len())
             .field("xsave2", &self.xsave2)
+            .field("changed", &self.changed)
             .finish()
     }
 }
@@ -36,6 +40,7 @@ impl From<Xsave> for XstateBuffer {
         XstateBuffer {
             xsave,
             xsave2: true,
+            changed: true,
         }
     }
 }
@@ -51,6 +56,7 @@ impl XstateBuffer {
         Ok(XstateBuffer {
             xsave: new_xsave2(caps.buffer_size())?,
             xsave2: caps.xsave2_size().is_some(),
+            changed: true,
         })
     }
 
@@ -67,6 +73,7 @@ impl XstateBuffer {
     /// this host's buffer (the buffer is then unchanged).
     pub fn load(&mut self, state: &RegisterFile, caps: &KvmCaps) -> Result<(), KvmError> {
         let layout = caps.layout();
+        self.changed = true;
         state.encode_into_pinned(
             self.as_bytes_mut(),
             layout,
@@ -91,9 +98,37 @@ impl XstateBuffer {
         xsave2_bytes(&self.xsave)
     }
 
-    /// The buffer's bytes, writable.
+    /// The buffer's bytes, writable (the buffer counts as changed).
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self.changed = true;
         xsave2_bytes_mut(&mut self.xsave)
+    }
+
+    /// Whether the bytes may differ from the vCPU's: true from creation,
+    /// [`load`](Self::load), [`as_bytes_mut`](Self::as_bytes_mut) or
+    /// [`view_mut`](Self::view_mut) until the next save or
+    /// [`sync`](Self::sync). Read-only [`view`](Self::view)s leave it.
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Writes the buffer back to the vCPU only if it may have changed since
+    /// the last save or sync ([`is_changed`](Self::is_changed)): an exit
+    /// that only read the state issues no ioctl (each costs microseconds).
+    /// Returns whether `KVM_SET_XSAVE` was issued. Use
+    /// [`restore`](Self::restore) to write regardless (after the vCPU ran
+    /// since the save, to roll it back, say).
+    ///
+    /// # Errors
+    ///
+    /// As [`restore`](Self::restore); the buffer then stays changed.
+    pub fn sync(&mut self, vcpu: &VcpuFd, caps: &KvmCaps) -> Result<bool, KvmError> {
+        if !self.changed {
+            return Ok(false);
+        }
+        self.restore(vcpu, caps)?;
+        self.changed = false;
+        Ok(true)
     }
 
     /// A read view with `layout` (the host's, for state from this host).
@@ -114,6 +149,7 @@ impl XstateBuffer {
         &'a mut self,
         layout: &'a Layout,
     ) -> Result<XsaveView<'a, &'a mut [u8]>, HeaderError> {
+        self.changed = true;
         XsaveView::new(xsave2_bytes_mut(&mut self.xsave), layout)
     }
 
@@ -129,7 +165,10 @@ impl XstateBuffer {
             // it from the capability; `From<Xsave>` documents the same
             // requirement), so the kernel writes only memory of the buffer.
             match unsafe { vcpu.get_xsave2(&mut self.xsave) } {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.changed = false;
+                    return Ok(());
+                }
                 // A kernel without XSAVE2 (before 5.17): KVM_GET_XSAVE.
                 Err(e) if self.as_bytes().len() == 4096 && e.errno() == libc::EINVAL => {
                     self.xsave2 = false;
@@ -144,6 +183,7 @@ impl XstateBuffer {
         }
         let x = vcpu.get_xsave().map_err(ioctl("KVM_GET_XSAVE"))?;
         xsave2_bytes_mut(&mut self.xsave)[..4096].copy_from_slice(super::kvm_xsave_bytes(&x));
+        self.changed = false;
         Ok(())
     }
 
@@ -229,6 +269,7 @@ impl XstateBuffer {
             // `buf.len()` bytes for the call's duration.
             let r = unsafe { libc::ioctl(fd, request::KVM_GET_XSAVE2 as _, buf.as_mut_ptr()) };
             if r == 0 {
+                self.changed = false;
                 return Ok(());
             }
             let e = kvm_ioctls::Error::last();
@@ -250,6 +291,7 @@ impl XstateBuffer {
                 source: kvm_ioctls::Error::last(),
             });
         }
+        self.changed = false;
         Ok(())
     }
 
@@ -287,7 +329,9 @@ impl XstateBuffer {
         &mut self,
         get: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
     ) -> Result<(), KvmError> {
-        get(self.as_bytes_mut()).map_err(|e| caller_ioctl("KVM_GET_XSAVE2 (caller's)", &e))
+        get(self.as_bytes_mut()).map_err(|e| caller_ioctl("KVM_GET_XSAVE2 (caller's)", &e))?;
+        self.changed = false;
+        Ok(())
     }
 
     /// [`restore`](Self::restore) where the caller issues the ioctl: the
