@@ -24,5 +24,22 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    ExitCode::from(cli::run(args))
+    let code = cli::run(args);
+    report_peak_rss();
+    ExitCode::from(code)
+}
+
+/// A test instrument, not an interface: with `XSTATE_REPORT_PEAK_RSS` set,
+/// prints this process's own peak resident set (`VmHWM` of
+/// /proc/self/status, which starts afresh at exec) on stderr, so a test can
+/// bound the memory a command used on its input.
+fn report_peak_rss() {
+    if std::env::var_os("XSTATE_REPORT_PEAK_RSS").is_none() {
+        return;
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+            eprintln!("xstate: peak RSS {}", line["VmHWM:".len()..].trim());
+        }
+    }
 }

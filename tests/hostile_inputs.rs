@@ -2,8 +2,10 @@
 //! runs the `xstate` binary as a user would, as the user the tests run as,
 //! with device nodes made here (`mknod` in a temporary directory, never the
 //! system's), and checks that nothing was replaced, lost or left behind,
-//! that memory stayed bounded (the child's own peak RSS, from `wait4`), and
-//! that nothing panicked.
+//! that memory stayed bounded (the child's own peak RSS: `VmHWM`, which
+//! starts afresh at exec, as the child reports it with
+//! `XSTATE_REPORT_PEAK_RSS`; `wait4`'s rusage would count the test
+//! process's own pages, shared until exec), and that nothing panicked.
 
 mod common;
 
@@ -47,54 +49,30 @@ impl Run {
     }
 }
 
-/// Runs `xstate args` with `env`, stdin from `stdin` (else nothing), and
-/// measures its peak RSS with `wait4`.
+/// Runs `xstate args` with `env` and stdin from `stdin` (else nothing);
+/// the child reports its own peak RSS.
 fn run_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&Path>) -> Run {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(match stdin {
-            Some(p) => Stdio::from(fs::File::open(p).unwrap()),
-            None => Stdio::null(),
-        });
+    cmd.args(args).stdin(match stdin {
+        Some(p) => Stdio::from(fs::File::open(p).unwrap()),
+        None => Stdio::null(),
+    });
     for (k, v) in env {
         cmd.env(k, v);
     }
+    cmd.env("XSTATE_REPORT_PEAK_RSS", "1");
     let start = Instant::now();
-    // Waited for below with wait4, for the child's own rusage.
-    #[allow(clippy::zombie_processes)]
-    let child = cmd.spawn().expect("run xstate");
-    let pid = child.id() as libc::pid_t;
-    // Read the pipes on threads, so a chatty child never blocks.
-    let (mut so, mut se) = (child.stdout.unwrap(), child.stderr.unwrap());
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut so, &mut v).unwrap();
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut se, &mut v).unwrap();
-        v
-    });
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet waited for (the Child's
-    // handle was consumed without waiting); `status` and `usage` are valid
-    // for writes.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    let out = cmd.output().expect("run xstate");
     let took = start.elapsed();
-    let out = Output {
-        status: std::os::unix::process::ExitStatusExt::from_raw(status),
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let peak_kib = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("xstate: peak RSS "))
+        .and_then(|v| v.trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS reported: {stderr}"));
     Run {
         out,
-        peak_kib: usage.ru_maxrss,
+        peak_kib,
         took,
     }
 }
@@ -240,12 +218,14 @@ fn device_fifo_and_huge_inputs_are_refused_at_once_in_bounded_memory() {
                 says
             };
             r.status(1, says);
+            // A hang guard, not a timing measurement: a FIFO that were
+            // opened would block forever (here it takes milliseconds).
             assert!(
-                r.took < Duration::from_secs(1),
+                r.took < Duration::from_secs(30),
                 "{args:?} took {:?}",
                 r.took
             );
-            assert!(r.peak_kib < 64 << 10, "{args:?}: {} KiB", r.peak_kib);
+            assert!(r.peak_kib < 16 << 10, "{args:?}: {} KiB", r.peak_kib);
             assert!(!out.exists(), "{args:?} wrote a file");
         }
     }

@@ -9,10 +9,12 @@
 //! travels with SSE (the 512-byte legacy image of component 1): a non-init
 //! MXCSR makes SSE live, as the CPU tracks it.
 //!
-//! Storage is derived from the component table: one buffer with a slot per
-//! fixed-size user component, placed by
-//! [`COMPONENTS`] alone, and a map for
-//! supervisor and unknown components, whose sizes only CPUID knows.
+//! Storage is derived from the component table: a slot per fixed-size user
+//! component, placed by [`COMPONENTS`] alone, in one buffer allocated when
+//! the first of them goes live (AMX tile data, 8 KiB, in a buffer of its
+//! own, allocated only when it goes live), and a map for supervisor and
+//! unknown components, whose sizes only CPUID knows. A register file with
+//! x87 and SSE alone allocates nothing.
 //!
 //! ```
 //! use xstate::prelude::*;
@@ -33,7 +35,6 @@
 #[cfg(feature = "serde")]
 mod serde;
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -49,6 +50,23 @@ use crate::view::XsaveView;
 
 /// Bytes of the canonical images of every fixed-size user component.
 const EXTENDED_BYTES: usize = CANONICAL_SLOTS.1;
+
+/// AMX tile data's slot among them, kept in a buffer of its own.
+const TILE_SLOT: core::ops::Range<usize> = {
+    let i = ComponentId::TILEDATA.index() as usize;
+    let start = match CANONICAL_SLOTS.0[i] {
+        Some(s) => s as usize,
+        None => panic!("TILEDATA has a slot"),
+    };
+    start..start + COMPONENTS[i].size as usize
+};
+
+/// Bytes of the main buffer: every slot but tile data's.
+const MAIN_BYTES: usize = EXTENDED_BYTES - (TILE_SLOT.end - TILE_SLOT.start);
+
+/// Zeros, as read from a slot whose buffer is not allocated (every byte
+/// of an init component is 0 in canonical form).
+static ZEROS: [u8; TILE_SLOT.end - TILE_SLOT.start] = [0; TILE_SLOT.end - TILE_SLOT.start];
 
 /// The most bytes a component without a fixed size (arch LBR, numbers
 /// 20..=63) may hold: no CPU's component comes near.
@@ -80,11 +98,15 @@ pub enum RegfileError {
 }
 
 /// An owned snapshot of a whole XSAVE state. See the [module docs](self).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct RegisterFile {
     xstate_bv: Xfeatures,
     legacy: LegacyRegion,
-    extended: Box<[u8; EXTENDED_BYTES]>,
+    /// The slots of every fixed-size user component but tile data: empty
+    /// until one is written, then [`MAIN_BYTES`] long.
+    extended: Vec<u8>,
+    /// Tile data's slot: empty until written, then 8 KiB.
+    tiles: Vec<u8>,
     /// Components without a fixed-size slot (supervisor and unknown ones),
     /// as their raw bytes.
     other: BTreeMap<ComponentId, Vec<u8>>,
@@ -100,19 +122,46 @@ impl core::fmt::Debug for RegisterFile {
     }
 }
 
+impl PartialEq for RegisterFile {
+    /// The same state: the same live components with the same bytes (init
+    /// slots hold zeros whether or not their buffer is allocated).
+    fn eq(&self, other: &RegisterFile) -> bool {
+        self.xstate_bv == other.xstate_bv
+            && self.legacy.as_bytes() == other.legacy.as_bytes()
+            && self.other == other.other
+            && self
+                .xstate_bv
+                .extended()
+                .iter()
+                .filter(|&c| slot(c).is_some())
+                .all(|c| self.slot_bytes(c) == other.slot_bytes(c))
+    }
+}
+
+impl Eq for RegisterFile {}
+
 impl Default for RegisterFile {
     fn default() -> Self {
         RegisterFile::new()
     }
 }
 
-/// Where a fixed-size user component's canonical image lives in
-/// `extended`, or `None` for supervisor, legacy and unknown components.
+/// Where a fixed-size user component's canonical image lives: whether in
+/// the tile buffer, and its range there; `None` for supervisor, legacy and
+/// unknown components.
 #[inline]
-fn slot(component: ComponentId) -> Option<core::ops::Range<usize>> {
+fn slot(component: ComponentId) -> Option<(bool, core::ops::Range<usize>)> {
     let i = component.index() as usize;
     let start = (*CANONICAL_SLOTS.0.get(i)?)? as usize;
-    Some(start..start + COMPONENTS[i].size as usize)
+    let end = start + COMPONENTS[i].size as usize;
+    Some(if start >= TILE_SLOT.end {
+        let gap = TILE_SLOT.end - TILE_SLOT.start;
+        (false, start - gap..end - gap)
+    } else if start >= TILE_SLOT.start {
+        (true, start - TILE_SLOT.start..end - TILE_SLOT.start)
+    } else {
+        (false, start..end)
+    })
 }
 
 /// The components whose liveness makes MXCSR count.
@@ -127,9 +176,37 @@ impl RegisterFile {
         RegisterFile {
             xstate_bv: Xfeatures::EMPTY,
             legacy,
-            extended: FromZeros::new_box_zeroed().expect("a few KiB"),
+            extended: Vec::new(),
+            tiles: Vec::new(),
             other: BTreeMap::new(),
         }
+    }
+
+    /// A slotted component's bytes (zeros where its buffer is not
+    /// allocated, as for every init component).
+    #[inline]
+    fn slot_bytes(&self, component: ComponentId) -> &[u8] {
+        let (tiles, range) = slot(component).expect("a slotted component");
+        let buf = if tiles { &self.tiles } else { &self.extended };
+        match buf.get(range.clone()) {
+            Some(b) => b,
+            None => &ZEROS[..range.len()],
+        }
+    }
+
+    /// A slotted component's bytes, writable: its buffer allocated first.
+    #[inline]
+    fn slot_bytes_mut(&mut self, component: ComponentId) -> &mut [u8] {
+        let (tiles, range) = slot(component).expect("a slotted component");
+        let (buf, len) = if tiles {
+            (&mut self.tiles, TILE_SLOT.end - TILE_SLOT.start)
+        } else {
+            (&mut self.extended, MAIN_BYTES)
+        };
+        if buf.is_empty() {
+            buf.resize(len, 0);
+        }
+        &mut buf[range]
     }
 
     /// The canonical bytes of live `component`: for x87 and SSE the
@@ -143,7 +220,7 @@ impl RegisterFile {
             return Some(self.legacy.as_bytes());
         }
         match slot(component) {
-            Some(range) => Some(&self.extended[range]),
+            Some(_) => Some(self.slot_bytes(component)),
             None => self.other.get(&component).map(Vec::as_slice),
         }
     }
@@ -172,11 +249,11 @@ impl RegisterFile {
         if component.is_legacy() {
             let src = LegacyRegion::ref_from_bytes(bytes).map_err(|_| wrong(512))?;
             self.copy_legacy(src, component);
-        } else if let Some(range) = slot(component) {
+        } else if let Some((_, range)) = slot(component) {
             if range.len() != bytes.len() {
                 return Err(wrong(range.len()));
             }
-            let dst = &mut self.extended[range];
+            let dst = self.slot_bytes_mut(component);
             dst.copy_from_slice(bytes);
             dst[component.reserved_bytes()].fill(0);
         } else {
@@ -203,7 +280,16 @@ impl RegisterFile {
             ComponentId::X87 => self.init_x87(),
             ComponentId::SSE => self.legacy.xmm = [[0; 16]; 16],
             c => match slot(c) {
-                Some(range) => self.extended[range].fill(0),
+                Some((tiles, range)) => {
+                    let buf = if tiles {
+                        &mut self.tiles
+                    } else {
+                        &mut self.extended
+                    };
+                    if let Some(b) = buf.get_mut(range) {
+                        b.fill(0);
+                    }
+                }
                 None => {
                     self.other.remove(&c);
                 }
@@ -463,8 +549,7 @@ impl RegisterFile {
         if p.component.is_legacy() {
             return &self.legacy.as_bytes()[o..o + l];
         }
-        let range = slot(p.component).expect("registers live in fixed-size components");
-        &self.extended[range][o..o + l]
+        &self.slot_bytes(p.component)[o..o + l]
     }
 }
 
@@ -501,8 +586,7 @@ impl XstateWrite for RegisterFile {
             let dst = if p.component.is_legacy() {
                 &mut self.legacy.as_mut_bytes()[o..o + l]
             } else {
-                let range = slot(p.component).expect("registers live in fixed-size components");
-                &mut self.extended[range][o..o + l]
+                &mut self.slot_bytes_mut(p.component)[o..o + l]
             };
             dst.copy_from_slice(&value[at..at + l]);
             at += l;
