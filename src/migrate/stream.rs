@@ -667,7 +667,8 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, StreamError> {
 
 /// Validates the whole stream (version 1 or 2), then decodes every vCPU.
 /// Nothing is produced for an input with any fault. Each vCPU takes a
-/// [`RegisterFile`] (about 11 KiB); [`parse`] decodes one at a time.
+/// [`RegisterFile`] (about 600 bytes, and the bytes of its live
+/// components); [`parse`] decodes one at a time.
 ///
 /// # Errors
 ///
