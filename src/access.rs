@@ -330,6 +330,39 @@ macro_rules! le_bytes {
 }
 le_bytes!(u8, u16, u32, u64, u128);
 
+/// The register accessors' general path, through
+/// [`XstateRead::read_into`]: what the trait's provided accessors do, for
+/// implementers whose fast paths fall back to it.
+pub(crate) mod general {
+    use super::{get, index, lanes, read_array, AccessError, Register, XstateRead};
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn xmm<S: XstateRead + ?Sized>(s: &S, i: usize) -> Result<u128, AccessError> {
+        get(s, Register::Xmm(index("xmm", i)?))
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn ymm<S: XstateRead + ?Sized>(s: &S, i: usize) -> Result<[u128; 2], AccessError> {
+        let b: [u8; 32] = read_array(s, Register::Ymm(index("ymm", i)?))?;
+        Ok(lanes(&b))
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn zmm<S: XstateRead + ?Sized>(s: &S, i: usize) -> Result<[u128; 4], AccessError> {
+        let b: [u8; 64] = read_array(s, Register::Zmm(index("zmm", i)?))?;
+        Ok(lanes(&b))
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn r<S: XstateRead + ?Sized>(s: &S, i: usize) -> Result<u64, AccessError> {
+        get(s, Register::R(index("r", i)?))
+    }
+}
+
 #[inline(always)]
 fn get<T: LeBytes, S: XstateRead + ?Sized>(s: &S, reg: Register) -> Result<T, AccessError> {
     let mut out = T::Bytes::default();

@@ -305,10 +305,107 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
     }
 }
 
+impl<B: AsRef<[u8]>> XsaveView<'_, B> {
+    /// The `len` bytes at `at` of a standard-format area, when `component`
+    /// is live, zeros when it is init; `None` where the fast path does not
+    /// apply (the compacted format, a component the layout lacks, a buffer
+    /// cut short), for the general path to answer.
+    #[inline(always)]
+    fn standard_bytes<const N: usize>(
+        &self,
+        component: ComponentId,
+        offset: usize,
+    ) -> Option<[u8; N]> {
+        if self.header.format != Format::Standard {
+            return None;
+        }
+        let base = if component.is_legacy() {
+            0
+        } else {
+            self.layout.geometry(component)?.offset as usize
+        };
+        if !self.header.xstate_bv.contains(component) {
+            return Some([0; N]);
+        }
+        let at = base + offset;
+        self.buf.as_ref().get(at..at + N)?.try_into().ok()
+    }
+}
+
+/// A 16-byte lane.
+#[inline(always)]
+fn lane(b: [u8; 16]) -> u128 {
+    u128::from_le_bytes(b)
+}
+
 impl<B: AsRef<[u8]>> XstateRead for XsaveView<'_, B> {
     #[inline]
     fn xstate_bv(&self) -> Xfeatures {
         self.header.xstate_bv
+    }
+
+    // The register accessors take a fast path for the standard format
+    // (where a view's checks at opening guarantee every live component's
+    // bytes), and the general one, `read_into`, for everything else; both
+    // give the same bytes (tests/proptest_views.rs).
+
+    #[inline]
+    fn xmm(&self, i: usize) -> Result<u128, AccessError> {
+        if i < 16 {
+            if let Some(b) = self.standard_bytes(ComponentId::SSE, 160 + 16 * i) {
+                return Ok(lane(b));
+            }
+        }
+        crate::access::general::xmm(self, i)
+    }
+
+    #[inline]
+    fn ymm(&self, i: usize) -> Result<[u128; 2], AccessError> {
+        if i < 16 {
+            if let (Some(lo), Some(hi)) = (
+                self.standard_bytes(ComponentId::SSE, 160 + 16 * i),
+                self.standard_bytes(ComponentId::AVX, 16 * i),
+            ) {
+                return Ok([lane(lo), lane(hi)]);
+            }
+        }
+        crate::access::general::ymm(self, i)
+    }
+
+    #[inline]
+    fn zmm(&self, i: usize) -> Result<[u128; 4], AccessError> {
+        if i < 16 {
+            if let (Some(a), Some(b), Some(c)) = (
+                self.standard_bytes::<16>(ComponentId::SSE, 160 + 16 * i),
+                self.standard_bytes::<16>(ComponentId::AVX, 16 * i),
+                self.standard_bytes::<32>(ComponentId::ZMM_HI256, 32 * i),
+            ) {
+                let (c0, c1) = c.split_at(16);
+                return Ok([
+                    lane(a),
+                    lane(b),
+                    u128::from_le_bytes(c0.try_into().expect("16 bytes")),
+                    u128::from_le_bytes(c1.try_into().expect("16 bytes")),
+                ]);
+            }
+        } else if i < 32 {
+            if let Some(z) = self.standard_bytes::<64>(ComponentId::HI16_ZMM, 64 * (i - 16)) {
+                return Ok(core::array::from_fn(|l| {
+                    u128::from_le_bytes(z[16 * l..16 * l + 16].try_into().expect("16 bytes"))
+                }));
+            }
+        }
+        crate::access::general::zmm(self, i)
+    }
+
+    #[inline]
+    fn r(&self, i: usize) -> Result<u64, AccessError> {
+        if (16..32).contains(&i) {
+            if let Some(b) = self.standard_bytes(ComponentId::APX, 8 * (i - 16)) {
+                return Ok(u64::from_le_bytes(b));
+            }
+        }
+        crate::access::general::r(self, i)
     }
 
     #[inline]

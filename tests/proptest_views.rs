@@ -706,6 +706,36 @@ proptest! {
     }
 
     #[test]
+    fn register_fast_paths_give_the_general_paths_bytes(
+        (layout, regs) in layout_and_state(),
+        compacted in any::<bool>(),
+        cut in 0usize..64,
+    ) {
+        let format = if compacted { Format::Compacted } else { Format::Standard };
+        let area = regs.encode(layout, format).unwrap();
+        // Also an area cut short where the opener still takes it.
+        let short = &area[..area.len().saturating_sub(cut)];
+        for bytes in [&area[..], short] {
+            let Ok(view) = XsaveView::new(bytes, layout) else { continue };
+            for i in 0..40 {
+                let general = |reg: Option<Register>| reg.map(|r| view.read(r));
+                let fast = view.xmm(i).map(|v| v.to_le_bytes().to_vec());
+                let slow = general(u8::try_from(i).ok().map(Register::Xmm)).unwrap_or_else(|| view.read(Register::Xmm(255)));
+                prop_assert_eq!(fast.ok(), slow.ok(), "xmm{}", i);
+                let fast = view.ymm(i).map(|v| v.iter().flat_map(|l| l.to_le_bytes()).collect::<Vec<u8>>());
+                let slow = general(u8::try_from(i).ok().map(Register::Ymm)).unwrap_or_else(|| view.read(Register::Ymm(255)));
+                prop_assert_eq!(fast.ok(), slow.ok(), "ymm{}", i);
+                let fast = view.zmm(i).map(|v| v.iter().flat_map(|l| l.to_le_bytes()).collect::<Vec<u8>>());
+                let slow = general(u8::try_from(i).ok().map(Register::Zmm)).unwrap_or_else(|| view.read(Register::Zmm(255)));
+                prop_assert_eq!(fast.ok(), slow.ok(), "zmm{}", i);
+                let fast = view.r(i).map(|v| v.to_le_bytes().to_vec());
+                let slow = general(u8::try_from(i).ok().map(Register::R)).unwrap_or_else(|| view.read(Register::R(255)));
+                prop_assert_eq!(fast.ok(), slow.ok(), "r{}", i);
+            }
+        }
+    }
+
+    #[test]
     fn copying_every_live_component_copies_the_state((_layout, regs) in layout_and_state()) {
         let mut copy = RegisterFile::new();
         for c in regs.xstate_bv() {
