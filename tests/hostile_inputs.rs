@@ -250,6 +250,48 @@ fn outputs_are_atomic_keep_their_mode_and_never_replace_the_input() {
             assert_eq!(fs::metadata(&out).unwrap().mode() & 0o777, mode, "{args:?}");
         }
     }
+    // An output that is another input of the command (its layout file) is
+    // refused, the file unchanged.
+    let toml = dir.path().join("spr.toml");
+    fs::write(
+        &toml,
+        catalog::get("intel-sapphire-rapids").unwrap().to_toml(),
+    )
+    .unwrap();
+    let layout_text = fs::read(&toml).unwrap();
+    run(&[
+        "convert",
+        s(&area),
+        s(&toml),
+        "--from",
+        s(&toml),
+        "--to",
+        s(&toml),
+    ])
+    .status(2, "the output is also an input");
+    assert_eq!(fs::read(&toml).unwrap(), layout_text);
+    fs::remove_file(&toml).unwrap();
+    // Another name of the file stdout is (`//dev/stdout`) is written through
+    // stdout, as the shell opened it (`>>` appends), never replaced.
+    let log = dir.path().join("log");
+    fs::write(&log, b"LOG").unwrap();
+    let appended = Command::new(BIN)
+        .args([
+            "convert",
+            s(&area),
+            "//dev/stdout",
+            "--from",
+            "intel-sapphire-rapids",
+            "--to",
+            "intel-sapphire-rapids",
+        ])
+        .stdout(fs::OpenOptions::new().append(true).open(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(appended.success());
+    assert_eq!(fs::read(&log).unwrap()[..3], *b"LOG");
+    assert_eq!(fs::metadata(&log).unwrap().len(), 3 + original.len() as u64);
+    fs::remove_file(&log).unwrap();
     // The same file as input and output, by any name, is refused: the
     // input is unchanged.
     let link = dir.path().join("link.bin");
@@ -619,6 +661,21 @@ fn geometry_that_cannot_be_real_is_refused_from_every_source() {
         let path = write(name, &text);
         run(&["layout", "--layout", s(&path)]).status(1, says);
     }
+    // A mask with bits no CPU implements: areas written for it could hold
+    // MXCSR values every XRSTOR faults on.
+    let path = write("maskff.toml", &zen3.replace("0x2ffff", "0xffffffff"));
+    run(&["layout", "--layout", s(&path)]).status(1, "has bits 0xfffd0000 outside 0x2ffff");
+    // A host profile whose KVM buffer is larger than any XSAVE area.
+    let fixture = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/intel-emr-kvm-profile.json"
+    ))
+    .unwrap();
+    let big = fixture
+        .replace("\"buffer_size\": 4096", "\"buffer_size\": 1048577")
+        .replace("\"xsave2_size\": 4096", "\"xsave2_size\": 1048577");
+    let path = write("big.json", &big);
+    run(&["layout", "--layout", s(&path)]).status(1, "1048577");
     // A saved MXCSR mask of 0 stands for 0xffbf (Intel SDM vol. 1, 11.6.6).
     let path = write("mask0.toml", &zen3.replace("0x2ffff", "0x0"));
     let r = run(&["layout", "--layout", s(&path), "--json"]);

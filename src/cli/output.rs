@@ -110,6 +110,20 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
                 let mut file = file;
                 return write_stream(&mut file, bytes);
             }
+            // Another name of the file stdout or stderr is (`//dev/stdout`,
+            // `/proc/<pid>/fd/1`): written through that stream, as the
+            // shell opened it (`>>` appends), never replaced.
+            match std_stream_of(&meta) {
+                Some(1) => return write_stream(&mut std::io::stdout().lock(), bytes),
+                Some(_) => return write_stream(&mut std::io::stderr().lock(), bytes),
+                None => {}
+            }
+            if named_twice(&meta) {
+                return Err(std::io::Error::new(
+                    ErrorKind::InvalidInput,
+                    "the output is also an input of this command: not written (write elsewhere, then rename)",
+                ));
+            }
             // Where the kernel resolved it, symlinks followed.
             fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?
         }
@@ -167,6 +181,31 @@ fn hold_for_tests() {
     {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
+}
+
+/// 1 or 2 when the file `meta` describes is the one stdout or stderr is.
+fn std_stream_of(meta: &fs::Metadata) -> Option<u8> {
+    [1u8, 2].into_iter().find(|fd| {
+        fs::metadata(format!("/proc/self/fd/{fd}"))
+            .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+    })
+}
+
+/// Whether the file `meta` describes is named more than once on the
+/// command line (by any name, `--opt=FILE` included): the output, and an
+/// input the command reads (a layout, a CPUID, a guest CPUID).
+fn named_twice(meta: &fs::Metadata) -> bool {
+    std::env::args_os()
+        .skip(1)
+        .filter(|arg| {
+            let path = match arg.to_str().and_then(|a| a.split_once('=')) {
+                Some((opt, value)) if opt.starts_with("--") => PathBuf::from(value),
+                _ => PathBuf::from(arg),
+            };
+            fs::metadata(&path).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+        })
+        .count()
+        > 1
 }
 
 /// 1 or 2 when `path` names the process's stdout or stderr.

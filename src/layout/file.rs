@@ -194,6 +194,9 @@ impl LayoutFile {
                 Some(mask) if mask & super::MXCSR_MASK_MIN != super::MXCSR_MASK_MIN => {
                     Err(LayoutError::MxcsrMask { mask }.into())
                 }
+                Some(mask) if mask & !super::MXCSR_MASK_MAX != 0 => {
+                    Err(LayoutError::MxcsrMaskReserved { mask }.into())
+                }
                 Some(m) => Ok(layout.with_mxcsr_mask(m)),
                 None => Ok(layout),
             };

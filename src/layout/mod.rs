@@ -232,6 +232,15 @@ pub enum LayoutError {
         /// The mask given.
         mask: u32,
     },
+    /// An MXCSR mask with bits no CPU implements (outside
+    /// [`MXCSR_MASK_MAX`]): an area written for it could hold MXCSR values
+    /// every CPU's XRSTOR faults on.
+    #[error("MXCSR mask {mask:#x} has bits {extra:#x} outside {max:#x}, the bits any CPU implements (bit 17 is AMD's MM)",
+        extra = *mask & !MXCSR_MASK_MAX, max = MXCSR_MASK_MAX)]
+    MxcsrMaskReserved {
+        /// The mask given.
+        mask: u32,
+    },
     /// A user component placed inside the legacy region or header.
     #[error("{component} (component {n}) at offset {offset} lies inside the legacy region and header (0..576)", n = .component.index())]
     InLegacyRegion {
@@ -325,6 +334,11 @@ pub const MAX_AREA_SIZE: u32 = 1 << 20;
 /// least this (0xFFBF: all but DAZ, bit 6, below bit 16; a zero MXCSR_MASK
 /// field means exactly this. Intel SDM vol. 1, 11.6.6).
 pub const MXCSR_MASK_MIN: u32 = 0xFFBF;
+
+/// The MXCSR bits any CPU implements: 0..15, and 17 (AMD's MM, the
+/// misaligned-exception mask); bit 16 and 18..31 are reserved everywhere
+/// (Intel SDM vol. 1, 10.2.3; AMD APM vol. 1, 4.2.2).
+pub const MXCSR_MASK_MAX: u32 = 0x2FFFF;
 
 /// The MXCSR mask a saved MXCSR_MASK value stands for: 0 (what CPUs before
 /// the Pentium 4 save) means [`MXCSR_MASK_MIN`], any other value itself
@@ -575,6 +589,9 @@ impl Layout {
             .map_or_else(|| default_mxcsr_mask(parts.vendor), mxcsr_mask_from_saved);
         if mxcsr_mask & MXCSR_MASK_MIN != MXCSR_MASK_MIN {
             return Err(LayoutError::MxcsrMask { mask: mxcsr_mask });
+        }
+        if mxcsr_mask & !MXCSR_MASK_MAX != 0 {
+            return Err(LayoutError::MxcsrMaskReserved { mask: mxcsr_mask });
         }
         let xfd = supported.iter().any(|id| table[id.index() as usize].xfd);
         let xsave_features = parts

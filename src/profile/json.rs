@@ -219,7 +219,7 @@ fn check_offer(
 }
 
 /// KVM's buffer size: `buffer_size`, else `xsave2_size`, else 4096; each
-/// given one at least 4096 bytes, at most 16 MiB, and the buffer at least
+/// given one at least 4096 bytes, at most 1 MiB (`MAX_AREA_SIZE`), and the buffer at least
 /// the standard-format size of `guest_xcr0` in `layout`.
 fn buffer_size(
     file: &ProfileFile,
@@ -234,7 +234,7 @@ fn buffer_size(
             Some(size) if size < KVM_XSAVE_MIN => {
                 return Err(ProfileError::BufferTooSmall { field, size });
             }
-            Some(size) if size > 1 << 24 => {
+            Some(size) if size > crate::layout::MAX_AREA_SIZE as usize => {
                 return Err(ProfileError::BadField {
                     field,
                     value: size.to_string(),
