@@ -57,6 +57,7 @@ extern crate std;
 pub mod access;
 pub mod apx;
 pub mod area;
+pub mod artifact;
 pub mod component;
 pub mod cpuid;
 #[cfg(all(feature = "testing", feature = "std"))]

@@ -1,6 +1,7 @@
 //! The XSAVE header of an area, parsed and checked against a layout.
 
 use super::{XsaveHeader, EXTENDED_START, HEADER_RESERVED};
+use crate::artifact::swbytes::{self, SwBytesError};
 use crate::component::{XcompBv, Xfeatures};
 use crate::Layout;
 
@@ -101,6 +102,11 @@ pub enum HeaderError {
         /// The components missing.
         missing: Xfeatures,
     },
+    /// A standard-format area whose software bytes (464..512: a ptrace,
+    /// core or KVM XCR0, a signal frame's `_fpx_sw_bytes`) the layout
+    /// cannot have written: the area is in another CPU's layout.
+    #[error(transparent)]
+    SoftwareBytes(#[from] SwBytesError),
 }
 
 /// An area's format and header fields, checked against a layout.
@@ -121,7 +127,11 @@ impl AreaHeader {
     /// supports (user components only in the standard format); a compacted
     /// area holds every live component; and the buffer is long enough for
     /// every component the header names (a buffer of the layout's full
-    /// standard size, such as a `kvm_xsave`, holds any XSTATE_BV).
+    /// standard size, such as a `kvm_xsave`, holds any XSTATE_BV); a
+    /// standard-format area's software bytes, when it has them, are ones
+    /// the layout can have written ([`swbytes::check`]: a ptrace, core or
+    /// KVM copy's XCR0 and size, a signal frame's `_fpx_sw_bytes`).
+    /// [`swbytes::clear`] on the buffer first ignores them.
     ///
     /// ```
     /// use xstate::area::{AreaHeader, Format};
@@ -191,6 +201,7 @@ impl AreaHeader {
                     });
                 }
             }
+            swbytes::check(buf, layout)?;
             Ok(AreaHeader {
                 format: Format::Standard,
                 xstate_bv,

@@ -1,0 +1,16 @@
+//! Kernel and debugger artifacts that carry XSAVE state, in and out.
+//!
+//! | artifact | format | software bytes (464..512) |
+//! |---|---|---|
+//! | `PTRACE_GETREGSET` / `SETREGSET` `NT_X86_XSTATE` | standard, user components, the kernel's user xstate size | XCR0 at 464 |
+//! | core dump `NT_X86_XSTATE` (note 0x202) | as ptrace | XCR0 at 464 |
+//! | core dump `NT_X86_XSAVE_LAYOUT` (note 0x205, Linux 6.12+) | `{u32 type, size, offset, flags}` per extended user component | - |
+//! | `NT_PRFPREG`, `PTRACE_GETFPREGS`, `KVM_GET_FPU` | 512-byte FXSAVE image ([`fxsave`]) | - |
+//! | signal frame `fpstate` | standard, the thread's user XCR0 | `_fpx_sw_bytes`, magic2 after the area |
+//! | `KVM_GET_XSAVE` / `KVM_GET_XSAVE2` | standard, 4096 bytes or `KVM_CAP_XSAVE2` | the host's user XCR0 at 464 |
+//!
+//! [`swbytes`] reads the software bytes and refuses a layout that cannot
+//! have written them.
+
+pub mod fxsave;
+pub mod swbytes;
