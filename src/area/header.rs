@@ -127,11 +127,13 @@ impl AreaHeader {
     /// supports (user components only in the standard format); a compacted
     /// area holds every live component; and the buffer is long enough for
     /// every component the header names (a buffer of the layout's full
-    /// standard size, such as a `kvm_xsave`, holds any XSTATE_BV); a
-    /// standard-format area's software bytes, when it has them, are ones
-    /// the layout can have written ([`swbytes::check`]: a ptrace, core or
-    /// KVM copy's XCR0 and size, a signal frame's `_fpx_sw_bytes`).
-    /// [`swbytes::clear`] on the buffer first ignores them.
+    /// standard size, such as a `kvm_xsave`, holds any XSTATE_BV). A
+    /// standard-format area's software bytes, when it has them, must be
+    /// ones the layout can have written ([`swbytes::check`]: a ptrace, core
+    /// or KVM copy's XCR0 and size, a signal frame's `_fpx_sw_bytes`); that
+    /// is checked right after XCOMP_BV, so an area in another CPU's layout
+    /// is refused for that. [`swbytes::clear`] on the buffer first ignores
+    /// them.
     ///
     /// ```
     /// use xstate::area::{AreaHeader, Format};
@@ -181,6 +183,9 @@ impl AreaHeader {
             if xcomp_bv != XcompBv::STANDARD {
                 return Err(HeaderError::XcompBv(xcomp_bv));
             }
+            // First: an area in another CPU's layout says so, rather than
+            // failing on what that layout makes of it.
+            swbytes::check(buf, layout)?;
             let supported = layout.xcr0_supported();
             if !supported.contains_all(xstate_bv) {
                 return Err(unsupported(
@@ -201,7 +206,6 @@ impl AreaHeader {
                     });
                 }
             }
-            swbytes::check(buf, layout)?;
             Ok(AreaHeader {
                 format: Format::Standard,
                 xstate_bv,

@@ -40,6 +40,8 @@ pub struct Args {
     mask_mxcsr: bool,
     #[command(flatten)]
     guest: super::guest::GuestArgs,
+    #[command(flatten)]
+    sw: super::area::SwArgs,
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -52,7 +54,7 @@ pub fn run(args: &Args) -> u8 {
         (Err(code), _) | (_, Err(code)) => return code,
     };
     let bytes = match super::input::read(&args.input, super::input::Expect::Area) {
-        Ok(b) => b,
+        Ok(b) => super::area::prepare(b, &args.sw),
         Err(code) => return code,
     };
     let options = RelayoutOptions {
@@ -123,6 +125,9 @@ pub fn run(args: &Args) -> u8 {
             report_masked();
             let hint = match e {
                 MigrateError::InitWithoutHome { .. } => " (--drop-init drops it)",
+                MigrateError::Source(xstate::HeaderError::SoftwareBytes(_)) => {
+                    " (--ignore-software-bytes overrides)"
+                }
                 _ => "",
             };
             return fail(REJECTED, format_args!("{what}: {e}{hint}"));

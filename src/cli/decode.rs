@@ -33,6 +33,8 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     bound: super::stream::BoundArgs,
+    #[command(flatten)]
+    sw: super::area::SwArgs,
 }
 
 /// What a stream says of the vCPU shown.
@@ -71,6 +73,11 @@ fn try_run(args: &Args) -> Result<u8, u8> {
     )?;
     let rejected =
         |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
+    let bytes = if is_stream(&bytes) {
+        bytes
+    } else {
+        super::area::prepare(bytes, &args.sw)
+    };
     let parsed = if is_stream(&bytes) {
         Some(stream::parse(&bytes).map_err(|e| rejected(&e))?)
     } else {
@@ -82,7 +89,7 @@ fn try_run(args: &Args) -> Result<u8, u8> {
             Some(source) => source.clone(),
             None => super::load_layout("host")?,
         },
-        (None, None) => super::load_layout("host")?,
+        (None, None) => super::area::default_layout(&path.display().to_string(), &bytes)?,
     };
     // A stream's vCPU is shown in the layout's standard format (compacted
     // when supervisor state is live, which only that format holds).
@@ -126,7 +133,12 @@ fn try_run(args: &Args) -> Result<u8, u8> {
     } else {
         (bytes, None)
     };
-    let view = XsaveView::new(&area[..], &layout).map_err(|e| rejected(&e))?;
+    let view = XsaveView::new(&area[..], &layout).map_err(|e| {
+        fail(
+            REJECTED,
+            super::area::refusal(&path.display().to_string(), &e),
+        )
+    })?;
     // Registers of components the layout lacks are not printed; the rest in
     // the canonical order (x87, SSE, then by component).
     let registers: Vec<(String, String)> = Register::all()
@@ -141,6 +153,7 @@ fn try_run(args: &Args) -> Result<u8, u8> {
             .map(|(k, v)| (k, Value::String(v)))
             .collect();
         let mut out = serde_json::json!({
+            "layout": layout.name(),
             "format": view.format().as_str(),
             "xstate_bv": format!("{:#x}", view.xstate_bv()),
             "xcomp_bv": format!("{:#x}", view.xcomp_bv()),

@@ -2,6 +2,7 @@
 //! returns the process exit status: 0 success, 1 rejected input, 2 usage or
 //! I/O error.
 
+mod area;
 mod convert;
 mod cpuid;
 mod decode;

@@ -33,6 +33,8 @@ pub enum StreamCommand {
         layout: String,
         #[command(flatten)]
         guest: super::guest::GuestArgs,
+        #[command(flatten)]
+        sw: super::area::SwArgs,
     },
     /// Decode a stream's vCPU into the destination's standard format (the
     /// compacted one XRSTORS takes when supervisor state is live and there
@@ -140,13 +142,19 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             output,
             layout,
             guest,
+            sw,
         } => {
             input::refuse_same(input, output)?;
             let layout = super::load_layout(layout)?;
             let guest = guest.guest()?;
-            let bytes = input::read(input, Expect::Area)?;
-            let mut regs = RegisterFile::decode(&bytes, &layout)
-                .map_err(|e| fail(REJECTED, format_args!("{}: {e}", input.display())))?;
+            let bytes = super::area::prepare(input::read(input, Expect::Area)?, sw);
+            let mut regs = RegisterFile::decode(&bytes, &layout).map_err(|e| match e {
+                xstate::AccessError::Header(h) => fail(
+                    REJECTED,
+                    super::area::refusal(&input.display().to_string(), &h),
+                ),
+                e => fail(REJECTED, format_args!("{}: {e}", input.display())),
+            })?;
             let what = input.display().to_string();
             super::guest::report(&what, &guest.mask(&mut regs));
             let registers = guest_registers(area_registers(&bytes, &layout), &guest);
