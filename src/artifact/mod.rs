@@ -12,5 +12,7 @@
 //! [`swbytes`] reads the software bytes and refuses a layout that cannot
 //! have written them.
 
+#[cfg(feature = "std")]
+pub mod core;
 pub mod fxsave;
 pub mod swbytes;
