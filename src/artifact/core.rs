@@ -137,14 +137,16 @@ pub fn is_elf(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\x7fELF")
 }
 
-/// Whether the file at `path` starts as an ELF file does. `false` when it
-/// cannot be read.
+/// Whether the file at `path` is a regular file that starts as an ELF
+/// file does. `false` when it cannot be read, and for anything but a
+/// regular file (a FIFO or a device is never opened here).
 pub fn is_elf_file(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
         && is_elf(&magic)
 }
 

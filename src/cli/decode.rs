@@ -17,17 +17,23 @@ use super::{fail, hex, REJECTED};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A file holding raw XSAVE area bytes (format from XCOMP_BV bit 63),
-    /// or a migration stream.
+    /// a 512-byte FXSAVE image, an ELF core file (its NT_X86_XSTATE), or a
+    /// migration stream.
     file: PathBuf,
     /// `host`, a catalog name, a layout file, a CPUID dump or a host
-    /// profile: the layout the area is in, or a stream's vCPU is shown in
-    /// [default: `host` for an area; for a stream, the catalog layout it
-    /// was written from, else `host`].
+    /// profile, or a core file (its NT_X86_XSAVE_LAYOUT): the layout the
+    /// area is in, or a stream's vCPU is shown in [default: for an area,
+    /// the host's or a catalog layout that can have written its software
+    /// bytes; for a core, its NT_X86_XSAVE_LAYOUT, else as for an area;
+    /// for a stream, the catalog layout it was written from, else `host`].
     #[arg(long)]
     layout: Option<String>,
     /// For a stream: which vCPU.
     #[arg(long, default_value_t = 0)]
     vcpu: usize,
+    /// For a core file: which thread (from 0, in the core's order).
+    #[arg(long, default_value_t = 0)]
+    thread: usize,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -65,20 +71,33 @@ pub fn run(args: &Args) -> u8 {
 
 fn try_run(args: &Args) -> Result<u8, u8> {
     let path = &args.file;
-    let bytes = input::read(
-        path,
-        Expect::AreaOrStream {
-            per_vcpu: args.bound.max_vcpu_bytes,
-        },
-    )?;
+    let mut core = if xstate::artifact::core::is_elf_file(path) {
+        Some(super::core::read(path, args.thread)?)
+    } else if args.thread != 0 {
+        return Err(fail(
+            super::USAGE,
+            format_args!("{}: --thread is for core files", path.display()),
+        ));
+    } else {
+        None
+    };
+    let bytes = match &mut core {
+        Some(c) => std::mem::take(&mut c.area),
+        None => input::read(
+            path,
+            Expect::AreaOrStream {
+                per_vcpu: args.bound.max_vcpu_bytes,
+            },
+        )?,
+    };
     let rejected =
         |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
-    let bytes = if is_stream(&bytes) {
+    let bytes = if core.is_none() && is_stream(&bytes) {
         bytes
     } else {
         super::area::prepare(bytes, &args.sw)
     };
-    let parsed = if is_stream(&bytes) {
+    let parsed = if core.is_none() && is_stream(&bytes) {
         Some(stream::parse(&bytes).map_err(|e| rejected(&e))?)
     } else {
         None
@@ -89,7 +108,10 @@ fn try_run(args: &Args) -> Result<u8, u8> {
             Some(source) => source.clone(),
             None => super::load_layout("host")?,
         },
-        (None, None) => super::area::default_layout(&path.display().to_string(), &bytes)?,
+        (None, None) => match core.as_mut().and_then(|c| c.note_layout.take()) {
+            Some(layout) => layout,
+            None => super::area::default_layout(&path.display().to_string(), &bytes)?,
+        },
     };
     // A stream's vCPU is shown in the layout's standard format (compacted
     // when supervisor state is live, which only that format holds).
@@ -159,6 +181,14 @@ fn try_run(args: &Args) -> Result<u8, u8> {
             "xcomp_bv": format!("{:#x}", view.xcomp_bv()),
             "registers": map,
         });
+        if let Some(c) = &core {
+            out["core"] = serde_json::json!({
+                "note": c.note,
+                "thread": c.thread,
+                "threads": c.threads,
+                "pid": c.pid,
+            });
+        }
         if let Some(s) = &stream {
             out["stream"] = serde_json::json!({
                 "version": s.header.version,
@@ -176,6 +206,15 @@ fn try_run(args: &Args) -> Result<u8, u8> {
         }
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {
+        if let Some(c) = &core {
+            println!(
+                "core: {} of thread {} of {}{}",
+                c.note,
+                c.thread,
+                c.threads,
+                c.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            );
+        }
         if let Some(s) = &stream {
             println!(
                 "stream version {}: vCPU {} of {}, written from {} (source XCR0 {:#x}); shown in layout {}",

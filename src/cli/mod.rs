@@ -4,6 +4,7 @@
 
 mod area;
 mod convert;
+mod core;
 mod cpuid;
 mod decode;
 mod diff;

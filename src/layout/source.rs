@@ -8,6 +8,10 @@
 //!   `kvm_cpuid2` entries; text with a `cpuid -r` or InstLatx64 CPUID line
 //!   is a CPUID dump. Both are read by [`crate::cpuid::CpuidSet`]
 //!   ([`Layout::from_dump`]).
+//! - An ELF core file gives the layout of its `NT_X86_XSTATE` notes: its
+//!   `NT_X86_XSAVE_LAYOUT` note's (Linux 6.12+), else the host's or the
+//!   catalog's layout that can have written their XCR0 (byte 464) and size,
+//!   as gdb identifies it ([`crate::artifact::core`]).
 //! - Anything else is read as a TOML layout file.
 //!
 //! Errors say what the file was taken for. A file larger than
@@ -94,6 +98,26 @@ pub enum SourceError {
         /// Why.
         #[source]
         source: ProfileError,
+    },
+    /// A file read as an ELF core file that gave no layout.
+    #[error("{} (read as a core file)", path.display())]
+    Core {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::artifact::core::CoreError,
+    },
+    /// A core file without `NT_X86_XSAVE_LAYOUT` whose first thread's
+    /// XCR0 and size no known layout (the host's, the catalog's) produces.
+    #[error("{} (read as a core file): no NT_X86_XSAVE_LAYOUT note, and no known layout produces its NT_X86_XSTATE (XCR0 {xcr0}, {size} bytes)", path.display())]
+    CoreLayoutUnknown {
+        /// The path.
+        path: PathBuf,
+        /// The XCR0 at byte 464 (0 when it has none).
+        xcr0: crate::Xfeatures,
+        /// The note's size in bytes.
+        size: usize,
     },
     /// The host's layout could not be read.
     #[error("the host's CPUID leaf 0xD")]
@@ -227,6 +251,9 @@ fn kind_of(text: &str) -> Kind {
 }
 
 fn load_file(path: &Path) -> Result<(HostProfile, Option<CpuidSet>), SourceError> {
+    if crate::artifact::core::is_elf_file(path) {
+        return load_core(path).map(|layout| (HostProfile::from(layout), None));
+    }
     let text = read_source_file(path).map_err(|e| match e {
         // A bare word that is no file was meant as a catalog name.
         SourceError::Io { source, .. }
@@ -272,6 +299,53 @@ fn load_file(path: &Path) -> Result<(HostProfile, Option<CpuidSet>), SourceError
                 path: path.to_path_buf(),
                 source,
             }),
+    }
+}
+
+/// The layout of a core file's `NT_X86_XSTATE` notes
+/// ([`Core::layout_of`](crate::artifact::core::Core::layout_of)): its
+/// `NT_X86_XSAVE_LAYOUT` note's, else the host's or the first catalog
+/// layout that can have written its first thread's XCR0 and size. Named
+/// after the file's stem, as a CPUID dump's layout is.
+fn load_core(path: &Path) -> Result<Layout, SourceError> {
+    use crate::artifact::{core::Core, swbytes::SoftwareBytes};
+    let err = |source| SourceError::Core {
+        path: path.to_path_buf(),
+        source,
+    };
+    let core = Core::open(path).map_err(err)?;
+    let name = path
+        .file_stem()
+        .map_or_else(|| "core".into(), |s| s.to_string_lossy().into_owned());
+    #[cfg(target_arch = "x86_64")]
+    let host = crate::host::layout().ok();
+    #[cfg(not(target_arch = "x86_64"))]
+    let host: Option<Layout> = None;
+    let candidates = host.iter().chain(catalog::all());
+    let source = format!("core file {}", path.display());
+    match core.layout_of(&name, 0, candidates).map_err(err)? {
+        Some(layout) if core.layout_note().is_some() => {
+            let source = format!("{source}: NT_X86_XSAVE_LAYOUT");
+            Ok(layout.with_source(&source))
+        }
+        Some(layout) => {
+            let source = format!(
+                "{source}: no NT_X86_XSAVE_LAYOUT; {} by its XCR0 and size ({})",
+                layout.name(),
+                layout.source()
+            );
+            Ok(layout.renamed(&name).with_source(&source))
+        }
+        None => {
+            let area = core.threads()[0].xstate.as_deref().unwrap_or_default();
+            Err(SourceError::CoreLayoutUnknown {
+                path: path.to_path_buf(),
+                xcr0: SoftwareBytes::read(area)
+                    .map(|s| s.xcr0())
+                    .unwrap_or_default(),
+                size: area.len(),
+            })
+        }
     }
 }
 
