@@ -10,9 +10,22 @@
 //! | `KVM_GET_XSAVE` / `KVM_GET_XSAVE2` | standard, 4096 bytes or `KVM_CAP_XSAVE2` | the host's user XCR0 at 464 |
 //!
 //! [`swbytes`] reads the software bytes and refuses a layout that cannot
-//! have written them.
+//! have written them; [`fxsave`] reads FXSAVE images; `core` (`std`) reads
+//! core files' notes. Out, every consumer takes the standard format:
+//! [`ptrace`] builds `PTRACE_SETREGSET` buffers (the kernel refuses a
+//! compacted one), [`sigframe`] signal-frame areas `sigreturn` restores,
+//! [`notes`] the `NT_X86_XSTATE` and `NT_X86_XSAVE_LAYOUT` descriptors of
+//! a core gdb reads.
 
 #[cfg(feature = "std")]
 pub mod core;
 pub mod fxsave;
+#[cfg(feature = "alloc")]
+pub mod notes;
+#[cfg(feature = "alloc")]
+pub mod ptrace;
+#[cfg(feature = "alloc")]
+pub mod sigframe;
 pub mod swbytes;
+#[cfg(feature = "alloc")]
+mod user;

@@ -11,6 +11,8 @@
 
 #[cfg(feature = "testing")]
 pub mod amx;
+#[cfg(all(feature = "testing", target_os = "linux"))]
+pub mod child;
 #[cfg(feature = "testing")]
 mod oracle;
 

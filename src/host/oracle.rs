@@ -63,6 +63,14 @@ pub enum HostError {
     /// A live TILECFG that LDTILECFG / XRSTOR would fault on.
     #[error("XRSTOR would fault on this area's TILECFG: {0}")]
     TileConfig(#[from] crate::area::TileConfigError),
+    /// A system call the oracle needs failed.
+    #[error("{what} failed: errno {errno}")]
+    Os {
+        /// The call.
+        what: &'static str,
+        /// Its errno.
+        errno: i32,
+    },
 }
 
 /// An XSAVE area buffer aligned to 64 bytes, as the instructions require.
