@@ -528,3 +528,136 @@ fn a_kernel_core_carries_the_layout_note_xstate_reads() {
     };
     assert_eq!(user_components(&v), user_components(&host_json));
 }
+
+/// One ELF note: name, type, descriptor, each padded to 4 bytes.
+fn note(name: &str, kind: u32, desc: &[u8]) -> Vec<u8> {
+    let mut n = Vec::new();
+    let name = format!("{name}\0");
+    n.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    n.extend_from_slice(&kind.to_le_bytes());
+    n.extend_from_slice(name.as_bytes());
+    n.resize(n.len().next_multiple_of(4), 0);
+    n.extend_from_slice(desc);
+    n.resize(n.len().next_multiple_of(4), 0);
+    n
+}
+
+/// A minimal x86_64 ELF core: one PT_NOTE with one thread's NT_PRSTATUS
+/// (pid 4242, registers zero) and the notes given.
+fn wrap_in_core(notes: &[Vec<u8>]) -> Vec<u8> {
+    let mut prstatus = vec![0u8; 336];
+    prstatus[32..36].copy_from_slice(&4242u32.to_le_bytes());
+    let mut body = note("CORE", 1, &prstatus);
+    for n in notes {
+        body.extend_from_slice(n);
+    }
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    elf.extend_from_slice(&4u16.to_le_bytes()); // ET_CORE
+    elf.extend_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&0u64.to_le_bytes()); // e_entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+    elf.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for half in [64u16, 56, 1, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+    elf.extend_from_slice(&0u32.to_le_bytes()); // p_flags
+    elf.extend_from_slice(&120u64.to_le_bytes()); // p_offset
+    elf.extend_from_slice(&0u64.to_le_bytes()); // p_vaddr
+    elf.extend_from_slice(&0u64.to_le_bytes()); // p_paddr
+    elf.extend_from_slice(&(body.len() as u64).to_le_bytes()); // p_filesz
+    elf.extend_from_slice(&0u64.to_le_bytes()); // p_memsz
+    elf.extend_from_slice(&4u64.to_le_bytes()); // p_align
+    assert_eq!(elf.len(), 120);
+    elf.extend_from_slice(&body);
+    elf
+}
+
+#[test]
+fn a_compacted_area_as_core_notes_is_read_by_gdb() {
+    let host = host();
+    if !host.supports(SaveInstr::Xsavec) {
+        common::skip("compacted area to core notes", "this CPU has no XSAVEC");
+        return;
+    }
+    let layout = host.layout();
+    // A compacted area as a hypervisor's XSAVEC/XSAVES buffer holds it.
+    let compacted = host
+        .load_then_save(&KnownValues::pattern(5), SaveInstr::Xsavec, false)
+        .unwrap();
+    let compacted = compacted.as_bytes().to_vec();
+    let want = registers(&compacted, layout);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("compacted.bin");
+    std::fs::write(&input, &compacted).unwrap();
+    let prefix = dir.path().join("notes");
+    let out = xstate(&[
+        "convert",
+        input.to_str().unwrap(),
+        "--from",
+        "host",
+        "--to-core-notes",
+        prefix.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xstate_note = std::fs::read(dir.path().join("notes.xstate")).unwrap();
+    let layout_note = std::fs::read(dir.path().join("notes.layout")).unwrap();
+    assert_eq!(
+        xstate_note.len(),
+        layout.standard_size_for(host.xcr0()) as usize,
+        "the size the kernel gives NT_X86_XSTATE"
+    );
+    assert_same(
+        "the NT_X86_XSTATE descriptor",
+        &registers(&xstate_note, layout),
+        &want,
+    );
+    let core = dir.path().join("wrapped.core");
+    std::fs::write(
+        &core,
+        wrap_in_core(&[
+            note("LINUX", NT_X86_XSTATE, &xstate_note),
+            note(
+                "LINUX",
+                xstate::artifact::core::NT_X86_XSAVE_LAYOUT,
+                &layout_note,
+            ),
+        ]),
+    )
+    .unwrap();
+    // xstate reads the core back in the note's layout.
+    let (_, cli) = cli_decode(&core, &[]);
+    assert_same("decode of the wrapped core", &filter(cli, layout), &want);
+    let note_layout = Core::open(&core)
+        .unwrap()
+        .layout("wrapped")
+        .unwrap()
+        .unwrap();
+    for g in layout
+        .components()
+        .filter(|g| !g.supervisor && host.xcr0().contains(g.id))
+    {
+        assert_eq!(note_layout.offset(g.id), Some(g.offset), "{}", g.id);
+    }
+    // And so does gdb, register by register.
+    if gdb().is_none() {
+        return;
+    }
+    let from_gdb = gdb_registers(&core, layout);
+    assert!(
+        from_gdb.len() >= 16 + 8 + 3,
+        "gdb read {} registers",
+        from_gdb.len()
+    );
+    for (name, value) in &from_gdb {
+        assert_eq!(Some(value), want.get(name), "gdb reads {name} otherwise");
+    }
+}

@@ -226,3 +226,97 @@ fn a_512_byte_fxsave_image_decodes_as_x87_and_sse() {
     let view = XsaveView::new(&converted[..], catalog::get("amd-zen3").unwrap()).unwrap();
     assert_eq!(view.xmm(3).unwrap(), 0xabcd);
 }
+
+#[test]
+fn convert_writes_signal_frames_ptrace_buffers_and_core_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let frame = write(dir.path(), "frame.bin", &intel_signal_frame());
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let spr = "intel-sapphire-rapids";
+    // An Intel frame as a Zen 4 thread's frame.
+    let out_frame = dir.path().join("zen4-frame.bin");
+    let out = xstate(&[
+        "convert",
+        &frame,
+        "--from",
+        spr,
+        "--to",
+        "amd-zen4",
+        "--to-sigframe",
+        out_frame.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let f = std::fs::read(&out_frame).unwrap();
+    assert_eq!(f.len(), 2440 + 4);
+    assert!(matches!(
+        swbytes::check(&f, zen4),
+        Ok(Some(swbytes::SoftwareBytes::SignalFrame(_)))
+    ));
+    let v = json(&xstate(&[
+        "decode",
+        out_frame.to_str().unwrap(),
+        "--layout",
+        "amd-zen4",
+        "--json",
+    ]));
+    assert_eq!(v["registers"]["k3"], "0x0000000000005a5a");
+    // A ptrace buffer for an XCR0 without AVX-512 cannot hold live zmm17.
+    let out_ptrace = dir.path().join("ptrace.bin");
+    let out = xstate(&[
+        "convert",
+        &frame,
+        "--from",
+        spr,
+        "--to",
+        "amd-zen4",
+        "--guest-xcr0",
+        "0x7",
+        "--to-ptrace",
+        out_ptrace.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not enable them"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_ptrace.exists());
+    let out = xstate(&[
+        "convert",
+        &frame,
+        "--from",
+        spr,
+        "--to",
+        "amd-zen4",
+        "--to-ptrace",
+        out_ptrace.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = std::fs::read(&out_ptrace).unwrap();
+    assert_eq!(p.len(), 2440);
+    assert_eq!(
+        swbytes::SoftwareBytes::read(&p),
+        Some(swbytes::SoftwareBytes::Xcr0(zen4.xcr0_supported()))
+    );
+    // Core notes: the descriptor and the layout records.
+    let prefix = dir.path().join("n");
+    let out = xstate(&[
+        "convert",
+        &frame,
+        "--from",
+        spr,
+        "--to",
+        "amd-zen4",
+        "--to-core-notes",
+        prefix.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("n.xstate")).unwrap(), p);
+    assert_eq!(
+        std::fs::read(dir.path().join("n.layout")).unwrap(),
+        xstate::artifact::notes::layout_descriptor(zen4, zen4.xcr0_supported())
+    );
+    // The artifacts are written instead of an area: no OUTPUT with them.
+    let out = xstate(&["convert", &frame, "--from", spr, "--to", "amd-zen4"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

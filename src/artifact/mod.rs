@@ -29,3 +29,6 @@ pub mod sigframe;
 pub mod swbytes;
 #[cfg(feature = "alloc")]
 mod user;
+
+#[cfg(feature = "alloc")]
+pub use user::UserAreaError;

@@ -15,14 +15,17 @@ use super::{fail, output, REJECTED, USAGE};
 pub struct Args {
     /// The source XSAVE area (standard or compacted).
     input: PathBuf,
-    /// Where to write the converted area.
-    output: PathBuf,
+    /// Where to write the converted area (not with --to-core-notes,
+    /// --to-ptrace, --to-sigframe).
+    #[arg(required_unless_present_any = ["to_core_notes", "to_ptrace", "to_sigframe"])]
+    output: Option<PathBuf>,
     /// The source layout: `host`, a catalog name, a layout file, a CPUID dump
     /// or a host profile (`xstate kvm info --json`; its layout is used).
     #[arg(long)]
     from: String,
-    /// The destination layout, named as --from is.
-    #[arg(long, required_unless_present = "kvm")]
+    /// The destination layout, named as --from is (for --to-core-notes,
+    /// --to-ptrace, --to-sigframe: the CPU they are for [default: host]).
+    #[arg(long, required_unless_present_any = ["kvm", "to_core_notes", "to_ptrace", "to_sigframe"])]
     to: Option<String>,
     /// Write the compacted format (XSAVEC / XSAVES) instead of the standard one.
     #[arg(long, conflicts_with = "kvm")]
@@ -42,11 +45,15 @@ pub struct Args {
     guest: super::guest::GuestArgs,
     #[command(flatten)]
     sw: super::area::SwArgs,
+    #[command(flatten)]
+    artifact: super::artifact::ArtifactArgs,
 }
 
 pub fn run(args: &Args) -> u8 {
-    if let Err(code) = super::input::refuse_same(&args.input, &args.output) {
-        return code;
+    for output in args.output.iter().cloned().chain(args.artifact.outputs()) {
+        if let Err(code) = super::input::refuse_same(&args.input, &output) {
+            return code;
+        }
     }
     let to_spec = args.to.as_deref().unwrap_or("host");
     let (from, to) = match (super::load_layout(&args.from), super::load_layout(to_spec)) {
@@ -56,6 +63,21 @@ pub fn run(args: &Args) -> u8 {
     let bytes = match super::input::read(&args.input, super::input::Expect::Area) {
         Ok(b) => super::area::prepare(b, &args.sw),
         Err(code) => return code,
+    };
+    if args.artifact.any() {
+        let what = args.input.display().to_string();
+        return super::artifact::write(
+            &args.artifact,
+            &what,
+            &bytes,
+            &from,
+            to_spec,
+            &to,
+            args.guest.xcr0(),
+        );
+    }
+    let Some(output_path) = &args.output else {
+        return fail(USAGE, "convert: no output file");
     };
     let options = RelayoutOptions {
         format: if args.compacted {
@@ -141,8 +163,8 @@ pub fn run(args: &Args) -> u8 {
     } else {
         out
     };
-    if let Err(e) = output::write_atomically(&args.output, &out) {
-        return fail(USAGE, format_args!("{}: {e}", args.output.display()));
+    if let Err(e) = output::write_atomically(output_path, &out) {
+        return fail(USAGE, format_args!("{}: {e}", output_path.display()));
     }
     0
 }

@@ -28,6 +28,13 @@ pub struct GuestArgs {
     xfd: Option<Xfeatures>,
 }
 
+impl GuestArgs {
+    /// `--guest-xcr0`, when given.
+    pub fn xcr0(&self) -> Option<Xfeatures> {
+        self.guest_xcr0
+    }
+}
+
 /// A hex mask (`0x2e7`, `2e7`; no sign).
 pub fn parse_mask(s: &str) -> Result<Xfeatures, String> {
     s.parse().map_err(|_| format!("{s:?} is not a hex mask"))

@@ -3,6 +3,7 @@
 //! I/O error.
 
 mod area;
+mod artifact;
 mod convert;
 mod core;
 mod cpuid;
