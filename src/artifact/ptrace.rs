@@ -12,6 +12,7 @@
 
 use crate::component::Xfeatures;
 use crate::layout::Layout;
+use alloc::vec::Vec;
 
 pub use super::user::UserAreaError;
 

@@ -7,6 +7,8 @@ use crate::area::EXTENDED_START;
 use crate::component::{XcompBv, Xfeatures};
 use crate::layout::Layout;
 use crate::regfile::RegisterFile;
+use alloc::vec;
+use alloc::vec::Vec;
 
 /// Why an area cannot become a kernel user-ABI area.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
