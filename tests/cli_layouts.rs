@@ -516,7 +516,9 @@ fn large_and_binary_files_are_rejected_inputs_missing_ones_io_errors() {
     let dir = Dir::new();
     let input = stream(&dir);
     let big = dir.write("big.txt", vec![b' '; MAX_SOURCE_FILE as usize + 1]);
-    let binary = dir.write("binary.bin", [0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0, 0x80]);
+    let binary = dir.write("binary.bin", [0x7e, b'E', b'L', b'F', 0xff, 0xfe, 0, 0x80]);
+    // ELF is read as a core file (--layout CORE): a broken one is refused.
+    let elf = dir.write("elf.bin", [0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0, 0x80]);
     let missing = dir.path("missing.txt");
     let missing = s(&missing);
     let as_layout = |f: &str| xstate(&["layout", "--layout", f]);
@@ -541,6 +543,13 @@ fn large_and_binary_files_are_rejected_inputs_missing_ones_io_errors() {
         status(&run(&binary), 1, "is not UTF-8 text");
         status(&run(missing), 2, "missing.txt");
     }
+    status(
+        &as_layout(&elf),
+        1,
+        "(read as a core file): not a readable 64-bit ELF file",
+    );
+    status(&as_pool(&elf), 1, "(read as a core file)");
+    status(&as_guest_cpuid(&elf), 1, "is not UTF-8 text");
 }
 
 #[test]

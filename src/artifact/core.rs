@@ -65,7 +65,7 @@ pub enum CoreError {
         source: std::io::Error,
     },
     /// Not a 64-bit little-endian ELF file, or a malformed one.
-    #[error("not a readable 64-bit ELF file: {0}")]
+    #[error("not a readable 64-bit ELF file")]
     Elf(#[source] object::read::Error),
     /// An ELF file that is not a core file.
     #[error("ELF type {0} is not a core file (ET_CORE, 4)")]
