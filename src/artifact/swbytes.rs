@@ -41,7 +41,7 @@
 //! let zen4 = catalog::get("amd-zen4").unwrap();
 //! let err = swbytes::check(&area, zen4).unwrap_err();
 //! assert_eq!(
-//!     err.to_string(),
+//!     err.naming(zen4.name()).to_string(),
 //!     "area written with XCR0 0x2e7, 2696 bytes; layout amd-zen4 cannot produce that"
 //! );
 //! ```
@@ -49,7 +49,7 @@
 use core::ops::Range;
 
 use crate::component::Xfeatures;
-use crate::layout::{Layout, Text};
+use crate::layout::Layout;
 
 /// `_fpx_sw_bytes.magic1`: "SXPF" (`FP_XSTATE_MAGIC1`,
 /// `arch/x86/include/uapi/asm/sigcontext.h`).
@@ -91,14 +91,14 @@ pub enum SoftwareBytes {
 #[non_exhaustive]
 pub enum SwBytesError {
     /// The layout cannot have written an area with this XCR0 and size.
-    #[error("area written with XCR0 {xcr0}, {size} bytes; layout {layout} cannot produce that")]
+    /// (The error stays small, so it does not carry the layout's name:
+    /// [`SwBytesError::naming`] gives the message with it.)
+    #[error("area written with XCR0 {xcr0}, {size} bytes; the layout cannot produce that")]
     WrongLayout {
         /// The writer's XCR0 (a signal frame's xfeatures).
         xcr0: Xfeatures,
         /// The area's size in bytes (a signal frame's xstate_size).
         size: usize,
-        /// The layout's name.
-        layout: Text<64>,
     },
     /// A signal frame's sizes contradict each other.
     #[error("signal frame's xstate_size {xstate_size} is below 576 or above its extended_size {extended_size}")]
@@ -124,6 +124,35 @@ pub enum SwBytesError {
         /// The u32 found there.
         found: u32,
     },
+}
+
+impl SwBytesError {
+    /// The message naming the layout refused: "area written with XCR0
+    /// 0x202e7, 2816 bytes; layout amd-zen4 cannot produce that".
+    pub fn naming<'a>(&'a self, layout: &'a str) -> impl core::fmt::Display + 'a {
+        Naming {
+            error: self,
+            layout,
+        }
+    }
+}
+
+struct Naming<'a> {
+    error: &'a SwBytesError,
+    layout: &'a str,
+}
+
+impl core::fmt::Display for Naming<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.error {
+            SwBytesError::WrongLayout { xcr0, size } => write!(
+                f,
+                "area written with XCR0 {xcr0}, {size} bytes; layout {} cannot produce that",
+                self.layout
+            ),
+            e => write!(f, "{e}"),
+        }
+    }
 }
 
 fn u32_at(area: &[u8], at: usize) -> Option<u32> {
@@ -236,7 +265,6 @@ impl SoftwareBytes {
             Err(SwBytesError::WrongLayout {
                 xcr0: self.xcr0(),
                 size: self.size(len),
-                layout: crate::layout::text(layout.name()),
             })
         }
     }
@@ -327,7 +355,6 @@ pub fn choose<'a>(
     Err(first_error.unwrap_or(SwBytesError::WrongLayout {
         xcr0: sw.xcr0(),
         size: sw.size(area.len()),
-        layout: crate::layout::text("(none)"),
     }))
 }
 
@@ -376,7 +403,7 @@ mod tests {
         write_signal_frame(&mut f, Xfeatures::from_bits(0x202e7), 2816);
         assert!(check(&f, spr).is_ok());
         assert_eq!(
-            check(&f, zen4).unwrap_err().to_string(),
+            check(&f, zen4).unwrap_err().naming("amd-zen4").to_string(),
             "area written with XCR0 0x202e7, 2816 bytes; layout amd-zen4 cannot produce that"
         );
         // Without magic2 where the area goes on.

@@ -78,12 +78,15 @@ pub fn default_layout(what: &str, area: &[u8]) -> Result<Layout, u8> {
     Ok((*first).clone())
 }
 
-/// The message for an area a layout refuses, with the override named when
-/// its software bytes are at fault.
-pub fn refusal(what: &str, e: &HeaderError) -> String {
+/// The message for an area `layout` refuses, naming the layout and the
+/// override when its software bytes are at fault.
+pub fn refusal(what: &str, layout: &str, e: &HeaderError) -> String {
     match e {
-        HeaderError::SoftwareBytes(_) => {
-            format!("{what}: {e} (--ignore-software-bytes overrides)")
+        HeaderError::SoftwareBytes(sw) => {
+            format!(
+                "{what}: {} (--ignore-software-bytes overrides)",
+                sw.naming(layout)
+            )
         }
         _ => format!("{what}: {e}"),
     }

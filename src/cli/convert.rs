@@ -145,11 +145,11 @@ pub fn run(args: &Args) -> u8 {
         }
         Err(e) => {
             report_masked();
+            if let MigrateError::Source(h @ xstate::HeaderError::SoftwareBytes(_)) = &e {
+                return fail(REJECTED, super::area::refusal(&what, from.name(), h));
+            }
             let hint = match e {
                 MigrateError::InitWithoutHome { .. } => " (--drop-init drops it)",
-                MigrateError::Source(xstate::HeaderError::SoftwareBytes(_)) => {
-                    " (--ignore-software-bytes overrides)"
-                }
                 _ => "",
             };
             return fail(REJECTED, format_args!("{what}: {e}{hint}"));

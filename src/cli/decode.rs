@@ -158,7 +158,7 @@ fn try_run(args: &Args) -> Result<u8, u8> {
     let view = XsaveView::new(&area[..], &layout).map_err(|e| {
         fail(
             REJECTED,
-            super::area::refusal(&path.display().to_string(), &e),
+            super::area::refusal(&path.display().to_string(), layout.name(), &e),
         )
     })?;
     // Registers of components the layout lacks are not printed; the rest in

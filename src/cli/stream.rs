@@ -151,7 +151,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let mut regs = RegisterFile::decode(&bytes, &layout).map_err(|e| match e {
                 xstate::AccessError::Header(h) => fail(
                     REJECTED,
-                    super::area::refusal(&input.display().to_string(), &h),
+                    super::area::refusal(&input.display().to_string(), layout.name(), &h),
                 ),
                 e => fail(REJECTED, format_args!("{}: {e}", input.display())),
             })?;
