@@ -211,10 +211,20 @@ impl SoftwareBytes {
     /// ([`KVM_XSAVE_SIZE`]) or, above that, the end of one of the XCR0's
     /// components (`KVM_CAP_XSAVE2` sizes a buffer for what the guest may
     /// enable).
+    ///
+    /// KVM writes its host's XCR0 at 464, not the guest's, so a KVM-sized
+    /// buffer (4096 bytes or more) also fits a layout whose user components
+    /// are a subset of that XCR0 and fit the buffer: a guest CPU model with
+    /// fewer components than its host (`XstateBuffer::from_snapshot` reads
+    /// such buffers in the layout of the guest's CPUID).
     pub fn producible_by(&self, len: usize, layout: &Layout) -> bool {
         let xcr0 = self.xcr0();
         if !layout.xcr0_supported().contains_all(xcr0) {
-            return false;
+            let own = layout.xcr0_supported();
+            return matches!(self, SoftwareBytes::Xcr0(_))
+                && len >= KVM_XSAVE_SIZE
+                && xcr0.contains_all(own)
+                && layout.standard_size_for(own) as usize <= len;
         }
         let size = self.size(len);
         let standard = layout.standard_size_for(xcr0) as usize;
@@ -389,10 +399,15 @@ mod tests {
         // KVM's 4096-byte buffer fits either.
         let kvm = ptrace_area(0x2e7, 4096);
         assert!(check(&kvm, zen4).is_ok() && check(&kvm, spr).is_ok());
-        // AMX's XCR0 with KVM_CAP_XSAVE2's size: only a layout with AMX.
+        // AMX's XCR0 with KVM_CAP_XSAVE2's size: a layout with AMX.
         let amx = ptrace_area(0x602e7, 11008);
         assert!(check(&amx, spr).is_ok());
-        assert!(check(&amx, zen4).is_err());
+        // KVM writes the host's XCR0: a guest CPU model with fewer
+        // components reads its buffer, a ptrace buffer of fewer does not.
+        let lunar = catalog::get("intel-lunar-lake").unwrap();
+        assert!(check(&ptrace_area(0x602e7, 4096), lunar).is_ok());
+        assert!(check(&ptrace_area(0x602e7, 2696), lunar).is_err());
+        assert!(check(&ptrace_area(0x2e7, 2696), catalog::get("amd-zen3").unwrap()).is_err());
     }
 
     #[test]
