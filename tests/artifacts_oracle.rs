@@ -386,11 +386,15 @@ fn a_gcore_core_decodes_as_loaded_and_as_gdb_reads_it() {
         .args(["-ex", &format!("gcore {}", core.display())])
         .output()
         .expect("run gdb");
-    assert!(
-        core.exists(),
-        "gcore wrote no core: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let gdb_said = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !core.exists() && gdb_said.contains("ptrace: Operation not permitted") {
+        common::skip(
+            "gcore core",
+            "gdb may not attach here (ptrace_scope or capabilities; tests do not change them)",
+        );
+        return;
+    }
+    assert!(core.exists(), "gcore wrote no core: {gdb_said}");
     let want = registers(&area, layout);
     // The library: the thread's NT_X86_XSTATE, identified by its XCR0 and
     // size when gdb writes no NT_X86_XSAVE_LAYOUT.

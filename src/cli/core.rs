@@ -21,6 +21,8 @@ pub struct FromCore {
     pub pid: Option<u32>,
     /// The layout of the core's `NT_X86_XSAVE_LAYOUT` note.
     pub note_layout: Option<Layout>,
+    /// Whether the core has that note.
+    pub has_layout_note: bool,
 }
 
 /// Reads thread `thread` of the core file at `path`: exit 1 for a file
@@ -54,6 +56,7 @@ pub fn read(path: &Path, thread: usize) -> Result<FromCore, u8> {
         .layout(&name)
         .map_err(|e| fail(REJECTED, format_args!("{what}: {}", super::chain(&e))))?;
     Ok(FromCore {
+        has_layout_note: note_layout.is_some(),
         area,
         note,
         thread,

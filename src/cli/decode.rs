@@ -187,6 +187,7 @@ fn try_run(args: &Args) -> Result<u8, u8> {
                 "thread": c.thread,
                 "threads": c.threads,
                 "pid": c.pid,
+                "layout_note": c.has_layout_note,
             });
         }
         if let Some(s) = &stream {

@@ -1,0 +1,225 @@
+//! `decode CORE` and `--layout CORE` on cores built here: several threads,
+//! a thread with only NT_PRFPREG, with and without NT_X86_XSAVE_LAYOUT,
+//! and cores no known layout fits.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use xstate::artifact::core::{NT_PRFPREG, NT_X86_XSAVE_LAYOUT, NT_X86_XSTATE};
+use xstate::artifact::notes;
+use xstate::prelude::*;
+use xstate::{layout::catalog, Layout, Xfeatures, XsaveView};
+
+fn xstate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xstate"))
+        .args(args)
+        .output()
+        .expect("run xstate")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn note(name: &str, kind: u32, desc: &[u8]) -> Vec<u8> {
+    let mut n = Vec::new();
+    let name = format!("{name}\0");
+    n.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    n.extend_from_slice(&kind.to_le_bytes());
+    n.extend_from_slice(name.as_bytes());
+    n.resize(n.len().next_multiple_of(4), 0);
+    n.extend_from_slice(desc);
+    n.resize(n.len().next_multiple_of(4), 0);
+    n
+}
+
+fn prstatus(pid: u32) -> Vec<u8> {
+    let mut p = vec![0u8; 336];
+    p[32..36].copy_from_slice(&pid.to_le_bytes());
+    note("CORE", 1, &p)
+}
+
+/// An x86_64 ELF core whose one PT_NOTE holds `notes`.
+fn core(notes: &[Vec<u8>]) -> Vec<u8> {
+    let body: Vec<u8> = notes.concat();
+    let mut elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
+    for v in [4u16, 62] {
+        elf.extend_from_slice(&v.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    for v in [0u64, 64, 0] {
+        elf.extend_from_slice(&v.to_le_bytes());
+    }
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for v in [64u16, 56, 1, 0, 0, 0] {
+        elf.extend_from_slice(&v.to_le_bytes());
+    }
+    elf.extend_from_slice(&4u32.to_le_bytes());
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for v in [120u64, 0, 0, body.len() as u64, 0, 4] {
+        elf.extend_from_slice(&v.to_le_bytes());
+    }
+    elf.extend(body);
+    elf
+}
+
+/// A Zen 4 thread's NT_X86_XSTATE with xmm1 = `v` and k3 = `v`.
+fn zen4_xstate(v: u64) -> Vec<u8> {
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let mut area = vec![0u8; zen4.standard_size() as usize];
+    let mut view = XsaveView::new(&mut area[..], zen4).unwrap();
+    view.set_xmm(1, u128::from(v)).unwrap();
+    view.set_k(3, v).unwrap();
+    notes::xstate_descriptor(&area, zen4, zen4, zen4.xcr0_supported()).unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn threads_are_chosen_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let zen4: &Layout = catalog::get("amd-zen4").unwrap();
+    let mut fx = [0u8; 512];
+    fx[160 + 16..160 + 24].copy_from_slice(&0x77u64.to_le_bytes()); // xmm1
+    let file = write(
+        dir.path(),
+        "zen4.core",
+        &core(&[
+            prstatus(100),
+            note("LINUX", NT_X86_XSTATE, &zen4_xstate(0x11)),
+            note(
+                "LINUX",
+                NT_X86_XSAVE_LAYOUT,
+                &notes::layout_descriptor(zen4, zen4.xcr0_supported()),
+            ),
+            prstatus(101),
+            note("LINUX", NT_X86_XSTATE, &zen4_xstate(0x22)),
+            prstatus(102),
+            note("CORE", NT_PRFPREG, &fx),
+        ]),
+    );
+    let v = json(&xstate(&["decode", &file, "--json"]));
+    assert_eq!(v["core"]["threads"], 3);
+    assert_eq!(v["core"]["thread"], 0);
+    assert_eq!(v["core"]["pid"], 100);
+    assert_eq!(v["core"]["layout_note"], true);
+    assert_eq!(v["registers"]["k3"], "0x0000000000000011");
+    let v = json(&xstate(&["decode", &file, "--thread", "1", "--json"]));
+    assert_eq!(v["core"]["pid"], 101);
+    assert_eq!(v["registers"]["k3"], "0x0000000000000022");
+    // A thread with NT_PRFPREG only: x87 and SSE.
+    let v = json(&xstate(&["decode", &file, "--thread", "2", "--json"]));
+    assert_eq!(v["core"]["note"], "NT_PRFPREG");
+    assert_eq!(v["xstate_bv"], "0x3");
+    assert_eq!(v["registers"]["xmm1"], format!("0x{:032x}", 0x77));
+    let out = xstate(&["decode", &file, "--thread", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no thread 3 (the core holds 3"),
+        "{}",
+        stderr(&out)
+    );
+    // The text output says which thread of how many.
+    let out = xstate(&["decode", &file]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("core: NT_X86_XSTATE of thread 0 of 3 (pid 100)"),
+        "{text}"
+    );
+    // --layout CORE gives the note's layout to any command.
+    let v = json(&xstate(&["layout", "--layout", &file, "--json"]));
+    let comps = v["components"].as_array().unwrap();
+    let offset = |id: u64| comps.iter().find(|c| c["id"] == id).unwrap()["offset"].clone();
+    assert_eq!(offset(5), 832);
+    assert_eq!(offset(9), 2432);
+    // Against Zen 4 it differs only where the note cannot say: supervisor
+    // components.
+    let out = xstate(&["diff", &file, "amd-zen4"]);
+    let diff = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        diff.lines()
+            .filter(|l| l.contains("absent"))
+            .all(|l| l.contains("supervisor")),
+        "{diff}"
+    );
+    // The wrong layout named explicitly is refused.
+    let out = xstate(&["decode", &file, "--layout", "intel-sapphire-rapids"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("layout intel-sapphire-rapids cannot produce that"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn without_the_layout_note_the_xcr0_and_size_choose() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "plain.core",
+        &core(&[
+            prstatus(7),
+            note("LINUX", NT_X86_XSTATE, &zen4_xstate(0x33)),
+        ]),
+    );
+    let host = xstate::host::layout().unwrap();
+    let v = json(&xstate(&["decode", &file, "--json"]));
+    assert_eq!(v["core"]["layout_note"], false);
+    if xstate::artifact::swbytes::check(&zen4_xstate(0x33), &host).is_err() {
+        assert_eq!(v["layout"], "amd-zen4");
+    }
+    assert_eq!(v["registers"]["k3"], "0x0000000000000033");
+    // An XCR0 and size no known layout produces: refused.
+    let mut odd = zen4_xstate(0x33);
+    odd.extend_from_slice(&[0; 8]);
+    let file = write(
+        dir.path(),
+        "odd.core",
+        &core(&[prstatus(7), note("LINUX", NT_X86_XSTATE, &odd)]),
+    );
+    let out = xstate(&["decode", &file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("XCR0 0x2e7, 2448 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    let out = xstate(&["layout", "--layout", &file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no known layout produces"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn other_elf_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exe = core(&[prstatus(1)]);
+    exe[16] = 2; // ET_EXEC
+    let file = write(dir.path(), "exe", &exe);
+    let out = xstate(&["decode", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a core file"),
+        "{}",
+        stderr(&out)
+    );
+    let file = write(dir.path(), "empty.core", &core(&[prstatus(1)]));
+    let out = xstate(&["decode", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no thread has"), "{}", stderr(&out));
+}
