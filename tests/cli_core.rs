@@ -9,7 +9,7 @@ use serde_json::Value;
 use xstate::artifact::core::{NT_PRFPREG, NT_X86_XSAVE_LAYOUT, NT_X86_XSTATE};
 use xstate::artifact::notes;
 use xstate::prelude::*;
-use xstate::{layout::catalog, Layout, Xfeatures, XsaveView};
+use xstate::{layout::catalog, Layout, XsaveView};
 
 fn xstate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xstate"))
