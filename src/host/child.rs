@@ -66,6 +66,8 @@ pub struct XstateChild {
 /// Where the signal handler finds the shared memory (set before the fork,
 /// read by the child only).
 static SHARED_AT: AtomicU64 = AtomicU64::new(0);
+/// Held from setting [`SHARED_AT`] to the fork.
+static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn os_error(what: &'static str) -> HostError {
     HostError::Os {
@@ -141,11 +143,17 @@ impl XstateChild {
         let own_len = host.layout().standard_size_for(host.xcr0()) as usize;
         let rfbm = host.xcr0().without(ComponentId::TILEDATA);
         let (lo, hi) = halves(rfbm);
+        // One spawn at a time: the child must see its own mapping in
+        // SHARED_AT, not another thread's.
+        let guard = FORKING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         SHARED_AT.store(shared as u64, Ordering::SeqCst);
         // SAFETY: fork in a process that may have other threads: the child
         // runs only async-signal-safe code (sigaction, chdir, setrlimit,
         // kill, raw instructions) and never returns from this function.
         let pid = unsafe { libc::fork() };
+        drop(guard);
         if pid < 0 {
             let e = os_error("fork");
             // SAFETY: the mapping made above, unmapped once.
