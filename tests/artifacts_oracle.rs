@@ -503,7 +503,19 @@ fn a_kernel_core_carries_the_layout_note_xstate_reads() {
     let want = registers(&area, layout);
     let (name, cli) = cli_decode(&core_file, &[]);
     assert_ne!(name, layout.name(), "the note's layout, not the host's");
-    assert_same("decode of the kernel's core", &filter(cli, layout), &want);
+    let cli = filter(cli, layout);
+    assert_same("decode of the kernel's core", &cli, &want);
+    // gdb reads the kernel's core as xstate does.
+    if gdb().is_some() {
+        let from_gdb = gdb_registers(&core_file, layout);
+        for (name, value) in &from_gdb {
+            assert_eq!(
+                Some(value),
+                cli.get(name),
+                "gdb and xstate disagree on {name}"
+            );
+        }
+    }
     // `layout --layout CORE --json` matches the host's user components.
     let out = xstate(&["layout", "--layout", core_file.to_str().unwrap(), "--json"]);
     assert!(

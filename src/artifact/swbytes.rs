@@ -7,7 +7,9 @@
 //!   `KVM_GET_XSAVE`): the u64 at 464 is the kernel's user XCR0 and the other
 //!   40 bytes are zero (`struct user_xstateregs`'s `sw_usable_bytes`,
 //!   `arch/x86/include/asm/user.h`; `xstate_fx_sw_bytes` in
-//!   `arch/x86/kernel/ptrace.c`). The area is then
+//!   `arch/x86/kernel/ptrace.c`, written by `__copy_xstate_to_uabi_buf` in
+//!   `arch/x86/kernel/fpu/xstate.c` for ptrace, cores and KVM alike, so a
+//!   KVM buffer holds its host's XCR0, not the guest's). The area is then
 //!   the kernel's user xstate size (ptrace, cores: the standard size of that
 //!   XCR0), or KVM's buffer size (4096 bytes, or `KVM_CAP_XSAVE2`'s size).
 //!   Measured here: `PTRACE_GETREGSET` gives 2688 bytes with 0xe7 at 464.
