@@ -64,6 +64,9 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
+    /// Not a regular file (a FIFO, a device, a directory): not opened.
+    #[error("{} is not a regular file", .0.display())]
+    NotRegular(PathBuf),
     /// Not a 64-bit little-endian ELF file, or a malformed one.
     #[error("not a readable 64-bit ELF file")]
     Elf(#[source] object::read::Error),
@@ -156,9 +159,19 @@ impl Core {
     ///
     /// # Errors
     ///
-    /// [`CoreError::Io`] when it cannot be opened; else as
-    /// [`parse`](Self::parse).
+    /// [`CoreError::Io`] when it cannot be opened,
+    /// [`CoreError::NotRegular`] for anything but a regular file (it is not
+    /// opened); else as [`parse`](Self::parse).
     pub fn open(path: &Path) -> Result<Core, CoreError> {
+        // As every input (crate::input): a FIFO's open would block, a
+        // device never ends; only regular files are opened.
+        let meta = std::fs::metadata(path).map_err(|source| CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(CoreError::NotRegular(path.to_path_buf()));
+        }
         let file = std::fs::File::open(path).map_err(|source| CoreError::Io {
             path: path.to_path_buf(),
             source,
