@@ -368,11 +368,43 @@ fn a_crosvm_fragment_needs_its_layout_and_converts() {
         "",
     );
     assert!(out.contains(&format!("xmm1 0x{:032x}", 0x1003)), "{out}");
-    // Hostile CBOR: truncated, a wrong shape.
+    // Hostile CBOR: truncated; trailing bytes; a key given twice.
+    let good = std::fs::read(&converted).unwrap();
     std::fs::write(&file, [0xa1, 0x65]).unwrap();
     status(
         &xstate(&["vmm", "crosvm", "decode", &s(&file), "--layout", "amd-zen4"]),
         1,
-        "",
+        "CBOR cut short",
     );
+    std::fs::write(&file, [&good[..], &[0u8]].concat()).unwrap();
+    status(
+        &xstate(&["vmm", "crosvm", "decode", &s(&file), "--layout", "host"]),
+        1,
+        "1 bytes after the CBOR value",
+    );
+    let dup = ciborium::Value::Map(vec![
+        (
+            ciborium::Value::Text("xsave".into()),
+            ciborium::Value::Integer(1.into()),
+        ),
+        (
+            ciborium::Value::Text("xsave".into()),
+            ciborium::Value::Integer(2.into()),
+        ),
+    ]);
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&dup, &mut bytes).unwrap();
+    std::fs::write(&file, bytes).unwrap();
+    status(
+        &xstate(&["vmm", "crosvm", "decode", &s(&file), "--layout", "host"]),
+        1,
+        "gives the key \"xsave\" twice",
+    );
+    // Standard input, as `-`.
+    let out = Command::new(env!("CARGO_BIN_EXE_xstate"))
+        .args(["vmm", "crosvm", "decode", "-", "--layout", "host"])
+        .stdin(std::fs::File::open(&converted).unwrap())
+        .output()
+        .unwrap();
+    assert!(status(&out, 0, "").contains(&format!("xmm1 0x{:032x}", 0x1003)));
 }

@@ -100,10 +100,15 @@ fn bound(head: &[u8], expect: Expect) -> Option<(u64, String)> {
     }
 }
 
-/// Reads `path` (a regular file) whole if it holds at most `limit` bytes;
-/// the statuses as for [`read`].
+/// Reads `path` (a regular file, or `-`: standard input) whole if it
+/// holds at most `limit` bytes; the statuses as for [`read`].
 pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, u8> {
-    xstate::input::read_file(path, limit).map_err(|e| match e {
+    let read = if is_stdin(path) {
+        read_rest(std::io::stdin().lock(), Vec::new(), limit)
+    } else {
+        xstate::input::read_file(path, limit)
+    };
+    read.map_err(|e| match e {
         InputError::Io(e) => fail(USAGE, format_args!("{}: {e}", path.display())),
         InputError::NotRegular { kind: "directory" } => {
             fail(USAGE, format_args!("{}: {e}", path.display()))

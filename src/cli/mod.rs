@@ -97,7 +97,7 @@ const MAX_MESSAGE: usize = 2000;
 /// `message` for a terminal: control characters (a NUL, an escape
 /// sequence, a bare CR from the input quoted) escaped, cut after about
 /// [`MAX_MESSAGE`] bytes.
-fn printable(message: &str) -> String {
+pub fn printable(message: &str) -> String {
     let mut out = String::new();
     for c in message.chars() {
         if out.len() >= MAX_MESSAGE {

@@ -156,7 +156,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         (Err(e), Some(file)) if e.kind() == ErrorKind::PermissionDenied => {
             return rewrite(file, bytes)
         }
-        (Err(e), _) => return Err(e),
+        // Named by the directory, not the temporary file's random name.
+        (Err(e), _) => {
+            let os = e.raw_os_error().map(std::io::Error::from_raw_os_error);
+            let why = os.map_or_else(|| e.kind().to_string(), |o| o.to_string());
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot create a file in {}: {why}", dir.display()),
+            ));
+        }
     };
     let _pending = Pending::set(tmp.path());
     tmp.write_all(bytes)?;

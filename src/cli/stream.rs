@@ -1,6 +1,7 @@
 //! `xstate stream`: encode an XSAVE area as a migration stream, decode one
 //! for a destination, check a stream against a destination.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -94,8 +95,9 @@ pub enum StreamCommand {
 #[derive(Debug, clap::Args)]
 pub struct BoundArgs {
     /// For a stream: the most bytes read for each vCPU its header claims
-    /// (the stream's bound is this times its vCPU count; every known
-    /// component live takes about 12 KiB)
+    /// (the stream's bound is this times its vCPU count, at most 1 GiB;
+    /// every known component live takes about 12 KiB; larger values than a
+    /// section can hold change nothing)
     #[arg(long, value_name = "BYTES", default_value_t = stream::VCPU_BYTES_BOUND)]
     pub max_vcpu_bytes: u64,
 }
@@ -264,76 +266,82 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
                     input.display()
                 ));
             }
-            // One vCPU decoded at a time, into the same register file.
-            let mut state = RegisterFile::new();
-            let reports: Vec<_> = (0..parsed.len())
-                .map(|n| {
-                    let registers = parsed.decode_into(n, &mut state).expect("n < len");
-                    let what = format!("{}: vCPU {n}", input.display());
-                    check_host(
-                        &state,
-                        &destination,
-                        &with_registers(&what, &guest, registers),
-                    )
-                })
-                .collect();
-            let compatible = reports.iter().all(|r| r.is_compatible());
+            // One vCPU decoded, judged and printed at a time, into the same
+            // register file: memory stays in proportion to the input, with
+            // JSON too (written as it goes).
             let name = destination.layout.name();
             let judged = if destination.kvm.is_some() {
                 "cpu and kvm"
             } else {
                 "cpu"
             };
+            let mut out = std::io::stdout().lock();
             if *json {
-                let per_vcpu: Vec<_> = reports
-                    .iter()
-                    .enumerate()
-                    .map(|(n, r)| {
-                        json!({
-                            "vcpu": n,
-                            "compatible": r.is_compatible(),
-                            "kvm_set_xsave_ok": r.kvm,
-                            "reasons": r.incompatibilities.iter().map(Incompatibility::to_string).collect::<Vec<_>>(),
-                            "masked": r.masked.iter().map(|m| json!({
-                                "id": m.component.index(),
-                                "name": m.component.to_string(),
-                                "reason": m.to_string(),
-                            })).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                let out = json!({
-                    "destination": name,
-                    "judged": judged,
-                    "compatible": compatible,
-                    "kvm_set_xsave_ok": if destination.kvm.is_some() {
-                        Some(reports.iter().all(|r| r.kvm == Some(true)))
-                    } else {
-                        None
-                    },
-                    "vcpus": per_vcpu,
-                });
-                println!("{}", serde_json::to_string_pretty(&out).expect("json"));
-            } else {
-                for (n, r) in reports.iter().enumerate() {
-                    for m in &r.masked {
-                        println!("vCPU {n}: {m}");
-                    }
-                    if r.is_compatible() {
-                        match r.kvm {
-                            Some(_) => println!(
-                                "vCPU {n}: compatible with {name}: its CPU and KVM_SET_XSAVE there take it"
-                            ),
-                            None => println!(
-                                "vCPU {n}: compatible with {name}'s CPU (judged the CPU only: the KVM verdict is unknown without a KVM profile)"
-                            ),
-                        }
-                    }
-                    for reason in &r.incompatibilities {
-                        println!("vCPU {n}: {reason}");
-                    }
+                let _ = write!(
+                    out,
+                    "{{\n  \"destination\": {},\n  \"judged\": \"{judged}\",\n  \"vcpus\": [",
+                    json!(name)
+                );
+            }
+            let mut state = RegisterFile::new();
+            let (mut compatible, mut kvm_ok) = (true, true);
+            for n in 0..parsed.len() {
+                let registers = parsed.decode_into(n, &mut state).expect("n < len");
+                let what = format!("{}: vCPU {n}", input.display());
+                let r = check_host(
+                    &state,
+                    &destination,
+                    &with_registers(&what, &guest, registers),
+                );
+                compatible &= r.is_compatible();
+                kvm_ok &= r.kvm == Some(true);
+                if *json {
+                    let v = json!({
+                        "vcpu": n,
+                        "compatible": r.is_compatible(),
+                        "kvm_set_xsave_ok": r.kvm,
+                        "reasons": r.incompatibilities.iter().map(Incompatibility::to_string).collect::<Vec<_>>(),
+                        "masked": r.masked.iter().map(|m| json!({
+                            "id": m.component.index(),
+                            "name": m.component.to_string(),
+                            "reason": m.to_string(),
+                        })).collect::<Vec<_>>(),
+                    });
+                    let sep = if n == 0 { "" } else { "," };
+                    let _ = write!(out, "{sep}\n    {v}");
+                    continue;
+                }
+                for m in &r.masked {
+                    let _ = writeln!(out, "vCPU {n}: {m}");
+                }
+                if r.is_compatible() {
+                    let _ = match r.kvm {
+                        Some(_) => writeln!(
+                            out,
+                            "vCPU {n}: compatible with {name}: its CPU and KVM_SET_XSAVE there take it"
+                        ),
+                        None => writeln!(
+                            out,
+                            "vCPU {n}: compatible with {name}'s CPU (judged the CPU only: the KVM verdict is unknown without a KVM profile)"
+                        ),
+                    };
+                }
+                for reason in &r.incompatibilities {
+                    let _ = writeln!(out, "vCPU {n}: {reason}");
                 }
             }
+            if *json {
+                let kvm = if destination.kvm.is_some() {
+                    json!(kvm_ok)
+                } else {
+                    json!(null)
+                };
+                let _ = writeln!(
+                    out,
+                    "\n  ],\n  \"compatible\": {compatible},\n  \"kvm_set_xsave_ok\": {kvm}\n}}"
+                );
+            }
+            let _ = out.flush();
             Ok(if compatible { 0 } else { REJECTED })
         }
     }

@@ -30,8 +30,44 @@ use super::{fail, hex, output, REJECTED, USAGE};
 
 /// The largest Cloud Hypervisor `state.json` read, in bytes.
 const MAX_CH_STATE: u64 = 32 << 20;
-/// The largest crosvm vCPU fragment read, in bytes.
-const MAX_CROSVM_FRAGMENT: u64 = 1 << 20;
+/// The most JSON values a `state.json`, and a vCPU's state inside it, may
+/// hold: a parsed value takes tens of bytes, so a file of bare numbers
+/// would take many times its size. Cloud Hypervisor's hold a few thousand
+/// (a vCPU's state: its XSAVE words, CPUID entries, MSRs, LAPIC bytes).
+const MAX_JSON_VALUES: usize = 1 << 20;
+
+/// Whether `text` holds at most `max` JSON values: counted, outside
+/// strings, as the separators and openers that begin one (an upper bound),
+/// in one pass and no memory.
+fn json_values_at_most(text: &[u8], max: usize) -> bool {
+    let (mut count, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b':' | b'[' | b'{' => {
+                count += 1;
+                if count > max {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+/// The largest crosvm vCPU fragment read, in bytes: its XSAVE state is at
+/// most 11 KiB of words, its registers and MSRs a few KiB more.
+const MAX_CROSVM_FRAGMENT: u64 = 256 << 10;
 
 /// `xstate vmm` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -303,6 +339,11 @@ fn read_ch(dir: &Path, given: Option<&Layout>) -> Result<(Snapshot, Vec<SavedVcp
     let bytes = super::input::read_limited(&file, MAX_CH_STATE)?;
     let rejected =
         |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", file.display()));
+    if !json_values_at_most(&bytes, MAX_JSON_VALUES) {
+        return Err(rejected(&format_args!(
+            "more than {MAX_JSON_VALUES} JSON values: not a Cloud Hypervisor state.json"
+        )));
+    }
     let root: Value = serde_json::from_slice(&bytes).map_err(|e| rejected(&e))?;
     let manager = find_key(&root, "cpu-manager", 8)
         .ok_or_else(|| rejected(&"no cpu-manager snapshot: not a Cloud Hypervisor state.json"))?;
@@ -321,6 +362,11 @@ fn read_ch(dir: &Path, given: Option<&Layout>) -> Result<(Snapshot, Vec<SavedVcp
             .pointer(&pointer)
             .and_then(Value::as_str)
             .ok_or_else(|| what(&"no snapshot_data.state string"))?;
+        if !json_values_at_most(text.as_bytes(), MAX_JSON_VALUES) {
+            return Err(what(&format_args!(
+                "its state holds more than {MAX_JSON_VALUES} JSON values: not a vCPU state"
+            )));
+        }
         let state: Value = serde_json::from_str(text).map_err(|e| what(&e))?;
         let kvm = kvm_state(&state).map_err(|e| what(&e))?;
         let bytes = ch_xsave(kvm).map_err(|e| what(&e))?;
@@ -395,7 +441,12 @@ fn ch_layout(kvm: &Map<String, Value>) -> Result<Layout, String> {
         .ok_or("no saved cpuid: --layout gives the source layout")?;
     let mut parsed = Vec::with_capacity(entries.len());
     for e in entries {
-        let field = |k: &str| e.get(k).map_or(Ok(0), |v| word(v, &format!("cpuid {k}")));
+        // index and flags may be left out (0); the rest is required.
+        let field = |k: &str| match e.get(k) {
+            Some(v) => word(v, &format!("cpuid {k}")),
+            None if matches!(k, "index" | "flags") => Ok(0),
+            None => Err(format!("a cpuid entry without {k}")),
+        };
         parsed.push((
             field("function")?,
             field("index")?,
@@ -417,7 +468,27 @@ fn read_crosvm(path: &Path, layout: Layout) -> Result<(Snapshot, Vec<SavedVcpu>)
     let bytes = super::input::read_limited(path, MAX_CROSVM_FRAGMENT)?;
     let rejected =
         |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
-    let root: ciborium::Value = ciborium::from_reader(&bytes[..]).map_err(|e| rejected(&e))?;
+    let mut reader = &bytes[..];
+    let root: ciborium::Value = ciborium::from_reader(&mut reader).map_err(|e| {
+        use ciborium::de::Error;
+        let why = match e {
+            Error::Io(_) => "CBOR cut short".to_string(),
+            Error::Syntax(at) => format!("not CBOR: a syntax error at byte {at}"),
+            Error::Semantic(at, m) => match at {
+                Some(at) => format!("CBOR at byte {at}: {m}"),
+                None => format!("CBOR: {m}"),
+            },
+            Error::RecursionLimitExceeded => "CBOR nested too deeply".to_string(),
+        };
+        rejected(&why)
+    })?;
+    if !reader.is_empty() {
+        return Err(rejected(&format_args!(
+            "{} bytes after the CBOR value: not one vCPU fragment",
+            reader.len()
+        )));
+    }
+    no_duplicate_keys(&root).map_err(|e| rejected(&e))?;
     let xsave = crosvm_xsave(&root).map_err(|e| rejected(&e))?;
     let vcpus = vec![SavedVcpu {
         id: "0".into(),
@@ -425,6 +496,27 @@ fn read_crosvm(path: &Path, layout: Layout) -> Result<(Snapshot, Vec<SavedVcpu>)
         layout,
     }];
     Ok((Snapshot::Crosvm { root }, vcpus))
+}
+
+/// Refuses a CBOR map that gives a text key twice, at any depth (which of
+/// two `xsave` or `data` entries a reader takes is not defined).
+fn no_duplicate_keys(v: &ciborium::Value) -> Result<(), String> {
+    match v {
+        ciborium::Value::Map(m) => {
+            let mut seen = std::collections::BTreeSet::new();
+            for (k, _) in m {
+                if let Some(text) = k.as_text() {
+                    if !seen.insert(text) {
+                        return Err(format!("a CBOR map gives the key {text:?} twice"));
+                    }
+                }
+            }
+            m.iter().try_for_each(|(_, v)| no_duplicate_keys(v))
+        }
+        ciborium::Value::Array(a) => a.iter().try_for_each(no_duplicate_keys),
+        ciborium::Value::Tag(_, v) => no_duplicate_keys(v),
+        _ => Ok(()),
+    }
 }
 
 /// The map holding crosvm's `Xsave` fields: the fragment's `xsave`, or the
@@ -519,7 +611,11 @@ fn write_back(
                     xsave.insert("extra".into(), json!(w[1024..]));
                 }
                 kvm.insert("xsave".into(), Value::Object(xsave));
-                if area[..512] != v.bytes[..512.min(v.bytes.len())] {
+                // x87 and SSE: bytes 0..24 (FCW..FDP), MXCSR (24..28), the
+                // ST and XMM registers (32..416); not MXCSR_MASK (28..32),
+                // which is the CPU's, nor the reserved rest.
+                let legacy = |b: &[u8]| -> Vec<u8> { [&b[..28], &b[32..416]].concat() };
+                if v.bytes.len() < 416 || legacy(&area) != legacy(&v.bytes) {
                     if let Some(fpu) = kvm.get_mut("fpu").and_then(Value::as_object_mut) {
                         set_fpu(fpu, &area);
                     }
@@ -598,7 +694,7 @@ fn print_vcpu(v: &SavedVcpu, n: usize, count: usize, json_out: bool) -> Result<(
         println!(
             "vCPU {} (id {}) of {count}, in layout {}: XSTATE_BV {:#x}, {} bytes",
             n,
-            v.id,
+            super::printable(&v.id),
             v.layout.name(),
             view.xstate_bv(),
             v.bytes.len()
@@ -641,14 +737,15 @@ fn print_reports(
         return;
     }
     for (v, r) in vcpus.iter().zip(reports) {
+        let id = super::printable(&v.id);
         for m in &r.masked {
-            println!("vCPU {}: {m}", v.id);
+            println!("vCPU {id}: {m}");
         }
         if r.is_compatible() {
-            println!("vCPU {}: compatible with {name}", v.id);
+            println!("vCPU {id}: compatible with {name}");
         }
         for reason in &r.incompatibilities {
-            println!("vCPU {}: {reason}", v.id);
+            println!("vCPU {id}: {reason}");
         }
     }
 }

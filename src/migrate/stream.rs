@@ -168,9 +168,21 @@ const _: () = {
 /// a reader may take a larger bound from its user.
 pub const VCPU_BYTES_BOUND: u64 = 64 << 10;
 
+/// The most bytes one vCPU section can take: its header and 64 records of
+/// the largest size ([`MAX_UNKNOWN_RECORD`]); no per-vCPU bound above it
+/// means anything.
+pub const MAX_VCPU_SECTION: u64 =
+    VCPU_HEADER_LEN as u64 + 64 * (RECORD_HEADER_LEN as u64 + MAX_UNKNOWN_RECORD as u64);
+
+/// The most bytes a reader takes for a whole stream, whatever bound per
+/// vCPU it is given: 1 GiB, tens of times a stream of 4096 vCPUs with
+/// every known component live (about 48 MiB).
+pub const MAX_STREAM_READ: u64 = 1 << 30;
+
 /// The most bytes a stream whose header starts `head` may take, at
-/// `per_vcpu` bytes for each vCPU its header claims (at most
-/// [`MAX_VCPUS`]), with the stream and checksum headers: what a reader
+/// `per_vcpu` bytes (at most [`MAX_VCPU_SECTION`]) for each vCPU its header
+/// claims (at most [`MAX_VCPUS`]), with the stream and checksum headers,
+/// and never more than [`MAX_STREAM_READ`]: what a reader
 /// should read before [`decode`] refuses or takes it. `None` when `head`
 /// is not the first 16 bytes of a stream header.
 pub fn length_bound(head: &[u8], per_vcpu: u64) -> Option<u64> {
@@ -179,7 +191,8 @@ pub fn length_bound(head: &[u8], per_vcpu: u64) -> Option<u64> {
     let vcpus = u32::from_le_bytes(count.try_into().ok()?).min(MAX_VCPUS);
     Some(
         ((HEADER_LEN + CHECKSUM_LEN) as u64)
-            .saturating_add(u64::from(vcpus).saturating_mul(per_vcpu)),
+            .saturating_add(u64::from(vcpus).saturating_mul(per_vcpu.min(MAX_VCPU_SECTION)))
+            .min(MAX_STREAM_READ),
     )
 }
 
