@@ -1,6 +1,11 @@
-//! The bodies of the fuzz targets in `fuzz/`, shared with the stable smoke
-//! test `tests/fuzz_smoke.rs`: each takes arbitrary bytes and must never
-//! panic, whatever they hold.
+//! The bodies of the fuzz targets in `fuzz/`, shared with the stable replay
+//! and smoke test `tests/fuzz_smoke.rs`: each takes arbitrary bytes and must
+//! never panic, whatever they hold.
+//!
+//! [`TARGETS`] lists them: the AFL++ binary in `fuzz/` (`xstate-fuzz
+//! TARGET`), `fuzz/run-short.sh` and the corpus replay test all take their
+//! targets from it, so adding a target is adding its body here and its entry
+//! to the list.
 
 use crate::access::XstateRead;
 use crate::layout::catalog;
@@ -9,9 +14,63 @@ use alloc::vec::Vec;
 
 use crate::{Register, RegisterFile, XsaveView};
 
-/// Decodes `data` as a migration stream; accepted streams must re-encode
+/// A fuzz target: the name that picks it (the fuzz binary's argument, and
+/// its committed corpus `fuzz/corpus/<name>/`), its body and what it covers.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    /// The target's name.
+    pub name: &'static str,
+    /// Its body: runs one input; panics only on a bug.
+    pub body: fn(&[u8]),
+    /// What the body runs, in a line.
+    pub covers: &'static str,
+}
+
+/// Every fuzz target.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "stream_decode",
+        body: stream_decode,
+        covers: "migration stream decoder (v1 and v2), then re-encode and decode again",
+    },
+    Target {
+        name: "view_open",
+        body: view_open,
+        covers: "XSAVE area view opener under a catalog layout, every register read, register file round trip",
+    },
+    Target {
+        name: "cpuid_dump",
+        body: cpuid_dump,
+        covers: "CPUID dumps (cpuid -r, InstLatx64, kvm_cpuid2 JSON), their consistency check, layout and a pool baseline applied back",
+    },
+    Target {
+        name: "layout_file",
+        body: layout_file,
+        covers: "TOML layout files and JSON host profiles, each with its round trip",
+    },
+];
+
+/// The target named `name`, if there is one.
+pub fn target(name: &str) -> Option<&'static Target> {
+    TARGETS.iter().find(|t| t.name == name)
+}
+
+/// Decodes `data` as a migration stream, and, when it starts like one, a
+/// copy with its trailing CRC-32 recomputed, so that the structural checks
+/// behind the checksum see every mutation; accepted streams must re-encode
 /// (in their version) and decode to the same vCPUs.
 pub fn stream_decode(data: &[u8]) {
+    decode_and_reencode(data);
+    if stream::is_stream(data) && data.len() >= 4 {
+        let mut sealed = data.to_vec();
+        let body = sealed.len() - 4;
+        let crc = stream::crc32(&sealed[..body]);
+        sealed[body..].copy_from_slice(&crc.to_le_bytes());
+        decode_and_reencode(&sealed);
+    }
+}
+
+fn decode_and_reencode(data: &[u8]) {
     if let Ok((header, vcpus)) = stream::decode(data) {
         let source = stream::Source {
             xcr0: header.source_xcr0,
@@ -48,15 +107,11 @@ pub fn view_open(data: &[u8]) {
     }
 }
 
-/// Reads `data` as every kind of text a layout source may hold: a CPUID
-/// (`cpuid -r`, InstLatx64 or `kvm_cpuid2` JSON), then its consistency
-/// check, its layout and a pool baseline applied back to it; a TOML layout
-/// file; a host profile. A layout that loads must survive its own TOML
-/// round trip.
-pub fn text_sources(data: &[u8]) {
+/// Reads `data` as a CPUID (`cpuid -r`, InstLatx64 or `kvm_cpuid2` JSON),
+/// then runs its consistency check, builds its layout and applies a pool
+/// baseline of that layout back to it.
+pub fn cpuid_dump(data: &[u8]) {
     use crate::migrate::pool::{baseline, BaselineOptions, PoolHost};
-    use crate::profile::HostProfile;
-    use crate::Layout;
 
     let Ok(text) = core::str::from_utf8(data) else {
         return;
@@ -71,6 +126,17 @@ pub fn text_sources(data: &[u8]) {
             }
         }
     }
+}
+
+/// Reads `data` as a TOML layout file and as a JSON host profile; a layout
+/// or profile that loads must survive its own round trip.
+pub fn layout_file(data: &[u8]) {
+    use crate::profile::HostProfile;
+    use crate::Layout;
+
+    let Ok(text) = core::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(layout) = Layout::from_toml(text) {
         let again = Layout::from_toml(&layout.to_toml()).expect("a loaded layout reloads");
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The fuzz targets' bodies on stable, over a deterministic corpus: random
 //! bytes, and valid streams and areas with random mutations.
 
-use xstate::fuzzing::{stream_decode, text_sources, view_open};
+use xstate::fuzzing::{cpuid_dump, layout_file, stream_decode, view_open};
 use xstate::layout::catalog;
 use xstate::migrate::stream::{crc32, encode, encode_v1, is_stream, Source, Vcpu};
 use xstate::prelude::*;
@@ -132,10 +132,13 @@ fn text_source_bodies_never_panic() {
     let mut rng = Rng(0x007E_475E_ED0F_D0D0);
     const TEXT_INPUTS: usize = 5_000;
     for n in 0..TEXT_INPUTS {
-        text_sources(&mutate(&mut rng, &seeds[n % seeds.len()]));
+        let input = mutate(&mut rng, &seeds[n % seeds.len()]);
+        cpuid_dump(&input);
+        layout_file(&input);
     }
     for seed in &seeds {
-        text_sources(seed);
+        cpuid_dump(seed);
+        layout_file(seed);
     }
-    eprintln!("{TEXT_INPUTS} mutated texts through the text-source body");
+    eprintln!("{TEXT_INPUTS} mutated texts through the CPUID dump and layout file bodies");
 }
