@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         eprintln!("usage: xstate-fuzz TARGET (one of: {})", names.join(", "));
         return ExitCode::from(2);
     };
+    // The catalog is parsed once, on first use; parse it before the loop
+    // so that every run of a body takes the same edges (AFL++'s stability).
+    xstate::layout::catalog::all();
     let body = target.body;
     afl::fuzz!(|data: &[u8]| {
         body(data);
