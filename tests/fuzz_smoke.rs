@@ -1,9 +1,19 @@
-//! The fuzz targets' bodies on stable, over a deterministic corpus: random
-//! bytes, and valid streams and areas with random mutations.
+//! The fuzz targets' bodies (`xstate::fuzzing::TARGETS`) on stable: every
+//! file of the committed, minimised AFL++ corpus (`fuzz/corpus/<target>/`)
+//! replayed, and random mutations of it and of generated valid streams and
+//! areas.
+//!
+//! `XSTATE_FUZZ_TARGETS` (names, separated by spaces or commas) picks the
+//! targets, all by default; `XSTATE_FUZZ_SECONDS` runs the mutations for
+//! that many seconds per target instead of a fixed count
+//! (`fuzz/run-short.sh` sets both where cargo-afl is missing).
 
-use xstate::fuzzing::{cpuid_dump, layout_file, stream_decode, view_open};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use xstate::fuzzing::{target, Target, TARGETS};
 use xstate::layout::catalog;
-use xstate::migrate::stream::{crc32, encode, encode_v1, is_stream, Source, Vcpu};
+use xstate::migrate::stream::{encode, encode_v1, Source, Vcpu};
 use xstate::prelude::*;
 use xstate::xregs::XstateRegisters;
 use xstate::{ComponentId, Format, RegisterFile};
@@ -19,7 +29,71 @@ impl Rng {
     }
 }
 
-const INPUTS: usize = 50_000;
+/// Mutated inputs per target without `XSTATE_FUZZ_SECONDS`.
+const INPUTS_PER_TARGET: usize = 10_000;
+
+fn corpus_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus")
+}
+
+/// The targets `XSTATE_FUZZ_TARGETS` names, or all of them.
+fn selected() -> Vec<&'static Target> {
+    match std::env::var("XSTATE_FUZZ_TARGETS") {
+        Ok(names) if !names.trim().is_empty() => names
+            .split([' ', ','])
+            .filter(|n| !n.is_empty())
+            .map(|n| target(n).unwrap_or_else(|| panic!("{n} is no fuzz target")))
+            .collect(),
+        _ => TARGETS.iter().collect(),
+    }
+}
+
+/// The committed corpus of `t`: (file name, bytes), sorted by name.
+fn corpus(t: &Target) -> Vec<(String, Vec<u8>)> {
+    let dir = corpus_root().join(t.name);
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; every fuzz target has a committed corpus (fuzz/README.md)",
+            dir.display()
+        )
+    });
+    let mut files: Vec<_> = entries
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs `t`'s body on `input`, naming `what` when it panics.
+fn run(t: &Target, what: &str, input: &[u8]) {
+    let body = t.body;
+    if std::panic::catch_unwind(|| body(input)).is_err() {
+        panic!("fuzz target {} panicked on {what}", t.name);
+    }
+}
+
+#[test]
+fn committed_corpus_replays() {
+    for entry in std::fs::read_dir(corpus_root()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            target(&name).is_some(),
+            "fuzz/corpus/{name} belongs to no fuzz target"
+        );
+    }
+    for t in selected() {
+        let files = corpus(t);
+        assert!(!files.is_empty(), "fuzz/corpus/{} is empty", t.name);
+        for (name, bytes) in &files {
+            run(t, &format!("fuzz/corpus/{}/{name}", t.name), bytes);
+        }
+        eprintln!("{}: {} corpus files replayed", t.name, files.len());
+    }
+}
 
 /// `seed` mutated: a few random bytes flipped, sometimes truncated or extended.
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
@@ -39,106 +113,70 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     v
 }
 
-fn seeds() -> Vec<Vec<u8>> {
+/// Valid inputs built here, beyond the corpus: for every catalog layout,
+/// version 2 and version 1 streams (the second vCPU with CET in IA32_XSS
+/// and tile data disabled in IA32_XFD where the layout has them), and
+/// standard and compacted areas behind the layout-picking byte.
+fn generated(t: &Target) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for layout in catalog::all() {
+    for (pick, layout) in catalog::all().iter().enumerate() {
         let mut regs = RegisterFile::new();
         regs.set_xmm(3, 0x1234).unwrap();
         regs.set_fcw(0x27F).unwrap();
         if layout.has(ComponentId::HI16_ZMM) {
             regs.set_zmm(17, [1, 2, 3, 4]).unwrap();
         }
-        // Version 2, the second vCPU with CET in IA32_XSS and tile data
-        // disabled in IA32_XFD where the layout has them; and version 1.
-        let tiles = layout.xcr0_supported() & ComponentId::TILEDATA.bit();
-        let registers = XstateRegisters::with_xcr0(layout.xcr0_supported());
-        let second = XstateRegisters {
-            xss: layout.xss_supported() & (ComponentId::CET_U.bit() | ComponentId::CET_S.bit()),
-            xfd: tiles,
-            xfd_err: tiles,
-            ..registers
-        };
-        out.push(
-            encode(
-                &[
+        match t.name {
+            "stream_decode" => {
+                let tiles = layout.xcr0_supported() & ComponentId::TILEDATA.bit();
+                let registers = XstateRegisters::with_xcr0(layout.xcr0_supported());
+                let second = XstateRegisters {
+                    xss: layout.xss_supported()
+                        & (ComponentId::CET_U.bit() | ComponentId::CET_S.bit()),
+                    xfd: tiles,
+                    xfd_err: tiles,
+                    ..registers
+                };
+                let vcpus = [
                     Vcpu::new(regs.clone(), registers),
                     Vcpu::new(RegisterFile::new(), second),
-                ],
-                &Source::of(layout),
-            )
-            .unwrap(),
-        );
-        out.push(encode_v1(&[regs.clone(), RegisterFile::new()], &Source::of(layout)).unwrap());
-        for format in [Format::Standard, Format::Compacted] {
-            out.push(regs.encode(layout, format).unwrap());
+                ];
+                out.push(encode(&vcpus, &Source::of(layout)).unwrap());
+                out.push(encode_v1(&[regs, RegisterFile::new()], &Source::of(layout)).unwrap());
+            }
+            "view_open" => {
+                for format in [Format::Standard, Format::Compacted] {
+                    let mut v = vec![pick as u8];
+                    v.extend(regs.encode(layout, format).unwrap());
+                    out.push(v);
+                }
+            }
+            _ => {}
         }
     }
     out
 }
 
 #[test]
-fn fuzz_target_bodies_never_panic() {
-    let seeds = seeds();
+fn mutated_inputs_never_panic() {
+    let budget = std::env::var("XSTATE_FUZZ_SECONDS")
+        .ok()
+        .map(|s| Duration::from_secs(s.parse().expect("XSTATE_FUZZ_SECONDS is whole seconds")));
     let mut rng = Rng(0x0DDB_1A5E_5BAD_5EED);
-    for n in 0..INPUTS {
-        let input = if n % 4 == 0 {
-            (0..rng.next() % 3000).map(|_| rng.next() as u8).collect()
-        } else {
-            let mut v = mutate(&mut rng, &seeds[n % seeds.len()]);
-            // Half the mutated streams get a correct checksum again, so the
-            // structural checks behind it see the mutation.
-            if is_stream(&v) && v.len() >= 4 && rng.next() % 2 == 0 {
-                let body = v.len() - 4;
-                let crc = crc32(&v[..body]);
-                v[body..].copy_from_slice(&crc.to_le_bytes());
-            }
-            v
-        };
-        stream_decode(&input);
-        // The view target takes a layout-picking byte first.
-        let mut with_pick = vec![rng.next() as u8];
-        with_pick.extend_from_slice(&input);
-        view_open(&with_pick);
-    }
-    eprintln!("{INPUTS} inputs through both fuzz target bodies");
-}
-
-/// Text seeds: every layout file, the fixture CPUIDs and profiles, and a
-/// catalog layout as TOML.
-fn text_seeds() -> Vec<Vec<u8>> {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut out = Vec::new();
-    for dir in ["layouts", "tests/fixtures"] {
-        for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
-            let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            if bytes.len() < 64 * 1024 {
-                out.push(bytes);
-            }
+    for t in selected() {
+        let mut seeds: Vec<_> = corpus(t).into_iter().map(|(_, bytes)| bytes).collect();
+        seeds.extend(generated(t));
+        let start = Instant::now();
+        let mut n = 0;
+        while budget.map_or(n < INPUTS_PER_TARGET, |b| start.elapsed() < b) {
+            let input: Vec<u8> = if n % 4 == 0 {
+                (0..rng.next() % 3000).map(|_| rng.next() as u8).collect()
+            } else {
+                mutate(&mut rng, &seeds[n % seeds.len()])
+            };
+            run(t, &format!("mutated input {input:02x?}"), &input);
+            n += 1;
         }
+        eprintln!("{}: {n} mutated inputs", t.name);
     }
-    out.push(
-        catalog::get("intel-sapphire-rapids")
-            .unwrap()
-            .to_toml()
-            .into_bytes(),
-    );
-    out
-}
-
-#[test]
-fn text_source_bodies_never_panic() {
-    let seeds = text_seeds();
-    let mut rng = Rng(0x007E_475E_ED0F_D0D0);
-    const TEXT_INPUTS: usize = 5_000;
-    for n in 0..TEXT_INPUTS {
-        let input = mutate(&mut rng, &seeds[n % seeds.len()]);
-        cpuid_dump(&input);
-        layout_file(&input);
-    }
-    for seed in &seeds {
-        cpuid_dump(seed);
-        layout_file(seed);
-    }
-    eprintln!("{TEXT_INPUTS} mutated texts through the CPUID dump and layout file bodies");
 }
