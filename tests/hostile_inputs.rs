@@ -516,6 +516,29 @@ fn areas_the_destination_faults_on_are_never_written() {
         assert_eq!(written[28..32], spr.mxcsr_mask().to_le_bytes());
         fs::remove_file(&out).unwrap();
     }
+    // The kernel's and debuggers' artifacts are held to the same rule.
+    for artifact in ["--to-ptrace", "--to-sigframe", "--to-core-notes"] {
+        let args = [
+            "convert",
+            s(&area),
+            "--from",
+            "amd-zen4",
+            "--to",
+            "intel-sapphire-rapids",
+            artifact,
+            s(&out),
+        ];
+        run(&args).status(1, says);
+        assert_eq!(listing(dir.path()), ["s.xst", "zen4.bin"], "{artifact}");
+        let mut masked = args.to_vec();
+        masked.push("--mask-mxcsr");
+        run(&masked).status(0, "MXCSR 0x21f80 masked to 0x1f80");
+        for f in listing(dir.path()) {
+            if f.starts_with("out") {
+                fs::remove_file(dir.path().join(f)).unwrap();
+            }
+        }
+    }
     // An area converted to its own layout gets that layout's MXCSR_MASK
     // too (the input carried 0).
     let mut plain = RegisterFile::new();

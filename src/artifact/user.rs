@@ -29,6 +29,11 @@ pub enum UserAreaError {
         /// Its user components.
         supported: Xfeatures,
     },
+    /// State the destination's XRSTOR faults on (an MXCSR bit outside its
+    /// MXCSR mask, a TILECFG LDTILECFG refuses): `PTRACE_SETREGSET` and
+    /// `sigreturn` refuse it, a debugger's restore faults.
+    #[error("{0}")]
+    WouldFault(crate::migrate::Incompatibility),
     /// Live components the XCR0 does not enable: the kernel would refuse
     /// them (or, in a signal frame, drop them).
     #[error("components {live} are live but XCR0 {xcr0} does not enable them")]
@@ -42,7 +47,8 @@ pub enum UserAreaError {
 
 /// The state of `area` (either format, in layout `from`) as a
 /// standard-format area of layout `to` holding the user components of
-/// `xcr0`: `to.standard_size_for(xcr0)` bytes, software bytes zero.
+/// `xcr0`: `to.standard_size_for(xcr0)` bytes, software bytes zero,
+/// MXCSR_MASK `to`'s; refused where `to`'s XRSTOR would fault on it.
 pub(crate) fn standard_area(
     area: &[u8],
     from: &Layout,
@@ -60,6 +66,12 @@ pub(crate) fn standard_area(
     let live = regs.xstate_bv() - xcr0;
     if !live.is_empty() {
         return Err(UserAreaError::NotEnabled { live, xcr0 });
+    }
+    if let Some(fault) = crate::migrate::check::faults(&regs, to.mxcsr_mask())
+        .into_iter()
+        .next()
+    {
+        return Err(UserAreaError::WouldFault(fault));
     }
     let size = (to.standard_size_for(xcr0) as usize).max(EXTENDED_START);
     let mut out = vec![0u8; size];

@@ -66,6 +66,16 @@ pub fn run(args: &Args) -> u8 {
     };
     if args.artifact.any() {
         let what = args.input.display().to_string();
+        // --mask-mxcsr: the bits the destination lacks go before the
+        // artifact is built (which refuses them otherwise).
+        let bytes = if args.mask_mxcsr {
+            match mask_mxcsr_in_area(&what, &bytes, &from, to.mxcsr_mask()) {
+                Ok(b) => b,
+                Err(code) => return code,
+            }
+        } else {
+            bytes
+        };
         return super::artifact::write(
             &args.artifact,
             &what,
@@ -190,4 +200,31 @@ fn kvm_area(
 ) -> Result<Vec<u8>, String> {
     let state = RegisterFile::decode(area, host).map_err(|e| e.to_string())?;
     restore_area(&state, profile, guest).map_err(|e| e.to_string())
+}
+
+/// `area` (layout `from`, either format) with the MXCSR bits outside
+/// `mask` cleared, said on stderr when there were any.
+fn mask_mxcsr_in_area(
+    what: &str,
+    area: &[u8],
+    from: &xstate::Layout,
+    mask: u32,
+) -> Result<Vec<u8>, u8> {
+    use xstate::prelude::*;
+    let mut regs = RegisterFile::decode(area, from)
+        .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?;
+    super::stream::report_mxcsr_mask(what, &regs, mask);
+    let mxcsr = regs
+        .mxcsr()
+        .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?;
+    if mxcsr & !mask == 0 {
+        return Ok(area.to_vec());
+    }
+    regs.set_mxcsr(mxcsr & mask)
+        .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?;
+    let format = xstate::XsaveView::new(area, from)
+        .map(|v| v.format())
+        .unwrap_or(Format::Standard);
+    regs.encode(from, format)
+        .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))
 }
