@@ -48,6 +48,11 @@ pub const TARGETS: &[Target] = &[
         body: layout_file,
         covers: "TOML layout files and JSON host profiles, each with its round trip",
     },
+    Target {
+        name: "core_file",
+        body: core_file,
+        covers: "ELF core files: the note reader (NT_X86_XSTATE, NT_PRFPREG, NT_X86_XSAVE_LAYOUT per thread), the layout from the note or from the software bytes, and every thread's state decoded in it",
+    },
 ];
 
 /// The target named `name`, if there is one.
@@ -148,5 +153,32 @@ pub fn layout_file(data: &[u8]) {
     if let Ok(profile) = HostProfile::from_json(text) {
         let again = HostProfile::from_json(&profile.to_json()).expect("a loaded profile reloads");
         assert_eq!(again, profile, "JSON round trip changed the profile");
+    }
+}
+
+/// Reads `data` as an ELF core file: its notes, the layout its
+/// `NT_X86_XSAVE_LAYOUT` note gives (or, without one, the catalog layout
+/// its software bytes name), and every thread's `NT_X86_XSTATE` and
+/// `NT_PRFPREG` decoded in it.
+pub fn core_file(data: &[u8]) {
+    use crate::artifact::core::Core;
+    let Ok(core) = Core::parse(data) else {
+        return;
+    };
+    for (n, thread) in core.threads().iter().enumerate() {
+        if let Ok(Some(layout)) = core.layout_of("fuzz", n, catalog::all()) {
+            if let Some(area) = &thread.xstate {
+                if let Ok(view) = XsaveView::new(&area[..], &layout) {
+                    for reg in Register::all() {
+                        let _ = view.read(reg);
+                    }
+                    let _ = RegisterFile::from_view(&view);
+                }
+            }
+        }
+        if let Some(image) = thread.fpregs.as_deref().and_then(|f| f.try_into().ok()) {
+            let area = crate::artifact::fxsave::to_area(image);
+            let _ = RegisterFile::decode(&area, &crate::Layout::legacy_only("fx", "", ""));
+        }
     }
 }

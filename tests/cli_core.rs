@@ -223,3 +223,102 @@ fn other_elf_files_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no thread has"), "{}", stderr(&out));
 }
+
+#[test]
+fn hostile_cores_and_cores_given_as_areas_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zen4 = zen4_xstate(7);
+    let layout_note = note("LINUX", 0x205, &[0u8; 16]);
+    // Two layout notes; an NT_PRFPREG that is no FXSAVE image; an
+    // NT_X86_XSTATE larger than any area.
+    for (name, notes, says) in [
+        (
+            "two-notes.core",
+            vec![
+                prstatus(1),
+                note("LINUX", 0x202, &zen4),
+                layout_note.clone(),
+                layout_note.clone(),
+            ],
+            "two NT_X86_XSAVE_LAYOUT notes",
+        ),
+        (
+            "fp4096.core",
+            vec![prstatus(1), note("CORE", 2, &[0u8; 4096])],
+            "NT_PRFPREG note of 4096 bytes",
+        ),
+        (
+            "huge.core",
+            vec![
+                prstatus(1),
+                note("LINUX", 0x202, &vec![0u8; (1 << 20) + 64]),
+            ],
+            "NT_X86_XSTATE note of 1048640 bytes",
+        ),
+    ] {
+        let path = write(d, name, &core(&notes));
+        let out = xstate(&["decode", &path]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{name}: {}", stderr(&out));
+    }
+    // A core given where an area is read: refused as what it is, never
+    // read as an XSAVE area.
+    let path = write(
+        d,
+        "good.core",
+        &core(&[prstatus(1), note("LINUX", 0x202, &zen4)]),
+    );
+    let out_file = d.join("o.bin");
+    for args in [
+        vec![
+            "convert",
+            &path,
+            out_file.to_str().unwrap(),
+            "--from",
+            "amd-zen4",
+            "--to",
+            "amd-zen4",
+        ],
+        vec![
+            "stream",
+            "encode",
+            &path,
+            out_file.to_str().unwrap(),
+            "--layout",
+            "amd-zen4",
+        ],
+    ] {
+        let out = xstate(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("an ELF file"), "{}", stderr(&out));
+        assert!(!out_file.exists());
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_xstate"))
+        .args(["decode", "-"])
+        .stdin(std::fs::File::open(&path).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn a_failed_core_notes_write_keeps_what_was_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let area = write(d, "a.bin", &vec![0u8; zen4.standard_size() as usize]);
+    let prefix = d.join("K");
+    std::fs::write(d.join("K.layout"), b"precious").unwrap();
+    std::fs::create_dir(d.join("K.xstate")).unwrap();
+    let out = xstate(&[
+        "convert",
+        &area,
+        "--from",
+        "amd-zen4",
+        "--to-core-notes",
+        prefix.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read(d.join("K.layout")).unwrap(), b"precious");
+}

@@ -320,3 +320,32 @@ fn convert_writes_signal_frames_ptrace_buffers_and_core_notes() {
     let out = xstate(&["convert", &frame, "--from", spr, "--to", "amd-zen4"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn a_guessed_layout_holds_every_component_the_writer_had() {
+    // A Zen 4 KVM buffer: 4096 bytes, XCR0 0x2e7 (with PKRU) at 464,
+    // AVX-512 live. No layout lacking PKRU may be guessed for it, this
+    // host's included, whatever the KVM size rule allows a named one.
+    let dir = tempfile::tempdir().unwrap();
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let mut buf = area(zen4, 0xe7);
+    buf.resize(4096, 0);
+    swbytes::write_xcr0(&mut buf, Xfeatures::from_bits(0x2e7));
+    let path = dir.path().join("zen4-kvm.bin");
+    std::fs::write(&path, &buf).unwrap();
+    let out = xstate(&["decode", path.to_str().unwrap(), "--json"]);
+    if out.status.success() {
+        let v = json(&out);
+        let name = v["layout"].as_str().unwrap_or_default().to_string();
+        let layout = catalog::get(&name).expect("a catalog layout, never the host's");
+        assert!(
+            layout
+                .xcr0_supported()
+                .contains_all(Xfeatures::from_bits(0x2e7)),
+            "{name}"
+        );
+        assert_eq!(v["registers"]["k3"], "0x0000000000005a5a", "{v}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    }
+}

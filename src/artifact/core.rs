@@ -47,9 +47,12 @@ pub const NT_X86_XSTATE: u32 = 0x202;
 pub const NT_X86_XSAVE_LAYOUT: u32 = 0x205;
 /// The size in bytes of one `NT_X86_XSAVE_LAYOUT` record.
 pub const LAYOUT_RECORD_SIZE: usize = 16;
-/// The most bytes of `PT_NOTE` segments read from a core: 64 MiB (a
-/// thread's notes take about 14 KiB with AMX; thousands of threads fit).
-pub const MAX_NOTES: u64 = 64 << 20;
+/// The most bytes of `PT_NOTE` segments read from a core: 16 MiB (a
+/// thread's notes take about 14 KiB with AMX; a thousand threads fit).
+pub const MAX_NOTES: u64 = 16 << 20;
+
+/// The most threads (`NT_PRSTATUS` notes) read from a core.
+pub const MAX_THREADS: usize = 1 << 16;
 
 /// Why a core file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,28 @@ pub enum CoreError {
         /// The limit in bytes.
         max: u64,
     },
+    /// More than [`MAX_THREADS`] threads.
+    #[error("more than {max} threads (NT_PRSTATUS notes)")]
+    TooManyThreads {
+        /// The limit.
+        max: usize,
+    },
+    /// A note of a size its kind never has: an `NT_PRFPREG` other than 512
+    /// bytes (FXSAVE), an `NT_X86_XSTATE` under 576 bytes or over
+    /// [`crate::layout::MAX_AREA_SIZE`].
+    #[error("{note} note of {size} bytes: {expected}")]
+    NoteSize {
+        /// The note type's name.
+        note: &'static str,
+        /// Its size in bytes.
+        size: usize,
+        /// The sizes it may have.
+        expected: &'static str,
+    },
+    /// Two `NT_X86_XSAVE_LAYOUT` notes: which one describes the areas is
+    /// not said.
+    #[error("two NT_X86_XSAVE_LAYOUT notes: a core has one")]
+    LayoutNoteTwice,
     /// No thread with an `NT_X86_XSTATE` or `NT_PRFPREG` note.
     #[error("no thread has an NT_X86_XSTATE or NT_PRFPREG note")]
     NoXstate,
@@ -226,19 +251,41 @@ impl Core {
             while let Some(note) = notes.next().map_err(CoreError::Elf)? {
                 let desc = note.desc();
                 match note.n_type(endian).0 {
-                    NT_PRSTATUS if note.name() == b"CORE" => threads.push(CoreThread {
-                        pid: desc
-                            .get(32..36)
-                            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))),
-                        ..CoreThread::default()
-                    }),
+                    NT_PRSTATUS if note.name() == b"CORE" => {
+                        if threads.len() >= MAX_THREADS {
+                            return Err(CoreError::TooManyThreads { max: MAX_THREADS });
+                        }
+                        threads.push(CoreThread {
+                            pid: desc
+                                .get(32..36)
+                                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))),
+                            ..CoreThread::default()
+                        });
+                    }
                     NT_PRFPREG if note.name() == b"CORE" => {
+                        if desc.len() != 512 {
+                            return Err(CoreError::NoteSize {
+                                note: "NT_PRFPREG",
+                                size: desc.len(),
+                                expected: "an FXSAVE image is 512 bytes",
+                            });
+                        }
                         current(&mut threads).fpregs = Some(desc.to_vec());
                     }
                     NT_X86_XSTATE if note.name() == b"LINUX" => {
+                        if desc.len() < 576 || desc.len() > crate::layout::MAX_AREA_SIZE as usize {
+                            return Err(CoreError::NoteSize {
+                                note: "NT_X86_XSTATE",
+                                size: desc.len(),
+                                expected: "an XSAVE area is 576 bytes to 1 MiB",
+                            });
+                        }
                         current(&mut threads).xstate = Some(desc.to_vec());
                     }
                     NT_X86_XSAVE_LAYOUT if note.name() == b"LINUX" => {
+                        if layout_note.is_some() {
+                            return Err(CoreError::LayoutNoteTwice);
+                        }
                         layout_note = Some(parse_layout_note(desc)?);
                     }
                     _ => {}

@@ -357,6 +357,18 @@ pub fn choose<'a>(
     };
     let mut first_error = None;
     for layout in candidates {
+        // A choice needs a layout holding every component the writer's
+        // XCR0 names: the looser rule for KVM buffers (a guest CPU model
+        // with fewer components, at its host's offsets) holds only for a
+        // layout the caller names, never for one guessed (a Zen 4 KVM
+        // buffer, XCR0 0x2e7, is not this Intel host's 0xe7 layout).
+        if !layout.xcr0_supported().contains_all(sw.xcr0()) {
+            first_error.get_or_insert(SwBytesError::WrongLayout {
+                xcr0: sw.xcr0(),
+                size: sw.size(area.len()),
+            });
+            continue;
+        }
         match sw.check(area, layout) {
             Ok(()) => return Ok(Some(layout)),
             Err(e) => {

@@ -42,14 +42,16 @@ pub fn default_layout(what: &str, area: &[u8]) -> Result<Layout, u8> {
     let Some(sw) = swbytes::SoftwareBytes::read(area) else {
         return Ok(host);
     };
-    if swbytes::check(area, &host).is_ok() {
+    let xcr0 = sw.xcr0();
+    // A guessed layout must hold every component the writer's XCR0 names:
+    // the looser rule for KVM buffers (a guest CPU model with fewer
+    // components, at its host's offsets) is for a layout a user names.
+    let fits_area =
+        |l: &Layout| l.xcr0_supported().contains_all(xcr0) && swbytes::check(area, l).is_ok();
+    if fits_area(&host) {
         return Ok(host);
     }
-    let fits: Vec<&Layout> = catalog::all()
-        .iter()
-        .filter(|l| swbytes::check(area, l).is_ok())
-        .collect();
-    let xcr0 = sw.xcr0();
+    let fits: Vec<&Layout> = catalog::all().iter().filter(|l| fits_area(l)).collect();
     let size = sw.size(area.len());
     let Some(first) = fits.first() else {
         return Err(fail(

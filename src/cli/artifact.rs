@@ -95,9 +95,24 @@ pub fn write(
             .and_then(|x| {
                 let layout = notes::layout_descriptor(to, xcr0);
                 let with = |ext: &str| with_ext(prefix, ext);
+                // Neither may be a directory: found before anything is
+                // written, so a refusal changes nothing.
+                for path in [with(".layout"), with(".xstate")] {
+                    if path.is_dir() {
+                        return Err(fail(
+                            USAGE,
+                            format_args!("{}: a directory: not written", path.display()),
+                        ));
+                    }
+                }
+                // The second write failing removes the first file only
+                // when this run created it.
+                let layout_existed = std::fs::symlink_metadata(with(".layout")).is_ok();
                 written(&with(".layout"), &layout)?;
                 written(&with(".xstate"), &x).inspect_err(|_| {
-                    let _ = std::fs::remove_file(with(".layout"));
+                    if !layout_existed {
+                        let _ = std::fs::remove_file(with(".layout"));
+                    }
                 })
             })
     } else if let Some(out) = &args.to_ptrace {

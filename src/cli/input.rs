@@ -56,6 +56,11 @@ pub fn read(path: &Path, expect: Expect) -> Result<Vec<u8>, u8> {
         .take(16)
         .read_to_end(&mut head)
         .map_err(|e| io(&e))?;
+    if xstate::artifact::core::is_elf(&head) {
+        return Err(rejected(
+            &"an ELF file, not an XSAVE area or a stream: `xstate decode CORE` reads a core file's threads, `--layout CORE` its layout",
+        ));
+    }
     let Some((limit, what)) = bound(&head, expect) else {
         // Not a stream: the decoder says why from its first bytes.
         return Ok(head);
