@@ -45,21 +45,25 @@ fn zen4_state(n: u128) -> RegisterFile {
     regs
 }
 
-/// `kvm_cpuid_entry2` objects of a Zen 4 vCPU: leaf 0 and leaf 0xD.
+/// `kvm_cpuid_entry2` objects of a Zen 4 vCPU: the whole CPUID of a Genoa
+/// part (the shared dumps), as Cloud Hypervisor saves it.
 fn zen4_cpuid() -> Value {
-    let zen4 = catalog::get("amd-zen4").unwrap();
-    let mut entries = vec![json!({
-        "function": 0, "index": 0, "flags": 0, "eax": 0xd,
-        "ebx": u32::from_le_bytes(*b"Auth"), "ecx": u32::from_le_bytes(*b"cAMD"),
-        "edx": u32::from_le_bytes(*b"enti"), "padding": [0, 0, 0],
-    })];
-    for (sub, r) in &zen4.to_cpuid().subleaves {
-        entries.push(json!({
-            "function": 0xd, "index": sub, "flags": 1,
-            "eax": r.eax, "ebx": r.ebx, "ecx": r.ecx, "edx": r.edx, "padding": [0, 0, 0],
-        }));
-    }
-    Value::Array(entries)
+    let dir = common::cpuid_dir();
+    let text = std::fs::read_to_string(dir.join("AuthenticAMD0A10F11_K19_Genoa_01.txt"))
+        .expect("the shared Genoa dump (XSTATE_CPUID_DIR)");
+    let set = xstate::cpuid::CpuidSet::parse(&text).unwrap();
+    Value::Array(
+        set.iter()
+            .map(|(function, index, r)| {
+                json!({
+                    "function": function, "index": index,
+                    "flags": u32::from(set.is_indexed(function)),
+                    "eax": r.eax, "ebx": r.ebx, "ecx": r.ecx, "edx": r.edx,
+                    "padding": [0, 0, 0],
+                })
+            })
+            .collect(),
+    )
 }
 
 fn words(bytes: &[u8]) -> Vec<u32> {
@@ -136,6 +140,9 @@ fn ch_xsave_bytes(vcpu: &Value) -> Vec<u8> {
 
 #[test]
 fn a_zen4_cloud_hypervisor_snapshot_converts_to_this_host_and_restores() {
+    if common::shared_cpuid_dir("Cloud Hypervisor snapshot of a Genoa vCPU").is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("snap");
     std::fs::create_dir(&snap).unwrap();
@@ -177,8 +184,31 @@ fn a_zen4_cloud_hypervisor_snapshot_converts_to_this_host_and_restores() {
     // is as it was.
     let before = ch_vcpu(&snap.join("state.json"), 0);
     let after = ch_vcpu(&converted, 0);
-    for key in ["cpuid", "msrs", "tsc_khz", "fpu"] {
+    for key in ["msrs", "tsc_khz", "fpu"] {
         assert_eq!(before["Kvm"][key], after["Kvm"][key], "{key}");
+    }
+    // The saved CPUID's leaf 0xD now says where this host keeps each
+    // component, so the converted snapshot reads back as written.
+    let host_layout = host();
+    for e in after["Kvm"]["cpuid"].as_array().unwrap() {
+        let sub = e["index"].as_u64().unwrap() as u8;
+        if e["function"] == 0xd && sub >= 2 {
+            if let Some(g) = ComponentId::new(sub).and_then(|c| host_layout.geometry(c)) {
+                assert_eq!(e["eax"], g.size, "sub-leaf {sub}");
+                assert_eq!(e["ebx"], g.offset, "sub-leaf {sub}");
+            }
+        }
+    }
+    let dir2 = dir.path().join("snap2");
+    std::fs::create_dir(&dir2).unwrap();
+    std::fs::copy(&converted, dir2.join("state.json")).unwrap();
+    let out = status(&xstate(&["vmm", "ch", "decode", &s(&dir2)]), 0, "");
+    assert!(out.contains(&format!("xmm1 0x{:032x}", 0x1000)), "{out}");
+    if host_layout.has(ComponentId::HI16_ZMM) {
+        assert!(
+            out.contains(&format!("zmm20 0x{:032x}{:0>96}", 0x2020, "14")),
+            "{out}"
+        );
     }
     let root: Value = serde_json::from_slice(&std::fs::read(&converted).unwrap()).unwrap();
     assert_eq!(
@@ -216,6 +246,9 @@ fn a_zen4_cloud_hypervisor_snapshot_converts_to_this_host_and_restores() {
 
 #[test]
 fn cloud_hypervisor_refusals_write_nothing_and_mxcsr_masking_updates_fpu() {
+    if common::shared_cpuid_dir("Cloud Hypervisor snapshot of a Genoa vCPU").is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("snap");
     std::fs::create_dir(&snap).unwrap();

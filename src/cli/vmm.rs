@@ -264,7 +264,7 @@ fn try_run(ch: bool, action: &Action) -> Result<u8, u8> {
             for (v, state) in vcpus.iter().zip(states) {
                 areas.push(convert(&what(v), state, &destination, &guest, *mask_mxcsr)?);
             }
-            let bytes = write_back(snapshot, &vcpus, &areas)
+            let bytes = write_back(snapshot, &vcpus, &areas, &destination)
                 .map_err(|e| fail(REJECTED, format_args!("{}: {e}", path.display())))?;
             output::write_atomically(output, &bytes)
                 .map_err(|e| fail(USAGE, format_args!("{}: {e}", output.display())))?;
@@ -578,6 +578,7 @@ fn write_back(
     snapshot: Snapshot,
     vcpus: &[SavedVcpu],
     areas: &[Vec<u8>],
+    destination: &HostProfile,
 ) -> Result<Vec<u8>, String> {
     let words = |area: &[u8]| -> Vec<u32> {
         area.chunks(4)
@@ -611,6 +612,12 @@ fn write_back(
                     xsave.insert("extra".into(), json!(w[1024..]));
                 }
                 kvm.insert("xsave".into(), Value::Object(xsave));
+                // The saved CPUID's leaf 0xD describes where the guest finds
+                // each component: at the destination, its offsets.
+                if let Some(entries) = kvm.get_mut("cpuid").and_then(Value::as_array_mut) {
+                    *entries = retarget_cpuid(entries, destination)
+                        .map_err(|e| format!("vCPU {}: {e}", super::printable(&v.id)))?;
+                }
                 // x87 and SSE: bytes 0..24 (FCW..FDP), MXCSR (24..28), the
                 // ST and XMM registers (32..416); not MXCSR_MASK (28..32),
                 // which is the CPU's, nor the reserved rest.
@@ -645,6 +652,50 @@ fn write_back(
             Ok(out)
         }
     }
+}
+
+/// The saved CPUID narrowed to what `destination` runs: the pool baseline
+/// of that one host applied to it (`xstate pool baseline DEST --apply-to`),
+/// so its leaf 0xD places each component where the destination keeps it
+/// and no feature the destination lacks is left exposed. Entries are
+/// rewritten as `kvm_cpuid_entry2` objects, in leaf order.
+fn retarget_cpuid(entries: &[Value], destination: &HostProfile) -> Result<Vec<Value>, String> {
+    use xstate::migrate::pool::{baseline, BaselineOptions, PoolHost};
+    let mut parsed = Vec::with_capacity(entries.len());
+    for e in entries {
+        let field = |k: &str| e.get(k).and_then(Value::as_u64).map_or(0, |v| v as u32);
+        let regs = CpuidRegs {
+            eax: field("eax"),
+            ebx: field("ebx"),
+            ecx: field("ecx"),
+            edx: field("edx"),
+        };
+        parsed.push((field("function"), field("index"), field("flags"), regs));
+    }
+    let mut set = CpuidSet::from_entries(parsed).map_err(|e| format!("the saved cpuid: {e}"))?;
+    let pool = [PoolHost::from(destination.clone())];
+    let base = baseline(&pool, &BaselineOptions::default()).map_err(|e| e.to_string())?;
+    base.apply(&mut set).map_err(|e| {
+        format!(
+            "the saved cpuid narrowed for {}: {e}",
+            destination.layout.name()
+        )
+    })?;
+    Ok(set
+        .iter()
+        .map(|(function, index, r)| {
+            json!({
+                "function": function,
+                "index": index,
+                "flags": u32::from(set.is_indexed(function)),
+                "eax": r.eax,
+                "ebx": r.ebx,
+                "ecx": r.ecx,
+                "edx": r.edx,
+                "padding": [0, 0, 0],
+            })
+        })
+        .collect())
 }
 
 /// CH's `fpu` (`kvm_fpu`'s fields) from an area's legacy region.
