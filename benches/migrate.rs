@@ -1,6 +1,9 @@
 //! Migration costs: stream encode and decode of typical states against
 //! memcpy of their live bytes, relayout Zen 4 -> Sapphire Rapids, and the
-//! peers' approach of serializing the raw KVM buffer (bincode, serde_json).
+//! encodings the VMMs use for the KVM buffer today (Firecracker: bitcode of
+//! kvm-bindings' `Xsave`; Cloud Hypervisor: serde_json of its `XsaveState`,
+//! as a string inside state.json; crosvm: CBOR of its `Xsave`), each for a
+//! 4096-byte and an 11008-byte buffer, encode and decode.
 //!
 //! Run: `cargo bench --bench migrate`
 
@@ -102,24 +105,288 @@ fn migrate(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = c.benchmark_group("raw buffer, as peers do");
-    for size in [4096usize, 11008] {
-        let raw: Vec<u8> = (0..size).map(|b| b as u8).collect();
-        g.bench_function(format!("memcpy {size} (baseline)"), |b| {
+    peers(c, spr);
+}
+
+/// The VMMs' own encodings of one vCPU's XSAVE buffer, beside xstate's
+/// stream of the same state and memcpy of the buffer: a 4096-byte
+/// `KVM_GET_XSAVE` buffer with AVX-512 live and an 11008-byte
+/// `KVM_GET_XSAVE2` buffer with AMX tiles live, both Sapphire Rapids.
+fn peers(c: &mut Criterion, spr: &Layout) {
+    for (size, mask, what) in [
+        (4096usize, 0xE7u64, "AVX-512 live"),
+        (11008, 0x600E7, "AMX tiles live"),
+    ] {
+        let regs = state(spr, mask);
+        let mut area = regs.encode(spr, Format::Standard).unwrap();
+        assert!(area.len() >= size);
+        // KVM_GET_XSAVE fills 4096 bytes; the state above lives within them.
+        area.truncate(size);
+        assert_eq!(RegisterFile::decode(&area, spr).unwrap(), regs);
+        let vcpu = Vcpu::new(regs, XstateRegisters::with_xcr0(spr.xcr0_supported()));
+        let source = Source::of(spr);
+        let stream_bytes = stream::encode(std::slice::from_ref(&vcpu), &source).unwrap();
+
+        let ch = cloud_hypervisor::XsaveState::of(&area);
+        let ch_bytes = cloud_hypervisor::encode(&ch);
+        assert_eq!(cloud_hypervisor::decode(&ch_bytes), ch);
+        let cros = crosvm::Xsave::of(&area);
+        let cros_bytes = crosvm::encode(&cros);
+        assert_eq!(crosvm::decode(&cros_bytes), cros);
+        #[cfg(target_arch = "x86_64")]
+        let fc = firecracker::VcpuState::of(&area);
+        #[cfg(target_arch = "x86_64")]
+        let fc_bytes = firecracker::encode(&fc);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(firecracker::bytes(&firecracker::decode(&fc_bytes)), area);
+        #[cfg(target_arch = "x86_64")]
+        let fc_len = fc_bytes.len();
+        #[cfg(not(target_arch = "x86_64"))]
+        let fc_len = 0;
+        eprintln!(
+            "{size} bytes, {what}: xstate stream {}, Firecracker bitcode {}, \
+             Cloud Hypervisor JSON {}, crosvm CBOR {} bytes",
+            stream_bytes.len(),
+            fc_len,
+            ch_bytes.len(),
+            cros_bytes.len(),
+        );
+
+        let mut g = c.benchmark_group(format!("peers {size} ({what})"));
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function("memcpy of the buffer (baseline)", |b| {
             let mut dst = vec![0u8; size];
             b.iter(|| {
-                dst.copy_from_slice(black_box(&raw));
+                dst.copy_from_slice(black_box(&area));
                 black_box(&dst);
             })
         });
-        g.bench_function(format!("bincode {size}"), |b| {
-            b.iter(|| black_box(bincode::serialize(black_box(&raw)).unwrap()))
+        g.bench_function("xstate stream encode", |b| {
+            b.iter(|| {
+                black_box(stream::encode(std::slice::from_ref(black_box(&vcpu)), &source).unwrap())
+            })
         });
-        g.bench_function(format!("serde_json {size}"), |b| {
-            b.iter(|| black_box(serde_json::to_vec(black_box(&raw)).unwrap()))
+        g.bench_function("xstate stream decode", |b| {
+            b.iter(|| black_box(stream::decode(black_box(&stream_bytes)).unwrap()))
         });
+        // From and to the KVM buffer itself, as a VMM would use the stream.
+        g.bench_function("xstate buffer to stream", |b| {
+            b.iter(|| {
+                let state = RegisterFile::decode(black_box(&area), spr).unwrap();
+                let vcpu = Vcpu::new(state, XstateRegisters::with_xcr0(spr.xcr0_supported()));
+                black_box(stream::encode(std::slice::from_ref(&vcpu), &source).unwrap())
+            })
+        });
+        g.bench_function("xstate stream to buffer", |b| {
+            let mut buf = vec![0u8; size];
+            b.iter(|| {
+                let (_, vcpus) = stream::decode(black_box(&stream_bytes)).unwrap();
+                vcpus[0]
+                    .state
+                    .encode_into(&mut buf, spr, xstate::XcompBv::STANDARD)
+                    .unwrap();
+                black_box(&buf);
+            })
+        });
+        #[cfg(target_arch = "x86_64")]
+        {
+            g.bench_function("Firecracker bitcode encode", |b| {
+                b.iter(|| black_box(firecracker::encode(black_box(&fc))))
+            });
+            g.bench_function("Firecracker bitcode decode", |b| {
+                b.iter(|| black_box(firecracker::decode(black_box(&fc_bytes))))
+            });
+        }
+        g.bench_function("Cloud Hypervisor JSON encode", |b| {
+            b.iter(|| black_box(cloud_hypervisor::encode(black_box(&ch))))
+        });
+        g.bench_function("Cloud Hypervisor JSON decode", |b| {
+            b.iter(|| black_box(cloud_hypervisor::decode(black_box(&ch_bytes))))
+        });
+        g.bench_function("crosvm CBOR encode", |b| {
+            b.iter(|| black_box(crosvm::encode(black_box(&cros))))
+        });
+        g.bench_function("crosvm CBOR decode", |b| {
+            b.iter(|| black_box(crosvm::decode(black_box(&cros_bytes))))
+        });
+        g.finish();
     }
-    g.finish();
+}
+
+fn words(area: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    area.chunks_exact(4)
+        .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+}
+
+/// Firecracker: `VcpuState` holds `xsave: kvm_bindings::Xsave` (a
+/// `FamStructWrapper<kvm_xsave2>`) and the snapshot is bitcode of it, through
+/// serde (kvm-bindings' `serde` feature: the `kvm_xsave2` header as bytes,
+/// then the `extra` entries as a sequence of u32).
+#[cfg(target_arch = "x86_64")]
+mod firecracker {
+    use kvm_bindings::{kvm_xsave, kvm_xsave2, Xsave};
+    use serde::{Deserialize, Serialize};
+
+    /// The part of Firecracker's vCPU state this compares.
+    #[derive(Serialize, Deserialize)]
+    pub(crate) struct VcpuState {
+        pub(crate) xsave: Xsave,
+    }
+
+    impl VcpuState {
+        pub(crate) fn of(area: &[u8]) -> VcpuState {
+            let mut words = super::words(area);
+            let mut header = kvm_xsave2 {
+                len: 0,
+                xsave: kvm_xsave::default(),
+            };
+            for (w, v) in header.xsave.region.iter_mut().zip(&mut words) {
+                *w = v;
+            }
+            let mut xsave = Xsave::from_header(header).unwrap();
+            for v in words {
+                xsave.push(v).unwrap();
+            }
+            VcpuState { xsave }
+        }
+    }
+
+    pub(crate) fn bytes(state: &VcpuState) -> Vec<u8> {
+        let region = state.xsave.as_fam_struct_ref().xsave.region;
+        region
+            .iter()
+            .chain(state.xsave.as_slice())
+            .flat_map(|w| w.to_le_bytes())
+            .collect()
+    }
+
+    pub(crate) fn encode(state: &VcpuState) -> Vec<u8> {
+        bitcode::serialize(state).unwrap()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> VcpuState {
+        bitcode::deserialize(bytes).unwrap()
+    }
+}
+
+/// Cloud Hypervisor: the vCPU state holds `XsaveState { region: [u32; 1024],
+/// extra: Vec<u32> }` (`extra` left out when empty), serialized with
+/// serde_json; the snapshot's state.json then carries that JSON as a string
+/// inside the outer JSON object.
+mod cloud_hypervisor {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub(crate) struct XsaveState {
+        #[serde(with = "region")]
+        pub(crate) region: [u32; 1024],
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub(crate) extra: Vec<u32>,
+    }
+
+    /// The outer object of state.json, with the vCPU state as a JSON string.
+    #[derive(Serialize, Deserialize)]
+    struct Snapshot {
+        id: String,
+        state: String,
+    }
+
+    impl XsaveState {
+        pub(crate) fn of(area: &[u8]) -> XsaveState {
+            let mut words = super::words(area);
+            let mut region = [0u32; 1024];
+            for (w, v) in region.iter_mut().zip(&mut words) {
+                *w = v;
+            }
+            XsaveState {
+                region,
+                extra: words.collect(),
+            }
+        }
+    }
+
+    pub(crate) fn encode(state: &XsaveState) -> Vec<u8> {
+        let inner = serde_json::to_string(state).unwrap();
+        serde_json::to_vec(&Snapshot {
+            id: "0".into(),
+            state: inner,
+        })
+        .unwrap()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> XsaveState {
+        let outer: Snapshot = serde_json::from_slice(bytes).unwrap();
+        serde_json::from_str(&outer.state).unwrap()
+    }
+
+    /// A fixed array of 1024 u32 as a JSON array, filled in place.
+    mod region {
+        use serde::de::{Error, SeqAccess, Visitor};
+        use serde::{Deserializer, Serializer};
+
+        pub(crate) fn serialize<S: Serializer>(
+            region: &[u32; 1024],
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            s.collect_seq(region)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<[u32; 1024], D::Error> {
+            struct Words;
+            impl<'de> Visitor<'de> for Words {
+                type Value = [u32; 1024];
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("1024 u32")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u32; 1024], A::Error> {
+                    let mut out = [0u32; 1024];
+                    for (i, w) in out.iter_mut().enumerate() {
+                        *w = seq
+                            .next_element()?
+                            .ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                    }
+                    if seq.next_element::<u32>()?.is_some() {
+                        return Err(A::Error::invalid_length(1025, &self));
+                    }
+                    Ok(out)
+                }
+            }
+            d.deserialize_seq(Words)
+        }
+    }
+}
+
+/// crosvm: `Xsave { data: Vec<u32>, len: usize }` (`len` in bytes), in its
+/// CBOR snapshot (ciborium).
+mod crosvm {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub(crate) struct Xsave {
+        data: Vec<u32>,
+        len: usize,
+    }
+
+    impl Xsave {
+        pub(crate) fn of(area: &[u8]) -> Xsave {
+            Xsave {
+                data: super::words(area).collect(),
+                len: area.len(),
+            }
+        }
+    }
+
+    pub(crate) fn encode(x: &Xsave) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(x, &mut out).unwrap();
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Xsave {
+        ciborium::from_reader(bytes).unwrap()
+    }
 }
 
 criterion_group! {
