@@ -41,6 +41,8 @@
 //! ```
 
 #![cfg_attr(not(feature = "std"), no_std)]
+// docs.rs (`--cfg docsrs`, nightly) marks what each feature adds.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(
     missing_docs,
     missing_debug_implementations,
@@ -65,18 +67,24 @@ pub mod cpuid;
 pub mod fuzzing;
 mod hex;
 #[cfg(target_arch = "x86_64")]
+#[cfg_attr(docsrs, doc(cfg(target_arch = "x86_64")))]
 pub mod host;
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub mod input;
 #[cfg(all(feature = "kvm", target_arch = "x86_64"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "kvm", target_arch = "x86_64"))))]
 pub mod kvm;
 pub mod layout;
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod migrate;
 pub mod preflight;
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod profile;
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod regfile;
 pub mod register;
 pub mod view;
@@ -87,6 +95,7 @@ pub use area::{Format, HeaderError};
 pub use component::{ComponentId, XcompBv, Xfeatures};
 pub use layout::{Layout, LayoutError};
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use regfile::RegisterFile;
 pub use register::Register;
 pub use view::{OpenError, XsaveView};
