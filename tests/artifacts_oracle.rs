@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::elf_note as note;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -573,20 +575,6 @@ fn a_kernel_core_carries_the_layout_note_xstate_reads() {
     assert_eq!(user_components(&v), user_components(&host_json));
 }
 
-/// One ELF note: name, type, descriptor, each padded to 4 bytes.
-fn note(name: &str, kind: u32, desc: &[u8]) -> Vec<u8> {
-    let mut n = Vec::new();
-    let name = format!("{name}\0");
-    n.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-    n.extend_from_slice(&kind.to_le_bytes());
-    n.extend_from_slice(name.as_bytes());
-    n.resize(n.len().next_multiple_of(4), 0);
-    n.extend_from_slice(desc);
-    n.resize(n.len().next_multiple_of(4), 0);
-    n
-}
-
 /// A minimal x86_64 ELF core: one PT_NOTE with one thread's NT_PRSTATUS
 /// (pid 4242, registers zero) and the notes given.
 fn wrap_in_core(notes: &[Vec<u8>]) -> Vec<u8> {
@@ -596,29 +584,7 @@ fn wrap_in_core(notes: &[Vec<u8>]) -> Vec<u8> {
     for n in notes {
         body.extend_from_slice(n);
     }
-    let mut elf = Vec::new();
-    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
-    elf.extend_from_slice(&4u16.to_le_bytes()); // ET_CORE
-    elf.extend_from_slice(&62u16.to_le_bytes()); // EM_X86_64
-    elf.extend_from_slice(&1u32.to_le_bytes());
-    elf.extend_from_slice(&0u64.to_le_bytes()); // e_entry
-    elf.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-    elf.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    elf.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    for half in [64u16, 56, 1, 0, 0, 0] {
-        elf.extend_from_slice(&half.to_le_bytes());
-    }
-    elf.extend_from_slice(&4u32.to_le_bytes()); // PT_NOTE
-    elf.extend_from_slice(&0u32.to_le_bytes()); // p_flags
-    elf.extend_from_slice(&120u64.to_le_bytes()); // p_offset
-    elf.extend_from_slice(&0u64.to_le_bytes()); // p_vaddr
-    elf.extend_from_slice(&0u64.to_le_bytes()); // p_paddr
-    elf.extend_from_slice(&(body.len() as u64).to_le_bytes()); // p_filesz
-    elf.extend_from_slice(&0u64.to_le_bytes()); // p_memsz
-    elf.extend_from_slice(&4u64.to_le_bytes()); // p_align
-    assert_eq!(elf.len(), 120);
-    elf.extend_from_slice(&body);
-    elf
+    common::elf_core(&body)
 }
 
 #[test]

@@ -2,9 +2,12 @@
 //! a thread with only NT_PRFPREG, with and without NT_X86_XSAVE_LAYOUT,
 //! and cores no known layout fits.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::elf_note as note;
 use serde_json::Value;
 use xstate::artifact::core::{NT_PRFPREG, NT_X86_XSAVE_LAYOUT, NT_X86_XSTATE};
 use xstate::artifact::notes;
@@ -27,19 +30,6 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON output")
 }
 
-fn note(name: &str, kind: u32, desc: &[u8]) -> Vec<u8> {
-    let mut n = Vec::new();
-    let name = format!("{name}\0");
-    n.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-    n.extend_from_slice(&kind.to_le_bytes());
-    n.extend_from_slice(name.as_bytes());
-    n.resize(n.len().next_multiple_of(4), 0);
-    n.extend_from_slice(desc);
-    n.resize(n.len().next_multiple_of(4), 0);
-    n
-}
-
 fn prstatus(pid: u32) -> Vec<u8> {
     let mut p = vec![0u8; 336];
     p[32..36].copy_from_slice(&pid.to_le_bytes());
@@ -48,26 +38,7 @@ fn prstatus(pid: u32) -> Vec<u8> {
 
 /// An x86_64 ELF core whose one PT_NOTE holds `notes`.
 fn core(notes: &[Vec<u8>]) -> Vec<u8> {
-    let body: Vec<u8> = notes.concat();
-    let mut elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
-    for v in [4u16, 62] {
-        elf.extend_from_slice(&v.to_le_bytes());
-    }
-    elf.extend_from_slice(&1u32.to_le_bytes());
-    for v in [0u64, 64, 0] {
-        elf.extend_from_slice(&v.to_le_bytes());
-    }
-    elf.extend_from_slice(&0u32.to_le_bytes());
-    for v in [64u16, 56, 1, 0, 0, 0] {
-        elf.extend_from_slice(&v.to_le_bytes());
-    }
-    elf.extend_from_slice(&4u32.to_le_bytes());
-    elf.extend_from_slice(&0u32.to_le_bytes());
-    for v in [120u64, 0, 0, body.len() as u64, 0, 4] {
-        elf.extend_from_slice(&v.to_le_bytes());
-    }
-    elf.extend(body);
-    elf
+    common::elf_core(&notes.concat())
 }
 
 /// A Zen 4 thread's NT_X86_XSTATE with xmm1 = `v` and k3 = `v`.

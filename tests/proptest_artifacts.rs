@@ -1,24 +1,14 @@
 //! Hostile core files and software bytes never panic; what xstate writes
 //! for the kernel passes its own checks.
 
+mod common;
+
+use common::{elf_core, elf_note as note};
 use proptest::prelude::*;
 use xstate::artifact::core::{Core, NT_X86_XSAVE_LAYOUT, NT_X86_XSTATE};
 use xstate::artifact::{notes, ptrace, sigframe, swbytes};
 use xstate::layout::catalog;
 use xstate::{Xfeatures, XsaveView};
-
-fn note(name: &str, kind: u32, desc: &[u8]) -> Vec<u8> {
-    let mut n = Vec::new();
-    let name = format!("{name}\0");
-    n.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-    n.extend_from_slice(&kind.to_le_bytes());
-    n.extend_from_slice(name.as_bytes());
-    n.resize(n.len().next_multiple_of(4), 0);
-    n.extend_from_slice(desc);
-    n.resize(n.len().next_multiple_of(4), 0);
-    n
-}
 
 /// A valid x86_64 core of one thread with Zen 4 notes.
 fn seed_core() -> Vec<u8> {
@@ -29,25 +19,7 @@ fn seed_core() -> Vec<u8> {
     let mut body = note("CORE", 1, &[0u8; 336]);
     body.extend(note("LINUX", NT_X86_XSTATE, &x));
     body.extend(note("LINUX", NT_X86_XSAVE_LAYOUT, &l));
-    let mut elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
-    for v in [4u16, 62] {
-        elf.extend_from_slice(&v.to_le_bytes());
-    }
-    elf.extend_from_slice(&1u32.to_le_bytes());
-    for v in [0u64, 64, 0] {
-        elf.extend_from_slice(&v.to_le_bytes());
-    }
-    elf.extend_from_slice(&0u32.to_le_bytes());
-    for v in [64u16, 56, 1, 0, 0, 0] {
-        elf.extend_from_slice(&v.to_le_bytes());
-    }
-    elf.extend_from_slice(&4u32.to_le_bytes());
-    elf.extend_from_slice(&0u32.to_le_bytes());
-    for v in [120u64, 0, 0, body.len() as u64, 0, 4] {
-        elf.extend_from_slice(&v.to_le_bytes());
-    }
-    elf.extend(body);
-    elf
+    elf_core(&body)
 }
 
 #[test]

@@ -219,15 +219,7 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
                 }
             };
             if *mask_mxcsr {
-                // The mask `check_host` judges MXCSR by.
-                let mask = destination
-                    .kvm
-                    .as_ref()
-                    .map_or(destination.layout.mxcsr_mask(), |k| k.mxcsr_mask);
-                report_mxcsr_mask(&what, &v.state, mask);
-                if let Ok(mxcsr) = v.state.mxcsr() {
-                    let _ = v.state.set_mxcsr(mxcsr & mask);
-                }
+                mask_mxcsr_for(&what, &mut v.state, &destination);
             }
             // Judged as `stream check` judges it: nothing is written that
             // the check refuses.
@@ -344,6 +336,20 @@ fn try_run(cmd: &StreamCommand) -> Result<u8, u8> {
             let _ = out.flush();
             Ok(if compatible { 0 } else { REJECTED })
         }
+    }
+}
+
+/// `--mask-mxcsr`: clears the MXCSR bits of `state` outside the mask
+/// `check_host` judges it by at `destination` (its KVM's, else its CPU's),
+/// saying so on stderr.
+pub fn mask_mxcsr_for(what: &str, state: &mut RegisterFile, destination: &HostProfile) {
+    let mask = destination
+        .kvm
+        .as_ref()
+        .map_or(destination.layout.mxcsr_mask(), |k| k.mxcsr_mask);
+    report_mxcsr_mask(what, state, mask);
+    if let Ok(mxcsr) = state.mxcsr() {
+        let _ = state.set_mxcsr(mxcsr & mask);
     }
 }
 

@@ -292,14 +292,7 @@ fn convert(
     mask_mxcsr: bool,
 ) -> Result<Vec<u8>, u8> {
     if mask_mxcsr {
-        let mask = destination
-            .kvm
-            .as_ref()
-            .map_or(destination.layout.mxcsr_mask(), |k| k.mxcsr_mask);
-        super::stream::report_mxcsr_mask(what, &state, mask);
-        if let Ok(mxcsr) = state.mxcsr() {
-            let _ = state.set_mxcsr(mxcsr & mask);
-        }
+        super::stream::mask_mxcsr_for(what, &mut state, destination);
     }
     let report = check_host(&state, destination, guest);
     super::guest::report(what, &report.masked);

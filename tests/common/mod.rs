@@ -80,3 +80,42 @@ pub fn vm(part: &str) -> Option<xstate::kvm::guest::TestVm> {
         }
     }
 }
+
+/// One ELF note: its name and type, and the descriptor, each padded to 4
+/// bytes (the System V gABI's note layout).
+pub fn elf_note(name: &str, kind: u32, desc: &[u8]) -> Vec<u8> {
+    let mut n = Vec::new();
+    let name = format!("{name}\0");
+    n.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    n.extend_from_slice(&kind.to_le_bytes());
+    n.extend_from_slice(name.as_bytes());
+    n.resize(n.len().next_multiple_of(4), 0);
+    n.extend_from_slice(desc);
+    n.resize(n.len().next_multiple_of(4), 0);
+    n
+}
+
+/// A minimal x86_64 ELF core file (ET_CORE, EM_X86_64) whose one PT_NOTE
+/// segment, right after the 64-byte ELF header and one 56-byte program
+/// header, holds `body` (notes made with [`elf_note`]).
+pub fn elf_core(body: &[u8]) -> Vec<u8> {
+    let mut elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
+    elf.extend_from_slice(&4u16.to_le_bytes()); // ET_CORE
+    elf.extend_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    elf.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    for v in [0u64, 64, 0] {
+        elf.extend_from_slice(&v.to_le_bytes()); // e_entry, e_phoff, e_shoff
+    }
+    elf.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for v in [64u16, 56, 1, 0, 0, 0] {
+        elf.extend_from_slice(&v.to_le_bytes()); // sizes and counts
+    }
+    elf.extend_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+    elf.extend_from_slice(&0u32.to_le_bytes()); // p_flags
+    for v in [120u64, 0, 0, body.len() as u64, 0, 4] {
+        elf.extend_from_slice(&v.to_le_bytes()); // offset, addresses, sizes, align
+    }
+    elf.extend_from_slice(body);
+    elf
+}
