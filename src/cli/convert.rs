@@ -210,18 +210,11 @@ fn mask_mxcsr_in_area(
     from: &xstate::Layout,
     mask: u32,
 ) -> Result<Vec<u8>, u8> {
-    use xstate::prelude::*;
     let mut regs = RegisterFile::decode(area, from)
         .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?;
-    super::stream::report_mxcsr_mask(what, &regs, mask);
-    let mxcsr = regs
-        .mxcsr()
-        .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?;
-    if mxcsr & !mask == 0 {
+    if !super::stream::mask_mxcsr(what, &mut regs, mask) {
         return Ok(area.to_vec());
     }
-    regs.set_mxcsr(mxcsr & mask)
-        .map_err(|e| fail(REJECTED, format_args!("{what}: {e}")))?;
     let format = xstate::XsaveView::new(area, from)
         .map(|v| v.format())
         .unwrap_or(Format::Standard);

@@ -43,10 +43,7 @@ pub fn read(path: &Path, expect: Expect) -> Result<Vec<u8>, u8> {
     } else {
         match open_regular(path) {
             Ok((file, size)) => (Box::new(file), Some(size)),
-            Err(InputError::Io(e)) => return Err(io(&e)),
-            // Not an input at all: a usage error, as a missing file is.
-            Err(e @ InputError::NotRegular { kind: "directory" }) => return Err(io(&e)),
-            Err(e) => return Err(rejected(&e)),
+            Err(e) => return Err(refused(path, &e)),
         }
     };
     // The stream header's first 16 bytes say how many vCPUs follow.
@@ -69,10 +66,20 @@ pub fn read(path: &Path, expect: Expect) -> Result<Vec<u8>, u8> {
         return Err(rejected(&format_args!("larger than {limit} bytes: {what}")));
     }
     read_rest(reader, head, limit).map_err(|e| match e {
-        InputError::Io(e) => io(&e),
         InputError::TooLarge { .. } => rejected(&format_args!("larger than {limit} bytes: {what}")),
-        e => rejected(&e),
+        e => refused(path, &e),
     })
+}
+
+/// The message and exit status for an input not read: the usage status for
+/// an I/O error or a directory (not an input at all, as a missing file
+/// is), the rejected-input status for anything else.
+fn refused(path: &Path, e: &InputError) -> u8 {
+    let code = match e {
+        InputError::Io(_) | InputError::NotRegular { kind: "directory" } => USAGE,
+        _ => REJECTED,
+    };
+    fail(code, format_args!("{}: {e}", path.display()))
 }
 
 /// The bound for an input starting `head`, and what a larger one is not;
@@ -87,17 +94,14 @@ fn bound(head: &[u8], expect: Expect) -> Option<(u64, String)> {
     match expect {
         Expect::Area => Some((MAX_AREA, "not an XSAVE area".into())),
         Expect::Stream { per_vcpu } | Expect::AreaOrStream { per_vcpu } => {
-            match stream::length_bound(head, per_vcpu) {
-                Some(limit) => {
-                    let vcpus = u32::from_le_bytes(head[12..16].try_into().expect("16 bytes"));
-                    Some((
-                        limit,
-                        format!(
-                            "more than a stream of {vcpus} vCPUs takes at {per_vcpu} bytes each \
+            match stream::length_bound(head, per_vcpu).zip(stream::claimed_vcpus(head)) {
+                Some((limit, vcpus)) => Some((
+                    limit,
+                    format!(
+                        "more than a stream of {vcpus} vCPUs takes at {per_vcpu} bytes each \
                              (--max-vcpu-bytes raises the bound)"
-                        ),
-                    ))
-                }
+                    ),
+                )),
                 None if matches!(expect, Expect::AreaOrStream { .. }) => area(),
                 None => None,
             }
@@ -113,13 +117,7 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, u8> {
     } else {
         xstate::input::read_file(path, limit)
     };
-    read.map_err(|e| match e {
-        InputError::Io(e) => fail(USAGE, format_args!("{}: {e}", path.display())),
-        InputError::NotRegular { kind: "directory" } => {
-            fail(USAGE, format_args!("{}: {e}", path.display()))
-        }
-        e => fail(REJECTED, format_args!("{}: {e}", path.display())),
-    })
+    read.map_err(|e| refused(path, &e))
 }
 
 /// Refuses an output that is the input itself (the same file, by any name):

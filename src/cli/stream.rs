@@ -347,9 +347,16 @@ pub fn mask_mxcsr_for(what: &str, state: &mut RegisterFile, destination: &HostPr
         .kvm
         .as_ref()
         .map_or(destination.layout.mxcsr_mask(), |k| k.mxcsr_mask);
+    mask_mxcsr(what, state, mask);
+}
+
+/// Clears the MXCSR bits of `state` outside `mask`, saying so on stderr;
+/// whether there were any.
+pub fn mask_mxcsr(what: &str, state: &mut RegisterFile, mask: u32) -> bool {
     report_mxcsr_mask(what, state, mask);
-    if let Ok(mxcsr) = state.mxcsr() {
-        let _ = state.set_mxcsr(mxcsr & mask);
+    match state.mxcsr() {
+        Ok(mxcsr) if mxcsr & !mask != 0 => state.set_mxcsr(mxcsr & mask).is_ok(),
+        _ => false,
     }
 }
 

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 use xstate::cpuid::CpuidSet;
 use xstate::layout::CpuidRegs;
+use xstate::migrate::pool::{baseline, Baseline, BaselineOptions, PoolHost};
 use xstate::migrate::{check_host, restore_area, CheckReport, Guest, Incompatibility};
 use xstate::prelude::*;
 use xstate::profile::HostProfile;
@@ -432,6 +433,13 @@ fn ch_layout(kvm: &Map<String, Value>) -> Result<Layout, String> {
         .get("cpuid")
         .and_then(Value::as_array)
         .ok_or("no saved cpuid: --layout gives the source layout")?;
+    ch_cpuid(entries)?
+        .to_layout("saved-cpuid", "the vCPU's saved CPUID")
+        .map_err(|e| format!("the saved cpuid's leaf 0xD: {e}"))
+}
+
+/// CH's saved `kvm_cpuid_entry2` objects as a CPUID.
+fn ch_cpuid(entries: &[Value]) -> Result<CpuidSet, String> {
     let mut parsed = Vec::with_capacity(entries.len());
     for e in entries {
         // index and flags may be left out (0); the rest is required.
@@ -452,9 +460,7 @@ fn ch_layout(kvm: &Map<String, Value>) -> Result<Layout, String> {
             },
         ));
     }
-    let set = CpuidSet::from_entries(parsed).map_err(|e| format!("the saved cpuid: {e}"))?;
-    set.to_layout("saved-cpuid", "the vCPU's saved CPUID")
-        .map_err(|e| format!("the saved cpuid's leaf 0xD: {e}"))
+    CpuidSet::from_entries(parsed).map_err(|e| format!("the saved cpuid: {e}"))
 }
 
 fn read_crosvm(path: &Path, layout: Layout) -> Result<(Snapshot, Vec<SavedVcpu>), u8> {
@@ -462,7 +468,7 @@ fn read_crosvm(path: &Path, layout: Layout) -> Result<(Snapshot, Vec<SavedVcpu>)
     let rejected =
         |e: &dyn std::fmt::Display| fail(REJECTED, format_args!("{}: {e}", path.display()));
     let mut reader = &bytes[..];
-    let root: ciborium::Value = ciborium::from_reader(&mut reader).map_err(|e| {
+    let mut root: ciborium::Value = ciborium::from_reader(&mut reader).map_err(|e| {
         use ciborium::de::Error;
         let why = match e {
             Error::Io(_) => "CBOR cut short".to_string(),
@@ -482,7 +488,7 @@ fn read_crosvm(path: &Path, layout: Layout) -> Result<(Snapshot, Vec<SavedVcpu>)
         )));
     }
     no_duplicate_keys(&root).map_err(|e| rejected(&e))?;
-    let xsave = crosvm_xsave(&root).map_err(|e| rejected(&e))?;
+    let xsave = crosvm_xsave(&mut root).map_err(|e| rejected(&e))?;
     let vcpus = vec![SavedVcpu {
         id: "0".into(),
         bytes: xsave,
@@ -530,9 +536,8 @@ fn crosvm_map(root: &mut ciborium::Value) -> Option<&mut Vec<(ciborium::Value, c
         })
 }
 
-fn crosvm_xsave(root: &ciborium::Value) -> Result<Vec<u8>, String> {
-    let mut copy = root.clone();
-    let map = crosvm_map(&mut copy).ok_or("no xsave map with data: not a crosvm vCPU snapshot")?;
+fn crosvm_xsave(root: &mut ciborium::Value) -> Result<Vec<u8>, String> {
+    let map = crosvm_map(root).ok_or("no xsave map with data: not a crosvm vCPU snapshot")?;
     let get = |key: &str| {
         map.iter()
             .find(|(k, _)| k.as_text() == Some(key))
@@ -584,6 +589,10 @@ fn write_back(
     };
     match snapshot {
         Snapshot::Ch { mut root, states } => {
+            // The destination as a pool of one: its baseline narrows each
+            // vCPU's saved CPUID.
+            let pool = [PoolHost::from(destination.clone())];
+            let base = baseline(&pool, &BaselineOptions::default()).map_err(|e| e.to_string())?;
             for ((pointer, v), area) in states.iter().zip(vcpus).zip(areas) {
                 let mut area = area.clone();
                 // CH's region is 4096 bytes, whatever the area.
@@ -608,7 +617,7 @@ fn write_back(
                 // The saved CPUID's leaf 0xD describes where the guest finds
                 // each component: at the destination, its offsets.
                 if let Some(entries) = kvm.get_mut("cpuid").and_then(Value::as_array_mut) {
-                    *entries = retarget_cpuid(entries, destination)
+                    *entries = retarget_cpuid(entries, &base, destination.layout.name())
                         .map_err(|e| format!("vCPU {}: {e}", super::printable(&v.id)))?;
                 }
                 // x87 and SSE: bytes 0..24 (FCW..FDP), MXCSR (24..28), the
@@ -647,33 +656,20 @@ fn write_back(
     }
 }
 
-/// The saved CPUID narrowed to what `destination` runs: the pool baseline
-/// of that one host applied to it (`xstate pool baseline DEST --apply-to`),
+/// The saved CPUID narrowed to what `destination` runs: `base`, the pool
+/// baseline of that one host, applied to it (`xstate pool baseline DEST
+/// --apply-to`),
 /// so its leaf 0xD places each component where the destination keeps it
 /// and no feature the destination lacks is left exposed. Entries are
 /// rewritten as `kvm_cpuid_entry2` objects, in leaf order.
-fn retarget_cpuid(entries: &[Value], destination: &HostProfile) -> Result<Vec<Value>, String> {
-    use xstate::migrate::pool::{baseline, BaselineOptions, PoolHost};
-    let mut parsed = Vec::with_capacity(entries.len());
-    for e in entries {
-        let field = |k: &str| e.get(k).and_then(Value::as_u64).map_or(0, |v| v as u32);
-        let regs = CpuidRegs {
-            eax: field("eax"),
-            ebx: field("ebx"),
-            ecx: field("ecx"),
-            edx: field("edx"),
-        };
-        parsed.push((field("function"), field("index"), field("flags"), regs));
-    }
-    let mut set = CpuidSet::from_entries(parsed).map_err(|e| format!("the saved cpuid: {e}"))?;
-    let pool = [PoolHost::from(destination.clone())];
-    let base = baseline(&pool, &BaselineOptions::default()).map_err(|e| e.to_string())?;
-    base.apply(&mut set).map_err(|e| {
-        format!(
-            "the saved cpuid narrowed for {}: {e}",
-            destination.layout.name()
-        )
-    })?;
+fn retarget_cpuid(
+    entries: &[Value],
+    base: &Baseline,
+    destination: &str,
+) -> Result<Vec<Value>, String> {
+    let mut set = ch_cpuid(entries)?;
+    base.apply(&mut set)
+        .map_err(|e| format!("the saved cpuid narrowed for {destination}: {e}"))?;
     Ok(set
         .iter()
         .map(|(function, index, r)| {

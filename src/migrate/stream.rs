@@ -179,6 +179,14 @@ pub const MAX_VCPU_SECTION: u64 =
 /// every known component live (about 48 MiB).
 pub const MAX_STREAM_READ: u64 = 1 << 30;
 
+/// The vCPU count the stream header starting `head` claims, unchecked;
+/// `None` when `head` is not the first 16 bytes of a stream header.
+pub fn claimed_vcpus(head: &[u8]) -> Option<u32> {
+    let at = core::mem::offset_of!(StreamHeaderBytes, vcpu_count);
+    let count = head.get(at..at + 4).filter(|_| is_stream(head))?;
+    Some(u32::from_le_bytes(count.try_into().ok()?))
+}
+
 /// The most bytes a stream whose header starts `head` may take, at
 /// `per_vcpu` bytes (at most [`MAX_VCPU_SECTION`]) for each vCPU its header
 /// claims (at most [`MAX_VCPUS`]), with the stream and checksum headers,
@@ -186,9 +194,7 @@ pub const MAX_STREAM_READ: u64 = 1 << 30;
 /// should read before [`decode`] refuses or takes it. `None` when `head`
 /// is not the first 16 bytes of a stream header.
 pub fn length_bound(head: &[u8], per_vcpu: u64) -> Option<u64> {
-    let at = core::mem::offset_of!(StreamHeaderBytes, vcpu_count);
-    let count = head.get(at..at + 4).filter(|_| is_stream(head))?;
-    let vcpus = u32::from_le_bytes(count.try_into().ok()?).min(MAX_VCPUS);
+    let vcpus = claimed_vcpus(head)?.min(MAX_VCPUS);
     Some(
         ((HEADER_LEN + CHECKSUM_LEN) as u64)
             .saturating_add(u64::from(vcpus).saturating_mul(per_vcpu.min(MAX_VCPU_SECTION)))
