@@ -356,6 +356,23 @@ pub(crate) mod general {
         Ok(lanes(&b))
     }
 
+    /// A vector register's lanes into `out`, for the views' fast paths,
+    /// which gather into the same memory: `out` unchanged on error.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn lanes_into<S: XstateRead + ?Sized, const N: usize>(
+        s: &S,
+        i: usize,
+        out: &mut [u128; N],
+    ) -> Result<(), AccessError> {
+        match N {
+            2 => out.copy_from_slice(&ymm(s, i)?),
+            4 => out.copy_from_slice(&zmm(s, i)?),
+            _ => out.copy_from_slice(&[xmm(s, i)?]),
+        }
+        Ok(())
+    }
+
     #[cold]
     #[inline(never)]
     pub(crate) fn r<S: XstateRead + ?Sized>(s: &S, i: usize) -> Result<u64, AccessError> {

@@ -40,6 +40,7 @@ use crate::area::{
 use crate::component::{ComponentId, XcompBv, Xfeatures};
 use crate::layout::Layout;
 use crate::register::{Piece, Register};
+use zerocopy::IntoBytes;
 
 /// A typed view over an XSAVE area. See the [module docs](self).
 ///
@@ -306,36 +307,59 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
 }
 
 impl<B: AsRef<[u8]>> XsaveView<'_, B> {
-    /// The `len` bytes at `at` of a standard-format area, when `component`
-    /// is live, zeros when it is init; `None` where the fast path does not
-    /// apply (the compacted format, a component the layout lacks, a buffer
-    /// cut short), for the general path to answer.
+    /// Copies the `dst.len()` bytes at `offset` in `component` of a
+    /// standard-format area into `dst` when the component is live, zeros
+    /// when it is init; `false` (and `dst` partly written) where the fast
+    /// path does not apply (the compacted format, a component the layout
+    /// lacks, a buffer cut short), for the general path to answer.
     #[inline(always)]
-    fn standard_bytes<const N: usize>(
-        &self,
-        component: ComponentId,
-        offset: usize,
-    ) -> Option<[u8; N]> {
+    fn standard_copy(&self, component: ComponentId, offset: usize, dst: &mut [u8]) -> bool {
         if self.header.format != Format::Standard {
-            return None;
+            return false;
         }
-        let base = if component.is_legacy() {
-            0
-        } else {
-            self.layout.geometry(component)?.offset as usize
-        };
-        if !self.header.xstate_bv.contains(component) {
-            return Some([0; N]);
+        if self.header.xstate_bv.contains(component) {
+            // Live: the header check at opening saw the component in the
+            // layout's XCR0, so its table entry holds its offset.
+            let at = self.layout.standard_offset_of_live(component) as usize + offset;
+            return match self.buf.as_ref().get(at..at + dst.len()) {
+                Some(src) => {
+                    dst.copy_from_slice(src);
+                    true
+                }
+                None => false,
+            };
         }
-        let at = base + offset;
-        self.buf.as_ref().get(at..at + N)?.try_into().ok()
+        if !component.is_legacy() && !self.layout.has(component) {
+            return false;
+        }
+        dst.fill(0);
+        true
     }
-}
 
-/// A 16-byte lane.
-#[inline(always)]
-fn lane(b: [u8; 16]) -> u128 {
-    u128::from_le_bytes(b)
+    /// 16-byte lanes gathered from standard-format pieces `(component,
+    /// offset, lanes)`, copied in memory rather than assembled from 8-byte
+    /// halves in general registers, so a caller that moves the result with
+    /// 16-byte loads reads it through store forwarding instead of stalling
+    /// (measured here: ymm 7.8 ns that way against 2 ns for the floor).
+    #[inline(always)]
+    fn standard_lanes<const N: usize>(
+        &self,
+        pieces: &[(ComponentId, usize, usize)],
+        out: &mut [u128; N],
+    ) -> bool {
+        let bytes = out.as_mut_bytes();
+        let mut at = 0;
+        for &(component, offset, lanes) in pieces {
+            if !self.standard_copy(component, offset, &mut bytes[at..at + 16 * lanes]) {
+                return false;
+            }
+            at += 16 * lanes;
+        }
+        for v in out.iter_mut() {
+            *v = u128::from_le(*v);
+        }
+        true
+    }
 }
 
 impl<B: AsRef<[u8]>> XstateRead for XsaveView<'_, B> {
@@ -349,60 +373,57 @@ impl<B: AsRef<[u8]>> XstateRead for XsaveView<'_, B> {
     // bytes), and the general one, `read_into`, for everything else; both
     // give the same bytes (tests/proptest_views.rs).
 
-    #[inline]
+    #[inline(always)]
     fn xmm(&self, i: usize) -> Result<u128, AccessError> {
-        if i < 16 {
-            if let Some(b) = self.standard_bytes(ComponentId::SSE, 160 + 16 * i) {
-                return Ok(lane(b));
-            }
+        let mut out = [0u128; 1];
+        if !(i < 16 && self.standard_lanes(&[(ComponentId::SSE, 160 + 16 * i, 1)], &mut out)) {
+            crate::access::general::lanes_into(self, i, &mut out)?;
         }
-        crate::access::general::xmm(self, i)
+        Ok(out[0])
     }
 
-    #[inline]
+    #[inline(always)]
     fn ymm(&self, i: usize) -> Result<[u128; 2], AccessError> {
-        if i < 16 {
-            if let (Some(lo), Some(hi)) = (
-                self.standard_bytes(ComponentId::SSE, 160 + 16 * i),
-                self.standard_bytes(ComponentId::AVX, 16 * i),
-            ) {
-                return Ok([lane(lo), lane(hi)]);
-            }
+        let mut out = [0u128; 2];
+        let pieces = [
+            (ComponentId::SSE, 160 + 16 * i, 1),
+            (ComponentId::AVX, 16 * i, 1),
+        ];
+        if !(i < 16 && self.standard_lanes(&pieces, &mut out)) {
+            crate::access::general::lanes_into(self, i, &mut out)?;
         }
-        crate::access::general::ymm(self, i)
+        Ok(out)
     }
 
-    #[inline]
+    #[inline(always)]
     fn zmm(&self, i: usize) -> Result<[u128; 4], AccessError> {
-        if i < 16 {
-            if let (Some(a), Some(b), Some(c)) = (
-                self.standard_bytes::<16>(ComponentId::SSE, 160 + 16 * i),
-                self.standard_bytes::<16>(ComponentId::AVX, 16 * i),
-                self.standard_bytes::<32>(ComponentId::ZMM_HI256, 32 * i),
-            ) {
-                let (c0, c1) = c.split_at(16);
-                return Ok([
-                    lane(a),
-                    lane(b),
-                    u128::from_le_bytes(c0.try_into().expect("16 bytes")),
-                    u128::from_le_bytes(c1.try_into().expect("16 bytes")),
-                ]);
-            }
+        let mut out = [0u128; 4];
+        let fast = if i < 16 {
+            self.standard_lanes(
+                &[
+                    (ComponentId::SSE, 160 + 16 * i, 1),
+                    (ComponentId::AVX, 16 * i, 1),
+                    (ComponentId::ZMM_HI256, 32 * i, 2),
+                ],
+                &mut out,
+            )
         } else if i < 32 {
-            if let Some(z) = self.standard_bytes::<64>(ComponentId::HI16_ZMM, 64 * (i - 16)) {
-                return Ok(core::array::from_fn(|l| {
-                    u128::from_le_bytes(z[16 * l..16 * l + 16].try_into().expect("16 bytes"))
-                }));
-            }
+            self.standard_lanes(&[(ComponentId::HI16_ZMM, 64 * (i - 16), 4)], &mut out)
+        } else {
+            false
+        };
+        if !fast {
+            crate::access::general::lanes_into(self, i, &mut out)?;
         }
-        crate::access::general::zmm(self, i)
+        Ok(out)
     }
 
-    #[inline]
+    #[inline(always)]
     fn r(&self, i: usize) -> Result<u64, AccessError> {
         if (16..32).contains(&i) {
-            if let Some(b) = self.standard_bytes(ComponentId::APX, 8 * (i - 16)) {
-                return Ok(u64::from_le_bytes(b));
+            let mut v = 0u64;
+            if self.standard_copy(ComponentId::APX, 8 * (i - 16), v.as_mut_bytes()) {
+                return Ok(u64::from_le(v));
             }
         }
         crate::access::general::r(self, i)

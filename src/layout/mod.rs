@@ -751,6 +751,20 @@ impl Layout {
             .then(|| &self.table[component.index() as usize])
     }
 
+    /// The standard-format offset in bytes of `component` as the layout's
+    /// table holds it, 0 for x87 and SSE (their offsets are legacy-region
+    /// offsets) and for components the layout lacks: for the views' fast
+    /// paths, which call it only for components an opened area's XSTATE_BV
+    /// names (so within the layout's XCR0).
+    #[inline(always)]
+    pub(crate) fn standard_offset_of_live(&self, component: ComponentId) -> u32 {
+        if component.is_legacy() {
+            0
+        } else {
+            self.table[component.index() as usize].offset
+        }
+    }
+
     /// Every enumerated component's geometry, in ascending order, the
     /// legacy x87 and SSE components included (their sizes as CPUID
     /// reports them, 160 and 256, at offsets 0 and 160).
