@@ -171,6 +171,22 @@ impl AreaHeader {
                 value: h.reserved[i],
             });
         }
+        AreaHeader::check(buf.len(), layout, xstate_bv, xcomp_bv, Some(buf))
+    }
+
+    /// The checks of [`parse`](Self::parse) after the reserved bytes, for a
+    /// header with `xstate_bv` and `xcomp_bv` over a buffer of `len` bytes:
+    /// also what an encoder checks before writing one. `buf`, when given,
+    /// is the area whose software bytes a standard-format header must
+    /// agree with.
+    #[inline]
+    pub(crate) fn check(
+        len: usize,
+        layout: &Layout,
+        xstate_bv: Xfeatures,
+        xcomp_bv: XcompBv,
+        buf: Option<&[u8]>,
+    ) -> Result<AreaHeader, HeaderError> {
         let unsupported =
             |field, value: Xfeatures, supported: Xfeatures, format| HeaderError::Unsupported {
                 field,
@@ -185,7 +201,9 @@ impl AreaHeader {
             }
             // First: an area in another CPU's layout says so, rather than
             // failing on what that layout makes of it.
-            swbytes::check(buf, layout)?;
+            if let Some(buf) = buf {
+                swbytes::check(buf, layout)?;
+            }
             let supported = layout.xcr0_supported();
             if !supported.contains_all(xstate_bv) {
                 return Err(unsupported(
@@ -196,11 +214,11 @@ impl AreaHeader {
                 ));
             }
             // A buffer of the full standard size (a kvm_xsave, say) holds any XSTATE_BV.
-            if buf.len() < layout.standard_size() as usize {
+            if len < layout.standard_size() as usize {
                 let needed = layout.standard_size_for(xstate_bv) as usize;
-                if buf.len() < needed {
+                if len < needed {
                     return Err(HeaderError::TooSmall {
-                        len: buf.len(),
+                        len: len,
                         needed,
                         format: Format::Standard,
                     });
@@ -231,9 +249,9 @@ impl AreaHeader {
                 });
             }
             let needed = layout.compacted_size_for(held) as usize;
-            if buf.len() < needed {
+            if len < needed {
                 return Err(HeaderError::TooSmall {
-                    len: buf.len(),
+                    len: len,
                     needed,
                     format: Format::Compacted,
                 });

@@ -394,6 +394,62 @@ pub struct Layout {
     fingerprint: u64,
 }
 
+/// The walk of [`Layout::extents`].
+#[derive(Debug)]
+pub(crate) struct Extents<'a> {
+    layout: &'a Layout,
+    compacted: bool,
+    wanted: Xfeatures,
+    held: Xfeatures,
+    /// Components still to pass: the wanted ones, and in the compacted
+    /// format the held ones below them, whose sizes move the offset.
+    todo: Xfeatures,
+    /// The compacted format's next free offset.
+    offset: u32,
+}
+
+impl Iterator for Extents<'_> {
+    type Item = (ComponentId, Result<(usize, usize), crate::AccessError>);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let layout = self.layout;
+        let supported = layout.supported();
+        loop {
+            // Held components past the last wanted one need no walk.
+            if !self.todo.intersects(self.wanted) {
+                return None;
+            }
+            let c = self.todo.first()?;
+            self.todo = self.todo.without(c);
+            let g = &layout.table[c.index() as usize];
+            let placed = if !self.compacted {
+                (!g.supervisor).then_some(g.offset)
+            } else if self.held.contains(c) {
+                let start = layout.place(self.offset, c);
+                self.offset = start + g.size;
+                Some(start)
+            } else {
+                None
+            };
+            if !self.wanted.contains(c) {
+                continue;
+            }
+            return Some((
+                c,
+                match placed {
+                    _ if !supported.contains(c) => Err(crate::AccessError::NoComponent {
+                        component: c,
+                        supported,
+                    }),
+                    Some(start) => Ok((start as usize, g.size as usize)),
+                    None => Err(crate::AccessError::NotInArea(c)),
+                },
+            ));
+        }
+    }
+}
+
 /// MXCSR_MASK when a layout does not say: Intel's 0xFFFF, or AMD's 0x2FFFF
 /// (bit 17, misaligned-SSE mask, writable; measured on this project's AMD
 /// host).
@@ -762,6 +818,38 @@ impl Layout {
             0
         } else {
             self.table[component.index() as usize].offset
+        }
+    }
+
+    /// An ascending walk over the extended components of `wanted` in an
+    /// area of this layout in the format `xcomp_bv` names: each with its
+    /// offset and size in bytes, or the reason the area has no place for it
+    /// ([`AccessError::NoComponent`](crate::AccessError::NoComponent),
+    /// [`AccessError::NotInArea`](crate::AccessError::NotInArea) for one
+    /// outside a compacted area's XCOMP_BV or a supervisor component in the
+    /// standard format). Compacted offsets accumulate as the walk goes
+    /// (Intel SDM vol. 1, 13.4.3), so the walk is O(n) in the components
+    /// held.
+    #[inline(always)]
+    pub(crate) fn extents(
+        &self,
+        xcomp_bv: crate::component::XcompBv,
+        wanted: Xfeatures,
+    ) -> Extents<'_> {
+        let compacted = xcomp_bv.is_compacted();
+        let wanted = wanted.extended();
+        let held = if compacted {
+            xcomp_bv.components().extended() & self.supported()
+        } else {
+            Xfeatures::EMPTY
+        };
+        Extents {
+            layout: self,
+            compacted,
+            wanted,
+            held,
+            todo: wanted | held,
+            offset: EXTENDED_START as u32,
         }
     }
 

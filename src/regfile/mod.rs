@@ -42,7 +42,9 @@ use alloc::vec::Vec;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::access::{check_register, check_width, AccessError, XstateRead, XstateWrite};
-use crate::area::{init_area, legacy, Format, LegacyRegion, EXTENDED_START, FCW_INIT, MXCSR_INIT};
+use crate::area::{
+    legacy, AreaHeader, Format, LegacyRegion, XsaveHeader, EXTENDED_START, FCW_INIT, MXCSR_INIT,
+};
 use crate::component::{ComponentId, XcompBv, Xfeatures, CANONICAL_SLOTS, COMPONENTS};
 use crate::layout::Layout;
 use crate::register::{Piece, Register};
@@ -146,22 +148,51 @@ impl Default for RegisterFile {
     }
 }
 
+/// Where each fixed-size user component's canonical image lives, by
+/// component number: whether in the tile buffer, and its byte range there;
+/// `None` for supervisor, legacy and unknown components. Computed at
+/// compile time from the canonical slots.
+const SLOTS: [Option<(bool, u32, u32)>; 64] = {
+    let mut out = [None; 64];
+    let gap = (TILE_SLOT.end - TILE_SLOT.start) as u32;
+    let (tile_start, tile_end) = (TILE_SLOT.start as u32, TILE_SLOT.end as u32);
+    let mut i = 0;
+    while i < CANONICAL_SLOTS.0.len() {
+        if let Some(start) = CANONICAL_SLOTS.0[i] {
+            let end = start + COMPONENTS[i].size;
+            out[i] = Some(if start >= tile_end {
+                (false, start - gap, end - gap)
+            } else if start >= tile_start {
+                (true, start - tile_start, end - tile_start)
+            } else {
+                (false, start, end)
+            });
+        }
+        i += 1;
+    }
+    out
+};
+
+/// The components whose slots are in the main buffer.
+const MAIN_SLOTTED: Xfeatures = {
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < 64 {
+        if let Some((false, _, _)) = SLOTS[i] {
+            bits |= 1 << i;
+        }
+        i += 1;
+    }
+    Xfeatures::from_bits(bits)
+};
+
 /// Where a fixed-size user component's canonical image lives: whether in
 /// the tile buffer, and its range there; `None` for supervisor, legacy and
 /// unknown components.
-#[inline]
+#[inline(always)]
 fn slot(component: ComponentId) -> Option<(bool, core::ops::Range<usize>)> {
-    let i = component.index() as usize;
-    let start = (*CANONICAL_SLOTS.0.get(i)?)? as usize;
-    let end = start + COMPONENTS[i].size as usize;
-    Some(if start >= TILE_SLOT.end {
-        let gap = TILE_SLOT.end - TILE_SLOT.start;
-        (false, start - gap..end - gap)
-    } else if start >= TILE_SLOT.start {
-        (true, start - TILE_SLOT.start..end - TILE_SLOT.start)
-    } else {
-        (false, start..end)
-    })
+    let (tiles, start, end) = SLOTS[component.index() as usize & 63]?;
+    Some((tiles, start as usize..end as usize))
 }
 
 /// The components whose liveness makes MXCSR count.
@@ -364,12 +395,58 @@ impl RegisterFile {
             self.legacy.xmm = [[0; 16]; 16];
             self.xstate_bv = self.xstate_bv.with(ComponentId::SSE);
         }
-        for c in live.extended() {
-            let bytes = view.component(c)?.expect("live components have bytes");
-            self.set_component(c, bytes)
-                .expect("a layout's component sizes are the architectural ones");
+        // One walk over the live components: each copied from its place in
+        // the area (compacted offsets accumulated, not recomputed) straight
+        // into its slot, the slots' buffers allocated once beforehand.
+        let extended = live.extended();
+        self.reserve_slots(extended);
+        let bytes = view.as_bytes();
+        for (c, placed) in view.layout().extents(view.xcomp_bv(), extended) {
+            let (at, size) = placed?;
+            let src = bytes
+                .get(at..at + size)
+                .ok_or(AccessError::BufferTooSmall {
+                    component: c,
+                    start: at,
+                    end: at + size,
+                    len: bytes.len(),
+                })?;
+            match slot(c) {
+                Some((tiles, range)) if range.len() == size => {
+                    let buf = if tiles {
+                        &mut self.tiles
+                    } else {
+                        &mut self.extended
+                    };
+                    let dst = &mut buf[range];
+                    dst.copy_from_slice(src);
+                    let reserved = c.reserved_bytes();
+                    if !reserved.is_empty() {
+                        dst[reserved].fill(0);
+                    }
+                    self.xstate_bv = self.xstate_bv.with(c);
+                }
+                _ => self
+                    .set_component(c, src)
+                    .map_err(|_| AccessError::SizeMismatch {
+                        component: c,
+                        layout_size: size,
+                        state_size: c.fixed_size().map_or(size, |s| s as usize),
+                    })?,
+            }
         }
         Ok(())
+    }
+
+    /// Allocates the slot buffers `components` need (a no-op once they are).
+    #[inline]
+    fn reserve_slots(&mut self, components: Xfeatures) {
+        if self.extended.is_empty() && components.intersects(MAIN_SLOTTED) {
+            self.extended.resize(MAIN_BYTES, 0);
+        }
+        if self.tiles.is_empty() && components.contains(ComponentId::TILEDATA) {
+            self.tiles.resize(TILE_SLOT.end - TILE_SLOT.start, 0);
+        }
     }
 
     /// A register file with the state `view` holds.
@@ -522,26 +599,74 @@ impl RegisterFile {
                 },
             }));
         }
-        let header = crate::area::HEADER_OFFSET..EXTENDED_START;
-        let saved: [u8; 64] = buf[header.clone()].try_into().expect("64 bytes");
-        init_area(buf, xcomp_bv);
         let pin = (pin & layout.supported()).extended() - self.xstate_bv;
-        let result = XsaveView::new(&mut *buf, layout)
-            .map_err(AccessError::from)
-            .and_then(|mut view| {
-                for c in pin {
-                    view.extent_of(c)?;
-                }
-                self.write_to(&mut view)?;
-                pin.iter().try_for_each(|c| view.make_live(c))
-            });
-        match result {
-            // MXCSR_MASK as the destination CPU's FXSAVE / XSAVE write it.
-            Ok(()) => buf[legacy::MXCSR_MASK..legacy::MXCSR_MASK + 4]
-                .copy_from_slice(&layout.mxcsr_mask().to_le_bytes()),
-            Err(_) => buf[header].copy_from_slice(&saved),
+        let xstate_bv = self.xstate_bv | pin;
+        // Everything is checked before the first byte is written: the
+        // header as it will stand (the checks a view makes when opened, but
+        // for the destination's stale software bytes), then where each live
+        // or pinned component goes, in one ascending walk.
+        let header = AreaHeader::check(buf.len(), layout, Xfeatures::EMPTY, xcomp_bv, None)?;
+        if header.format == Format::Compacted {
+            if let Some(c) = (self.xstate_bv & (Xfeatures::LEGACY - xcomp_bv.components())).first()
+            {
+                return Err(AccessError::NotInArea(c));
+            }
         }
-        result
+        let len = buf.len();
+        let mut placed = [0u32; 64];
+        for (c, at) in layout.extents(xcomp_bv, xstate_bv) {
+            let (start, size) = at?;
+            if start + size > len {
+                return Err(AccessError::BufferTooSmall {
+                    component: c,
+                    start,
+                    end: start + size,
+                    len,
+                });
+            }
+            let state_size = self.component(c).map_or(size, <[u8]>::len);
+            if state_size != size {
+                return Err(AccessError::SizeMismatch {
+                    component: c,
+                    layout_size: size,
+                    state_size,
+                });
+            }
+            placed[c.index() as usize & 63] = start as u32;
+        }
+        // The header, the legacy region, then each component in place.
+        let h = XsaveHeader::of_mut(buf);
+        h.xstate_bv.set(xstate_bv.bits());
+        h.xcomp_bv.set(xcomp_bv.bits());
+        h.reserved = [0; 48];
+        let src = self.legacy.as_bytes();
+        if self.xstate_bv.contains(ComponentId::X87) {
+            for r in legacy::X87_RANGES {
+                buf[r.clone()].copy_from_slice(&src[r]);
+            }
+        }
+        if self.xstate_bv.contains(ComponentId::SSE) {
+            buf[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
+        }
+        // Always written: 0x1F80 while SSE and AVX are init, so that the
+        // standard-format XRSTOR (which loads MXCSR regardless) agrees; and
+        // MXCSR_MASK as the destination CPU's FXSAVE / XSAVE write it.
+        buf[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(self.legacy.mxcsr.as_bytes());
+        buf[legacy::MXCSR_MASK..legacy::MXCSR_MASK + 4]
+            .copy_from_slice(&layout.mxcsr_mask().to_le_bytes());
+        for c in self.xstate_bv.extended() {
+            let bytes = self.component(c).expect("live");
+            let start = placed[c.index() as usize & 63] as usize;
+            buf[start..start + bytes.len()].copy_from_slice(bytes);
+        }
+        // Pinned components at their init values: zeros, for every
+        // extended component.
+        for c in pin {
+            let start = placed[c.index() as usize & 63] as usize;
+            let size = layout.size(c).unwrap_or(0) as usize;
+            buf[start..start + size].fill(0);
+        }
+        Ok(())
     }
 
     fn piece(&self, p: &Piece) -> &[u8] {
