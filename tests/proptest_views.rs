@@ -895,3 +895,75 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0000_91A7),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(128)
+    })]
+
+    /// The planned encode (one walk, every check first) writes the bytes
+    /// the component-by-component path writes (a view over the same
+    /// destination, `write_to`, the pinned components made live, the
+    /// destination's MXCSR_MASK), and fails alike, changing nothing.
+    #[test]
+    fn planned_encode_writes_the_component_paths_bytes(
+        (layout, regs) in layout_and_state(),
+        format in formats(),
+        pick in any::<u64>(),
+        pin in any::<u64>(),
+        seed in any::<u64>(),
+    ) {
+        // Half the compacted areas hold every live component.
+        let pick = if pick & 1 == 1 { pick | regs.xstate_bv().bits() } else { pick };
+        let (garbage, xcomp) = garbage_area(layout, format, pick, seed);
+        let pin = Xfeatures::from_bits(pin);
+        let mut fast = garbage.clone();
+        let got = regs.encode_into_pinned(&mut fast, layout, xcomp, pin);
+        let mut slow = garbage.clone();
+        let want = XsaveView::new(&mut slow[..], layout)
+            .map_err(AccessError::from)
+            .and_then(|mut view| {
+                let pin = (pin & layout.supported()).extended() - regs.xstate_bv();
+                for c in pin {
+                    view.component_offset(c)?;
+                }
+                regs.write_to(&mut view)?;
+                pin.iter().try_for_each(|c| view.make_live(c))
+            });
+        match &want {
+            Ok(()) => slow[28..32].copy_from_slice(&layout.mxcsr_mask().to_le_bytes()),
+            Err(_) => slow.copy_from_slice(&garbage),
+        }
+        prop_assert_eq!(got.is_ok(), want.is_ok(), "{:?} against {:?}", got, want);
+        prop_assert_eq!(&fast, &slow);
+        if got.is_err() {
+            prop_assert_eq!(&fast, &garbage);
+        }
+    }
+
+    /// The planned decode (one walk into the slots, reusing a file that
+    /// held another state) gives each component the view's bytes.
+    #[test]
+    fn planned_decode_reads_the_component_paths_bytes(
+        (layout, regs) in layout_and_state(),
+        (_, before) in layout_and_state(),
+        format in formats(),
+    ) {
+        let area = regs.encode(layout, format).unwrap();
+        let view = XsaveView::new(&area[..], layout).unwrap();
+        let mut fast = before.clone();
+        fast.read_from(&view).unwrap();
+        for c in view.xstate_bv().extended() {
+            let mut want = view.component(c).unwrap().unwrap().to_vec();
+            want[c.reserved_bytes()].fill(0);
+            prop_assert_eq!(fast.component(c), Some(&want[..]), "{}", c);
+        }
+        for c in fast.xstate_bv().extended() {
+            prop_assert!(view.is_live(c), "{} live only in the file", c);
+        }
+        prop_assert_eq!(fast.mxcsr().unwrap(), view.mxcsr().unwrap());
+        prop_assert_eq!(&fast, &regs);
+    }
+}

@@ -218,7 +218,7 @@ impl AreaHeader {
                 let needed = layout.standard_size_for(xstate_bv) as usize;
                 if len < needed {
                     return Err(HeaderError::TooSmall {
-                        len: len,
+                        len,
                         needed,
                         format: Format::Standard,
                     });
@@ -251,7 +251,7 @@ impl AreaHeader {
             let needed = layout.compacted_size_for(held) as usize;
             if len < needed {
                 return Err(HeaderError::TooSmall {
-                    len: len,
+                    len,
                     needed,
                     format: Format::Compacted,
                 });
