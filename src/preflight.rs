@@ -178,7 +178,12 @@ pub fn preflight(buf: &[u8], rules: &SetXsaveRules) -> Result<Preflight, Preflig
     if xcomp_bv != XcompBv::STANDARD {
         return Err(PreflightError::XcompBv(xcomp_bv));
     }
-    if let Some(i) = header.reserved.iter().position(|&b| b != 0) {
+    // Tested a word at a time; the byte is found only for the error.
+    let reserved = header.reserved.chunks_exact(8).fold(0u64, |acc, w| {
+        acc | u64::from_ne_bytes(w.try_into().expect("8 bytes"))
+    });
+    if reserved != 0 {
+        let i = header.reserved.iter().position(|&b| b != 0).unwrap_or(0);
         return Err(PreflightError::Reserved {
             offset: HEADER_RESERVED.start + i,
             value: header.reserved[i],

@@ -41,6 +41,7 @@ pub fn new_xsave2(size: usize) -> Result<Xsave, KvmError> {
 
 /// Every byte of an XSAVE2 buffer: the 4096-byte region and the `extra`
 /// entries after it, as one slice.
+#[inline]
 pub fn xsave2_bytes(xsave: &Xsave) -> &[u8] {
     let len = size_of_xsave2(xsave);
     let fam = xsave.as_fam_struct_ptr();
@@ -57,6 +58,7 @@ pub fn xsave2_bytes(xsave: &Xsave) -> &[u8] {
 }
 
 /// Every byte of an XSAVE2 buffer, writable.
+#[inline]
 pub fn xsave2_bytes_mut(xsave: &mut Xsave) -> &mut [u8] {
     let len = size_of_xsave2(xsave);
     let fam = xsave.as_mut_fam_struct_ptr();
@@ -68,6 +70,7 @@ pub fn xsave2_bytes_mut(xsave: &mut Xsave) -> &mut [u8] {
     }
 }
 
+#[inline]
 fn size_of_xsave2(xsave: &Xsave) -> usize {
     core::mem::size_of::<kvm_xsave>() + ENTRY * xsave.as_slice().len()
 }

@@ -94,6 +94,7 @@ impl XstateBuffer {
     }
 
     /// The buffer's bytes (standard format, host offsets).
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         xsave2_bytes(&self.xsave)
     }
@@ -136,6 +137,7 @@ impl XstateBuffer {
     /// # Errors
     ///
     /// [`HeaderError`] when the header does not fit the layout.
+    #[inline]
     pub fn view<'a>(&'a self, layout: &'a Layout) -> Result<XsaveView<'a, &'a [u8]>, HeaderError> {
         XsaveView::new(self.as_bytes(), layout)
     }
@@ -145,6 +147,7 @@ impl XstateBuffer {
     /// # Errors
     ///
     /// [`HeaderError`] when the header does not fit the layout.
+    #[inline]
     pub fn view_mut<'a>(
         &'a mut self,
         layout: &'a Layout,
