@@ -495,8 +495,25 @@ fn cpu_incompatibilities(
 /// `mxcsr_mask`: MXCSR bits outside it, a live TILECFG LDTILECFG refuses,
 /// and supervisor values XRSTORS refuses ([`check_supervisor`]).
 pub(crate) fn faults(state: &RegisterFile, mxcsr_mask: u32) -> Vec<Incompatibility> {
+    faults_of(
+        state.mxcsr().unwrap_or(MXCSR_INIT),
+        state.xstate_bv(),
+        |c| state.component(c),
+        mxcsr_mask,
+    )
+}
+
+/// [`faults`] of a state given by its parts, wherever its bytes are (a
+/// register file, an area being relaid out): its MXCSR, its live
+/// components, and the bytes of a live component (`None` passes). In the
+/// same order: MXCSR, TILECFG, then supervisor components, lowest first.
+pub(crate) fn faults_of<'a>(
+    mxcsr: u32,
+    live: Xfeatures,
+    bytes: impl Fn(ComponentId) -> Option<&'a [u8]>,
+    mxcsr_mask: u32,
+) -> Vec<Incompatibility> {
     let mut out = Vec::new();
-    let mxcsr = state.mxcsr().unwrap_or(MXCSR_INIT);
     let bad = mxcsr & !mxcsr_mask;
     if bad != 0 {
         out.push(Incompatibility::Mxcsr {
@@ -505,15 +522,22 @@ pub(crate) fn faults(state: &RegisterFile, mxcsr_mask: u32) -> Vec<Incompatibili
             mask: mxcsr_mask,
         });
     }
-    if let Some(bytes) = state.component(ComponentId::TILECFG) {
-        let cfg = TileConfig::ref_from_bytes(bytes).expect("64 bytes, unaligned type");
-        if let Err(e) = cfg.check() {
-            out.push(Incompatibility::TileConfig(e));
+    if live.contains(ComponentId::TILECFG) {
+        if let Some(cfg) =
+            bytes(ComponentId::TILECFG).and_then(|b| TileConfig::ref_from_bytes(b).ok())
+        {
+            if let Err(e) = cfg.check() {
+                out.push(Incompatibility::TileConfig(e));
+            }
         }
     }
-    for c in state.xstate_bv() {
-        if let Some(bytes) = state.component(c) {
-            if let Err(e) = check_supervisor(c, bytes) {
+    // Only supervisor components have values XRSTORS refuses.
+    for c in live
+        .iter()
+        .filter(|c| c.info().is_some_and(|i| i.supervisor))
+    {
+        if let Some(b) = bytes(c) {
+            if let Err(e) = check_supervisor(c, b) {
                 out.push(Incompatibility::SupervisorValue(e));
             }
         }

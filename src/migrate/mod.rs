@@ -25,4 +25,6 @@ pub mod stream;
 
 pub use check::{check, check_host, restore_area, CheckReport, Incompatibility, Refuser};
 pub use guest::{Guest, MaskReason, Masking};
-pub use relayout::{relayout, relayout_for, MigrateError, RelayoutOptions};
+pub use relayout::{
+    relayout, relayout_for, relayout_into, MigrateError, RelayoutOptions, RelayoutReport,
+};

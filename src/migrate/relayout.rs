@@ -1,16 +1,18 @@
 //! Converting an XSAVE area from one layout and format to another.
 
 use alloc::borrow::Cow;
+use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
-use super::check::{faults, Incompatibility};
+use super::check::{faults_of, Incompatibility};
 use super::guest::{Guest, Masking};
 
-use crate::access::{AccessError, XstateRead, XstateWrite};
-use crate::area::HeaderError;
-use crate::component::{ComponentId, Xfeatures};
+use crate::access::{AccessError, XstateRead};
+use crate::area::{legacy, HeaderError, EXTENDED_START, HEADER_OFFSET, MXCSR_INIT};
+use crate::component::{ComponentId, XcompBv, Xfeatures};
 use crate::layout::{text, Text};
-use crate::{Format, Layout, RegisterFile, XsaveView};
+use crate::{Format, Layout, XsaveView};
 
 /// How [`relayout`] writes its output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +72,35 @@ pub enum MigrateError {
     /// it does not implement, or a TILECFG it refuses.
     #[error("{0}")]
     WouldFault(Incompatibility),
+    /// The buffer [`relayout_into`] was given is shorter than the area it
+    /// must hold.
+    #[error("the destination buffer of {len} bytes is too small: the area needs {needed}")]
+    DestinationTooSmall {
+        /// The buffer's length in bytes.
+        len: usize,
+        /// The area's length in bytes.
+        needed: usize,
+    },
+}
+
+/// What [`relayout_into`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayoutReport {
+    /// The area's length in bytes: it is `dst[..len]` (the destination
+    /// layout's standard size, or its compacted size for XCOMP_BV's
+    /// components).
+    pub len: usize,
+    /// XSTATE_BV written: the live components.
+    pub xstate_bv: Xfeatures,
+    /// XCOMP_BV written ([`XcompBv::STANDARD`] in the standard format).
+    pub xcomp_bv: XcompBv,
+    /// The components the guest could not hold, put in their init
+    /// configuration ([`Guest::mask`]).
+    pub masked: Vec<Masking>,
+    /// Whether MXCSR bits outside the destination's MXCSR mask were
+    /// cleared ([`RelayoutOptions::mask_mxcsr`]).
+    pub masked_mxcsr: bool,
 }
 
 /// Converts the XSAVE area `src` (in `from`'s layout, either format) to
@@ -78,6 +109,7 @@ pub enum MigrateError {
 /// Init components stay init. A live component `to` lacks is an error
 /// naming it; so is an init one unless `options.drop_init`. Where the
 /// layouts and formats agree the input is returned as it is, uncopied.
+/// Otherwise the area is [`relayout_into`] a zeroed buffer of its size.
 ///
 /// # Errors
 ///
@@ -105,59 +137,373 @@ pub fn relayout_for<'a>(
     options: RelayoutOptions,
     guest: &Guest,
 ) -> Result<(Cow<'a, [u8]>, Vec<Masking>), MigrateError> {
-    let view = XsaveView::new(src, from).map_err(MigrateError::Source)?;
-    let mut regs = RegisterFile::from_view(&view).map_err(MigrateError::SourceAccess)?;
-    let masked = guest.mask(&mut regs);
-    // What the source area holds: its XCOMP_BV, or every component its
-    // layout enables in the standard format; less what the guest cannot
-    // hold (masked above when live), which goes without --drop-init. Live
-    // components without a home are named before init ones: they are what
-    // blocks the move.
-    let held = view.held() | regs.xstate_bv();
-    let not_for_guest = held
-        .iter()
-        .filter(|&c| guest.excludes(c).is_some())
-        .collect::<Xfeatures>();
-    let homeless = held - to.supported() - not_for_guest;
-    let layout = text(to.name());
-    if let Some(component) = (homeless & regs.xstate_bv()).first() {
-        return Err(MigrateError::LiveWithoutHome { component, layout });
+    let plan = Plan::new(src, from, to, options, guest)?;
+    // The input itself, where nothing changes: no masking, the same
+    // geometry and the standard format at its full size, canonical bytes
+    // (PKRU's reserved bytes zero) and the destination's MXCSR_MASK.
+    let canonical = !plan.live.contains(ComponentId::PKRU)
+        || plan
+            .view
+            .component(ComponentId::PKRU)
+            .ok()
+            .flatten()
+            .is_some_and(|b| {
+                b.get(ComponentId::PKRU.reserved_bytes())
+                    .is_some_and(|r| r.iter().all(|&x| x == 0))
+            });
+    if plan.masked.is_empty()
+        && !plan.masked_mxcsr
+        && canonical
+        && src.get(legacy::MXCSR_MASK..legacy::MXCSR_MASK + 4)
+            == Some(&to.mxcsr_mask().to_le_bytes()[..])
+        && from.fingerprint() == to.fingerprint()
+        && plan.view.format() == options.format
+        && options.format == Format::Standard
+        && src.len() == to.standard_size() as usize
+    {
+        return Ok((Cow::Borrowed(src), plan.masked));
     }
-    if let Some(component) = homeless.first().filter(|_| !options.drop_init) {
-        return Err(MigrateError::InitWithoutHome { component, layout });
+    let mut area = vec![0u8; plan.len];
+    plan.write(src, &mut area);
+    Ok((Cow::Owned(area), plan.masked))
+}
+
+/// [`relayout_for`] into a buffer the caller owns (a `kvm_xsave`, say),
+/// without allocating: `dst[..len]` becomes the area, `len` the destination
+/// layout's standard size or its compacted size (in the
+/// [`RelayoutReport`]); `guest` may be `&Guest::default()`, which masks
+/// nothing.
+///
+/// Each live component is copied straight from `src` to its place in
+/// `dst`. Written in full: the 512-byte legacy region (x87's and SSE's
+/// bytes where live, zero where init; MXCSR; MXCSR_MASK as `to`'s; bytes
+/// 416..512 zero), the 64-byte XSAVE header (XSTATE_BV, XCOMP_BV, reserved
+/// bytes zero) and every live component (PKRU's reserved bytes 4..8 zero).
+/// The bytes of init components, and `dst` past the area, are left as
+/// they were, as XSAVEOPT leaves them: XRSTOR and `KVM_SET_XSAVE` ignore a
+/// component whose XSTATE_BV bit is clear. Into a zeroed buffer the bytes
+/// are those of [`relayout_for`]'s copy.
+///
+/// ```
+/// use xstate::layout::catalog;
+/// use xstate::migrate::{relayout_into, Guest, RelayoutOptions};
+/// use xstate::prelude::*;
+/// use xstate::{Format, RegisterFile};
+///
+/// let zen4 = catalog::get("amd-zen4").unwrap();
+/// let spr = catalog::get("intel-sapphire-rapids").unwrap();
+/// let mut regs = RegisterFile::new();
+/// regs.set_zmm(3, [1, 2, 3, 4]).unwrap();
+/// let area = regs.encode(zen4, Format::Standard).unwrap();
+/// let mut kvm_buffer = vec![0u8; 16384]; // reused from exit to exit
+/// let done = relayout_into(&area, zen4, spr, RelayoutOptions::default(), &Guest::default(), &mut kvm_buffer).unwrap();
+/// assert_eq!(done.len, spr.standard_size() as usize);
+/// assert_eq!(RegisterFile::decode(&kvm_buffer[..done.len], spr).unwrap(), regs);
+/// ```
+///
+/// # Errors
+///
+/// As [`relayout_for`], and [`MigrateError::DestinationTooSmall`] when
+/// `dst` is shorter than the area. Every check is made before any byte is
+/// written: on error `dst` is unchanged.
+pub fn relayout_into(
+    src: &[u8],
+    from: &Layout,
+    to: &Layout,
+    options: RelayoutOptions,
+    guest: &Guest,
+    dst: &mut [u8],
+) -> Result<RelayoutReport, MigrateError> {
+    let plan = Plan::new(src, from, to, options, guest)?;
+    if dst.len() < plan.len {
+        return Err(MigrateError::DestinationTooSmall {
+            len: dst.len(),
+            needed: plan.len,
+        });
     }
-    let mut masked_mxcsr = false;
-    if options.mask_mxcsr {
-        let mxcsr = regs.mxcsr().map_err(MigrateError::SourceAccess)?;
-        if mxcsr & !to.mxcsr_mask() != 0 {
-            regs.set_mxcsr(mxcsr & to.mxcsr_mask())
-                .map_err(MigrateError::SourceAccess)?;
+    plan.write(src, dst);
+    Ok(RelayoutReport {
+        len: plan.len,
+        xstate_bv: plan.live,
+        xcomp_bv: plan.xcomp_bv,
+        masked: plan.masked,
+        masked_mxcsr: plan.masked_mxcsr,
+    })
+}
+
+/// The components whose liveness makes MXCSR count.
+const MXCSR_COMPONENTS: Xfeatures = ComponentId::SSE.bit().union(ComponentId::AVX.bit());
+
+/// A relayout, checked: what goes where. Building one makes every check,
+/// in the order the register-file path made them (decode, mask, homes,
+/// MXCSR, faults, the destination's room); writing one cannot fail.
+struct Plan<'s, 'l> {
+    /// The source area.
+    view: XsaveView<'l, &'s [u8]>,
+    /// The destination layout.
+    to: &'l Layout,
+    /// The components live at the destination (XSTATE_BV).
+    live: Xfeatures,
+    /// Whether SSE's XMM bytes come from the source (else they are zero:
+    /// SSE made live by a non-init MXCSR with only AVX live).
+    sse_from_source: bool,
+    /// MXCSR as written.
+    mxcsr: u32,
+    masked: Vec<Masking>,
+    masked_mxcsr: bool,
+    /// XCOMP_BV written.
+    xcomp_bv: XcompBv,
+    /// The area's length in bytes.
+    len: usize,
+}
+
+impl<'s, 'l> Plan<'s, 'l> {
+    #[inline]
+    fn new(
+        src: &'s [u8],
+        from: &'l Layout,
+        to: &'l Layout,
+        options: RelayoutOptions,
+        guest: &Guest,
+    ) -> Result<Plan<'s, 'l>, MigrateError> {
+        let view = XsaveView::new(src, from).map_err(MigrateError::Source)?;
+        let src_live = view.xstate_bv();
+        // MXCSR counts while SSE or AVX is live; a non-init one with only
+        // AVX live makes SSE live, at its init XMM values, as a register
+        // file holds it.
+        let mut mxcsr = if src_live.intersects(MXCSR_COMPONENTS) {
+            let m = legacy::MXCSR;
+            u32::from_le_bytes(src[m..m + 4].try_into().expect("4 bytes"))
+        } else {
+            MXCSR_INIT
+        };
+        let mut live = src_live;
+        if src_live.intersects(MXCSR_COMPONENTS)
+            && !src_live.contains(ComponentId::SSE)
+            && mxcsr != MXCSR_INIT
+        {
+            live = live.with(ComponentId::SSE);
+        }
+        let mut masked = Vec::new();
+        if !guest.is_unknown() {
+            for component in live {
+                if let Some(reason) = guest.excludes(component) {
+                    live = live.without(component);
+                    masked.push(Masking { component, reason });
+                }
+            }
+            if !live.intersects(MXCSR_COMPONENTS) {
+                mxcsr = MXCSR_INIT;
+            }
+        }
+        // What the source area holds: its XCOMP_BV, or every component its
+        // layout enables in the standard format; less what the guest cannot
+        // hold (masked above when live), which goes without --drop-init. Live
+        // components without a home are named before init ones: they are what
+        // blocks the move.
+        let held = view.held() | live;
+        let not_for_guest = if guest.is_unknown() {
+            Xfeatures::EMPTY
+        } else {
+            held.iter()
+                .filter(|&c| guest.excludes(c).is_some())
+                .collect::<Xfeatures>()
+        };
+        let homeless = held - to.supported() - not_for_guest;
+        if let Some(component) = (homeless & live).first() {
+            let layout = text(to.name());
+            return Err(MigrateError::LiveWithoutHome { component, layout });
+        }
+        if let Some(component) = homeless.first().filter(|_| !options.drop_init) {
+            let layout = text(to.name());
+            return Err(MigrateError::InitWithoutHome { component, layout });
+        }
+        let mut masked_mxcsr = false;
+        if options.mask_mxcsr && mxcsr & !to.mxcsr_mask() != 0 {
+            mxcsr &= to.mxcsr_mask();
             masked_mxcsr = true;
         }
+        let bytes = |c| view.component(c).ok().flatten();
+        if let Some(fault) = faults_of(mxcsr, live, bytes, to.mxcsr_mask())
+            .into_iter()
+            .next()
+        {
+            return Err(MigrateError::WouldFault(fault));
+        }
+        let (xcomp_bv, len) = match options.format {
+            Format::Standard => (XcompBv::STANDARD, to.standard_size()),
+            Format::Compacted => {
+                let held = to.xcr0_supported() | (live & to.xss_supported());
+                (XcompBv::compacted(held), to.compacted_size_for(held))
+            }
+        };
+        let plan = Plan {
+            view,
+            to,
+            live,
+            sse_from_source: src_live.contains(ComponentId::SSE),
+            mxcsr,
+            masked,
+            masked_mxcsr,
+            xcomp_bv,
+            len: (len as usize).max(EXTENDED_START),
+        };
+        plan.each_component(|_, _, _| ())?;
+        Ok(plan)
     }
-    if let Some(fault) = faults(&regs, to.mxcsr_mask()).into_iter().next() {
-        return Err(MigrateError::WouldFault(fault));
+
+    /// Calls `f` with each live extended component, its bytes in the
+    /// source and its offset in the destination, lowest first, after
+    /// checking that the destination has room for it at the same size.
+    /// Compacted offsets come from one walk over each area's components.
+    ///
+    /// # Errors
+    ///
+    /// [`MigrateError::Destination`] for a component the destination
+    /// format has no room for or holds at another size;
+    /// [`MigrateError::SourceAccess`] for one past the source's end.
+    #[inline]
+    fn each_component(
+        &self,
+        mut f: impl FnMut(ComponentId, Range<usize>, usize),
+    ) -> Result<(), MigrateError> {
+        let from = self.view.layout();
+        let mut src_at = Walk::new(from, self.view.format(), self.view.xcomp_bv().components());
+        let mut dst_at = Walk::new(self.to, self.xcomp_format(), self.xcomp_bv.components());
+        let src_len = self.view.as_bytes().len();
+        for c in self.live.extended() {
+            let size = from.size(c).unwrap_or(0) as usize;
+            let start = src_at
+                .offset(c)
+                .ok_or(MigrateError::SourceAccess(AccessError::NotInArea(c)))?;
+            let to_size =
+                self.to
+                    .size(c)
+                    .ok_or(MigrateError::Destination(AccessError::NoComponent {
+                        component: c,
+                        supported: self.to.supported(),
+                    }))? as usize;
+            let at = dst_at
+                .offset(c)
+                .ok_or(MigrateError::Destination(AccessError::NotInArea(c)))?;
+            if to_size != size {
+                return Err(MigrateError::Destination(AccessError::SizeMismatch {
+                    component: c,
+                    layout_size: to_size,
+                    state_size: size,
+                }));
+            }
+            if start + size > src_len {
+                return Err(MigrateError::SourceAccess(AccessError::BufferTooSmall {
+                    component: c,
+                    start,
+                    end: start + size,
+                    len: src_len,
+                }));
+            }
+            f(c, start..start + size, at);
+        }
+        Ok(())
     }
-    let size = match options.format {
-        Format::Standard => to.standard_size() as usize,
-        Format::Compacted => 0,
-    };
-    // The input itself, where nothing changes: no masking, the same
-    // geometry and format, canonical bytes (PKRU's reserved bytes zero)
-    // and the destination's MXCSR_MASK.
-    let canonical = regs.component(ComponentId::PKRU).is_none_or(|_| {
-        view.component(ComponentId::PKRU).ok().flatten() == regs.component(ComponentId::PKRU)
-    }) && src.get(28..32) == Some(&to.mxcsr_mask().to_le_bytes()[..]);
-    if masked.is_empty()
-        && !masked_mxcsr
-        && canonical
-        && from.fingerprint() == to.fingerprint()
-        && view.format() == options.format
-        && src.len() == size
-    {
-        return Ok((Cow::Borrowed(src), masked));
+
+    /// The destination's format.
+    fn xcomp_format(&self) -> Format {
+        if self.xcomp_bv.is_compacted() {
+            Format::Compacted
+        } else {
+            Format::Standard
+        }
     }
-    regs.encode(to, options.format)
-        .map(|area| (Cow::Owned(area), masked))
-        .map_err(MigrateError::Destination)
+
+    /// Writes the area into `dst` (at least `self.len` bytes): the legacy
+    /// region, the header and each live component.
+    #[inline]
+    fn write(&self, src: &[u8], dst: &mut [u8]) {
+        let (x87, sse) = (
+            self.live.contains(ComponentId::X87),
+            self.live.contains(ComponentId::SSE) && self.sse_from_source,
+        );
+        for r in legacy::X87_RANGES {
+            if x87 {
+                dst[r.clone()].copy_from_slice(&src[r]);
+            } else {
+                dst[r].fill(0);
+            }
+        }
+        if sse {
+            dst[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
+        } else {
+            dst[legacy::SSE_RANGE].fill(0);
+        }
+        dst[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(&self.mxcsr.to_le_bytes());
+        dst[legacy::MXCSR_MASK..legacy::MXCSR_MASK + 4]
+            .copy_from_slice(&self.to.mxcsr_mask().to_le_bytes());
+        dst[legacy::SSE_RANGE.end..HEADER_OFFSET].fill(0);
+        let header = &mut dst[HEADER_OFFSET..EXTENDED_START];
+        header[..8].copy_from_slice(&self.live.bits().to_le_bytes());
+        header[8..16].copy_from_slice(&self.xcomp_bv.bits().to_le_bytes());
+        header[16..].fill(0);
+        // Checked when the plan was made.
+        let _ = self.each_component(|c, from, at| {
+            let to = &mut dst[at..at + from.len()];
+            to.copy_from_slice(&src[from]);
+            let reserved = c.reserved_bytes();
+            to[reserved].fill(0);
+        });
+    }
+}
+
+/// Where each component of an area is, for components asked for lowest
+/// first: the layout's offset in the standard format, and in the
+/// compacted one the running sum over XCOMP_BV's components (Intel SDM
+/// vol. 1, 13.4.3), one walk for the whole area.
+struct Walk<'l> {
+    layout: &'l Layout,
+    compacted: bool,
+    /// The compacted area's components not yet passed.
+    rest: Xfeatures,
+    /// Where the first of them may start, in bytes.
+    at: u32,
+}
+
+impl<'l> Walk<'l> {
+    #[inline]
+    fn new(layout: &'l Layout, format: Format, held: Xfeatures) -> Walk<'l> {
+        Walk {
+            layout,
+            compacted: format == Format::Compacted,
+            rest: (held & layout.supported()).extended(),
+            at: EXTENDED_START as u32,
+        }
+    }
+
+    /// `component`'s offset in bytes, or `None` when the area has no room
+    /// for it; components must be asked for in ascending order.
+    #[inline]
+    fn offset(&mut self, component: ComponentId) -> Option<usize> {
+        if !self.compacted {
+            return self.layout.offset(component).map(|o| o as usize);
+        }
+        for id in self.rest.below(component) {
+            self.at = self.place(id) + self.layout.size(id).unwrap_or(0);
+        }
+        self.rest = self.rest - self.rest.below(component);
+        if !self.rest.contains(component) {
+            return None;
+        }
+        let at = self.place(component);
+        self.at = at + self.layout.size(component).unwrap_or(0);
+        self.rest = self.rest.without(component);
+        Some(at as usize)
+    }
+
+    /// Where `id` starts when placed at the running offset: rounded up to
+    /// 64 bytes when its align bit is set.
+    #[inline]
+    fn place(&self, id: ComponentId) -> u32 {
+        match self.layout.geometry(id) {
+            Some(g) if g.align64 => self.at.next_multiple_of(64),
+            _ => self.at,
+        }
+    }
 }
