@@ -20,6 +20,8 @@ mod supervisor;
 mod tiles;
 
 pub use header::{init_area, AreaHeader, Field, Format, HeaderError};
+#[cfg(feature = "alloc")]
+pub(crate) use supervisor::CHECKED as CHECKED_SUPERVISOR;
 pub use supervisor::{check_supervisor, SupervisorValueError};
 pub use tiles::{palette1, TileConfig, TileConfigError};
 

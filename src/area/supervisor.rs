@@ -8,7 +8,7 @@
 //! (`kvm_set_msr_common`: CET_US reserved bits 9:6, SSPs canonical and
 //! 4-byte aligned). PT, UINTR, HDC, HWP and arch LBR values are not checked.
 
-use crate::component::ComponentId;
+use crate::component::{ComponentId, Xfeatures};
 
 /// Why XRSTORS would refuse a supervisor component's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +93,17 @@ const RULES: &[FieldRule] = &[
         rule: SSP_RULE,
     },
 ];
+
+/// The components [`check_supervisor`] has rules for: every other one passes.
+pub(crate) const CHECKED: Xfeatures = {
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < RULES.len() {
+        bits |= 1 << RULES[i].component.index();
+        i += 1;
+    }
+    Xfeatures::from_bits(bits)
+};
 
 /// Checks the bytes of a live `component` as XRSTORS would load them.
 ///

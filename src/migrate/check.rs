@@ -17,7 +17,8 @@ use zerocopy::FromBytes;
 
 use crate::access::{AccessError, XstateRead};
 use crate::area::{
-    check_supervisor, SupervisorValueError, TileConfig, TileConfigError, MXCSR_INIT,
+    check_supervisor, SupervisorValueError, TileConfig, TileConfigError, CHECKED_SUPERVISOR,
+    MXCSR_INIT,
 };
 use crate::component::{ComponentId, XcompBv, Xfeatures};
 use crate::preflight::{preflight, PreflightError};
@@ -531,11 +532,8 @@ pub(crate) fn faults_of<'a>(
             }
         }
     }
-    // Only supervisor components have values XRSTORS refuses.
-    for c in live
-        .iter()
-        .filter(|c| c.info().is_some_and(|i| i.supervisor))
-    {
+    // Only some supervisor components have values XRSTORS refuses.
+    for c in live & CHECKED_SUPERVISOR {
         if let Some(b) = bytes(c) {
             if let Err(e) = check_supervisor(c, b) {
                 out.push(Incompatibility::SupervisorValue(e));

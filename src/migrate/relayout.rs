@@ -3,15 +3,18 @@
 use alloc::borrow::Cow;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::ops::Range;
+
+use arrayvec::ArrayVec;
 
 use super::check::{faults_of, Incompatibility};
 use super::guest::{Guest, Masking};
 
 use crate::access::{AccessError, XstateRead};
-use crate::area::{legacy, HeaderError, EXTENDED_START, HEADER_OFFSET, MXCSR_INIT};
-use crate::component::{ComponentId, XcompBv, Xfeatures};
-use crate::layout::{text, Text};
+use crate::area::{
+    legacy, HeaderError, CHECKED_SUPERVISOR, EXTENDED_START, HEADER_OFFSET, MXCSR_INIT,
+};
+use crate::component::{ComponentId, XcompBv, Xfeatures, COMPONENTS};
+use crate::layout::{text, ComponentGeometry, Text};
 use crate::{Format, Layout, XsaveView};
 
 /// How [`relayout`] writes its output.
@@ -84,7 +87,7 @@ pub enum MigrateError {
 }
 
 /// What [`relayout_into`] wrote.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RelayoutReport {
     /// The area's length in bytes: it is `dst[..len]` (the destination
@@ -95,12 +98,33 @@ pub struct RelayoutReport {
     pub xstate_bv: Xfeatures,
     /// XCOMP_BV written ([`XcompBv::STANDARD`] in the standard format).
     pub xcomp_bv: XcompBv,
-    /// The components the guest could not hold, put in their init
-    /// configuration ([`Guest::mask`]).
-    pub masked: Vec<Masking>,
+    /// The live components the guest could not hold, put in their init
+    /// configuration ([`Guest::mask`]); [`maskings`](Self::maskings) says
+    /// why.
+    pub masked: Xfeatures,
     /// Whether MXCSR bits outside the destination's MXCSR mask were
     /// cleared ([`RelayoutOptions::mask_mxcsr`]).
     pub masked_mxcsr: bool,
+}
+
+impl RelayoutReport {
+    /// Each masked component and why, lowest first, as [`Guest::mask`]
+    /// and [`relayout_for`] give them; `guest` is the one relaid out for.
+    pub fn maskings(&self, guest: &Guest) -> Vec<Masking> {
+        maskings(self.masked, guest)
+    }
+}
+
+/// Each of `masked` and why `guest` excludes it.
+fn maskings(masked: Xfeatures, guest: &Guest) -> Vec<Masking> {
+    masked
+        .iter()
+        .filter_map(|component| {
+            guest
+                .excludes(component)
+                .map(|reason| Masking { component, reason })
+        })
+        .collect()
 }
 
 /// Converts the XSAVE area `src` (in `from`'s layout, either format) to
@@ -137,7 +161,8 @@ pub fn relayout_for<'a>(
     options: RelayoutOptions,
     guest: &Guest,
 ) -> Result<(Cow<'a, [u8]>, Vec<Masking>), MigrateError> {
-    let plan = Plan::new(src, from, to, options, guest)?;
+    let mut copies = Copies::new();
+    let plan = Plan::new(src, from, to, options, guest, &mut copies)?;
     // The input itself, where nothing changes: no masking, the same
     // geometry and the standard format at its full size, canonical bytes
     // (PKRU's reserved bytes zero) and the destination's MXCSR_MASK.
@@ -161,11 +186,11 @@ pub fn relayout_for<'a>(
         && options.format == Format::Standard
         && src.len() == to.standard_size() as usize
     {
-        return Ok((Cow::Borrowed(src), plan.masked));
+        return Ok((Cow::Borrowed(src), maskings(plan.masked, guest)));
     }
     let mut area = vec![0u8; plan.len];
-    plan.write(src, &mut area);
-    Ok((Cow::Owned(area), plan.masked))
+    plan.write(src, &mut area, &copies);
+    Ok((Cow::Owned(area), maskings(plan.masked, guest)))
 }
 
 /// [`relayout_for`] into a buffer the caller owns (a `kvm_xsave`, say),
@@ -214,14 +239,15 @@ pub fn relayout_into(
     guest: &Guest,
     dst: &mut [u8],
 ) -> Result<RelayoutReport, MigrateError> {
-    let plan = Plan::new(src, from, to, options, guest)?;
+    let mut copies = Copies::new();
+    let plan = Plan::new(src, from, to, options, guest, &mut copies)?;
     if dst.len() < plan.len {
         return Err(MigrateError::DestinationTooSmall {
             len: dst.len(),
             needed: plan.len,
         });
     }
-    plan.write(src, dst);
+    plan.write(src, dst, &copies);
     Ok(RelayoutReport {
         len: plan.len,
         xstate_bv: plan.live,
@@ -233,6 +259,35 @@ pub fn relayout_into(
 
 /// The components whose liveness makes MXCSR count.
 const MXCSR_COMPONENTS: Xfeatures = ComponentId::SSE.bit().union(ComponentId::AVX.bit());
+
+/// One live extended component's copy: from `src..src + len` of the source
+/// area to `dst..` of the destination, where its bytes `reserved.0 ..
+/// reserved.1` (relative to its start) are then zeroed. In bytes; an area
+/// is at most [`MAX_AREA_SIZE`](crate::layout::MAX_AREA_SIZE) long.
+#[derive(Clone, Copy, Debug)]
+struct Move {
+    src: u32,
+    dst: u32,
+    len: u32,
+    reserved: (u16, u16),
+}
+
+/// Every live extended component's copy, lowest first: on the stack, one
+/// per component number at most.
+type Copies = ArrayVec<Move, 64>;
+
+/// The components with reserved bytes (PKRU's 4..8), written as zero.
+const WITH_RESERVED: Xfeatures = {
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < COMPONENTS.len() {
+        if COMPONENTS[i].used < COMPONENTS[i].size {
+            bits |= 1 << i;
+        }
+        i += 1;
+    }
+    Xfeatures::from_bits(bits)
+};
 
 /// A relayout, checked: what goes where. Building one makes every check,
 /// in the order the register-file path made them (decode, mask, homes,
@@ -249,7 +304,8 @@ struct Plan<'s, 'l> {
     sse_from_source: bool,
     /// MXCSR as written.
     mxcsr: u32,
-    masked: Vec<Masking>,
+    /// The live components the guest could not hold.
+    masked: Xfeatures,
     masked_mxcsr: bool,
     /// XCOMP_BV written.
     xcomp_bv: XcompBv,
@@ -258,13 +314,16 @@ struct Plan<'s, 'l> {
 }
 
 impl<'s, 'l> Plan<'s, 'l> {
-    #[inline]
+    /// Checks the relayout and fills `copies` with each live extended
+    /// component's copy.
+    #[inline(always)]
     fn new(
         src: &'s [u8],
         from: &'l Layout,
         to: &'l Layout,
         options: RelayoutOptions,
         guest: &Guest,
+        copies: &mut Copies,
     ) -> Result<Plan<'s, 'l>, MigrateError> {
         let view = XsaveView::new(src, from).map_err(MigrateError::Source)?;
         let src_live = view.xstate_bv();
@@ -284,14 +343,14 @@ impl<'s, 'l> Plan<'s, 'l> {
         {
             live = live.with(ComponentId::SSE);
         }
-        let mut masked = Vec::new();
-        if !guest.is_unknown() {
-            for component in live {
-                if let Some(reason) = guest.excludes(component) {
-                    live = live.without(component);
-                    masked.push(Masking { component, reason });
-                }
-            }
+        let mut masked = Xfeatures::EMPTY;
+        let known_guest = !guest.is_unknown();
+        if known_guest {
+            masked = live
+                .iter()
+                .filter(|&c| guest.excludes(c).is_some())
+                .collect();
+            live -= masked;
             if !live.intersects(MXCSR_COMPONENTS) {
                 mxcsr = MXCSR_INIT;
             }
@@ -302,14 +361,13 @@ impl<'s, 'l> Plan<'s, 'l> {
         // components without a home are named before init ones: they are what
         // blocks the move.
         let held = view.held() | live;
-        let not_for_guest = if guest.is_unknown() {
-            Xfeatures::EMPTY
-        } else {
-            held.iter()
-                .filter(|&c| guest.excludes(c).is_some())
-                .collect::<Xfeatures>()
-        };
-        let homeless = held - to.supported() - not_for_guest;
+        let mut homeless = held - to.supported();
+        if known_guest {
+            homeless = homeless
+                .iter()
+                .filter(|&c| guest.excludes(c).is_none())
+                .collect();
+        }
         if let Some(component) = (homeless & live).first() {
             let layout = text(to.name());
             return Err(MigrateError::LiveWithoutHome { component, layout });
@@ -323,12 +381,19 @@ impl<'s, 'l> Plan<'s, 'l> {
             mxcsr &= to.mxcsr_mask();
             masked_mxcsr = true;
         }
-        let bytes = |c| view.component(c).ok().flatten();
-        if let Some(fault) = faults_of(mxcsr, live, bytes, to.mxcsr_mask())
-            .into_iter()
-            .next()
+        // Judged only where there may be a fault: an MXCSR bit outside the
+        // mask, a live TILECFG, a live supervisor component with rules.
+        if mxcsr & !to.mxcsr_mask() != 0
+            || live.contains(ComponentId::TILECFG)
+            || live.intersects(CHECKED_SUPERVISOR)
         {
-            return Err(MigrateError::WouldFault(fault));
+            let bytes = |c| view.component(c).ok().flatten();
+            if let Some(fault) = faults_of(mxcsr, live, bytes, to.mxcsr_mask())
+                .into_iter()
+                .next()
+            {
+                return Err(MigrateError::WouldFault(fault));
+            }
         }
         let (xcomp_bv, len) = match options.format {
             Format::Standard => (XcompBv::STANDARD, to.standard_size()),
@@ -348,108 +413,117 @@ impl<'s, 'l> Plan<'s, 'l> {
             xcomp_bv,
             len: (len as usize).max(EXTENDED_START),
         };
-        plan.each_component(|_, _, _| ())?;
+        plan.place(copies)?;
         Ok(plan)
     }
 
-    /// Calls `f` with each live extended component, its bytes in the
-    /// source and its offset in the destination, lowest first, after
-    /// checking that the destination has room for it at the same size.
-    /// Compacted offsets come from one walk over each area's components.
+    /// Fills `copies` with each live extended component's copy, lowest
+    /// first, checking that the destination has room for it at the same
+    /// size. Compacted offsets come from one walk over each area's
+    /// components.
     ///
     /// # Errors
     ///
     /// [`MigrateError::Destination`] for a component the destination
     /// format has no room for or holds at another size;
     /// [`MigrateError::SourceAccess`] for one past the source's end.
-    #[inline]
-    fn each_component(
-        &self,
-        mut f: impl FnMut(ComponentId, Range<usize>, usize),
-    ) -> Result<(), MigrateError> {
-        let from = self.view.layout();
-        let mut src_at = Walk::new(from, self.view.format(), self.view.xcomp_bv().components());
-        let mut dst_at = Walk::new(self.to, self.xcomp_format(), self.xcomp_bv.components());
+    #[inline(always)]
+    fn place(&self, copies: &mut Copies) -> Result<(), MigrateError> {
+        let (from, to) = (self.view.layout(), self.to);
+        let mut src_at = Walk::new(from, self.view.xcomp_bv());
+        let mut dst_at = Walk::new(to, self.xcomp_bv);
         let src_len = self.view.as_bytes().len();
+        copies.clear();
         for c in self.live.extended() {
-            let size = from.size(c).unwrap_or(0) as usize;
-            let start = src_at
-                .offset(c)
+            let g = from
+                .geometry(c)
                 .ok_or(MigrateError::SourceAccess(AccessError::NotInArea(c)))?;
-            let to_size =
-                self.to
-                    .size(c)
+            let start = src_at
+                .offset(g)
+                .ok_or(MigrateError::SourceAccess(AccessError::NotInArea(c)))?;
+            let there =
+                to.geometry(c)
                     .ok_or(MigrateError::Destination(AccessError::NoComponent {
                         component: c,
-                        supported: self.to.supported(),
-                    }))? as usize;
+                        supported: to.supported(),
+                    }))?;
             let at = dst_at
-                .offset(c)
+                .offset(there)
                 .ok_or(MigrateError::Destination(AccessError::NotInArea(c)))?;
-            if to_size != size {
+            let len = g.size as usize;
+            if there.size != g.size {
                 return Err(MigrateError::Destination(AccessError::SizeMismatch {
                     component: c,
-                    layout_size: to_size,
-                    state_size: size,
+                    layout_size: there.size as usize,
+                    state_size: len,
                 }));
             }
-            if start + size > src_len {
+            if start + len > src_len {
                 return Err(MigrateError::SourceAccess(AccessError::BufferTooSmall {
                     component: c,
                     start,
-                    end: start + size,
+                    end: start + len,
                     len: src_len,
                 }));
             }
-            f(c, start..start + size, at);
+            let reserved = if WITH_RESERVED.contains(c) {
+                let r = c.reserved_bytes();
+                (r.start as u16, r.end as u16)
+            } else {
+                (0, 0)
+            };
+            // Offsets and sizes within MAX_AREA_SIZE: u32 holds them.
+            copies.push(Move {
+                src: start as u32,
+                dst: at as u32,
+                len: len as u32,
+                reserved,
+            });
         }
         Ok(())
     }
 
-    /// The destination's format.
-    fn xcomp_format(&self) -> Format {
-        if self.xcomp_bv.is_compacted() {
-            Format::Compacted
-        } else {
-            Format::Standard
-        }
-    }
-
     /// Writes the area into `dst` (at least `self.len` bytes): the legacy
-    /// region, the header and each live component.
-    #[inline]
-    fn write(&self, src: &[u8], dst: &mut [u8]) {
-        let (x87, sse) = (
-            self.live.contains(ComponentId::X87),
-            self.live.contains(ComponentId::SSE) && self.sse_from_source,
-        );
-        for r in legacy::X87_RANGES {
-            if x87 {
-                dst[r.clone()].copy_from_slice(&src[r]);
-            } else {
-                dst[r].fill(0);
-            }
-        }
-        if sse {
-            dst[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
+    /// region, the header and each live component's `copies`.
+    #[inline(always)]
+    fn write(&self, src: &[u8], dst: &mut [u8], copies: &Copies) {
+        let x87 = self.live.contains(ComponentId::X87);
+        let sse = self.live.contains(ComponentId::SSE) && self.sse_from_source;
+        let (x87_a, x87_b) = (legacy::X87_RANGES[0].clone(), legacy::X87_RANGES[1].clone());
+        if x87 && sse {
+            // The common case: x87 and SSE in one copy.
+            dst[..legacy::SSE_RANGE.end].copy_from_slice(&src[..legacy::SSE_RANGE.end]);
         } else {
-            dst[legacy::SSE_RANGE].fill(0);
+            for r in [x87_a, x87_b] {
+                if x87 {
+                    dst[r.clone()].copy_from_slice(&src[r]);
+                } else {
+                    dst[r].fill(0);
+                }
+            }
+            if sse {
+                dst[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
+            } else {
+                dst[legacy::SSE_RANGE].fill(0);
+            }
         }
         dst[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(&self.mxcsr.to_le_bytes());
         dst[legacy::MXCSR_MASK..legacy::MXCSR_MASK + 4]
             .copy_from_slice(&self.to.mxcsr_mask().to_le_bytes());
-        dst[legacy::SSE_RANGE.end..HEADER_OFFSET].fill(0);
-        let header = &mut dst[HEADER_OFFSET..EXTENDED_START];
-        header[..8].copy_from_slice(&self.live.bits().to_le_bytes());
-        header[8..16].copy_from_slice(&self.xcomp_bv.bits().to_le_bytes());
-        header[16..].fill(0);
-        // Checked when the plan was made.
-        let _ = self.each_component(|c, from, at| {
-            let to = &mut dst[at..at + from.len()];
-            to.copy_from_slice(&src[from]);
-            let reserved = c.reserved_bytes();
-            to[reserved].fill(0);
-        });
+        // The reserved and software bytes (416..512), and the header.
+        let mut tail = [0u8; EXTENDED_START - legacy::SSE_RANGE.end];
+        let header = HEADER_OFFSET - legacy::SSE_RANGE.end;
+        tail[header..header + 8].copy_from_slice(&self.live.bits().to_le_bytes());
+        tail[header + 8..header + 16].copy_from_slice(&self.xcomp_bv.bits().to_le_bytes());
+        dst[legacy::SSE_RANGE.end..EXTENDED_START].copy_from_slice(&tail);
+        for c in copies {
+            let (from, at, len) = (c.src as usize, c.dst as usize, c.len as usize);
+            let to = &mut dst[at..at + len];
+            to.copy_from_slice(&src[from..from + len]);
+            if c.reserved.0 < c.reserved.1 {
+                to[c.reserved.0 as usize..c.reserved.1 as usize].fill(0);
+            }
+        }
     }
 }
 
@@ -468,42 +542,46 @@ struct Walk<'l> {
 
 impl<'l> Walk<'l> {
     #[inline]
-    fn new(layout: &'l Layout, format: Format, held: Xfeatures) -> Walk<'l> {
+    fn new(layout: &'l Layout, xcomp_bv: XcompBv) -> Walk<'l> {
         Walk {
             layout,
-            compacted: format == Format::Compacted,
-            rest: (held & layout.supported()).extended(),
+            compacted: xcomp_bv.is_compacted(),
+            rest: (xcomp_bv.components() & layout.supported()).extended(),
             at: EXTENDED_START as u32,
         }
     }
 
-    /// `component`'s offset in bytes, or `None` when the area has no room
-    /// for it; components must be asked for in ascending order.
+    /// The offset in bytes of the component `g` places, or `None` when the
+    /// area has no room for it; components must be asked for in ascending
+    /// order.
     #[inline]
-    fn offset(&mut self, component: ComponentId) -> Option<usize> {
+    fn offset(&mut self, g: &ComponentGeometry) -> Option<usize> {
         if !self.compacted {
-            return self.layout.offset(component).map(|o| o as usize);
+            return (!g.supervisor).then_some(g.offset as usize);
         }
-        for id in self.rest.below(component) {
-            self.at = self.place(id) + self.layout.size(id).unwrap_or(0);
+        for id in self.rest.below(g.id) {
+            if let Some(passed) = self.layout.geometry(id) {
+                self.at = place(self.at, passed) + passed.size;
+            }
         }
-        self.rest = self.rest - self.rest.below(component);
-        if !self.rest.contains(component) {
+        self.rest = self.rest - self.rest.below(g.id);
+        if !self.rest.contains(g.id) {
             return None;
         }
-        let at = self.place(component);
-        self.at = at + self.layout.size(component).unwrap_or(0);
-        self.rest = self.rest.without(component);
+        let at = place(self.at, g);
+        self.at = at + g.size;
+        self.rest = self.rest.without(g.id);
         Some(at as usize)
     }
+}
 
-    /// Where `id` starts when placed at the running offset: rounded up to
-    /// 64 bytes when its align bit is set.
-    #[inline]
-    fn place(&self, id: ComponentId) -> u32 {
-        match self.layout.geometry(id) {
-            Some(g) if g.align64 => self.at.next_multiple_of(64),
-            _ => self.at,
-        }
+/// Where `g` starts when placed at `at` in a compacted area: rounded up to
+/// 64 bytes when its align bit is set.
+#[inline]
+fn place(at: u32, g: &ComponentGeometry) -> u32 {
+    if g.align64 {
+        at.next_multiple_of(64)
+    } else {
+        at
     }
 }
