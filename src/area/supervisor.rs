@@ -8,7 +8,7 @@
 //! (`kvm_set_msr_common`: CET_US reserved bits 9:6, SSPs canonical and
 //! 4-byte aligned). PT, UINTR, HDC, HWP and arch LBR values are not checked.
 
-use crate::component::{ComponentId, Xfeatures};
+use crate::component::ComponentId;
 
 /// Why XRSTORS would refuse a supervisor component's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -95,14 +95,15 @@ const RULES: &[FieldRule] = &[
 ];
 
 /// The components [`check_supervisor`] has rules for: every other one passes.
-pub(crate) const CHECKED: Xfeatures = {
+#[cfg(feature = "alloc")]
+pub(crate) const CHECKED: crate::component::Xfeatures = {
     let mut bits = 0u64;
     let mut i = 0;
     while i < RULES.len() {
         bits |= 1 << RULES[i].component.index();
         i += 1;
     }
-    Xfeatures::from_bits(bits)
+    crate::component::Xfeatures::from_bits(bits)
 };
 
 /// Checks the bytes of a live `component` as XRSTORS would load them.
