@@ -160,6 +160,7 @@ pub(crate) mod legacy {
     /// MXCSR.
     pub(crate) const MXCSR: usize = offset_of!(LegacyRegion, mxcsr);
     /// MXCSR_MASK, in bytes from the start of the area.
+    #[cfg(feature = "alloc")]
     pub(crate) const MXCSR_MASK: usize = offset_of!(LegacyRegion, mxcsr_mask);
     /// ST0.
     pub(crate) const ST: u32 = offset_of!(LegacyRegion, st) as u32;

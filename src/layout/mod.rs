@@ -395,6 +395,7 @@ pub struct Layout {
 }
 
 /// The walk of [`Layout::extents`].
+#[cfg(feature = "alloc")]
 #[derive(Debug)]
 pub(crate) struct Extents<'a> {
     layout: &'a Layout,
@@ -408,6 +409,7 @@ pub(crate) struct Extents<'a> {
     offset: u32,
 }
 
+#[cfg(feature = "alloc")]
 impl Iterator for Extents<'_> {
     type Item = (ComponentId, Result<(usize, usize), crate::AccessError>);
 
@@ -830,6 +832,7 @@ impl Layout {
     /// standard format). Compacted offsets accumulate as the walk goes
     /// (Intel SDM vol. 1, 13.4.3), so the walk is O(n) in the components
     /// held.
+    #[cfg(feature = "alloc")]
     #[inline(always)]
     pub(crate) fn extents(
         &self,

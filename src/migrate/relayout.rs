@@ -14,7 +14,7 @@ use crate::area::{
     legacy, HeaderError, CHECKED_SUPERVISOR, EXTENDED_START, HEADER_OFFSET, MXCSR_INIT,
 };
 use crate::component::{ComponentId, XcompBv, Xfeatures, COMPONENTS};
-use crate::layout::{text, ComponentGeometry, Text};
+use crate::layout::{text, Text};
 use crate::{Format, Layout, XsaveView};
 
 /// How [`relayout`] writes its output.
@@ -430,31 +430,20 @@ impl<'s, 'l> Plan<'s, 'l> {
     #[inline(always)]
     fn place(&self, copies: &mut Copies) -> Result<(), MigrateError> {
         let (from, to) = (self.view.layout(), self.to);
-        let mut src_at = Walk::new(from, self.view.xcomp_bv());
-        let mut dst_at = Walk::new(to, self.xcomp_bv);
+        let wanted = self.live.extended();
         let src_len = self.view.as_bytes().len();
         copies.clear();
-        for c in self.live.extended() {
-            let g = from
-                .geometry(c)
-                .ok_or(MigrateError::SourceAccess(AccessError::NotInArea(c)))?;
-            let start = src_at
-                .offset(g)
-                .ok_or(MigrateError::SourceAccess(AccessError::NotInArea(c)))?;
-            let there =
-                to.geometry(c)
-                    .ok_or(MigrateError::Destination(AccessError::NoComponent {
-                        component: c,
-                        supported: to.supported(),
-                    }))?;
-            let at = dst_at
-                .offset(there)
-                .ok_or(MigrateError::Destination(AccessError::NotInArea(c)))?;
-            let len = g.size as usize;
-            if there.size != g.size {
+        // Both areas walked once, in step: the same components, ascending.
+        let sources = from.extents(self.view.xcomp_bv(), wanted);
+        let places = to.extents(self.xcomp_bv, wanted);
+        for ((c, source), (_, place)) in sources.zip(places) {
+            let (start, len) =
+                source.map_err(|_| MigrateError::SourceAccess(AccessError::NotInArea(c)))?;
+            let (at, there) = place.map_err(MigrateError::Destination)?;
+            if there != len {
                 return Err(MigrateError::Destination(AccessError::SizeMismatch {
                     component: c,
-                    layout_size: there.size as usize,
+                    layout_size: there,
                     state_size: len,
                 }));
             }
@@ -524,64 +513,5 @@ impl<'s, 'l> Plan<'s, 'l> {
                 to[c.reserved.0 as usize..c.reserved.1 as usize].fill(0);
             }
         }
-    }
-}
-
-/// Where each component of an area is, for components asked for lowest
-/// first: the layout's offset in the standard format, and in the
-/// compacted one the running sum over XCOMP_BV's components (Intel SDM
-/// vol. 1, 13.4.3), one walk for the whole area.
-struct Walk<'l> {
-    layout: &'l Layout,
-    compacted: bool,
-    /// The compacted area's components not yet passed.
-    rest: Xfeatures,
-    /// Where the first of them may start, in bytes.
-    at: u32,
-}
-
-impl<'l> Walk<'l> {
-    #[inline]
-    fn new(layout: &'l Layout, xcomp_bv: XcompBv) -> Walk<'l> {
-        Walk {
-            layout,
-            compacted: xcomp_bv.is_compacted(),
-            rest: (xcomp_bv.components() & layout.supported()).extended(),
-            at: EXTENDED_START as u32,
-        }
-    }
-
-    /// The offset in bytes of the component `g` places, or `None` when the
-    /// area has no room for it; components must be asked for in ascending
-    /// order.
-    #[inline]
-    fn offset(&mut self, g: &ComponentGeometry) -> Option<usize> {
-        if !self.compacted {
-            return (!g.supervisor).then_some(g.offset as usize);
-        }
-        for id in self.rest.below(g.id) {
-            if let Some(passed) = self.layout.geometry(id) {
-                self.at = place(self.at, passed) + passed.size;
-            }
-        }
-        self.rest = self.rest - self.rest.below(g.id);
-        if !self.rest.contains(g.id) {
-            return None;
-        }
-        let at = place(self.at, g);
-        self.at = at + g.size;
-        self.rest = self.rest.without(g.id);
-        Some(at as usize)
-    }
-}
-
-/// Where `g` starts when placed at `at` in a compacted area: rounded up to
-/// 64 bytes when its align bit is set.
-#[inline]
-fn place(at: u32, g: &ComponentGeometry) -> u32 {
-    if g.align64 {
-        at.next_multiple_of(64)
-    } else {
-        at
     }
 }
