@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::access::XstateRead;
-use crate::area::{legacy, LEGACY_SIZE};
+use crate::area::legacy;
 use crate::component::{ComponentId, Xfeatures};
 use crate::xregs::{Xreg, XregsError, XstateRegisters};
 use crate::{Layout, RegisterFile};
@@ -424,17 +424,53 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
 }
 
-fn record_bytes(regs: &RegisterFile, c: ComponentId, out: &mut Vec<u8>) {
-    let bytes = regs.component(c).expect("live");
+/// Zeros: the init XMM registers and a component's reserved bytes, as
+/// records carry them.
+static ZEROS: [u8; legacy::XMM_BYTES] = [0; legacy::XMM_BYTES];
+
+/// A vCPU's state as a stream records it: the components it records and
+/// each one's canonical bytes, in up to three parts. The register file is
+/// one; a view over an XSAVE area another ([`encode_views`]); both give a
+/// record the same bytes for the same state.
+trait Canonical {
+    /// The components recorded, in ascending order.
+    fn recorded(&self) -> Xfeatures;
+    /// The canonical bytes of recorded component `c`, in parts.
+    fn parts(&self, c: ComponentId) -> [&[u8]; 3];
+}
+
+impl Canonical for &RegisterFile {
+    fn recorded(&self) -> Xfeatures {
+        self.xstate_bv()
+    }
+
+    fn parts(&self, c: ComponentId) -> [&[u8]; 3] {
+        legacy_parts(self.component(c).expect("live"), c)
+    }
+}
+
+/// The parts of `c`'s record: x87's and SSE's from the legacy region
+/// `bytes` (SSE's XMM registers are `xmm` when given), the others their
+/// bytes with any reserved ones as zeros.
+fn legacy_parts(bytes: &[u8], c: ComponentId) -> [&[u8]; 3] {
     match c {
-        ComponentId::X87 => legacy::X87_RANGES
-            .iter()
-            .for_each(|r| out.extend_from_slice(&bytes[r.clone()])),
-        ComponentId::SSE => {
-            out.extend_from_slice(&bytes[legacy::MXCSR..legacy::MXCSR + 4]);
-            out.extend_from_slice(&bytes[legacy::SSE_RANGE]);
+        ComponentId::X87 => {
+            let [a, b] = legacy::X87_RANGES;
+            [&bytes[a], &bytes[b], &[]]
         }
-        _ => out.extend_from_slice(bytes),
+        ComponentId::SSE => [
+            &bytes[legacy::MXCSR..legacy::MXCSR + 4],
+            &bytes[legacy::SSE_RANGE],
+            &[],
+        ],
+        _ => {
+            let r = c.reserved_bytes();
+            if r.is_empty() {
+                [bytes, &[], &[]]
+            } else {
+                [&bytes[..r.start], &ZEROS[..r.len()], &bytes[r.end..]]
+            }
+        }
     }
 }
 
@@ -483,10 +519,18 @@ fn check_count(n: usize) -> Result<(), StreamError> {
     Ok(())
 }
 
+/// How many written bytes the encoder lets go unchecksummed at most: it
+/// updates the CRC-32 at each section's end, and within a section after
+/// a record that leaves this many, so that it reads bytes it just wrote
+/// while they are still in the cache (one vCPU with every known
+/// component live is about 11 KiB).
+const CRC_CHUNK: usize = 16 << 10;
+
 /// Writes the sections as `version`; in version 2 every section carries
-/// its registers (checked by the caller).
-fn write(
-    sections: &[(&RegisterFile, Option<XstateRegisters>)],
+/// its registers (checked by the caller). The output is reserved once, at
+/// its exact size, and checksummed as it is written.
+fn write<S: Canonical>(
+    sections: &[(S, Option<XstateRegisters>)],
     source: &Source,
     version: u16,
 ) -> Vec<u8> {
@@ -496,16 +540,20 @@ fn write(
     } else {
         VCPU_HEADER_V1_LEN
     };
+    let record_len = |s: &S, c| -> usize { s.parts(c).iter().map(|p| p.len()).sum() };
     let records: usize = sections
         .iter()
-        .flat_map(|(v, _)| v.xstate_bv().iter().map(move |c| (v, c)))
-        .map(|(v, c)| {
-            RECORD_HEADER_LEN
-                + record_size(c).unwrap_or_else(|| v.component(c).map_or(0, <[u8]>::len))
+        .map(|(s, _)| {
+            s.recorded()
+                .iter()
+                .map(|c| RECORD_HEADER_LEN + record_len(s, c))
+                .sum::<usize>()
         })
         .sum();
-    let mut out =
-        Vec::with_capacity(HEADER_LEN + sections.len() * section_len + records + CHECKSUM_LEN);
+    let total = HEADER_LEN + sections.len() * section_len + records + CHECKSUM_LEN;
+    let mut out = Vec::with_capacity(total);
+    let mut crc = crc32fast::Hasher::new();
+    let mut hashed = 0;
     let header = StreamHeaderBytes {
         magic: MAGIC,
         version: version.into(),
@@ -515,8 +563,8 @@ fn write(
         source_fingerprint: source.fingerprint.into(),
     };
     out.extend_from_slice(header.as_bytes());
-    for (n, (regs, registers)) in sections.iter().enumerate() {
-        let live = regs.xstate_bv();
+    for (n, (state, registers)) in sections.iter().enumerate() {
+        let live = state.recorded();
         let section = VcpuHeader {
             vcpu_index: (n as u32).into(),
             record_count: live.len().into(),
@@ -538,19 +586,27 @@ fn write(
             _ => out.extend_from_slice(section.as_bytes()),
         }
         for c in live {
-            let at = out.len();
-            out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-            record_bytes(regs, c, &mut out);
+            let parts = state.parts(c);
             let record = RecordHeader {
                 component: c.index(),
                 reserved: [0; 3],
-                length: ((out.len() - at - RECORD_HEADER_LEN) as u32).into(),
+                length: (parts.iter().map(|p| p.len()).sum::<usize>() as u32).into(),
             };
-            out[at..at + RECORD_HEADER_LEN].copy_from_slice(record.as_bytes());
+            out.extend_from_slice(record.as_bytes());
+            for p in parts {
+                out.extend_from_slice(p);
+            }
+            if out.len() - hashed >= CRC_CHUNK {
+                crc.update(&out[hashed..]);
+                hashed = out.len();
+            }
         }
+        crc.update(&out[hashed..]);
+        hashed = out.len();
     }
-    let crc = crc32(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    crc.update(&out[hashed..]);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    debug_assert_eq!(out.len(), total);
     out
 }
 
@@ -588,28 +644,53 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One validated record: component and where its bytes are.
-type Record = (ComponentId, core::ops::Range<usize>);
+/// The records of a validated vCPU section, read in place: each one's
+/// component and canonical bytes, in ascending component order.
+#[derive(Clone, Debug)]
+struct Records<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    left: u32,
+}
 
-/// One validated vCPU section.
+impl<'a> Iterator for Records<'a> {
+    type Item = (ComponentId, &'a [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<(ComponentId, &'a [u8])> {
+        self.left = self.left.checked_sub(1)?;
+        let start = self.at + RECORD_HEADER_LEN;
+        let record = RecordHeader::ref_from_bytes(&self.bytes[self.at..start])
+            .expect("sized and unaligned");
+        self.at = start + record.length.get() as usize;
+        let c = ComponentId::new(record.component).expect("validated component");
+        Some((c, &self.bytes[start..self.at]))
+    }
+}
+
+/// A validated vCPU section, read in place.
 #[derive(Debug)]
-struct Section {
+struct SectionRef<'a> {
     registers: Option<XstateRegisters>,
-    records: Vec<Record>,
+    xstate_bv: Xfeatures,
+    records: Records<'a>,
 }
 
 /// A stream validated whole, whose vCPUs are decoded one at a time, on
-/// demand: memory in proportion to the input (a few bytes of bookkeeping
-/// per vCPU section and record, at most 4 bytes per input byte), however
-/// many vCPUs it holds. [`decode`] decodes them all at once.
+/// demand, straight from the input's bytes: the only memory it takes is
+/// where each vCPU section after the first starts (8 bytes a vCPU, none
+/// for a stream of one vCPU), however large the stream. [`decode`]
+/// decodes every vCPU at once.
 #[derive(Debug)]
 pub struct Parsed<'a> {
-    bytes: &'a [u8],
+    /// The stream without its checksum.
+    body: &'a [u8],
     header: StreamHeader,
-    sections: Vec<Section>,
+    /// Where sections 1.. start (section 0 starts at [`HEADER_LEN`]).
+    starts: Vec<usize>,
 }
 
-impl Parsed<'_> {
+impl<'a> Parsed<'a> {
     /// What the stream's header says.
     pub fn header(&self) -> StreamHeader {
         self.header
@@ -617,12 +698,35 @@ impl Parsed<'_> {
 
     /// The number of vCPUs.
     pub fn len(&self) -> usize {
-        self.sections.len()
+        self.header.vcpus as usize
     }
 
     /// Whether the stream holds no vCPU.
     pub fn is_empty(&self) -> bool {
-        self.sections.is_empty()
+        self.header.vcpus == 0
+    }
+
+    /// Section `n`, read in place from the validated bytes.
+    fn section(&self, n: usize) -> Option<SectionRef<'a>> {
+        let start = match n {
+            _ if n >= self.len() => return None,
+            0 => HEADER_LEN,
+            _ => self.starts[n - 1],
+        };
+        let mut r = Reader {
+            bytes: self.body,
+            at: start,
+        };
+        let (h, registers) = section_header(&mut r, self.header.version).expect("validated");
+        Some(SectionRef {
+            registers,
+            xstate_bv: Xfeatures::from_bits(h.xstate_bv.get()),
+            records: Records {
+                bytes: self.body,
+                at: r.at,
+                left: h.record_count.get(),
+            },
+        })
     }
 
     /// Decodes vCPU `n` into `state` (reusing its allocations): its
@@ -633,30 +737,27 @@ impl Parsed<'_> {
         n: usize,
         state: &mut RegisterFile,
     ) -> Option<Option<XstateRegisters>> {
-        let section = self.sections.get(n)?;
-        state.clear();
-        for (c, range) in &section.records {
-            let data = &self.bytes[range.clone()];
-            let mut legacy_image = [0u8; LEGACY_SIZE];
-            let image: &[u8] = match *c {
+        let section = self.section(n)?;
+        state.retain(section.xstate_bv);
+        for (c, data) in section.records {
+            match c {
                 ComponentId::X87 => {
+                    let dst = state.legacy_live_mut(c);
                     let [a, b] = legacy::X87_RANGES;
                     let split = a.len();
-                    legacy_image[a].copy_from_slice(&data[..split]);
-                    legacy_image[b].copy_from_slice(&data[split..]);
-                    &legacy_image
+                    dst[a].copy_from_slice(&data[..split]);
+                    dst[b].copy_from_slice(&data[split..]);
                 }
                 ComponentId::SSE => {
+                    let dst = state.legacy_live_mut(c);
                     let m = legacy::MXCSR;
-                    legacy_image[m..m + 4].copy_from_slice(&data[..4]);
-                    legacy_image[legacy::SSE_RANGE].copy_from_slice(&data[4..]);
-                    &legacy_image
+                    dst[m..m + 4].copy_from_slice(&data[..4]);
+                    dst[legacy::SSE_RANGE].copy_from_slice(&data[4..]);
                 }
-                _ => data,
-            };
-            state
-                .set_component(*c, image)
-                .expect("validated record sizes");
+                _ => state
+                    .set_component(c, data)
+                    .expect("validated record sizes"),
+            }
         }
         Some(section.registers)
     }
@@ -676,12 +777,7 @@ impl Parsed<'_> {
 ///
 /// The first [`StreamError`] found, with its offset.
 pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, StreamError> {
-    let (header, sections) = validate(bytes)?;
-    Ok(Parsed {
-        bytes,
-        header,
-        sections,
-    })
+    validate(bytes)
 }
 
 /// Validates the whole stream (version 1 or 2), then decodes every vCPU.
@@ -727,7 +823,7 @@ const fn register_offset(reg: Xreg) -> usize {
 }
 
 /// Reads a section's header: version 1's fields and, in version 2, the
-/// registers, checked.
+/// registers (unchecked).
 fn section_header(
     r: &mut Reader<'_>,
     version: u16,
@@ -735,7 +831,6 @@ fn section_header(
     if version == VERSION_1 {
         return Ok((*r.read::<VcpuHeader>()?, None));
     }
-    let at = r.at;
     let h: &VcpuHeaderV2 = r.read()?;
     let registers = XstateRegisters {
         xcr0: Xfeatures::from_bits(h.xcr0.get()),
@@ -743,10 +838,6 @@ fn section_header(
         xfd: Xfeatures::from_bits(h.xfd.get()),
         xfd_err: Xfeatures::from_bits(h.xfd_err.get()),
     };
-    registers.check().map_err(|source| StreamError::Registers {
-        offset: at + register_offset(source.register()),
-        source,
-    })?;
     let common = VcpuHeader {
         vcpu_index: h.vcpu_index,
         record_count: h.record_count,
@@ -755,7 +846,7 @@ fn section_header(
     Ok((common, Some(registers)))
 }
 
-fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Section>), StreamError> {
+fn validate(bytes: &[u8]) -> Result<Parsed<'_>, StreamError> {
     let mut r = Reader { bytes, at: 0 };
     if r.take(MAGIC.len())? != MAGIC {
         return Err(StreamError::BadMagic);
@@ -805,10 +896,25 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Section>), StreamError> {
         source_xcr0: Xfeatures::from_bits(h.source_xcr0.get()),
         source_fingerprint: h.source_fingerprint.get(),
     };
-    let mut sections = Vec::new();
+    // One start per section after the first: bounded by the vCPU count
+    // and by the sections the body can hold.
+    let mut starts = Vec::with_capacity(
+        (vcpus as usize)
+            .saturating_sub(1)
+            .min(body / VCPU_HEADER_V1_LEN),
+    );
     for n in 0..vcpus {
         let at = r.at;
+        if n > 0 {
+            starts.push(at);
+        }
         let (section, registers) = section_header(&mut r, version)?;
+        if let Some(registers) = registers {
+            registers.check().map_err(|source| StreamError::Registers {
+                offset: at + register_offset(source.register()),
+                source,
+            })?;
+        }
         if section.vcpu_index.get() != n {
             return Err(StreamError::VcpuIndex {
                 offset: at,
@@ -817,7 +923,6 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Section>), StreamError> {
             });
         }
         let xstate_bv = Xfeatures::from_bits(section.xstate_bv.get());
-        let mut records = Vec::new();
         let mut seen = Xfeatures::EMPTY;
         let mut last: Option<ComponentId> = None;
         for _ in 0..section.record_count.get() {
@@ -866,7 +971,6 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Section>), StreamError> {
                     offset: start + reserved.start + i,
                 });
             }
-            records.push((component, start..r.at));
             seen = seen.with(component);
             last = Some(component);
         }
@@ -885,7 +989,6 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Section>), StreamError> {
                     source,
                 })?;
         }
-        sections.push(Section { registers, records });
     }
     if r.at != body {
         return Err(StreamError::Trailing {
@@ -893,5 +996,9 @@ fn validate(bytes: &[u8]) -> Result<(StreamHeader, Vec<Section>), StreamError> {
             count: body - r.at,
         });
     }
-    Ok((header, sections))
+    Ok(Parsed {
+        body: &bytes[..body],
+        header,
+        starts,
+    })
 }

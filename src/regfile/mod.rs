@@ -340,6 +340,24 @@ impl RegisterFile {
         self.legacy.mxcsr.set(MXCSR_INIT);
     }
 
+    /// Returns every component outside `keep` to its init configuration,
+    /// and MXCSR to 0x1F80, reusing the allocations: for a decoder that then
+    /// writes every component of `keep` whole (an SSE image brings MXCSR).
+    pub(crate) fn retain(&mut self, keep: Xfeatures) {
+        for c in self.xstate_bv - keep {
+            self.set_init(c);
+        }
+        self.legacy.mxcsr.set(MXCSR_INIT);
+    }
+
+    /// The legacy region, writable, with `component` (x87 or SSE) marked
+    /// live: for a decoder that writes that component's bytes in place.
+    pub(crate) fn legacy_live_mut(&mut self, component: ComponentId) -> &mut [u8] {
+        debug_assert!(component.is_legacy());
+        self.xstate_bv = self.xstate_bv.with(component);
+        self.legacy.as_mut_bytes()
+    }
+
     fn init_x87(&mut self) {
         let b = self.legacy.as_mut_bytes();
         for r in legacy::X87_RANGES {
