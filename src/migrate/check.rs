@@ -473,9 +473,23 @@ fn cpu_incompatibilities(
     destination: &Layout,
     mxcsr_mask: u32,
 ) -> Vec<Incompatibility> {
+    let sizes = state
+        .xstate_bv()
+        .iter()
+        .map(|c| (c, state.component(c).map_or(0, <[u8]>::len)));
+    let mut out = component_incompatibilities(sizes, destination);
+    out.extend(faults(state, mxcsr_mask));
+    out
+}
+
+/// The live `components` (each with its size in bytes; x87 and SSE any)
+/// that `destination` lacks or holds at another size.
+pub(crate) fn component_incompatibilities(
+    components: impl Iterator<Item = (ComponentId, usize)>,
+    destination: &Layout,
+) -> Vec<Incompatibility> {
     let mut out = Vec::new();
-    for c in state.xstate_bv() {
-        let size = state.component(c).map_or(0, <[u8]>::len);
+    for (c, size) in components {
         match destination.geometry(c) {
             None => out.push(Incompatibility::MissingComponent(c)),
             Some(g) if !c.is_legacy() && g.size as usize != size => {
@@ -488,7 +502,6 @@ fn cpu_incompatibilities(
             Some(_) => {}
         }
     }
-    out.extend(faults(state, mxcsr_mask));
     out
 }
 

@@ -30,7 +30,10 @@ use crate::component::{ComponentId, Xfeatures};
 use crate::xregs::{Xreg, XregsError, XstateRegisters};
 use crate::{Layout, RegisterFile};
 
+pub use views::{encode_views, VcpuArea};
 pub use wire::{RecordHeader, StreamHeaderBytes, VcpuHeader, VcpuHeaderV2, MAGIC};
+
+mod views;
 
 /// The stream's fixed-size parts, little-endian, as `docs/stream-format.md`
 /// gives them.
@@ -396,6 +399,36 @@ pub enum StreamError {
         #[source]
         source: XregsError,
     },
+    /// Encoding from XSAVE areas ([`encode_views`]): a vCPU's area that
+    /// does not hold a live component whole, or holds it at another size
+    /// than its canonical one.
+    #[error("vCPU {vcpu}'s XSAVE area: {source}")]
+    VcpuArea {
+        /// The vCPU's position.
+        vcpu: usize,
+        /// What is wrong.
+        #[source]
+        source: crate::access::AccessError,
+    },
+    /// Decoding into an XSAVE area ([`Parsed::decode_into_view`]): a vCPU
+    /// the stream does not hold.
+    #[error("no vCPU {vcpu}: the stream holds {vcpus}")]
+    NoSuchVcpu {
+        /// The position asked for.
+        vcpu: usize,
+        /// The vCPUs in the stream.
+        vcpus: usize,
+    },
+    /// Decoding into an XSAVE area ([`Parsed::decode_into_view`]): a vCPU
+    /// whose state the area's layout or the area itself cannot take, with
+    /// every reason found (the rules of [`check`](crate::migrate::check)).
+    #[error("vCPU {vcpu} cannot go to the destination area: {}", Reasons(.incompatibilities))]
+    Incompatible {
+        /// The vCPU's position.
+        vcpu: usize,
+        /// Every reason found.
+        incompatibilities: Vec<crate::migrate::Incompatibility>,
+    },
     /// The stream holds a different number of vCPUs than expected.
     #[error("the stream holds {found} vCPUs, expected {expected}")]
     VcpuCount {
@@ -404,6 +437,21 @@ pub enum StreamError {
         /// In the stream.
         found: usize,
     },
+}
+
+/// Incompatibilities, joined by "; ".
+struct Reasons<'r>(&'r [crate::migrate::Incompatibility]);
+
+impl core::fmt::Display for Reasons<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The canonical record size in bytes of `component`, if fixed: x87 152
@@ -660,8 +708,8 @@ impl<'a> Iterator for Records<'a> {
     fn next(&mut self) -> Option<(ComponentId, &'a [u8])> {
         self.left = self.left.checked_sub(1)?;
         let start = self.at + RECORD_HEADER_LEN;
-        let record = RecordHeader::ref_from_bytes(&self.bytes[self.at..start])
-            .expect("sized and unaligned");
+        let record =
+            RecordHeader::ref_from_bytes(&self.bytes[self.at..start]).expect("sized and unaligned");
         self.at = start + record.length.get() as usize;
         let c = ComponentId::new(record.component).expect("validated component");
         Some((c, &self.bytes[start..self.at]))
