@@ -7,7 +7,8 @@
 use proptest::prelude::*;
 use xstate::layout::catalog;
 use xstate::migrate::stream::{
-    self, encode, encode_views, Source, StreamError, Vcpu, VcpuArea, MAX_VCPUS,
+    self, encode, encode_into, encode_views, encode_views_into, Source, StreamError, Vcpu,
+    VcpuArea, MAX_VCPUS,
 };
 use xstate::migrate::{check, Incompatibility};
 use xstate::prelude::*;
@@ -104,7 +105,23 @@ proptest! {
         let source = Source::of(layout);
         let via_file = encode(&vec![Vcpu::new(from_file, regs); vcpus], &source);
         let areas = vec![VcpuArea { area: &view, registers: regs }; vcpus];
-        prop_assert_eq!(encode_views(&areas, &source), via_file);
+        prop_assert_eq!(encode_views(&areas, &source), via_file.clone());
+        // Into buffers that held something: replaced whole, or unchanged.
+        let mut out = vec![0xEE; 100];
+        let mut out_views = vec![0xEE; 100];
+        let vcpus_file = vec![Vcpu::new(RegisterFile::from_view(&view).unwrap(), regs); vcpus];
+        match (encode_into(&vcpus_file, &source, &mut out), via_file) {
+            (Ok(()), Ok(bytes)) => prop_assert_eq!(&out, &bytes),
+            (Err(e), Err(f)) => {
+                prop_assert_eq!(e, f);
+                prop_assert_eq!(&out, &vec![0xEE; 100]);
+            }
+            (a, b) => prop_assert!(false, "{:?} {:?}", a, b.map(|_| ())),
+        }
+        match encode_views_into(&areas, &source, &mut out_views) {
+            Ok(()) => prop_assert_eq!(&out_views, &out),
+            Err(_) => prop_assert_eq!(&out_views, &vec![0xEE; 100]),
+        }
     }
 
     /// A stream's vCPU into any destination area: written exactly as the
@@ -327,6 +344,12 @@ fn encoding_from_views_checks_what_encode_checks() {
         registers: regs,
     };
     let err = encode_views(&[vcpu], &Source::of(spr)).unwrap_err();
+    let mut out = vec![7u8; 3];
+    assert_eq!(
+        encode_views_into(&[vcpu], &Source::of(spr), &mut out),
+        Err(err.clone())
+    );
+    assert_eq!(out, [7, 7, 7], "unchanged");
     assert!(
         matches!(err, StreamError::VcpuRegisters { vcpu: 0, .. }),
         "{err}"

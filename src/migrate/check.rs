@@ -477,18 +477,20 @@ fn cpu_incompatibilities(
         .xstate_bv()
         .iter()
         .map(|c| (c, state.component(c).map_or(0, <[u8]>::len)));
-    let mut out = component_incompatibilities(sizes, destination);
+    let mut out = Vec::new();
+    component_incompatibilities(&mut out, sizes, destination);
     out.extend(faults(state, mxcsr_mask));
     out
 }
 
-/// The live `components` (each with its size in bytes; x87 and SSE any)
-/// that `destination` lacks or holds at another size.
+/// Adds to `out` the live `components` (each with its size in bytes; x87
+/// and SSE any) that `destination` lacks or holds at another size.
+#[inline]
 pub(crate) fn component_incompatibilities(
+    out: &mut Vec<Incompatibility>,
     components: impl Iterator<Item = (ComponentId, usize)>,
     destination: &Layout,
-) -> Vec<Incompatibility> {
-    let mut out = Vec::new();
+) {
     for (c, size) in components {
         match destination.geometry(c) {
             None => out.push(Incompatibility::MissingComponent(c)),
@@ -502,7 +504,6 @@ pub(crate) fn component_incompatibilities(
             Some(_) => {}
         }
     }
-    out
 }
 
 /// What XRSTOR of `state` would fault on at a CPU whose MXCSR mask is

@@ -145,6 +145,22 @@ pub fn encode_views<B: AsRef<[u8]>>(
     vcpus: &[VcpuArea<'_, '_, B>],
     source: &Source,
 ) -> Result<Vec<u8>, StreamError> {
+    let mut out = Vec::new();
+    encode_views_into(vcpus, source, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode_views`] into `out`, replacing what it held and reusing its
+/// allocation, as [`encode_into`](super::encode_into) does.
+///
+/// # Errors
+///
+/// As [`encode_views`]; `out` is unchanged then.
+pub fn encode_views_into<B: AsRef<[u8]>>(
+    vcpus: &[VcpuArea<'_, '_, B>],
+    source: &Source,
+    out: &mut Vec<u8>,
+) -> Result<(), StreamError> {
     check_count(vcpus.len())?;
     let mut sections = Vec::with_capacity(vcpus.len());
     for (n, v) in vcpus.iter().enumerate() {
@@ -155,7 +171,8 @@ pub fn encode_views<B: AsRef<[u8]>>(
             .map_err(|source| StreamError::VcpuRegisters { vcpu: n, source })?;
         sections.push((state, Some(v.registers)));
     }
-    Ok(write(&sections, source, VERSION))
+    write(&sections, source, VERSION, out);
+    Ok(())
 }
 
 impl Parsed<'_> {
@@ -228,8 +245,9 @@ impl Parsed<'_> {
                 u32::from_le_bytes(d[..4].try_into().expect("4 bytes"))
             });
         let layout = view.layout();
-        let mut reasons =
-            component_incompatibilities(records.clone().map(|(c, d)| (c, d.len())), layout);
+        let mut reasons = Vec::new();
+        let sizes = records.clone().map(|(c, d)| (c, d.len()));
+        component_incompatibilities(&mut reasons, sizes, layout);
         let bytes = |c| records.clone().find(|&(r, _)| r == c).map(|(_, d)| d);
         reasons.extend(faults_of(
             mxcsr,
