@@ -371,6 +371,43 @@ fn main() {
     };
     let mut regs_out = RegisterFile::new();
     let mut regs_floor = RegisterFile::new();
+    // The same streams from and into views over KVM-sized areas.
+    // 256 areas, as 256 vCPUs' KVM buffers are.
+    let amx_areas = vec![amx.encode(spr, Format::Standard).unwrap(); 256];
+    let amx_views: Vec<_> = amx_areas
+        .iter()
+        .map(|a| XsaveView::new(&a[..], spr).unwrap())
+        .collect();
+    let areas256: Vec<_> = amx_views
+        .iter()
+        .map(|area| stream::VcpuArea { area, registers })
+        .collect();
+    let mut reused = Vec::new();
+    let mut enc256r = Measure::new(
+        "stream encode_into a reused Vec, 256 vCPUs / memcpy of live",
+        1.3,
+    );
+    let mut view_out = RegisterFile::new().encode(spr, Format::Standard).unwrap();
+    let parsed_into_view = |bytes: &[u8], out: &mut [u8]| {
+        let p = stream::parse(bytes).unwrap();
+        let mut view = XsaveView::new(out, spr).unwrap();
+        for n in 0..p.len() {
+            p.decode_into_view(n, &mut view).unwrap();
+        }
+        black_box(&view);
+    };
+    let mut s1v = Measure::new(
+        "stream decode into a view, 1 vCPU SSE only / (memcpy + CRC-32)",
+        2.0,
+    );
+    let mut enc256v = Measure::new(
+        "stream encode_views_into a reused Vec, 256 / memcpy of live",
+        1.3,
+    );
+    let mut dec256v = Measure::new(
+        "stream decode into views, 256 vCPUs AMX live / memcpy of live",
+        1.3,
+    );
     let zen4 = catalog::get("amd-zen4").unwrap();
     let zen_state = {
         let mut r = live_state(zen4);
@@ -397,7 +434,45 @@ fn main() {
             },
             || parsed_into(black_box(&one), &mut regs_out),
         );
+        s1v.round(
+            iters(20_000),
+            || {
+                dst.copy_from_slice(black_box(&one));
+                black_box(stream::crc32(&dst));
+            },
+            || parsed_into_view(black_box(&one), &mut view_out),
+        );
         let live_total = live_bytes * 256;
+        enc256r.round(
+            iters(20),
+            || {
+                copy_dst[..live_total].copy_from_slice(black_box(&s256[..live_total]));
+                black_box(&copy_dst);
+            },
+            || {
+                stream::encode_into(black_box(&v256), &source, &mut reused).unwrap();
+                black_box(&reused);
+            },
+        );
+        enc256v.round(
+            iters(20),
+            || {
+                copy_dst[..live_total].copy_from_slice(black_box(&s256[..live_total]));
+                black_box(&copy_dst);
+            },
+            || {
+                stream::encode_views_into(black_box(&areas256), &source, &mut reused).unwrap();
+                black_box(&reused);
+            },
+        );
+        dec256v.round(
+            iters(20),
+            || {
+                copy_dst[..live_total].copy_from_slice(black_box(&s256[..live_total]));
+                black_box(&copy_dst);
+            },
+            || parsed_into_view(black_box(&s256), &mut view_out),
+        );
         enc256.round(
             iters(20),
             || {
@@ -449,7 +524,7 @@ fn main() {
             },
         );
     }
-    all.extend([s1, enc256, dec256, per, rel]);
+    all.extend([s1, enc256, dec256, per, enc256r, s1v, enc256v, dec256v, rel]);
     println!("median of {rounds} rounds (library path, its ratio to the floor, the goal):");
     for m in &mut all {
         m.report();
