@@ -1,11 +1,12 @@
 use std::hint::black_box;
 use xstate::layout::catalog;
+use xstate::migrate::{relayout_into, Guest, RelayoutOptions};
 use xstate::prelude::*;
-use xstate::{ComponentId, RegisterFile, XcompBv, XsaveView};
-fn main() {
-    let layout = catalog::get("intel-sapphire-rapids").unwrap();
+use xstate::{ComponentId, Format, RegisterFile, XcompBv, XsaveView};
+fn live(layout: &xstate::Layout) -> RegisterFile {
     let mut regs = RegisterFile::new();
     regs.set_xmm(3, 5).unwrap();
+    regs.set_fcw(0x37f).unwrap();
     for c in layout.xcr0_supported().extended() {
         let size = layout.geometry(c).unwrap().size as usize;
         let mut bytes: Vec<u8> = (0..size).map(|b| (b * 7) as u8).collect();
@@ -22,19 +23,55 @@ fn main() {
         }
         regs.set_component(c, &bytes).unwrap();
     }
-    let mut buf = vec![0u8; 12288];
+    regs
+}
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let name = std::env::args()
+        .nth(2)
+        .unwrap_or("intel-sapphire-rapids".into());
+    let layout = catalog::get(&name).unwrap();
+    let regs = live(layout);
+    let mut buf = vec![0u8; (layout.standard_size() as usize).max(4096)];
     regs.encode_into(&mut buf, layout, XcompBv::STANDARD)
         .unwrap();
     let mut out = RegisterFile::new();
-    let mode = std::env::args().nth(1).unwrap_or_default();
-    for _ in 0..3_000_000 {
-        if mode == "enc" {
-            regs.encode_into(black_box(&mut buf), layout, XcompBv::STANDARD)
-                .unwrap();
-        } else {
-            let v = XsaveView::new(black_box(&buf[..]), layout).unwrap();
-            out.read_from(&v).unwrap();
-            black_box(&out);
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let mut zs = live(zen4);
+    for c in zs.xstate_bv() - spr.supported() {
+        zs.set_init(c);
+    }
+    let za = zs.encode(zen4, Format::Standard).unwrap();
+    let mut zdst = vec![0u8; spr.standard_size() as usize];
+    let g = Guest::default();
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    for _ in 0..n {
+        match mode.as_str() {
+            "enc" => regs
+                .encode_into(black_box(&mut buf), layout, XcompBv::STANDARD)
+                .unwrap(),
+            "rel" => {
+                black_box(
+                    relayout_into(
+                        black_box(&za),
+                        zen4,
+                        spr,
+                        RelayoutOptions::default(),
+                        &g,
+                        &mut zdst,
+                    )
+                    .unwrap(),
+                );
+            }
+            _ => {
+                let v = XsaveView::new(black_box(&buf[..]), layout).unwrap();
+                out.read_from(&v).unwrap();
+                black_box(&out);
+            }
         }
     }
 }

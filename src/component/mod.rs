@@ -286,6 +286,20 @@ pub const XFD_CAPABLE: Xfeatures = {
     Xfeatures::from_bits(bits)
 };
 
+/// The components with reserved bytes (PKRU's 4..8), kept zero: each one
+/// whose used bytes are fewer than its size.
+pub(crate) const WITH_RESERVED: Xfeatures = {
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < COMPONENTS.len() {
+        if COMPONENTS[i].used < COMPONENTS[i].size {
+            bits |= 1 << i;
+        }
+        i += 1;
+    }
+    Xfeatures::from_bits(bits)
+};
+
 /// Where the canonical image of each fixed-size user component (2..=19,
 /// not supervisor) starts in one contiguous buffer holding them all, and
 /// that buffer's size: derived from [`COMPONENTS`], so a component added

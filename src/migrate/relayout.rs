@@ -13,7 +13,7 @@ use crate::access::{AccessError, XstateRead};
 use crate::area::{
     legacy, HeaderError, CHECKED_SUPERVISOR, EXTENDED_START, HEADER_OFFSET, MXCSR_INIT,
 };
-use crate::component::{ComponentId, XcompBv, Xfeatures, COMPONENTS};
+use crate::component::{ComponentId, XcompBv, Xfeatures};
 use crate::layout::{text, Text};
 use crate::{Format, Layout, XsaveView};
 
@@ -276,19 +276,6 @@ struct Move {
 /// per component number at most.
 type Copies = ArrayVec<Move, 64>;
 
-/// The components with reserved bytes (PKRU's 4..8), written as zero.
-const WITH_RESERVED: Xfeatures = {
-    let mut bits = 0u64;
-    let mut i = 0;
-    while i < COMPONENTS.len() {
-        if COMPONENTS[i].used < COMPONENTS[i].size {
-            bits |= 1 << i;
-        }
-        i += 1;
-    }
-    Xfeatures::from_bits(bits)
-};
-
 /// A relayout, checked: what goes where. Building one makes every check,
 /// in the order the register-file path made them (decode, mask, homes,
 /// MXCSR, faults, the destination's room); writing one cannot fail.
@@ -434,9 +421,11 @@ impl<'s, 'l> Plan<'s, 'l> {
         let src_len = self.view.as_bytes().len();
         copies.clear();
         // Both areas walked once, in step: the same components, ascending.
-        let sources = from.extents(self.view.xcomp_bv(), wanted);
-        let places = to.extents(self.xcomp_bv, wanted);
-        for ((c, source), (_, place)) in sources.zip(places) {
+        let mut places = to.extents(self.xcomp_bv, wanted);
+        for (c, source) in from.extents(self.view.xcomp_bv(), wanted) {
+            let Some((_, place)) = places.next() else {
+                break;
+            };
             let (start, len) =
                 source.map_err(|_| MigrateError::SourceAccess(AccessError::NotInArea(c)))?;
             let (at, there) = place.map_err(MigrateError::Destination)?;
@@ -455,7 +444,7 @@ impl<'s, 'l> Plan<'s, 'l> {
                     len: src_len,
                 }));
             }
-            let reserved = if WITH_RESERVED.contains(c) {
+            let reserved = if crate::component::WITH_RESERVED.contains(c) {
                 let r = c.reserved_bytes();
                 (r.start as u16, r.end as u16)
             } else {

@@ -45,7 +45,9 @@ use crate::access::{check_register, check_width, AccessError, XstateRead, Xstate
 use crate::area::{
     legacy, AreaHeader, Format, LegacyRegion, XsaveHeader, EXTENDED_START, FCW_INIT, MXCSR_INIT,
 };
-use crate::component::{ComponentId, XcompBv, Xfeatures, CANONICAL_SLOTS, COMPONENTS};
+use crate::component::{
+    ComponentId, XcompBv, Xfeatures, CANONICAL_SLOTS, COMPONENTS, WITH_RESERVED,
+};
 use crate::layout::Layout;
 use crate::register::{Piece, Register};
 use crate::view::XsaveView;
@@ -395,8 +397,17 @@ impl RegisterFile {
         for c in self.xstate_bv - live {
             self.set_init(c);
         }
-        for c in live & Xfeatures::LEGACY {
-            self.copy_legacy(src, c);
+        if live.contains_all(Xfeatures::LEGACY) {
+            // Both: the x87 and XMM bytes in one copy, MXCSR and
+            // MXCSR_MASK (set below, and kept 0) among them.
+            let end = legacy::SSE_RANGE.end;
+            let dst = self.legacy.as_mut_bytes();
+            dst[..end].copy_from_slice(&src.as_bytes()[..end]);
+            self.legacy.mxcsr_mask.set(0);
+        } else {
+            for c in live & Xfeatures::LEGACY {
+                self.copy_legacy(src, c);
+            }
         }
         self.legacy.mxcsr = if live.intersects(MXCSR_COMPONENTS) {
             src.mxcsr
@@ -438,9 +449,8 @@ impl RegisterFile {
                     };
                     let dst = &mut buf[range];
                     dst.copy_from_slice(src);
-                    let reserved = c.reserved_bytes();
-                    if !reserved.is_empty() {
-                        dst[reserved].fill(0);
+                    if WITH_RESERVED.contains(c) {
+                        dst[c.reserved_bytes()].fill(0);
                     }
                     self.xstate_bv = self.xstate_bv.with(c);
                 }
