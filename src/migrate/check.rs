@@ -522,6 +522,10 @@ pub(crate) fn faults(state: &RegisterFile, mxcsr_mask: u32) -> Vec<Incompatibili
 /// register file, an area being relaid out): its MXCSR, its live
 /// components, and the bytes of a live component (`None` passes). In the
 /// same order: MXCSR, TILECFG, then supervisor components, lowest first.
+/// Inlined, with the common case (no MXCSR bit outside the mask, no live
+/// TILECFG, no live supervisor component with rules) answered before
+/// anything else, so hot paths pay a few tests for it.
+#[inline]
 pub(crate) fn faults_of<'a>(
     mxcsr: u32,
     live: Xfeatures,
@@ -529,6 +533,12 @@ pub(crate) fn faults_of<'a>(
     mxcsr_mask: u32,
 ) -> Vec<Incompatibility> {
     let mut out = Vec::new();
+    if mxcsr & !mxcsr_mask == 0
+        && !live.contains(ComponentId::TILECFG)
+        && !live.intersects(CHECKED_SUPERVISOR)
+    {
+        return out;
+    }
     let bad = mxcsr & !mxcsr_mask;
     if bad != 0 {
         out.push(Incompatibility::Mxcsr {

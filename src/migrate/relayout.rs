@@ -10,9 +10,7 @@ use super::check::{faults_of, Incompatibility};
 use super::guest::{Guest, Masking};
 
 use crate::access::{AccessError, XstateRead};
-use crate::area::{
-    legacy, HeaderError, CHECKED_SUPERVISOR, EXTENDED_START, HEADER_OFFSET, MXCSR_INIT,
-};
+use crate::area::{legacy, HeaderError, EXTENDED_START, HEADER_OFFSET, MXCSR_INIT};
 use crate::component::{ComponentId, XcompBv, Xfeatures};
 use crate::layout::{text, Text};
 use crate::{Format, Layout, XsaveView};
@@ -368,19 +366,12 @@ impl<'s, 'l> Plan<'s, 'l> {
             mxcsr &= to.mxcsr_mask();
             masked_mxcsr = true;
         }
-        // Judged only where there may be a fault: an MXCSR bit outside the
-        // mask, a live TILECFG, a live supervisor component with rules.
-        if mxcsr & !to.mxcsr_mask() != 0
-            || live.contains(ComponentId::TILECFG)
-            || live.intersects(CHECKED_SUPERVISOR)
+        let bytes = |c| view.component(c).ok().flatten();
+        if let Some(fault) = faults_of(mxcsr, live, bytes, to.mxcsr_mask())
+            .into_iter()
+            .next()
         {
-            let bytes = |c| view.component(c).ok().flatten();
-            if let Some(fault) = faults_of(mxcsr, live, bytes, to.mxcsr_mask())
-                .into_iter()
-                .next()
-            {
-                return Err(MigrateError::WouldFault(fault));
-            }
+            return Err(MigrateError::WouldFault(fault));
         }
         let (xcomp_bv, len) = match options.format {
             Format::Standard => (XcompBv::STANDARD, to.standard_size()),
