@@ -1,5 +1,7 @@
 //! Relayout between every pair of catalog layouts, in both formats.
 
+mod common;
+
 use std::borrow::Cow;
 
 use zerocopy::IntoBytes;
@@ -25,11 +27,7 @@ fn formats() -> impl Strategy<Value = Format> {
 fn state(layout: &Layout, pick: Xfeatures, bytes: &[u8]) -> RegisterFile {
     let mut regs = RegisterFile::new();
     for (n, c) in (layout.xcr0_supported() & pick).iter().enumerate() {
-        let size = if c.is_legacy() {
-            512
-        } else {
-            layout.geometry(c).unwrap().size as usize
-        };
+        let size = common::component_size(layout, c);
         let chunk: Vec<u8> = (0..size)
             .map(|b| bytes[(b + 97 * n) % bytes.len()])
             .collect();

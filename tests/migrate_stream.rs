@@ -2,6 +2,8 @@
 //! corruption and truncation refused or harmless, with typed errors at
 //! their offsets.
 
+mod common;
+
 use proptest::prelude::*;
 use xstate::layout::catalog;
 use xstate::migrate::stream::{
@@ -14,11 +16,7 @@ use xstate::{ComponentId, Layout, RegisterFile, Xfeatures};
 fn state(layout: &Layout, pick: Xfeatures, seed: u8) -> RegisterFile {
     let mut regs = RegisterFile::new();
     for c in layout.supported() & pick {
-        let size = if c.is_legacy() {
-            512
-        } else {
-            layout.geometry(c).unwrap().size as usize
-        };
+        let size = common::component_size(layout, c);
         let bytes: Vec<u8> = (0..size)
             .map(|b| (b as u8).wrapping_mul(31).wrapping_add(seed ^ c.index()))
             .collect();

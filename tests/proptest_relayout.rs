@@ -6,6 +6,8 @@
 //! general path did, borrowing where it did; and a refusal leaves the
 //! destination buffer unchanged.
 
+mod common;
+
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -202,11 +204,7 @@ fn source(layout: &Layout, format: Format, to: &Layout, case: &Case) -> Vec<u8> 
     }
     let mut regs = RegisterFile::new();
     for (n, c) in (pick & Xfeatures::from_bits(case.pick)).iter().enumerate() {
-        let size = if c.is_legacy() {
-            512
-        } else {
-            layout.geometry(c).unwrap().size as usize
-        };
+        let size = common::component_size(layout, c);
         let chunk: Vec<u8> = (0..size)
             .map(|b| bytes[(b + 97 * n) % bytes.len()])
             .collect();

@@ -1,6 +1,8 @@
 //! Properties of the views and the register file over every catalog layout
 //! and both formats.
 
+mod common;
+
 use proptest::prelude::*;
 use xstate::layout::catalog;
 use xstate::prelude::*;
@@ -11,16 +13,6 @@ use xstate::{
 
 /// The components whose liveness makes MXCSR count: SSE and AVX.
 const MXCSR_LIVE: Xfeatures = ComponentId::SSE.bit().union(ComponentId::AVX.bit());
-
-/// The size in bytes of `c`'s bytes in a register file: the 512-byte legacy
-/// region for x87 and SSE, the layout's size for the others.
-fn component_size(layout: &Layout, c: ComponentId) -> usize {
-    if c.is_legacy() {
-        512
-    } else {
-        layout.geometry(c).unwrap().size as usize
-    }
-}
 
 fn layouts() -> impl Strategy<Value = &'static Layout> {
     prop::sample::select(catalog::all().iter().collect::<Vec<_>>())
@@ -44,7 +36,7 @@ fn state_for(layout: &'static Layout) -> impl Strategy<Value = RegisterFile> {
             let mut regs = RegisterFile::new();
             let mut at = 0;
             for c in user & Xfeatures::from_bits(pick) {
-                let size = component_size(layout, c);
+                let size = common::component_size(layout, c);
                 let chunk = &bytes[at..at + size];
                 at = (at + size) % 8192;
                 regs.set_component(c, chunk).unwrap();
@@ -818,7 +810,7 @@ proptest! {
         let layout = &wider_layouts()[which];
         let mut regs = RegisterFile::new();
         for c in layout.supported() & Xfeatures::from_bits(pick) {
-            let size = component_size(layout, c);
+            let size = common::component_size(layout, c);
             regs.set_component(c, &bytes_from(seed ^ u64::from(c.index()), size)).unwrap();
         }
         if regs.xstate_bv().intersects(MXCSR_LIVE) {

@@ -4,6 +4,8 @@
 //! `RegisterFile::write_to` leaves it, refusing (and writing nothing) for
 //! exactly the states `check` refuses or the area cannot hold.
 
+mod common;
+
 use proptest::prelude::*;
 use xstate::layout::catalog;
 use xstate::migrate::stream::{
@@ -29,11 +31,7 @@ fn area(mut bytes: Vec<u8>, live: Xfeatures, xcomp_bv: XcompBv) -> Vec<u8> {
 fn state(layout: &Layout, pick: Xfeatures, seed: u8, mxcsr: u32) -> RegisterFile {
     let mut regs = RegisterFile::new();
     for c in layout.supported() & pick {
-        let size = if c.is_legacy() {
-            512
-        } else {
-            layout.geometry(c).unwrap().size as usize
-        };
+        let size = common::component_size(layout, c);
         let mut bytes: Vec<u8> = (0..size)
             .map(|b| (b as u8).wrapping_mul(31).wrapping_add(seed ^ c.index()))
             .collect();

@@ -538,7 +538,17 @@ impl RegisterFile {
             let start = view.extent_of(c)?.start;
             view.bytes_mut()[start..start + src.len()].copy_from_slice(src);
         }
-        let buf = view.bytes_mut();
+        self.write_legacy(view.bytes_mut());
+        view.set_xstate_bv(self.xstate_bv);
+        Ok(())
+    }
+
+    /// Writes the live legacy components' bytes into the area `buf` (at
+    /// least 512 bytes), and MXCSR always: 0x1F80 while SSE and AVX are
+    /// init, so that the standard-format XRSTOR (which loads MXCSR
+    /// regardless) agrees.
+    #[inline]
+    fn write_legacy(&self, buf: &mut [u8]) {
         let src = self.legacy.as_bytes();
         if self.xstate_bv.contains(ComponentId::X87) {
             for r in legacy::X87_RANGES {
@@ -548,11 +558,7 @@ impl RegisterFile {
         if self.xstate_bv.contains(ComponentId::SSE) {
             buf[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
         }
-        // Always written: 0x1F80 while SSE and AVX are init, so that the
-        // standard-format XRSTOR (which loads MXCSR regardless) agrees.
         buf[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(self.legacy.mxcsr.as_bytes());
-        view.set_xstate_bv(self.xstate_bv);
-        Ok(())
     }
 
     /// Encodes the state as an XSAVE area for `layout` in `format`.
@@ -667,19 +673,8 @@ impl RegisterFile {
         h.xstate_bv.set(xstate_bv.bits());
         h.xcomp_bv.set(xcomp_bv.bits());
         h.reserved = [0; 48];
-        let src = self.legacy.as_bytes();
-        if self.xstate_bv.contains(ComponentId::X87) {
-            for r in legacy::X87_RANGES {
-                buf[r.clone()].copy_from_slice(&src[r]);
-            }
-        }
-        if self.xstate_bv.contains(ComponentId::SSE) {
-            buf[legacy::SSE_RANGE].copy_from_slice(&src[legacy::SSE_RANGE]);
-        }
-        // Always written: 0x1F80 while SSE and AVX are init, so that the
-        // standard-format XRSTOR (which loads MXCSR regardless) agrees; and
+        self.write_legacy(buf);
         // MXCSR_MASK as the destination CPU's FXSAVE / XSAVE write it.
-        buf[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(self.legacy.mxcsr.as_bytes());
         buf[legacy::MXCSR_MASK..legacy::MXCSR_MASK + 4]
             .copy_from_slice(&layout.mxcsr_mask().to_le_bytes());
         for c in self.xstate_bv.extended() {

@@ -119,3 +119,14 @@ pub fn elf_core(body: &[u8]) -> Vec<u8> {
     elf.extend_from_slice(body);
     elf
 }
+
+/// The size in bytes of `c`'s bytes in a register file
+/// (`RegisterFile::set_component`): the 512-byte legacy region for x87 and
+/// SSE, the layout's size for the others.
+pub fn component_size(layout: &xstate::Layout, c: xstate::ComponentId) -> usize {
+    if c.is_legacy() {
+        512
+    } else {
+        layout.geometry(c).unwrap().size as usize
+    }
+}
