@@ -421,7 +421,7 @@ pub enum StreamError {
     },
     /// Decoding into an XSAVE area ([`Parsed::decode_into_view`]): a vCPU
     /// whose state the area's layout or the area itself cannot take, with
-    /// every reason found (the rules of [`check`](crate::migrate::check)).
+    /// every reason found (the rules of [`check`](crate::migrate::check())).
     #[error("vCPU {vcpu} cannot go to the destination area: {}", Reasons(.incompatibilities))]
     Incompatible {
         /// The vCPU's position.

@@ -181,7 +181,7 @@ impl Parsed<'_> {
     /// returns its registers (`None` from a version 1 stream).
     ///
     /// The state is judged first by the rules of
-    /// [`check`](crate::migrate::check) against the view's layout, with the
+    /// [`check`](crate::migrate::check()) against the view's layout, with the
     /// layout's MXCSR mask: a live component the layout lacks or holds at
     /// another size, MXCSR bits outside the mask, a TILECFG that LDTILECFG
     /// refuses, supervisor values XRSTORS refuses; then whether the area
