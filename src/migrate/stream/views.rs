@@ -54,10 +54,14 @@ fn mxcsr_bytes(area: &[u8]) -> &[u8] {
     &area[legacy::MXCSR..legacy::MXCSR + 4]
 }
 
-/// A view's state as a stream records it, its components checked.
+/// A view's state as a stream records it, its components checked and
+/// placed once (one walk over the area's components, whatever its format).
 struct AreaState<'v, 'a, B> {
     view: &'v XsaveView<'a, B>,
     recorded: Xfeatures,
+    /// Where each live extended component's bytes are in the area, by
+    /// component number: start and end in bytes.
+    extents: [(u32, u32); 64],
 }
 
 impl<'v, 'a, B: AsRef<[u8]>> AreaState<'v, 'a, B> {
@@ -73,22 +77,38 @@ impl<'v, 'a, B: AsRef<[u8]>> AreaState<'v, 'a, B> {
         {
             recorded = recorded.with(ComponentId::SSE);
         }
-        for c in live.extended() {
-            let bytes = view.component(c)?.expect("live components have bytes");
+        let mut extents = [(0, 0); 64];
+        let len = view.as_bytes().len();
+        for (c, placed) in view.layout().extents(view.xcomp_bv(), live) {
+            let (start, size) = placed?;
+            if start + size > len {
+                return Err(AccessError::BufferTooSmall {
+                    component: c,
+                    start,
+                    end: start + size,
+                    len,
+                });
+            }
             let expected = record_size(c);
             let fits = match expected {
-                Some(size) => bytes.len() == size,
-                None => (1..=MAX_UNKNOWN_RECORD).contains(&bytes.len()),
+                Some(record) => size == record,
+                None => (1..=MAX_UNKNOWN_RECORD).contains(&size),
             };
             if !fits {
                 return Err(AccessError::SizeMismatch {
                     component: c,
-                    layout_size: bytes.len(),
+                    layout_size: size,
                     state_size: expected.unwrap_or(MAX_UNKNOWN_RECORD),
                 });
             }
+            // Within an area of at most MAX_AREA_SIZE bytes: u32 holds them.
+            extents[c.index() as usize & 63] = (start as u32, (start + size) as u32);
         }
-        Ok(AreaState { view, recorded })
+        Ok(AreaState {
+            view,
+            recorded,
+            extents,
+        })
     }
 }
 
@@ -105,7 +125,10 @@ impl<B: AsRef<[u8]>> Canonical for AreaState<'_, '_, B> {
                 [mxcsr_bytes(bytes), &ZEROS[..], &[]]
             }
             ComponentId::X87 | ComponentId::SSE => legacy_parts(bytes, c),
-            _ => legacy_parts(self.view.component(c).ok().flatten().expect("checked"), c),
+            _ => {
+                let (start, end) = self.extents[c.index() as usize & 63];
+                legacy_parts(&bytes[start as usize..end as usize], c)
+            }
         }
     }
 }
