@@ -75,7 +75,8 @@ fn general(
     };
     let canonical = regs.component(ComponentId::PKRU).is_none_or(|_| {
         view.component(ComponentId::PKRU).ok().flatten() == regs.component(ComponentId::PKRU)
-    }) && src.get(28..32) == Some(&to.mxcsr_mask().to_le_bytes()[..]);
+    }) && src.get(24..28) == Some(&regs.mxcsr().unwrap().to_le_bytes()[..])
+        && src.get(28..32) == Some(&to.mxcsr_mask().to_le_bytes()[..]);
     let borrowed = masked.is_empty()
         && !masked_mxcsr
         && canonical

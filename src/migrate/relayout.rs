@@ -163,7 +163,9 @@ pub fn relayout_for<'a>(
     let plan = Plan::new(src, from, to, options, guest, &mut copies)?;
     // The input itself, where nothing changes: no masking, the same
     // geometry and the standard format at its full size, canonical bytes
-    // (PKRU's reserved bytes zero) and the destination's MXCSR_MASK.
+    // (PKRU's reserved bytes zero, MXCSR's the state's: 0x1F80 while SSE
+    // and AVX are init, as the standard-format XRSTOR loads it whatever
+    // XSTATE_BV says) and the destination's MXCSR_MASK.
     let canonical = !plan.live.contains(ComponentId::PKRU)
         || plan
             .view
@@ -177,6 +179,7 @@ pub fn relayout_for<'a>(
     if plan.masked.is_empty()
         && !plan.masked_mxcsr
         && canonical
+        && src.get(legacy::MXCSR..legacy::MXCSR + 4) == Some(&plan.mxcsr.to_le_bytes()[..])
         && src.get(legacy::MXCSR_MASK..legacy::MXCSR_MASK + 4)
             == Some(&to.mxcsr_mask().to_le_bytes()[..])
         && from.fingerprint() == to.fingerprint()
