@@ -385,11 +385,17 @@ impl<B: AsRef<[u8]>> XstateRead for XsaveView<'_, B> {
     #[inline(always)]
     fn ymm(&self, i: usize) -> Result<[u128; 2], AccessError> {
         let mut out = [0u128; 2];
-        let pieces = [
-            (ComponentId::SSE, 160 + 16 * i, 1),
-            (ComponentId::AVX, 16 * i, 1),
-        ];
-        if !(i < 16 && self.standard_lanes(&pieces, &mut out)) {
+        // The pieces' offsets only for an index in range: a huge one would
+        // overflow.
+        let fast = i < 16
+            && self.standard_lanes(
+                &[
+                    (ComponentId::SSE, 160 + 16 * i, 1),
+                    (ComponentId::AVX, 16 * i, 1),
+                ],
+                &mut out,
+            );
+        if !fast {
             crate::access::general::lanes_into(self, i, &mut out)?;
         }
         Ok(out)

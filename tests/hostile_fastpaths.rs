@@ -9,9 +9,10 @@ use std::borrow::Cow;
 use proptest::prelude::*;
 
 use xstate::layout::catalog;
+use xstate::migrate::stream;
 use xstate::migrate::{relayout, relayout_for, relayout_into, Guest, RelayoutOptions};
 use xstate::prelude::*;
-use xstate::{ComponentId, Format, Layout, RegisterFile, Xfeatures, XsaveView};
+use xstate::{ComponentId, Format, Layout, RegisterFile, XcompBv, Xfeatures, XsaveView};
 
 /// MXCSR's offset in the legacy region.
 const MXCSR: usize = 24;
@@ -245,5 +246,265 @@ proptest! {
             }
             (e, f) => prop_assert!(false, "relayout_for {:?}, relayout_into {:?}", e, f),
         }
+    }
+}
+
+/// A stream's CRC-32 recomputed after its bytes were changed: corruption
+/// that only the structure checks can catch.
+fn reseal(stream: &mut [u8]) {
+    let body = stream.len() - 4;
+    let crc = stream::crc32(&stream[..body]);
+    stream[body..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Every vCPU of a parsed stream decoded every way: `decode_into` a reused
+/// register file gives what `vcpu` gives; `decode_into_view` into areas of
+/// every catalog layout, both formats, over garbage, either refuses with
+/// the area unchanged or leaves an area the consumer takes, holding the
+/// decoded state.
+fn decode_every_way(parsed: &stream::Parsed<'_>, reused: &mut RegisterFile) -> Result<(), String> {
+    for n in 0..parsed.len() {
+        let fresh = parsed.vcpu(n).ok_or("no vCPU below len")?;
+        let registers = parsed.decode_into(n, reused).ok_or("no vCPU below len")?;
+        if *reused != fresh.state || registers != fresh.registers {
+            return Err(format!("vCPU {n}: decode_into into a reused file differs"));
+        }
+        for layout in catalog::all() {
+            for format in [Format::Standard, Format::Compacted] {
+                let (xcomp_bv, len) = match format {
+                    Format::Standard => (XcompBv::STANDARD, layout.standard_size()),
+                    Format::Compacted => (
+                        XcompBv::compacted(layout.supported()),
+                        layout.compacted_size(),
+                    ),
+                };
+                let mut buf: Vec<u8> = (0..len as usize).map(|i| (i * 7 + n) as u8).collect();
+                buf[464..512].fill(0);
+                buf[512..520].fill(0);
+                buf[520..528].copy_from_slice(&xcomp_bv.bits().to_le_bytes());
+                buf[528..576].fill(0);
+                let before = buf.clone();
+                let mut view = XsaveView::new(&mut buf[..], layout).map_err(|e| e.to_string())?;
+                match parsed.decode_into_view(n, &mut view) {
+                    Ok(r) => {
+                        if r != fresh.registers {
+                            return Err(format!("vCPU {n}: registers differ"));
+                        }
+                        consumer_takes(&buf, layout).map_err(|e| {
+                            format!("vCPU {n} into {} {format}: {e}", layout.name())
+                        })?;
+                        let got = RegisterFile::decode(&buf, layout).map_err(|e| e.to_string())?;
+                        if got != fresh.state {
+                            return Err(format!(
+                                "vCPU {n} into {} {format}: state differs",
+                                layout.name()
+                            ));
+                        }
+                    }
+                    Err(stream::StreamError::Incompatible { .. }) => {
+                        if buf != before {
+                            return Err(format!("vCPU {n}: a refusal changed the area"));
+                        }
+                    }
+                    Err(e) => return Err(format!("vCPU {n}: unexpected {e}")),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A small version 2 stream of two vCPUs: x87, SSE, AVX, opmask and PKRU
+/// live in one, AVX alone in the other.
+fn small_stream() -> Vec<u8> {
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let mut a = RegisterFile::new();
+    a.set_st(1, [3; 10]).unwrap();
+    a.set_xmm(2, 0x1234).unwrap();
+    a.set_ymm(3, [5, 6]).unwrap();
+    a.set_k(1, 0xff).unwrap();
+    a.set_pkru(0x5555_5554).unwrap();
+    let mut b = RegisterFile::new();
+    b.set_component(ComponentId::AVX, &[0x11; 256]).unwrap();
+    let registers = xstate::xregs::XstateRegisters::with_xcr0(zen4.xcr0_supported());
+    stream::encode(
+        &[
+            stream::Vcpu::new(a, registers),
+            stream::Vcpu::new(b, registers),
+        ],
+        &stream::Source::of(zen4),
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_byte_flip_of_a_small_stream_is_refused_or_decodes_safely() {
+    let good = small_stream();
+    let mut reused = RegisterFile::new();
+    decode_every_way(&stream::parse(&good).unwrap(), &mut reused).unwrap();
+    for at in 0..good.len() {
+        for x in [0x01u8, 0x80, 0xFF, 0x10] {
+            let mut bad = good.clone();
+            bad[at] ^= x;
+            // The checksum catches every single-byte change.
+            assert!(stream::parse(&bad).is_err(), "flip {x:#x} at {at} passed");
+            // With the checksum made to match, the structure checks
+            // either refuse the stream or it decodes safely every way.
+            reseal(&mut bad);
+            if let Ok(parsed) = stream::parse(&bad) {
+                if let Err(e) = decode_every_way(&parsed, &mut reused) {
+                    panic!("flip {x:#x} at {at}: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// A version 1 stream (no registers) of one vCPU `total` bytes long, made
+/// so by two unknown components.
+fn stream_of_size(total: usize) -> Vec<u8> {
+    let zen4 = catalog::get("amd-zen4").unwrap();
+    let probe = |extra: usize| {
+        let mut regs = RegisterFile::new();
+        regs.set_xmm(0, 1).unwrap();
+        // Unknown components of at most 1 MiB each.
+        let (a, b) = (extra / 2, extra - extra / 2);
+        regs.set_component(ComponentId::new(40).unwrap(), &vec![0xA5; a])
+            .unwrap();
+        regs.set_component(ComponentId::new(41).unwrap(), &vec![0x5A; b])
+            .unwrap();
+        stream::encode_v1(&[regs], &stream::Source::of(zen4)).unwrap()
+    };
+    let base = probe(2).len() - 2;
+    let s = probe(total - base);
+    assert_eq!(s.len(), total);
+    s
+}
+
+#[test]
+fn streams_around_the_backward_checksum_threshold_catch_corruption_in_every_chunk() {
+    const CHUNK: usize = 512 << 10;
+    for total in [
+        2 * CHUNK - 1 + 4,
+        2 * CHUNK + 4,
+        2 * CHUNK + 1 + 4,
+        3 * CHUNK + 4,
+        3 * CHUNK + 7 + 4,
+    ] {
+        let good = stream_of_size(total);
+        let parsed = stream::parse(&good).unwrap();
+        assert_eq!(parsed.len(), 1);
+        let body = total - 4;
+        let mut spots = vec![0, 1, body - 1, body, total - 1];
+        for k in 1..=body / CHUNK {
+            // Around each chunk edge, counted from the front and the back.
+            for edge in [k * CHUNK, body - k * CHUNK] {
+                spots.extend([edge.saturating_sub(1), edge, (edge + 1).min(total - 1)]);
+            }
+        }
+        for at in spots {
+            let mut bad = good.clone();
+            bad[at] ^= 0x40;
+            assert!(
+                stream::parse(&bad).is_err(),
+                "{total}-byte stream: a flip at {at} passed"
+            );
+        }
+    }
+}
+
+/// Every index a caller may pass: in range, just past, and huge.
+const INDEXES: [usize; 12] = [
+    0,
+    7,
+    15,
+    16,
+    17,
+    31,
+    32,
+    33,
+    1 << 20,
+    usize::MAX / 16,
+    usize::MAX / 16 + 1,
+    usize::MAX,
+];
+
+/// The general path's answer for `reg`, as the typed accessors give it.
+fn general<const N: usize>(
+    view: &XsaveView<'_, &[u8]>,
+    reg: Option<xstate::Register>,
+) -> Result<[u8; N], xstate::AccessError> {
+    let mut out = [0u8; N];
+    match reg {
+        Some(reg) => view.read_into(reg, &mut out).map(|()| out),
+        None => Err(xstate::AccessError::NoRegister {
+            family: "",
+            index: 0,
+        }),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x7_1E35),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(1024)
+    })]
+
+    /// The views' register fast paths give the general path's bytes, and
+    /// an error where it errs, over hostile areas of every catalog layout
+    /// in both formats, buffers cut short, and any index.
+    #[test]
+    fn register_reads_of_hostile_areas_agree_with_the_general_path(
+        a in layouts(),
+        (seed, bv, comp) in (any::<u64>(), any::<u64>(), any::<u64>()),
+        compacted in any::<bool>(),
+        cut in prop_oneof![3 => Just(0i32), 1 => -3000..64i32],
+    ) {
+        let src = hostile_area(a, seed, bv, comp, compacted, cut, a.mxcsr_mask());
+        let Ok(view) = XsaveView::new(&src[..], a) else {
+            return Ok(());
+        };
+        for i in INDEXES {
+            let x = view.xmm(i);
+            let g = general::<16>(&view, u8::try_from(i).ok().map(xstate::Register::Xmm));
+            prop_assert_eq!(x.is_ok(), g.is_ok(), "xmm{}", i);
+            if let (Ok(x), Ok(g)) = (x, g) {
+                prop_assert_eq!(x.to_le_bytes(), g);
+            }
+            let y = view.ymm(i);
+            let g = general::<32>(&view, u8::try_from(i).ok().map(xstate::Register::Ymm));
+            prop_assert_eq!(y.is_ok(), g.is_ok(), "ymm{}", i);
+            if let (Ok(y), Ok(g)) = (y, g) {
+                prop_assert_eq!([y[0].to_le_bytes(), y[1].to_le_bytes()].concat(), g.to_vec());
+            }
+            let z = view.zmm(i);
+            let g = general::<64>(&view, u8::try_from(i).ok().map(xstate::Register::Zmm));
+            prop_assert_eq!(z.is_ok(), g.is_ok(), "zmm{}", i);
+            if let (Ok(z), Ok(g)) = (z, g) {
+                let bytes: Vec<u8> = z.iter().flat_map(|l| l.to_le_bytes()).collect();
+                prop_assert_eq!(bytes, g.to_vec());
+            }
+            let r = view.r(i);
+            let g = general::<8>(&view, u8::try_from(i).ok().map(xstate::Register::R));
+            prop_assert_eq!(r.is_ok(), g.is_ok(), "r{}", i);
+            if let (Ok(r), Ok(g)) = (r, g) {
+                prop_assert_eq!(r.to_le_bytes(), g);
+            }
+        }
+    }
+}
+
+/// A huge register index is an error on every path, never an overflow.
+#[test]
+fn huge_register_indexes_are_errors() {
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let area = RegisterFile::new().encode(spr, Format::Standard).unwrap();
+    let view = XsaveView::new(&area[..], spr).unwrap();
+    for i in [usize::MAX / 16 - 9, usize::MAX / 16 + 1, usize::MAX] {
+        assert!(view.xmm(i).is_err());
+        assert!(view.ymm(i).is_err());
+        assert!(view.zmm(i).is_err());
+        assert!(view.r(i).is_err());
     }
 }
