@@ -124,6 +124,22 @@ fn convert_to_the_same_layout_rewrites_a_stale_mxcsr() {
     assert_eq!(mxcsr_bytes(&out), 0x1F80);
 }
 
+/// Guests that mask nothing, or whose XCR0, CPU model, IA32_XSS and
+/// IA32_XFD mask any components (x87 and SSE never).
+fn guests() -> impl Strategy<Value = Guest> {
+    let mask =
+        || prop::option::weighted(0.3, any::<u64>().prop_map(|b| Xfeatures::from_bits(b | 3)));
+    prop_oneof![
+        Just(Guest::default()),
+        (mask(), mask(), mask(), any::<u64>()).prop_map(|(xcr0, model_xcr0, xss, xfd)| Guest {
+            xcr0,
+            model_xcr0,
+            xss,
+            xfd: Xfeatures::from_bits(xfd & (1 << 18)),
+        }),
+    ]
+}
+
 fn layouts() -> impl Strategy<Value = &'static Layout> {
     prop::sample::select(catalog::all().iter().collect::<Vec<_>>())
 }
@@ -192,7 +208,7 @@ fn hostile_area(
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0x4057_11E),
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0405_711E),
         failure_persistence: None,
         ..ProptestConfig::with_cases(2048)
     })]
@@ -211,6 +227,7 @@ proptest! {
         drop_init in any::<bool>(),
         mask_mxcsr in any::<bool>(),
         dst_fill in any::<u8>(),
+        guest in guests(),
     ) {
         let src = hostile_area(a, seed, bv, comp, compacted, cut, b.mxcsr_mask());
         let options = RelayoutOptions {
@@ -218,7 +235,6 @@ proptest! {
             drop_init,
             mask_mxcsr,
         };
-        let guest = Guest::default();
         let owned = relayout_for(&src, a, b, options, &guest);
         let mut dst = vec![dst_fill; b.standard_size().max(b.compacted_size()) as usize + 64];
         let before = dst.clone();
@@ -235,6 +251,14 @@ proptest! {
                     RegisterFile::decode(area, b).unwrap(),
                     RegisterFile::decode(&dst[..report.len], b).unwrap()
                 );
+                // The state the general path holds: the source decoded and
+                // masked for the guest, MXCSR masked where asked.
+                let mut regs = RegisterFile::decode(&src, a).unwrap();
+                guest.mask(&mut regs);
+                if report.masked_mxcsr {
+                    regs.set_mxcsr(regs.mxcsr().unwrap() & b.mxcsr_mask()).unwrap();
+                }
+                prop_assert_eq!(RegisterFile::decode(area, b).unwrap(), regs);
                 if dst_fill == 0 && matches!(area, Cow::Owned(_)) {
                     prop_assert!(dst[..report.len] == area[..]);
                 }
@@ -506,5 +530,79 @@ fn huge_register_indexes_are_errors() {
         assert!(view.ymm(i).is_err());
         assert!(view.zmm(i).is_err());
         assert!(view.r(i).is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0057_E411),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(1024)
+    })]
+
+    /// A stream straight from a hostile area is the register-file path's
+    /// stream, or the same refusal; decoded straight into a hostile area of
+    /// another layout it is refused with the area unchanged, or leaves an
+    /// area the consumer takes, holding the state.
+    #[test]
+    fn streams_from_and_into_hostile_areas(
+        (a, b) in (layouts(), layouts()),
+        (seed, bv, comp) in (any::<u64>(), any::<u64>(), any::<u64>()),
+        (seed2, bv2, comp2) in (any::<u64>(), any::<u64>(), any::<u64>()),
+        (compacted, to_compacted) in (any::<bool>(), any::<bool>()),
+        cut in prop_oneof![3 => Just(0i32), 1 => -3000..64i32],
+    ) {
+        let src = hostile_area(a, seed, bv, comp, compacted, cut, b.mxcsr_mask());
+        let Ok(view) = XsaveView::new(&src[..], a) else {
+            return Ok(());
+        };
+        let registers = xstate::xregs::XstateRegisters {
+            xss: a.xss_supported(),
+            ..xstate::xregs::XstateRegisters::with_xcr0(a.xcr0_supported())
+        };
+        let source = stream::Source::of(a);
+        let direct = stream::encode_views(&[stream::VcpuArea { area: &view, registers }], &source);
+        let general = RegisterFile::from_view(&view)
+            .map_err(|e| e.to_string())
+            .and_then(|regs| {
+                stream::encode(&[stream::Vcpu::new(regs, registers)], &source)
+                    .map_err(|e| e.to_string())
+            });
+        let bytes = match (direct, general) {
+            (Ok(d), Ok(g)) => {
+                prop_assert!(d == g, "encode_views and encode differ");
+                d
+            }
+            (Err(_), Err(_)) => return Ok(()),
+            (d, g) => {
+                prop_assert!(false, "encode_views {:?}, encode {:?}", d.err(), g.err());
+                unreachable!()
+            }
+        };
+        let parsed = stream::parse(&bytes).unwrap();
+        let state = parsed.vcpu(0).unwrap().state;
+        let mut dst = hostile_area(b, seed2, bv2, comp2, to_compacted, 0, b.mxcsr_mask());
+        let Ok(mut dview) = XsaveView::new(&mut dst[..], b) else {
+            return Ok(());
+        };
+        let before = dview.as_bytes().to_vec();
+        match parsed.decode_into_view(0, &mut dview) {
+            Ok(_) => {
+                if let Err(e) = consumer_takes(&dst, b) {
+                    prop_assert!(false, "decode_into_view emitted {}", e);
+                }
+                prop_assert_eq!(RegisterFile::decode(&dst, b).unwrap(), state);
+            }
+            Err(stream::StreamError::Incompatible { .. }) => {
+                prop_assert!(dst == before, "a refusal changed the area");
+                // Refused only for what check refuses or the area lacks room for.
+                let mut general = before.clone();
+                let mut gview = XsaveView::new(&mut general[..], b).unwrap();
+                let refused = !xstate::migrate::check(&state, b).is_compatible()
+                    || state.write_to(&mut gview).is_err();
+                prop_assert!(refused, "refused a state the general path writes");
+            }
+            Err(e) => prop_assert!(false, "unexpected {}", e),
+        }
     }
 }
