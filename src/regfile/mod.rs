@@ -587,6 +587,12 @@ impl RegisterFile {
     /// Encodes into `buf`, in the format `xcomp_bv` names (its components,
     /// for the compacted format).
     ///
+    /// Written: the header, MXCSR and MXCSR_MASK (the layout's), the live
+    /// components' bytes, and bytes 416..512 as zero (no software bytes).
+    /// The bytes of init components are left as `buf` held them, as
+    /// XSAVEOPT leaves them: XRSTOR and `KVM_SET_XSAVE` read only what
+    /// XSTATE_BV marks live (and MXCSR).
+    ///
     /// # Errors
     ///
     /// [`AccessError::Header`] when `buf` or `xcomp_bv` does not fit the
@@ -674,9 +680,13 @@ impl RegisterFile {
         h.xcomp_bv.set(xcomp_bv.bits());
         h.reserved = [0; 48];
         self.write_legacy(buf);
-        // MXCSR_MASK as the destination CPU's FXSAVE / XSAVE write it.
+        // MXCSR_MASK as the destination CPU's FXSAVE / XSAVE write it; the
+        // reserved and software bytes (416..512) zero, as relayout writes
+        // them: a reused buffer's stale ones (another layout's ptrace or
+        // KVM copy) would make the area one no view opens.
         buf[legacy::MXCSR_MASK..legacy::MXCSR_MASK + 4]
             .copy_from_slice(&layout.mxcsr_mask().to_le_bytes());
+        buf[legacy::SSE_RANGE.end..crate::area::HEADER_OFFSET].fill(0);
         for c in self.xstate_bv.extended() {
             let bytes = self.component(c).expect("live");
             let start = placed[c.index() as usize & 63] as usize;
