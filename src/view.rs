@@ -520,7 +520,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'_, B> {
             ComponentId::SSE => buf[legacy::SSE_RANGE].fill(0),
             _ => buf[range].fill(0),
         }
-        if MXCSR_COMPONENTS.contains(component) && !was_mxcsr_live {
+        // MXCSR's bytes become the 0x1F80 the view reports while SSE and AVX
+        // are init, when SSE or AVX goes live, and when x87 does: KVM_SET_XSAVE
+        // checks MXCSR whenever x87, SSE or AVX is live, and a buffer's
+        // stale bytes there must not make it refuse.
+        if (MXCSR_COMPONENTS.contains(component) || component == ComponentId::X87)
+            && !was_mxcsr_live
+        {
             buf[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(&MXCSR_INIT.to_le_bytes());
         }
         self.set_xstate_bv(self.header.xstate_bv.with(component));

@@ -606,3 +606,38 @@ proptest! {
         }
     }
 }
+
+/// Making x87 live in a view over stale MXCSR bytes (SSE and AVX init)
+/// writes the 0x1F80 the view reports: KVM_SET_XSAVE checks MXCSR with x87
+/// live, and the standard-format XRSTOR loads it.
+#[test]
+fn making_x87_live_over_a_stale_mxcsr_writes_its_init_value() {
+    let layout = catalog::get("amd-zen4").unwrap();
+    let mut area = RegisterFile::new()
+        .encode(layout, Format::Standard)
+        .unwrap();
+    area[MXCSR..MXCSR + 4].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+    let mut view = XsaveView::new(&mut area[..], layout).unwrap();
+    assert_eq!(view.mxcsr().unwrap(), 0x1F80);
+    view.set_st(0, [1; 10]).unwrap();
+    assert_eq!(mxcsr_bytes(&area), 0x1F80);
+    consumer_takes(&area, layout).unwrap();
+}
+
+/// Encoding into a reused buffer that held another layout's ptrace copy
+/// (its XCR0 in the software bytes) gives an area that opens: bytes
+/// 416..512 are written as zero.
+#[test]
+fn encoding_over_another_layouts_software_bytes_gives_an_area_that_opens() {
+    let zen3 = catalog::get("amd-zen3").unwrap();
+    let spr = catalog::get("intel-sapphire-rapids").unwrap();
+    let mut regs = RegisterFile::new();
+    regs.set_xmm(2, 9).unwrap();
+    let mut buf = vec![0u8; spr.standard_size() as usize];
+    xstate::artifact::swbytes::write_xcr0(&mut buf, zen3.xcr0_supported());
+    regs.encode_into(&mut buf, spr, XcompBv::STANDARD).unwrap();
+    assert!(buf[416..512].iter().all(|&b| b == 0));
+    let view = XsaveView::new(&buf[..], spr).unwrap();
+    assert_eq!(view.xmm(2).unwrap(), 9);
+    consumer_takes(&buf, spr).unwrap();
+}
