@@ -181,7 +181,8 @@ impl Register {
     }
 
     /// The component pieces the register is assembled from, low bytes first.
-    /// Indices must be valid ([`is_valid`](Self::is_valid)).
+    /// Indices must be valid ([`is_valid`](Self::is_valid)); an invalid one
+    /// gives meaningless pieces, never a panic.
     #[inline]
     pub fn pieces(self) -> Pieces {
         use ComponentId as C;
@@ -211,7 +212,7 @@ impl Register {
             Bndstatus => one(piece(C::MPX_BNDCSR, 8, 8)),
             Tilecfg => one(piece(C::TILECFG, 0, 64)),
             Tmm(i) => one(piece(C::TILEDATA, 1024 * i as u32, 1024)),
-            R(i) => one(piece(C::APX, 8 * (i as u32 - 16), 8)),
+            R(i) => one(piece(C::APX, 8 * (i as u32).saturating_sub(16), 8)),
         }
     }
 }
@@ -231,6 +232,32 @@ impl core::fmt::Display for Register {
         match self.family() {
             (family, None) => f.write_str(family),
             (family, Some(i)) => write!(f, "{family}{i}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Register;
+
+    /// `pieces` of any index, valid or not, answers without a panic.
+    #[test]
+    fn pieces_of_any_index_never_panic() {
+        let families: [fn(u8) -> Register; 8] = [
+            Register::St,
+            Register::Xmm,
+            Register::Ymm,
+            Register::Zmm,
+            Register::K,
+            Register::Bnd,
+            Register::Tmm,
+            Register::R,
+        ];
+        for make in families {
+            for i in 0..=u8::MAX {
+                let (_, n) = make(i).pieces();
+                assert!((1..=3).contains(&n));
+            }
         }
     }
 }
