@@ -176,6 +176,7 @@ pub fn load_layout(spec: &str) -> Result<xstate::Layout, u8> {
 /// Loads a host profile named on the command line without probing this
 /// host's KVM: a profile file gives its KVM part, every other source its
 /// layout alone.
+#[cfg(target_arch = "x86_64")]
 pub fn load_stored_profile(spec: &str) -> Result<xstate::profile::HostProfile, u8> {
     load_profile_of(spec, false)
 }

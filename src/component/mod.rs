@@ -288,6 +288,7 @@ pub const XFD_CAPABLE: Xfeatures = {
 
 /// The components with reserved bytes (PKRU's 4..8), kept zero: each one
 /// whose used bytes are fewer than its size.
+#[cfg(feature = "alloc")]
 pub(crate) const WITH_RESERVED: Xfeatures = {
     let mut bits = 0u64;
     let mut i = 0;
