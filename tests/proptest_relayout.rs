@@ -268,6 +268,16 @@ fn offset_of(view: &XsaveView<'_, &[u8]>, c: ComponentId) -> Result<usize, xstat
 
 /// The bytes `relayout_into` writes in an area of `layout`: the legacy
 /// region, the header, and each live component.
+/// The fewest bytes that hold `area`: in the standard format the end of
+/// its last live component (at least 576), in the compacted one its size.
+fn least_bytes(area: &[u8], layout: &Layout) -> usize {
+    let view = XsaveView::new(area, layout).unwrap();
+    match view.format() {
+        Format::Standard => (layout.standard_size_for(view.xstate_bv()) as usize).max(576),
+        Format::Compacted => area.len(),
+    }
+}
+
 fn written(area: &[u8], layout: &Layout) -> Vec<Range<usize>> {
     let view = XsaveView::new(area, layout).unwrap();
     // The legacy region and the header.
@@ -338,17 +348,21 @@ proptest! {
                 prop_assert_eq!(&got, e);
                 prop_assert!(dst == before, "a refusal changed the destination");
             }
-            (Ok(_), Err(MigrateError::DestinationTooSmall { len: l, needed: n })) => {
-                prop_assert!(len < needed);
-                prop_assert_eq!((l, n), (len, needed));
+            (Ok((_, area, _)), Err(MigrateError::DestinationTooSmall { len: l, needed: n })) => {
+                let least = least_bytes(area, b);
+                prop_assert!(len < least);
+                prop_assert_eq!((l, n), (len, least));
                 prop_assert!(dst == before, "a refusal changed the destination");
             }
             (Ok((_, area, masked)), Ok(report)) => {
-                prop_assert!(len >= needed);
-                prop_assert_eq!(report.len, area.len());
+                prop_assert!(len >= least_bytes(area, b));
+                // A shorter standard-format buffer is the area whole.
+                prop_assert_eq!(report.len, area.len().min(len));
+                prop_assert!(area[report.len..].iter().all(|&x| x == 0), "live bytes past a short buffer");
+                let area = &area[..report.len];
                 prop_assert_eq!(&report.maskings(&guest), masked);
                 prop_assert_eq!(report.masked, masked.iter().map(|m| m.component).collect::<Xfeatures>());
-                let view = XsaveView::new(&area[..], b).unwrap();
+                let view = XsaveView::new(area, b).unwrap();
                 prop_assert_eq!(report.xstate_bv, view.xstate_bv());
                 prop_assert_eq!(report.xcomp_bv, view.xcomp_bv());
                 prop_assert_eq!(report.xcomp_bv.is_compacted(), fb == Format::Compacted);
@@ -415,8 +429,22 @@ fn zen4_to_sapphire_rapids_into_a_reused_buffer() {
         err.to_string(),
         format!(
             "the destination buffer of 1000 bytes is too small: the area needs {}",
-            spr.standard_size()
+            spr.standard_size_for(regs.xstate_bv())
         )
     );
     assert!(small.iter().all(|&b| b == 0x11));
+    // A 4096-byte kvm_xsave holds every live component: the area is the
+    // whole buffer, though Sapphire Rapids' standard size is 11008.
+    let mut kvm = vec![0u8; 4096];
+    let done = relayout_into(
+        &area,
+        zen4,
+        spr,
+        RelayoutOptions::default(),
+        &Guest::default(),
+        &mut kvm,
+    )
+    .unwrap();
+    assert_eq!(done.len, 4096);
+    assert_eq!(RegisterFile::decode(&kvm, spr).unwrap(), regs);
 }

@@ -79,7 +79,9 @@ pub enum MigrateError {
     DestinationTooSmall {
         /// The buffer's length in bytes.
         len: usize,
-        /// The area's length in bytes.
+        /// The fewest bytes that hold the area: in the standard format
+        /// the end of its last live component (at least 576), in the
+        /// compacted format its size.
         needed: usize,
     },
 }
@@ -89,8 +91,9 @@ pub enum MigrateError {
 #[non_exhaustive]
 pub struct RelayoutReport {
     /// The area's length in bytes: it is `dst[..len]` (the destination
-    /// layout's standard size, or its compacted size for XCOMP_BV's
-    /// components).
+    /// layout's standard size, or the whole of a shorter buffer that holds
+    /// every live component, as a 4096-byte `kvm_xsave` does; in the
+    /// compacted format its size for XCOMP_BV's components).
     pub len: usize,
     /// XSTATE_BV written: the live components.
     pub xstate_bv: Xfeatures,
@@ -195,9 +198,11 @@ pub fn relayout_for<'a>(
 }
 
 /// [`relayout_for`] into a buffer the caller owns (a `kvm_xsave`, say),
-/// without allocating: `dst[..len]` becomes the area, `len` the destination
-/// layout's standard size or its compacted size (in the
-/// [`RelayoutReport`]); `guest` may be `&Guest::default()`, which masks
+/// without allocating: `dst[..len]` becomes the area, `len` (in the
+/// [`RelayoutReport`]) the destination layout's standard size, or the
+/// whole of a shorter buffer that holds every live component (a 4096-byte
+/// `kvm_xsave` where the layout's standard size is larger), or its
+/// compacted size; `guest` may be `&Guest::default()`, which masks
 /// nothing.
 ///
 /// Each live component is copied straight from `src` to its place in
@@ -221,16 +226,19 @@ pub fn relayout_for<'a>(
 /// let mut regs = RegisterFile::new();
 /// regs.set_zmm(3, [1, 2, 3, 4]).unwrap();
 /// let area = regs.encode(zen4, Format::Standard).unwrap();
-/// let mut kvm_buffer = vec![0u8; 16384]; // reused from exit to exit
+/// // A 4096-byte kvm_xsave, reused from vCPU to vCPU: it holds every
+/// // live component, though Sapphire Rapids' standard size is 11008.
+/// let mut kvm_buffer = vec![0u8; 4096];
 /// let done = relayout_into(&area, zen4, spr, RelayoutOptions::default(), &Guest::default(), &mut kvm_buffer).unwrap();
-/// assert_eq!(done.len, spr.standard_size() as usize);
+/// assert_eq!(done.len, 4096);
 /// assert_eq!(RegisterFile::decode(&kvm_buffer[..done.len], spr).unwrap(), regs);
 /// ```
 ///
 /// # Errors
 ///
 /// As [`relayout_for`], and [`MigrateError::DestinationTooSmall`] when
-/// `dst` is shorter than the area. Every check is made before any byte is
+/// `dst` cannot hold the area: in the standard format, when it ends before
+/// the last live component does. Every check is made before any byte is
 /// written: on error `dst` is unchanged.
 pub fn relayout_into(
     src: &[u8],
@@ -242,15 +250,17 @@ pub fn relayout_into(
 ) -> Result<RelayoutReport, MigrateError> {
     let mut copies = Copies::new();
     let plan = Plan::new(src, from, to, options, guest, &mut copies)?;
-    if dst.len() < plan.len {
+    if dst.len() < plan.needed {
         return Err(MigrateError::DestinationTooSmall {
             len: dst.len(),
-            needed: plan.len,
+            needed: plan.needed,
         });
     }
     plan.write(src, dst, &copies);
     Ok(RelayoutReport {
-        len: plan.len,
+        // A standard-format buffer shorter than the standard size (KVM's
+        // 4096 bytes, say) is the area whole: it holds every live component.
+        len: plan.len.min(dst.len()),
         xstate_bv: plan.live,
         xcomp_bv: plan.xcomp_bv,
         masked: plan.masked,
@@ -299,6 +309,9 @@ struct Plan<'s, 'l> {
     xcomp_bv: XcompBv,
     /// The area's length in bytes.
     len: usize,
+    /// The fewest bytes that hold it (see
+    /// [`MigrateError::DestinationTooSmall`]).
+    needed: usize,
 }
 
 impl<'s, 'l> Plan<'s, 'l> {
@@ -393,6 +406,11 @@ impl<'s, 'l> Plan<'s, 'l> {
             masked_mxcsr,
             xcomp_bv,
             len: (len as usize).max(EXTENDED_START),
+            needed: match options.format {
+                Format::Standard => to.standard_size_for(live) as usize,
+                Format::Compacted => len as usize,
+            }
+            .max(EXTENDED_START),
         };
         plan.place(copies)?;
         Ok(plan)
