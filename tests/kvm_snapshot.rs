@@ -182,6 +182,23 @@ fn sync_writes_back_only_what_may_have_changed() {
     assert!(buffer.is_changed());
     assert!(buffer.sync(vm.vcpu(), &caps).unwrap());
     assert!(!buffer.sync(vm.vcpu(), &caps).unwrap());
+    // A restore, on any descriptor, leaves nothing for sync to write.
+    buffer.as_bytes_mut();
+    buffer.restore(vm.vcpu(), &caps).unwrap();
+    assert!(!buffer.is_changed());
+    buffer.as_bytes_mut();
+    assert!(buffer.sync_fd(vm.vcpu(), &caps).unwrap());
+    assert!(!buffer.sync_fd(vm.vcpu(), &caps).unwrap());
+    buffer.as_bytes_mut();
+    let mut calls = 0;
+    let mut set = |bytes: &[u8]| {
+        calls += 1;
+        assert_eq!(bytes.len(), caps.buffer_size());
+        Ok(())
+    };
+    assert!(buffer.sync_with(&caps, &mut set).unwrap());
+    assert!(!buffer.sync_with(&caps, &mut set).unwrap());
+    assert_eq!(calls, 1);
     let mut back = XstateBuffer::new(&caps).unwrap();
     back.save(vm.vcpu()).unwrap();
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Moving a vCPU's XSAVE state in and out of KVM.
 
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use kvm_bindings::{kvm_xcrs, kvm_xsave, Xsave};
 use kvm_ioctls::VcpuFd;
@@ -17,9 +18,10 @@ pub struct XstateBuffer {
     xsave: Xsave,
     /// Whether to read with KVM_GET_XSAVE2 (false: KVM_GET_XSAVE).
     xsave2: bool,
-    /// Whether the bytes may differ from the vCPU's since the last save or
-    /// sync: set when anything could have written them.
-    changed: bool,
+    /// Whether the bytes may differ from the vCPU's since the last save,
+    /// restore or sync: set when anything could have written them. Atomic
+    /// so that `restore(&self)` clears it and the buffer stays `Sync`.
+    changed: AtomicBool,
 }
 
 impl core::fmt::Debug for XstateBuffer {
@@ -27,7 +29,7 @@ impl core::fmt::Debug for XstateBuffer {
         f.debug_struct("XstateBuffer")
             .field("len", &self.as_bytes().len())
             .field("xsave2", &self.xsave2)
-            .field("changed", &self.changed)
+            .field("changed", &self.is_changed())
             .finish()
     }
 }
@@ -40,7 +42,7 @@ impl From<Xsave> for XstateBuffer {
         XstateBuffer {
             xsave,
             xsave2: true,
-            changed: true,
+            changed: AtomicBool::new(true),
         }
     }
 }
@@ -56,7 +58,7 @@ impl XstateBuffer {
         Ok(XstateBuffer {
             xsave: new_xsave2(caps.buffer_size())?,
             xsave2: caps.xsave2_size().is_some(),
-            changed: true,
+            changed: AtomicBool::new(true),
         })
     }
 
@@ -73,7 +75,7 @@ impl XstateBuffer {
     /// this host's buffer (the buffer is then unchanged).
     pub fn load(&mut self, state: &RegisterFile, caps: &KvmCaps) -> Result<(), KvmError> {
         let layout = caps.layout();
-        self.changed = true;
+        self.changed.store(true, Relaxed);
         state.encode_into_pinned(
             self.as_bytes_mut(),
             layout,
@@ -101,20 +103,22 @@ impl XstateBuffer {
 
     /// The buffer's bytes, writable (the buffer counts as changed).
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        self.changed = true;
+        self.changed.store(true, Relaxed);
         xsave2_bytes_mut(&mut self.xsave)
     }
 
     /// Whether the bytes may differ from the vCPU's: true from creation,
     /// [`load`](Self::load), [`as_bytes_mut`](Self::as_bytes_mut) or
-    /// [`view_mut`](Self::view_mut) until the next save or
-    /// [`sync`](Self::sync). Read-only [`view`](Self::view)s leave it.
+    /// [`view_mut`](Self::view_mut) (handing out a write view counts, written
+    /// or not) until the next successful save, restore or
+    /// [`sync`](Self::sync), on any descriptor. Read-only
+    /// [`view`](Self::view)s leave it.
     pub fn is_changed(&self) -> bool {
-        self.changed
+        self.changed.load(Relaxed)
     }
 
     /// Writes the buffer back to the vCPU only if it may have changed since
-    /// the last save or sync ([`is_changed`](Self::is_changed)): an exit
+    /// the last save, restore or sync ([`is_changed`](Self::is_changed)): an exit
     /// that only read the state issues no ioctl (each costs microseconds).
     /// Returns whether `KVM_SET_XSAVE` was issued. Use
     /// [`restore`](Self::restore) to write regardless (after the vCPU ran
@@ -123,13 +127,11 @@ impl XstateBuffer {
     /// # Errors
     ///
     /// As [`restore`](Self::restore); the buffer then stays changed.
-    pub fn sync(&mut self, vcpu: &VcpuFd, caps: &KvmCaps) -> Result<bool, KvmError> {
-        if !self.changed {
+    pub fn sync(&self, vcpu: &VcpuFd, caps: &KvmCaps) -> Result<bool, KvmError> {
+        if !self.is_changed() {
             return Ok(false);
         }
-        self.restore(vcpu, caps)?;
-        self.changed = false;
-        Ok(true)
+        self.restore(vcpu, caps).map(|()| true)
     }
 
     /// A read view with `layout` (the host's, for state from this host).
@@ -152,7 +154,7 @@ impl XstateBuffer {
         &'a mut self,
         layout: &'a Layout,
     ) -> Result<XsaveView<'a, &'a mut [u8]>, HeaderError> {
-        self.changed = true;
+        self.changed.store(true, Relaxed);
         XsaveView::new(xsave2_bytes_mut(&mut self.xsave), layout)
     }
 
@@ -169,7 +171,7 @@ impl XstateBuffer {
             // requirement), so the kernel writes only memory of the buffer.
             match unsafe { vcpu.get_xsave2(&mut self.xsave) } {
                 Ok(()) => {
-                    self.changed = false;
+                    self.changed.store(false, Relaxed);
                     return Ok(());
                 }
                 // A kernel without XSAVE2 (before 5.17): KVM_GET_XSAVE.
@@ -186,7 +188,7 @@ impl XstateBuffer {
         }
         let x = vcpu.get_xsave().map_err(ioctl("KVM_GET_XSAVE"))?;
         xsave2_bytes_mut(&mut self.xsave)[..4096].copy_from_slice(super::kvm_xsave_bytes(&x));
-        self.changed = false;
+        self.changed.store(false, Relaxed);
         Ok(())
     }
 
@@ -211,6 +213,13 @@ impl XstateBuffer {
         self.restore_unchecked(vcpu)
     }
 
+    /// Records that the vCPU now holds the buffer's bytes (a restore
+    /// succeeded), so the next [`sync`](Self::sync) issues no ioctl.
+    fn restored(&self) -> Result<(), KvmError> {
+        self.changed.store(false, Relaxed);
+        Ok(())
+    }
+
     /// `KVM_SET_XSAVE` without the pre-flight check (the kernel still
     /// validates; it answers EINVAL where [`preflight`] would have said why).
     ///
@@ -221,7 +230,8 @@ impl XstateBuffer {
         // SAFETY: the buffer holds the full size KVM copies on this host
         // (KVM_CAP_XSAVE2, or 4096 without it), so the kernel reads only
         // memory of the buffer.
-        unsafe { vcpu.set_xsave2(&self.xsave) }.map_err(ioctl("KVM_SET_XSAVE"))
+        unsafe { vcpu.set_xsave2(&self.xsave) }.map_err(ioctl("KVM_SET_XSAVE"))?;
+        self.restored()
     }
 }
 
@@ -272,7 +282,7 @@ impl XstateBuffer {
             // `buf.len()` bytes for the call's duration.
             let r = unsafe { libc::ioctl(fd, request::KVM_GET_XSAVE2 as _, buf.as_mut_ptr()) };
             if r == 0 {
-                self.changed = false;
+                self.changed.store(false, Relaxed);
                 return Ok(());
             }
             let e = kvm_ioctls::Error::last();
@@ -294,7 +304,7 @@ impl XstateBuffer {
                 source: kvm_ioctls::Error::last(),
             });
         }
-        self.changed = false;
+        self.changed.store(false, Relaxed);
         Ok(())
     }
 
@@ -317,7 +327,22 @@ impl XstateBuffer {
                 source: kvm_ioctls::Error::last(),
             });
         }
-        Ok(())
+        self.restored()
+    }
+
+    /// [`sync`](Self::sync) on any vCPU file descriptor (see
+    /// [`save_fd`](Self::save_fd)): [`restore_fd`](Self::restore_fd) only
+    /// if the buffer may have changed. Returns whether `KVM_SET_XSAVE` was
+    /// issued.
+    ///
+    /// # Errors
+    ///
+    /// As [`restore_fd`](Self::restore_fd); the buffer then stays changed.
+    pub fn sync_fd(&self, vcpu: &impl AsRawFd, caps: &KvmCaps) -> Result<bool, KvmError> {
+        if !self.is_changed() {
+            return Ok(false);
+        }
+        self.restore_fd(vcpu, caps).map(|()| true)
     }
 
     /// [`save`](Self::save) where the caller issues the ioctl: `get` fills
@@ -333,7 +358,7 @@ impl XstateBuffer {
         get: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
     ) -> Result<(), KvmError> {
         get(self.as_bytes_mut()).map_err(|e| caller_ioctl("KVM_GET_XSAVE2 (caller's)", &e))?;
-        self.changed = false;
+        self.changed.store(false, Relaxed);
         Ok(())
     }
 
@@ -350,7 +375,27 @@ impl XstateBuffer {
         set: impl FnOnce(&[u8]) -> std::io::Result<()>,
     ) -> Result<(), KvmError> {
         preflight(self.as_bytes(), &caps.set_xsave_rules())?;
-        set(self.as_bytes()).map_err(|e| caller_ioctl("KVM_SET_XSAVE (caller's)", &e))
+        set(self.as_bytes()).map_err(|e| caller_ioctl("KVM_SET_XSAVE (caller's)", &e))?;
+        self.restored()
+    }
+
+    /// [`sync`](Self::sync) where the caller issues the ioctl:
+    /// [`restore_with`](Self::restore_with) only if the buffer may have
+    /// changed. Returns whether `set` was called.
+    ///
+    /// # Errors
+    ///
+    /// As [`restore_with`](Self::restore_with); the buffer then stays
+    /// changed.
+    pub fn sync_with(
+        &self,
+        caps: &KvmCaps,
+        set: impl FnOnce(&[u8]) -> std::io::Result<()>,
+    ) -> Result<bool, KvmError> {
+        if !self.is_changed() {
+            return Ok(false);
+        }
+        self.restore_with(caps, set).map(|()| true)
     }
 }
 
