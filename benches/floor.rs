@@ -4,8 +4,10 @@
 //! shared, noisy machine slows both alike. Each measure prints the median
 //! of its per-round ratios (library / floor) and the goal it is held to.
 //!
-//! Run: `cargo bench --bench floor` (`-- --rounds N` for more rounds; the
-//! criterion benches keep the per-operation tables).
+//! Run: `cargo bench --bench floor` (21 rounds; `-- --rounds N` for
+//! another number). It prints the host's CPU and load average first; the
+//! criterion benches keep the per-operation tables. For "per vCPU, 256 /
+//! 8" the time is the whole 256-vCPU decode.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -525,6 +527,21 @@ fn main() {
         );
     }
     all.extend([s1, enc256, dec256, per, enc256r, s1v, enc256v, dec256v, rel]);
+    // Where the figures come from: the CPU and how busy the machine was.
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "host: {cpu}; load average {}",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
     println!("median of {rounds} rounds (library path, its ratio to the floor, the goal):");
     for m in &mut all {
         m.report();
