@@ -420,8 +420,9 @@ pub enum StreamError {
         vcpus: usize,
     },
     /// Decoding into an XSAVE area ([`Parsed::decode_into_view`]): a vCPU
-    /// whose state the area's layout or the area itself cannot take, with
-    /// every reason found (the rules of [`check`](crate::migrate::check())).
+    /// whose state the area's layout or the area itself cannot take: every
+    /// reason the rules of [`check`](crate::migrate::check()) find, or else
+    /// the first component the area has no room for.
     #[error("vCPU {vcpu} cannot go to the destination area: {}", Reasons(.incompatibilities))]
     Incompatible {
         /// The vCPU's position.

@@ -207,9 +207,11 @@ impl Parsed<'_> {
     /// [`check`](crate::migrate::check()) against the view's layout, with the
     /// layout's MXCSR mask: a live component the layout lacks or holds at
     /// another size, MXCSR bits outside the mask, a TILECFG that LDTILECFG
-    /// refuses, supervisor values XRSTORS refuses; then whether the area
-    /// has room for every live component (supervisor state in the standard
-    /// format, a compacted area without it, a buffer that ends inside it).
+    /// refuses, supervisor values XRSTORS refuses (every one of these is
+    /// reported); then, only when none is found, whether the area has room
+    /// for every live component (supervisor state in the standard format,
+    /// a compacted area without it, a buffer that ends inside it: the
+    /// first such component is reported).
     /// Only a state with none of these is written, as
     /// [`RegisterFile::write_to`] writes it: live components copied and
     /// marked live in XSTATE_BV, the others marked init, MXCSR written
