@@ -407,6 +407,9 @@ pub(crate) struct Extents<'a> {
     todo: Xfeatures,
     /// The compacted format's next free offset.
     offset: u32,
+    /// The buffer's length in bytes: a component ending past it is
+    /// [`AccessError::BufferTooSmall`](crate::AccessError::BufferTooSmall).
+    len: usize,
 }
 
 #[cfg(feature = "alloc")]
@@ -444,6 +447,14 @@ impl Iterator for Extents<'_> {
                         component: c,
                         supported,
                     }),
+                    Some(start) if start as usize + g.size as usize > self.len => {
+                        Err(crate::AccessError::BufferTooSmall {
+                            component: c,
+                            start: start as usize,
+                            end: start as usize + g.size as usize,
+                            len: self.len,
+                        })
+                    }
                     Some(start) => Ok((start as usize, g.size as usize)),
                     None => Err(crate::AccessError::NotInArea(c)),
                 },
@@ -824,12 +835,15 @@ impl Layout {
     }
 
     /// An ascending walk over the extended components of `wanted` in an
-    /// area of this layout in the format `xcomp_bv` names: each with its
-    /// offset and size in bytes, or the reason the area has no place for it
+    /// area of this layout in the format `xcomp_bv` names, in a buffer of
+    /// `len` bytes: each with its offset and size in bytes, or the reason
+    /// the area has no place for it
     /// ([`AccessError::NoComponent`](crate::AccessError::NoComponent),
     /// [`AccessError::NotInArea`](crate::AccessError::NotInArea) for one
     /// outside a compacted area's XCOMP_BV or a supervisor component in the
-    /// standard format). Compacted offsets accumulate as the walk goes
+    /// standard format,
+    /// [`AccessError::BufferTooSmall`](crate::AccessError::BufferTooSmall)
+    /// for one ending past `len`). Compacted offsets accumulate as the walk goes
     /// (Intel SDM vol. 1, 13.4.3), so the walk is O(n) in the components
     /// held.
     #[cfg(feature = "alloc")]
@@ -838,6 +852,7 @@ impl Layout {
         &self,
         xcomp_bv: crate::component::XcompBv,
         wanted: Xfeatures,
+        len: usize,
     ) -> Extents<'_> {
         let compacted = xcomp_bv.is_compacted();
         let wanted = wanted.extended();
@@ -853,6 +868,7 @@ impl Layout {
             held,
             todo: wanted | held,
             offset: EXTENDED_START as u32,
+            len,
         }
     }
 

@@ -433,27 +433,24 @@ impl<'s, 'l> Plan<'s, 'l> {
         let src_len = self.view.as_bytes().len();
         copies.clear();
         // Both areas walked once, in step: the same components, ascending.
-        let mut places = to.extents(self.xcomp_bv, wanted);
-        for (c, source) in from.extents(self.view.xcomp_bv(), wanted) {
+        // The destination's room is judged later, against the buffer.
+        let mut places = to.extents(self.xcomp_bv, wanted, usize::MAX);
+        for (c, source) in from.extents(self.view.xcomp_bv(), wanted, src_len) {
             let Some((_, place)) = places.next() else {
                 break;
             };
-            let (start, len) =
-                source.map_err(|_| MigrateError::SourceAccess(AccessError::NotInArea(c)))?;
+            let (start, len) = source.map_err(|e| {
+                MigrateError::SourceAccess(match e {
+                    AccessError::BufferTooSmall { .. } => e,
+                    _ => AccessError::NotInArea(c),
+                })
+            })?;
             let (at, there) = place.map_err(MigrateError::Destination)?;
             if there != len {
                 return Err(MigrateError::Destination(AccessError::SizeMismatch {
                     component: c,
                     layout_size: there,
                     state_size: len,
-                }));
-            }
-            if start + len > src_len {
-                return Err(MigrateError::SourceAccess(AccessError::BufferTooSmall {
-                    component: c,
-                    start,
-                    end: start + len,
-                    len: src_len,
                 }));
             }
             let reserved = if crate::component::WITH_RESERVED.contains(c) {

@@ -430,16 +430,12 @@ impl RegisterFile {
         let extended = live.extended();
         self.reserve_slots(extended);
         let bytes = view.as_bytes();
-        for (c, placed) in view.layout().extents(view.xcomp_bv(), extended) {
+        let walk = view
+            .layout()
+            .extents(view.xcomp_bv(), extended, bytes.len());
+        for (c, placed) in walk {
             let (at, size) = placed?;
-            let src = bytes
-                .get(at..at + size)
-                .ok_or(AccessError::BufferTooSmall {
-                    component: c,
-                    start: at,
-                    end: at + size,
-                    len: bytes.len(),
-                })?;
+            let src = &bytes[at..at + size];
             match slot(c) {
                 Some((tiles, range)) if range.len() == size => {
                     let buf = if tiles {
@@ -654,16 +650,8 @@ impl RegisterFile {
         }
         let len = buf.len();
         let mut placed = [0u32; 64];
-        for (c, at) in layout.extents(xcomp_bv, xstate_bv) {
+        for (c, at) in layout.extents(xcomp_bv, xstate_bv, len) {
             let (start, size) = at?;
-            if start + size > len {
-                return Err(AccessError::BufferTooSmall {
-                    component: c,
-                    start,
-                    end: start + size,
-                    len,
-                });
-            }
             let state_size = self.component(c).map_or(size, <[u8]>::len);
             if state_size != size {
                 return Err(AccessError::SizeMismatch {

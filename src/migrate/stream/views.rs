@@ -79,16 +79,8 @@ impl<'v, 'a, B: AsRef<[u8]>> AreaState<'v, 'a, B> {
         }
         let mut extents = [(0, 0); 64];
         let len = view.as_bytes().len();
-        for (c, placed) in view.layout().extents(view.xcomp_bv(), live) {
+        for (c, placed) in view.layout().extents(view.xcomp_bv(), live, len) {
             let (start, size) = placed?;
-            if start + size > len {
-                return Err(AccessError::BufferTooSmall {
-                    component: c,
-                    start,
-                    end: start + size,
-                    len,
-                });
-            }
             let expected = record_size(c);
             let fits = match expected {
                 Some(record) => size == record,
