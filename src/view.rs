@@ -497,6 +497,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'_, B> {
     /// Makes `component` live: if its XSTATE_BV bit is clear, fills it with
     /// its init values first, then sets the bit.
     ///
+    /// While SSE and AVX are init, MXCSR's bytes are set to the 0x1F80 the
+    /// view reports, whether or not `component` was live: the
+    /// standard-format XRSTOR loads MXCSR whatever XSTATE_BV says, and
+    /// `KVM_SET_XSAVE` checks it whenever x87, SSE or AVX is live, so a
+    /// buffer's stale bytes there must not survive a write.
+    ///
     /// # Errors
     ///
     /// As [`component_offset`](Self::component_offset), and
@@ -504,11 +510,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'_, B> {
     #[inline]
     pub fn make_live(&mut self, component: ComponentId) -> Result<(), AccessError> {
         let range = self.extent_of(component)?;
+        let was_mxcsr_live = self.header.xstate_bv.intersects(MXCSR_COMPONENTS);
+        let buf = self.buf.as_mut();
+        if !was_mxcsr_live {
+            buf[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(&MXCSR_INIT.to_le_bytes());
+        }
         if self.header.xstate_bv.contains(component) {
             return Ok(());
         }
-        let was_mxcsr_live = self.header.xstate_bv.intersects(MXCSR_COMPONENTS);
-        let buf = self.buf.as_mut();
         match component {
             ComponentId::X87 => {
                 for r in legacy::X87_RANGES {
@@ -519,15 +528,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'_, B> {
             }
             ComponentId::SSE => buf[legacy::SSE_RANGE].fill(0),
             _ => buf[range].fill(0),
-        }
-        // MXCSR's bytes become the 0x1F80 the view reports while SSE and AVX
-        // are init, when SSE or AVX goes live, and when x87 does: KVM_SET_XSAVE
-        // checks MXCSR whenever x87, SSE or AVX is live, and a buffer's
-        // stale bytes there must not make it refuse.
-        if (MXCSR_COMPONENTS.contains(component) || component == ComponentId::X87)
-            && !was_mxcsr_live
-        {
-            buf[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(&MXCSR_INIT.to_le_bytes());
         }
         self.set_xstate_bv(self.header.xstate_bv.with(component));
         Ok(())
@@ -542,9 +542,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'_, B> {
     /// says, so the bytes must agree with the value the view reports.
     #[inline]
     pub fn set_init(&mut self, component: ComponentId) {
-        let was_mxcsr_live = self.header.xstate_bv.intersects(MXCSR_COMPONENTS);
         self.set_xstate_bv(self.header.xstate_bv.without(component));
-        if was_mxcsr_live && !self.header.xstate_bv.intersects(MXCSR_COMPONENTS) {
+        if !self.header.xstate_bv.intersects(MXCSR_COMPONENTS) {
             self.buf.as_mut()[legacy::MXCSR..legacy::MXCSR + 4]
                 .copy_from_slice(&MXCSR_INIT.to_le_bytes());
         }

@@ -641,3 +641,112 @@ fn encoding_over_another_layouts_software_bytes_gives_an_area_that_opens() {
     assert_eq!(view.xmm(2).unwrap(), 9);
     consumer_takes(&buf, spr).unwrap();
 }
+
+/// Writing an x87 register while x87 is already live, SSE and AVX init,
+/// over stale MXCSR bytes writes the 0x1F80 the view reports, as making
+/// x87 live does: otherwise the standard-format XRSTOR loads the stale
+/// bytes (and faults on them), and KVM_SET_XSAVE refuses them with x87
+/// live.
+#[test]
+fn writing_x87_registers_while_x87_is_live_over_a_stale_mxcsr_writes_its_init_value() {
+    let layout = catalog::get("amd-zen4").unwrap();
+    let area = x87_live_stale_mxcsr(layout);
+    for write in 0..3 {
+        let mut area = area.clone();
+        let mut view = XsaveView::new(&mut area[..], layout).unwrap();
+        assert_eq!(view.mxcsr().unwrap(), 0x1F80);
+        match write {
+            0 => view.set_st(1, [2; 10]),
+            1 => view.set_fcw(0x027F),
+            _ => view.set_ftw(0x80),
+        }
+        .unwrap();
+        assert_eq!(mxcsr_bytes(&area), 0x1F80);
+        consumer_takes(&area, layout).unwrap();
+    }
+}
+
+/// One write through a view: `kind` picks the operation, `n` its
+/// component or register index, `v` its value.
+fn view_op(
+    view: &mut XsaveView<'_, &mut [u8]>,
+    kind: u8,
+    n: u8,
+    v: u64,
+) -> Result<(), xstate::AccessError> {
+    let c = ComponentId::new(n % 20).unwrap();
+    let i = usize::from(n % 34);
+    let lane = u128::from(v) << 64 | u128::from(v);
+    match kind % 14 {
+        0 => view.make_live(c),
+        1 => {
+            view.set_init(c);
+            Ok(())
+        }
+        2 => view.component_mut(c).map(drop),
+        3 => view.set_st(i % 8, [v as u8; 10]),
+        4 => view.set_fcw(v as u16),
+        5 => view.set_fsw(v as u16),
+        6 => view.set_xmm(i, lane),
+        7 => view.set_ymm(i, [lane; 2]),
+        8 => view.set_zmm(i, [lane; 4]),
+        // MXCSR values the layout takes, and the init one.
+        9 => view.set_mxcsr(if v & 1 == 0 {
+            0x1F80
+        } else {
+            (v as u32) & 0xFFBF
+        }),
+        10 => view.set_pkru(v as u32),
+        11 => view.set_k(i % 8, v),
+        12 => view.set_r(i, v),
+        _ => view.set_fip(v),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x00AC_5C52),
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(1024)
+    })]
+
+    /// After any sequence of writes and `set_init`s through a view over a
+    /// hostile area (either format, stale MXCSR bytes), MXCSR's bytes are
+    /// the value the view reports: what the standard-format XRSTOR loads
+    /// whatever XSTATE_BV says, and KVM_SET_XSAVE with x87, SSE or AVX
+    /// live. (A compacted area without SSE in XCOMP_BV holds no MXCSR: the
+    /// view reports 0x1F80 there whatever the bytes.) A refused write
+    /// changes nothing.
+    #[test]
+    fn view_writes_keep_mxcsr_bytes_as_the_view_reports_them(
+        a in layouts(),
+        (seed, bv, comp) in (any::<u64>(), any::<u64>(), any::<u64>()),
+        compacted in any::<bool>(),
+        stale in any::<u32>(),
+        ops in prop::collection::vec((any::<u8>(), any::<u8>(), any::<u64>()), 1..12),
+    ) {
+        let mut area = hostile_area(a, seed, bv, comp, compacted, 0, a.mxcsr_mask());
+        area[MXCSR..MXCSR + 4].copy_from_slice(&stale.to_le_bytes());
+        let Ok(mut view) = XsaveView::new(&mut area[..], a) else {
+            return Ok(());
+        };
+        for (kind, n, v) in ops {
+            let before = view.as_bytes().to_vec();
+            let holds_mxcsr = view.format() == Format::Standard
+                || view.xcomp_bv().components().contains(ComponentId::SSE);
+            match view_op(&mut view, kind, n, v) {
+                Ok(()) if !holds_mxcsr => {}
+                Ok(()) => {
+                    let reported = view.mxcsr().unwrap();
+                    let bytes = mxcsr_bytes(view.as_bytes());
+                    prop_assert_eq!(
+                        bytes, reported,
+                        "op {} on component/index {}: MXCSR bytes {:#x}, the view reports {:#x}, XSTATE_BV {}",
+                        kind % 14, n, bytes, reported, view.xstate_bv()
+                    );
+                }
+                Err(_) => prop_assert!(view.as_bytes() == &before[..], "a refused write changed the area"),
+            }
+        }
+    }
+}
