@@ -206,3 +206,47 @@ fn sync_writes_back_only_what_may_have_changed() {
         x.wrapping_add(0x44)
     );
 }
+
+/// A refused or failed write-back leaves the buffer changed, so the next
+/// sync tries again; a buffer the pre-flight check refuses reaches no
+/// ioctl, whichever way it is written back.
+#[test]
+fn failed_write_backs_leave_the_buffer_changed() {
+    let Some(vm) = common::vm("sync after a failed restore") else {
+        return;
+    };
+    let caps = vm.caps().clone();
+    let mut buffer = XstateBuffer::new(&caps).unwrap();
+    buffer.save(vm.vcpu()).unwrap();
+    let good = buffer.as_bytes().to_vec();
+    // A reserved header byte: KVM_SET_XSAVE would refuse it.
+    buffer.as_bytes_mut()[530] = 1;
+    let mut calls = 0;
+    for _ in 0..2 {
+        assert!(buffer.restore(vm.vcpu(), &caps).is_err());
+        assert!(buffer.restore_fd(vm.vcpu(), &caps).is_err());
+        assert!(buffer.sync(vm.vcpu(), &caps).is_err());
+        assert!(buffer.sync_fd(vm.vcpu(), &caps).is_err());
+        assert!(buffer
+            .sync_with(&caps, |_| {
+                calls += 1;
+                Ok(())
+            })
+            .is_err());
+        assert!(buffer.is_changed());
+    }
+    assert_eq!(calls, 0, "a refused buffer reached the caller's ioctl");
+    // The caller's ioctl fails: still changed, and the next sync retries.
+    buffer.as_bytes_mut().copy_from_slice(&good);
+    let failing = |_: &[u8]| Err(std::io::Error::from_raw_os_error(4));
+    assert!(buffer.restore_with(&caps, failing).is_err());
+    assert!(buffer.sync_with(&caps, failing).is_err());
+    assert!(buffer.is_changed());
+    assert!(buffer.sync(vm.vcpu(), &caps).unwrap());
+    assert!(!buffer.is_changed());
+    // A write view, then a save: the vCPU's bytes again.
+    buffer.view_mut(caps.layout()).unwrap();
+    assert!(buffer.is_changed());
+    buffer.save(vm.vcpu()).unwrap();
+    assert!(!buffer.sync(vm.vcpu(), &caps).unwrap());
+}
