@@ -11,9 +11,12 @@
 //!   whatever bytes the buffer holds for it;
 //! - the first write to such a component fills it with its init values,
 //!   then sets its bit, then stores the value;
-//! - MXCSR counts only while SSE or AVX is live (as KVM and the compacted
-//!   format treat it) and reads as 0x1F80 otherwise; writing it makes SSE
-//!   live (MXCSR is SSE state: the CPU's XINUSE\[1\] tracks it too);
+//! - MXCSR counts in the standard format while SSE or AVX is live (as the
+//!   standard-format XRSTOR and KVM treat it), in the compacted format only
+//!   while SSE is live (as the compacted-format XRSTOR does: Intel SDM
+//!   vol. 1, 13.8.2, and measured here), and reads as 0x1F80 otherwise
+//!   ([`XsaveView::mxcsr_counts`]); writing it makes SSE live (MXCSR is SSE
+//!   state: the CPU's XINUSE\[1\] tracks it too);
 //! - a register whose component the layout lacks is an error, not a zero.
 //!
 //! The view keeps XSTATE_BV as it read or wrote it, so it hands out no raw
@@ -183,6 +186,21 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
         self.header.held(self.layout)
     }
 
+    /// Whether MXCSR's bytes hold MXCSR (else it is 0x1F80): in the
+    /// standard format while SSE or AVX is live, as the standard-format
+    /// XRSTOR loads MXCSR whenever either is requested; in the compacted
+    /// format only while SSE is live, as the compacted-format XRSTOR loads
+    /// it only with XSTATE_BV\[1\] set and sets 0x1F80 otherwise (Intel SDM
+    /// vol. 1, 13.8.2), so an XSAVEC image with AVX live and SSE init has
+    /// stale bytes there.
+    #[inline]
+    pub fn mxcsr_counts(&self) -> bool {
+        match self.header.format {
+            Format::Standard => self.header.xstate_bv.intersects(MXCSR_COMPONENTS),
+            Format::Compacted => self.header.xstate_bv.contains(ComponentId::SSE),
+        }
+    }
+
     /// The whole buffer.
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.as_ref()
@@ -276,7 +294,7 @@ impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
     #[inline]
     fn read_piece(&self, reg: Register, p: &Piece, dst: &mut [u8]) -> Result<(), AccessError> {
         let live = if reg == Register::Mxcsr {
-            self.header.xstate_bv.intersects(MXCSR_COMPONENTS)
+            self.mxcsr_counts()
         } else {
             self.header.xstate_bv.contains(p.component)
         };
@@ -510,7 +528,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'_, B> {
     #[inline]
     pub fn make_live(&mut self, component: ComponentId) -> Result<(), AccessError> {
         let range = self.extent_of(component)?;
-        let was_mxcsr_live = self.header.xstate_bv.intersects(MXCSR_COMPONENTS);
+        let was_mxcsr_live = self.mxcsr_counts();
         let buf = self.buf.as_mut();
         if !was_mxcsr_live {
             buf[legacy::MXCSR..legacy::MXCSR + 4].copy_from_slice(&MXCSR_INIT.to_le_bytes());
@@ -543,7 +561,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> XsaveView<'_, B> {
     #[inline]
     pub fn set_init(&mut self, component: ComponentId) {
         self.set_xstate_bv(self.header.xstate_bv.without(component));
-        if !self.header.xstate_bv.intersects(MXCSR_COMPONENTS) {
+        if !self.mxcsr_counts() {
             self.buf.as_mut()[legacy::MXCSR..legacy::MXCSR + 4]
                 .copy_from_slice(&MXCSR_INIT.to_le_bytes());
         }

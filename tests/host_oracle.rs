@@ -556,3 +556,96 @@ fn amx_tiles_against_the_cpu() {
         host.xcr0()
     ));
 }
+
+/// With AVX live and SSE init, the standard-format XRSTOR loads MXCSR from
+/// the area and the compacted-format one sets 0x1F80 (Intel SDM vol. 1,
+/// 13.8.2): the CPU restores each area and the view, the register file,
+/// relayout to the other format and the stream report the MXCSR it loaded.
+#[test]
+fn mxcsr_with_avx_live_and_sse_init_restores_as_each_format_reads_it() {
+    let host = host();
+    let layout = host.layout();
+    if !host.enabled(ComponentId::AVX) {
+        return skip(
+            "MXCSR with AVX live",
+            "XCR0 does not enable AVX on this host",
+        );
+    }
+    if !host.supports(SaveInstr::Xsavec) {
+        return skip(
+            "MXCSR in the compacted format",
+            "XSAVEC not supported by this CPU",
+        );
+    }
+    for format in [Format::Standard, Format::Compacted] {
+        let mut regs = RegisterFile::new();
+        regs.set_ymm(3, [0, 0x1234]).unwrap();
+        regs.set_init(ComponentId::SSE);
+        let mut buf = regs.encode(layout, format).unwrap();
+        let view = XsaveView::new(&buf[..], layout).unwrap();
+        assert_eq!(view.xstate_bv() & Xfeatures::LEGACY, Xfeatures::EMPTY);
+        // Bytes a CPU may leave there: a valid MXCSR, not the init one.
+        buf[24..28].copy_from_slice(&0x1F00u32.to_le_bytes());
+        let view = XsaveView::new(&buf[..], layout).unwrap();
+        let (_, direct) = host.restore_then_save(&buf, SaveInstr::Xsave).unwrap();
+        let expect = match format {
+            Format::Standard => 0x1F00,
+            Format::Compacted => 0x1F80,
+        };
+        assert_eq!(direct.mxcsr, expect, "{format:?}: the CPU's MXCSR");
+        assert_eq!(view.mxcsr().unwrap(), direct.mxcsr, "{format:?}: the view");
+        let decoded = RegisterFile::from_view(&view).unwrap();
+        assert_eq!(decoded.mxcsr().unwrap(), direct.mxcsr, "{format:?}: decode");
+        // Moved to the other format, the CPU loads the same MXCSR.
+        let other = match format {
+            Format::Standard => Format::Compacted,
+            Format::Compacted => Format::Standard,
+        };
+        let moved = xstate::migrate::relayout(
+            &buf,
+            layout,
+            layout,
+            xstate::migrate::RelayoutOptions {
+                format: other,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (_, after) = host.restore_then_save(&moved, SaveInstr::Xsave).unwrap();
+        assert_eq!(
+            after.mxcsr, direct.mxcsr,
+            "{format:?} -> {other:?}: relayout"
+        );
+        let encoded = decoded.encode(layout, other).unwrap();
+        let (_, after) = host.restore_then_save(&encoded, SaveInstr::Xsave).unwrap();
+        assert_eq!(after.mxcsr, direct.mxcsr, "{format:?} -> {other:?}: encode");
+    }
+}
+
+/// A register file whose MXCSR is not init while SSE is (AVX live) encodes
+/// to a compacted area the CPU restores with that MXCSR: SSE goes live, at
+/// its init XMM values, as the compacted-format XRSTOR needs.
+#[test]
+fn a_non_init_mxcsr_with_sse_init_survives_the_compacted_format() {
+    let host = host();
+    let layout = host.layout();
+    if !host.enabled(ComponentId::AVX) || !host.supports(SaveInstr::Xsavec) {
+        return skip(
+            "MXCSR in the compacted format",
+            "no AVX or no XSAVEC on this CPU",
+        );
+    }
+    let mut regs = RegisterFile::new();
+    regs.set_ymm(3, [0, 0x1234]).unwrap();
+    regs.set_mxcsr(0x1F00).unwrap();
+    regs.set_init(ComponentId::SSE);
+    assert_eq!(regs.mxcsr().unwrap(), 0x1F00, "AVX live keeps MXCSR");
+    for format in [Format::Standard, Format::Compacted] {
+        let area = regs.encode(layout, format).unwrap();
+        let (_, direct) = host.restore_then_save(&area, SaveInstr::Xsave).unwrap();
+        assert_eq!(direct.mxcsr, 0x1F00, "{format:?}");
+        let view = XsaveView::new(&area[..], layout).unwrap();
+        assert_eq!(view.mxcsr().unwrap(), 0x1F00, "{format:?}: the view");
+        assert_eq!(view.xmm(0).unwrap(), 0);
+    }
+}

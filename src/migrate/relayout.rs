@@ -328,20 +328,19 @@ impl<'s, 'l> Plan<'s, 'l> {
     ) -> Result<Plan<'s, 'l>, MigrateError> {
         let view = XsaveView::new(src, from).map_err(MigrateError::Source)?;
         let src_live = view.xstate_bv();
-        // MXCSR counts while SSE or AVX is live; a non-init one with only
-        // AVX live makes SSE live, at its init XMM values, as a register
-        // file holds it.
-        let mut mxcsr = if src_live.intersects(MXCSR_COMPONENTS) {
+        // MXCSR counts as the source's format counts it
+        // (`XsaveView::mxcsr_counts`); a non-init one with only AVX live
+        // makes SSE live, at its init XMM values, as a register file holds
+        // it.
+        let mxcsr_counts = view.mxcsr_counts();
+        let mut mxcsr = if mxcsr_counts {
             let m = legacy::MXCSR;
             u32::from_le_bytes(src[m..m + 4].try_into().expect("4 bytes"))
         } else {
             MXCSR_INIT
         };
         let mut live = src_live;
-        if src_live.intersects(MXCSR_COMPONENTS)
-            && !src_live.contains(ComponentId::SSE)
-            && mxcsr != MXCSR_INIT
-        {
+        if mxcsr_counts && !src_live.contains(ComponentId::SSE) && mxcsr != MXCSR_INIT {
             live = live.with(ComponentId::SSE);
         }
         let mut masked = Xfeatures::EMPTY;

@@ -409,7 +409,10 @@ impl RegisterFile {
                 self.copy_legacy(src, c);
             }
         }
-        self.legacy.mxcsr = if live.intersects(MXCSR_COMPONENTS) {
+        // MXCSR as the view's format counts it (in a compacted area, only
+        // while SSE is live).
+        let mxcsr_counts = view.mxcsr_counts();
+        self.legacy.mxcsr = if mxcsr_counts {
             src.mxcsr
         } else {
             MXCSR_INIT.into()
@@ -417,9 +420,7 @@ impl RegisterFile {
         self.xstate_bv = live & Xfeatures::LEGACY;
         // A non-init MXCSR with only AVX live: SSE carries it, live at its
         // init XMM values, so every component image holds the whole state.
-        if live.intersects(MXCSR_COMPONENTS)
-            && !live.contains(ComponentId::SSE)
-            && self.legacy.mxcsr.get() != MXCSR_INIT
+        if mxcsr_counts && !live.contains(ComponentId::SSE) && self.legacy.mxcsr.get() != MXCSR_INIT
         {
             self.legacy.xmm = [[0; 16]; 16];
             self.xstate_bv = self.xstate_bv.with(ComponentId::SSE);
@@ -636,15 +637,23 @@ impl RegisterFile {
             }));
         }
         let pin = (pin & layout.supported()).extended() - self.xstate_bv;
-        let xstate_bv = self.xstate_bv | pin;
         // Everything is checked before the first byte is written: the
         // header as it will stand (the checks a view makes when opened, but
         // for the destination's stale software bytes), then where each live
         // or pinned component goes, in one ascending walk.
         let header = AreaHeader::check(buf.len(), layout, Xfeatures::EMPTY, xcomp_bv, None)?;
+        // The compacted-format XRSTOR loads MXCSR only with SSE live (Intel
+        // SDM vol. 1, 13.8.2): a non-init MXCSR with SSE init (AVX live)
+        // goes with SSE live, at its init XMM values.
+        let sse_for_mxcsr = header.format == Format::Compacted
+            && !self.xstate_bv.contains(ComponentId::SSE)
+            && self.legacy.mxcsr.get() != MXCSR_INIT;
+        let mut xstate_bv = self.xstate_bv | pin;
+        if sse_for_mxcsr {
+            xstate_bv = xstate_bv.with(ComponentId::SSE);
+        }
         if header.format == Format::Compacted {
-            if let Some(c) = (self.xstate_bv & (Xfeatures::LEGACY - xcomp_bv.components())).first()
-            {
+            if let Some(c) = (xstate_bv & (Xfeatures::LEGACY - xcomp_bv.components())).first() {
                 return Err(AccessError::NotInArea(c));
             }
         }
@@ -668,6 +677,9 @@ impl RegisterFile {
         h.xcomp_bv.set(xcomp_bv.bits());
         h.reserved = [0; 48];
         self.write_legacy(buf);
+        if sse_for_mxcsr {
+            buf[legacy::SSE_RANGE].fill(0);
+        }
         // MXCSR_MASK as the destination CPU's FXSAVE / XSAVE write it; the
         // reserved and software bytes (416..512) zero, as relayout writes
         // them: a reused buffer's stale ones (another layout's ptrace or

@@ -71,7 +71,7 @@ impl<'v, 'a, B: AsRef<[u8]>> AreaState<'v, 'a, B> {
     fn new(view: &'v XsaveView<'a, B>) -> Result<Self, AccessError> {
         let live = view.xstate_bv();
         let mut recorded = live;
-        if live.contains(ComponentId::AVX)
+        if view.mxcsr_counts()
             && !live.contains(ComponentId::SSE)
             && mxcsr_bytes(view.as_bytes()) != MXCSR_INIT.to_le_bytes()
         {
