@@ -40,7 +40,7 @@ use crate::access::{check_register, check_width, AccessError, XstateRead, Xstate
 use crate::area::{
     legacy, AreaHeader, Format, HeaderError, XsaveHeader, FCW_INIT, LEGACY_SIZE, MXCSR_INIT,
 };
-use crate::component::{ComponentId, XcompBv, Xfeatures};
+use crate::component::{ComponentId, XcompBv, Xfeatures, MXCSR_COMPONENTS};
 use crate::layout::Layout;
 use crate::register::{Piece, Register};
 use zerocopy::IntoBytes;
@@ -118,9 +118,6 @@ impl<B> From<OpenError<B>> for HeaderError {
         e.error
     }
 }
-
-/// The components whose liveness makes MXCSR count.
-const MXCSR_COMPONENTS: Xfeatures = ComponentId::SSE.bit().union(ComponentId::AVX.bit());
 
 impl<'a, B: AsRef<[u8]>> XsaveView<'a, B> {
     /// Opens a view, checking the header against `layout`

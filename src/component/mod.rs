@@ -286,6 +286,12 @@ pub const XFD_CAPABLE: Xfeatures = {
     Xfeatures::from_bits(bits)
 };
 
+/// The components whose liveness makes MXCSR count in the standard format
+/// and in a register file: SSE and AVX (the standard-format XRSTOR loads
+/// MXCSR when either is requested; the compacted one only with SSE, see
+/// [`XsaveView::mxcsr_counts`](crate::XsaveView::mxcsr_counts)).
+pub(crate) const MXCSR_COMPONENTS: Xfeatures = ComponentId::SSE.bit().union(ComponentId::AVX.bit());
+
 /// The components with reserved bytes (PKRU's 4..8), kept zero: each one
 /// whose used bytes are fewer than its size.
 #[cfg(feature = "alloc")]

@@ -11,7 +11,7 @@ use super::guest::{Guest, Masking};
 
 use crate::access::{AccessError, XstateRead};
 use crate::area::{legacy, HeaderError, EXTENDED_START, HEADER_OFFSET, MXCSR_INIT};
-use crate::component::{ComponentId, XcompBv, Xfeatures};
+use crate::component::{ComponentId, XcompBv, Xfeatures, MXCSR_COMPONENTS};
 use crate::layout::{text, Text};
 use crate::{Format, Layout, XsaveView};
 
@@ -267,9 +267,6 @@ pub fn relayout_into(
         masked_mxcsr: plan.masked_mxcsr,
     })
 }
-
-/// The components whose liveness makes MXCSR count.
-const MXCSR_COMPONENTS: Xfeatures = ComponentId::SSE.bit().union(ComponentId::AVX.bit());
 
 /// One live extended component's copy: from `src..src + len` of the source
 /// area to `dst..` of the destination, where its bytes `reserved.0 ..

@@ -46,7 +46,7 @@ use crate::area::{
     legacy, AreaHeader, Format, LegacyRegion, XsaveHeader, EXTENDED_START, FCW_INIT, MXCSR_INIT,
 };
 use crate::component::{
-    ComponentId, XcompBv, Xfeatures, CANONICAL_SLOTS, COMPONENTS, WITH_RESERVED,
+    ComponentId, XcompBv, Xfeatures, CANONICAL_SLOTS, COMPONENTS, MXCSR_COMPONENTS, WITH_RESERVED,
 };
 use crate::layout::Layout;
 use crate::register::{Piece, Register};
@@ -196,9 +196,6 @@ fn slot(component: ComponentId) -> Option<(bool, core::ops::Range<usize>)> {
     let (tiles, start, end) = SLOTS[component.index() as usize & 63]?;
     Some((tiles, start as usize..end as usize))
 }
-
-/// The components whose liveness makes MXCSR count.
-const MXCSR_COMPONENTS: Xfeatures = ComponentId::SSE.bit().union(ComponentId::AVX.bit());
 
 impl RegisterFile {
     /// A register file with every component in its init configuration.
