@@ -24,7 +24,7 @@
 //!   that rule, chosen from the kernel release by
 //!   [`KvmOffer::set_xsave_rules_for`](crate::profile::KvmOffer::set_xsave_rules_for).
 
-use crate::area::{LegacyRegion, XsaveHeader, EXTENDED_START, HEADER_RESERVED};
+use crate::area::{LegacyRegion, XsaveHeader, EXTENDED_START};
 use crate::component::{ComponentId, XcompBv, Xfeatures};
 
 /// The rules `KVM_SET_XSAVE` applies on one host, for one vCPU.
@@ -178,16 +178,9 @@ pub fn preflight(buf: &[u8], rules: &SetXsaveRules) -> Result<Preflight, Preflig
     if xcomp_bv != XcompBv::STANDARD {
         return Err(PreflightError::XcompBv(xcomp_bv));
     }
-    // Tested a word at a time; the byte is found only for the error.
-    let reserved = header.reserved.chunks_exact(8).fold(0u64, |acc, w| {
-        acc | u64::from_ne_bytes(w.try_into().expect("8 bytes"))
-    });
-    if reserved != 0 {
-        let i = header.reserved.iter().position(|&b| b != 0).unwrap_or(0);
-        return Err(PreflightError::Reserved {
-            offset: HEADER_RESERVED.start + i,
-            value: header.reserved[i],
-        });
+    if !header.reserved_is_zero() {
+        let (offset, value) = header.first_reserved_byte();
+        return Err(PreflightError::Reserved { offset, value });
     }
     if xstate_bv.intersects(MXCSR_CHECKED) {
         let mxcsr = LegacyRegion::of(buf).mxcsr.get();

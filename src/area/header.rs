@@ -1,6 +1,6 @@
 //! The XSAVE header of an area, parsed and checked against a layout.
 
-use super::{XsaveHeader, EXTENDED_START, HEADER_RESERVED};
+use super::{XsaveHeader, EXTENDED_START};
 use crate::artifact::swbytes::{self, SwBytesError};
 use crate::component::{XcompBv, Xfeatures};
 use crate::Layout;
@@ -161,15 +161,9 @@ impl AreaHeader {
         let h = XsaveHeader::of(buf);
         let xstate_bv = Xfeatures::from_bits(h.xstate_bv.get());
         let xcomp_bv = XcompBv::from_bits(h.xcomp_bv.get());
-        let reserved_words = h.reserved.chunks_exact(8).fold(0u64, |acc, w| {
-            acc | u64::from_ne_bytes(w.try_into().expect("8 bytes"))
-        });
-        if reserved_words != 0 {
-            let i = h.reserved.iter().position(|&b| b != 0).unwrap_or(0);
-            return Err(HeaderError::Reserved {
-                offset: HEADER_RESERVED.start + i,
-                value: h.reserved[i],
-            });
+        if !h.reserved_is_zero() {
+            let (offset, value) = h.first_reserved_byte();
+            return Err(HeaderError::Reserved { offset, value });
         }
         AreaHeader::check(buf.len(), layout, xstate_bv, xcomp_bv, Some(buf))
     }

@@ -109,6 +109,24 @@ impl XsaveHeader {
         XsaveHeader::mut_from_bytes(&mut area[HEADER_OFFSET..EXTENDED_START])
             .expect("64 bytes, unaligned type")
     }
+
+    /// Whether the 48 reserved bytes are all zero, tested a word at a
+    /// time: on every view opened and every pre-flight check.
+    #[inline(always)]
+    pub(crate) fn reserved_is_zero(&self) -> bool {
+        self.reserved.chunks_exact(8).fold(0u64, |acc, w| {
+            acc | u64::from_ne_bytes(w.try_into().expect("8 bytes"))
+        }) == 0
+    }
+
+    /// The first non-zero reserved byte, for the error that names it: its
+    /// offset in the area and its value (offset 528 and 0 when there is
+    /// none).
+    #[cold]
+    pub(crate) fn first_reserved_byte(&self) -> (usize, u8) {
+        let i = self.reserved.iter().position(|&b| b != 0).unwrap_or(0);
+        (HEADER_RESERVED.start + i, self.reserved[i])
+    }
 }
 
 /// Size of the legacy region.
