@@ -226,15 +226,6 @@ impl SoftwareBytes {
     #[inline]
     pub fn producible_by(&self, len: usize, layout: &Layout) -> bool {
         let xcr0 = self.xcr0();
-        // The common case first, without walking components: the layout's
-        // own XCR0 in a buffer of its standard size or KVM's (a view opened
-        // on every KVM exit takes this path).
-        if xcr0 == layout.xcr0_supported()
-            && matches!(self, SoftwareBytes::Xcr0(_))
-            && (len == layout.standard_size() as usize || len == KVM_XSAVE_SIZE)
-        {
-            return true;
-        }
         if !layout.xcr0_supported().contains_all(xcr0) {
             let own = layout.xcr0_supported();
             return matches!(self, SoftwareBytes::Xcr0(_))

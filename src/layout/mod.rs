@@ -940,6 +940,12 @@ impl Layout {
     /// in `xcr0`.
     #[inline]
     pub fn standard_size_for(&self, xcr0: Xfeatures) -> u32 {
+        // Every user component: the standard size, which a layout is built
+        // only where it equals their end (no walk on the hot paths that ask
+        // for the layout's own XCR0).
+        if xcr0.contains_all(self.xcr0_supported) {
+            return self.standard_size;
+        }
         (xcr0 & self.xcr0_supported)
             .extended()
             .iter()
