@@ -128,10 +128,7 @@ impl XstateBuffer {
     ///
     /// As [`restore`](Self::restore); the buffer then stays changed.
     pub fn sync(&self, vcpu: &VcpuFd, caps: &KvmCaps) -> Result<bool, KvmError> {
-        if !self.is_changed() {
-            return Ok(false);
-        }
-        self.restore(vcpu, caps).map(|()| true)
+        self.sync_by(|| self.restore(vcpu, caps))
     }
 
     /// A read view with `layout` (the host's, for state from this host).
@@ -165,31 +162,7 @@ impl XstateBuffer {
     ///
     /// [`KvmError::Ioctl`] when the ioctl fails.
     pub fn save(&mut self, vcpu: &VcpuFd) -> Result<(), KvmError> {
-        if self.xsave2 {
-            // SAFETY: the buffer holds the KVM_CAP_XSAVE2 size (`new` sized
-            // it from the capability; `From<Xsave>` documents the same
-            // requirement), so the kernel writes only memory of the buffer.
-            match unsafe { vcpu.get_xsave2(&mut self.xsave) } {
-                Ok(()) => {
-                    self.changed.store(false, Relaxed);
-                    return Ok(());
-                }
-                // A kernel without XSAVE2 (before 5.17): KVM_GET_XSAVE.
-                Err(e) if self.as_bytes().len() == 4096 && e.errno() == libc::EINVAL => {
-                    self.xsave2 = false;
-                }
-                Err(source) => {
-                    return Err(KvmError::Ioctl {
-                        op: "KVM_GET_XSAVE2",
-                        source,
-                    })
-                }
-            }
-        }
-        let x = vcpu.get_xsave().map_err(ioctl("KVM_GET_XSAVE"))?;
-        xsave2_bytes_mut(&mut self.xsave)[..4096].copy_from_slice(super::kvm_xsave_bytes(&x));
-        self.changed.store(false, Relaxed);
-        Ok(())
+        self.save_fd(vcpu)
     }
 
     /// Checks the buffer with [`preflight`] and, if KVM would take it,
@@ -209,8 +182,7 @@ impl XstateBuffer {
     /// [`KvmError::Preflight`] naming the field KVM would reject (no ioctl
     /// is issued), or [`KvmError::Ioctl`] when `KVM_SET_XSAVE` fails.
     pub fn restore(&self, vcpu: &VcpuFd, caps: &KvmCaps) -> Result<(), KvmError> {
-        preflight(self.as_bytes(), &caps.set_xsave_rules())?;
-        self.restore_unchecked(vcpu)
+        self.restore_fd(vcpu, caps)
     }
 
     /// Records that the vCPU now holds the buffer's bytes (a restore
@@ -227,11 +199,32 @@ impl XstateBuffer {
     ///
     /// [`KvmError::Ioctl`] when the ioctl fails.
     pub fn restore_unchecked(&self, vcpu: &VcpuFd) -> Result<(), KvmError> {
-        // SAFETY: the buffer holds the full size KVM copies on this host
-        // (KVM_CAP_XSAVE2, or 4096 without it), so the kernel reads only
-        // memory of the buffer.
-        unsafe { vcpu.set_xsave2(&self.xsave) }.map_err(ioctl("KVM_SET_XSAVE"))?;
+        self.set_fd(vcpu)
+    }
+
+    /// `KVM_SET_XSAVE` on a raw vCPU descriptor, and the change flag
+    /// cleared: what every restore ends with.
+    fn set_fd(&self, vcpu: &impl AsRawFd) -> Result<(), KvmError> {
+        let buf = self.as_bytes();
+        // SAFETY: KVM_SET_XSAVE reads KVM_CAP_XSAVE2 bytes (4096 without
+        // it); the buffer holds that size and is valid for reads.
+        let r = unsafe { libc::ioctl(vcpu.as_raw_fd(), request::KVM_SET_XSAVE as _, buf.as_ptr()) };
+        if r != 0 {
+            return Err(KvmError::Ioctl {
+                op: "KVM_SET_XSAVE",
+                source: kvm_ioctls::Error::last(),
+            });
+        }
         self.restored()
+    }
+
+    /// [`sync`](Self::sync)'s rule for every descriptor: `restore` only if
+    /// the buffer may have changed; whether it ran.
+    fn sync_by(&self, restore: impl FnOnce() -> Result<(), KvmError>) -> Result<bool, KvmError> {
+        if !self.is_changed() {
+            return Ok(false);
+        }
+        restore().map(|()| true)
     }
 }
 
@@ -317,17 +310,7 @@ impl XstateBuffer {
     /// [`KvmError::Preflight`] (no ioctl issued), or [`KvmError::Ioctl`].
     pub fn restore_fd(&self, vcpu: &impl AsRawFd, caps: &KvmCaps) -> Result<(), KvmError> {
         preflight(self.as_bytes(), &caps.set_xsave_rules())?;
-        let buf = self.as_bytes();
-        // SAFETY: KVM_SET_XSAVE reads KVM_CAP_XSAVE2 bytes (4096 without
-        // it); the buffer holds that size and is valid for reads.
-        let r = unsafe { libc::ioctl(vcpu.as_raw_fd(), request::KVM_SET_XSAVE as _, buf.as_ptr()) };
-        if r != 0 {
-            return Err(KvmError::Ioctl {
-                op: "KVM_SET_XSAVE",
-                source: kvm_ioctls::Error::last(),
-            });
-        }
-        self.restored()
+        self.set_fd(vcpu)
     }
 
     /// [`sync`](Self::sync) on any vCPU file descriptor (see
@@ -339,10 +322,7 @@ impl XstateBuffer {
     ///
     /// As [`restore_fd`](Self::restore_fd); the buffer then stays changed.
     pub fn sync_fd(&self, vcpu: &impl AsRawFd, caps: &KvmCaps) -> Result<bool, KvmError> {
-        if !self.is_changed() {
-            return Ok(false);
-        }
-        self.restore_fd(vcpu, caps).map(|()| true)
+        self.sync_by(|| self.restore_fd(vcpu, caps))
     }
 
     /// [`save`](Self::save) where the caller issues the ioctl: `get` fills
@@ -392,10 +372,7 @@ impl XstateBuffer {
         caps: &KvmCaps,
         set: impl FnOnce(&[u8]) -> std::io::Result<()>,
     ) -> Result<bool, KvmError> {
-        if !self.is_changed() {
-            return Ok(false);
-        }
-        self.restore_with(caps, set).map(|()| true)
+        self.sync_by(|| self.restore_with(caps, set))
     }
 }
 
