@@ -228,14 +228,12 @@ impl RegisterFile {
     #[inline]
     fn slot_bytes_mut(&mut self, component: ComponentId) -> &mut [u8] {
         let (tiles, range) = slot(component).expect("a slotted component");
-        let (buf, len) = if tiles {
-            (&mut self.tiles, TILE_SLOT.end - TILE_SLOT.start)
+        self.reserve_slots(component.bit());
+        let buf = if tiles {
+            &mut self.tiles
         } else {
-            (&mut self.extended, MAIN_BYTES)
+            &mut self.extended
         };
-        if buf.is_empty() {
-            buf.resize(len, 0);
-        }
         &mut buf[range]
     }
 
