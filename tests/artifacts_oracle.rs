@@ -6,13 +6,16 @@
 //! decoding of each must equal the values loaded, register by register.
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
+mod cli_common;
 mod common;
+
+use cli_common::xstate;
 
 use common::elf_note as note;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use xstate::artifact::core::{Core, NT_PRFPREG, NT_X86_XSTATE};
@@ -76,13 +79,6 @@ fn assert_same(what: &str, got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<Stri
     for (name, w) in want {
         assert_eq!(&got[name], w, "{what}: {name}");
     }
-}
-
-fn xstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xstate"))
-        .args(args)
-        .output()
-        .expect("run xstate")
 }
 
 /// `decode --json` of a file: the layout chosen and every register, as

@@ -1,28 +1,15 @@
 //! The `xstate` binary end to end: output shapes and exit statuses.
 
+mod cli_common;
 mod common;
+
+use cli_common::{json, xstate};
 
 use std::process::{Command, Output};
 
 use serde_json::Value;
 use xstate::prelude::*;
 use xstate::{layout::catalog, ComponentId, Format, RegisterFile};
-
-fn xstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xstate"))
-        .args(args)
-        .output()
-        .expect("run xstate")
-}
-
-fn json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
 
 #[test]
 fn layout_json_has_the_documented_shape() {

@@ -2,33 +2,19 @@
 //! a thread with only NT_PRFPREG, with and without NT_X86_XSAVE_LAYOUT,
 //! and cores no known layout fits.
 
+mod cli_common;
 mod common;
 
+use cli_common::{json, stderr, xstate};
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::elf_note as note;
-use serde_json::Value;
 use xstate::artifact::core::{NT_PRFPREG, NT_X86_XSAVE_LAYOUT, NT_X86_XSTATE};
 use xstate::artifact::notes;
 use xstate::prelude::*;
 use xstate::{layout::catalog, Layout, XsaveView};
-
-fn xstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xstate"))
-        .args(args)
-        .output()
-        .expect("run xstate")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
 
 fn prstatus(pid: u32) -> Vec<u8> {
     let mut p = vec![0u8; 336];

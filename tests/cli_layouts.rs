@@ -2,25 +2,17 @@
 //! layout source may be, what is refused (exit 1), what is an I/O or usage
 //! error (exit 2), and that nothing panics or writes on the way.
 
+mod cli_common;
 mod common;
 
+use cli_common::{json, stderr, xstate};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use xstate::cpuid::{CpuidRegs, CpuidSet};
 use xstate::layout::{catalog, MAX_SOURCE_FILE};
-
-fn xstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xstate"))
-        .args(args)
-        .output()
-        .expect("run xstate")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Asserts the exit status, that stderr has `says` and that nothing
 /// panicked; returns stderr.
@@ -30,11 +22,6 @@ fn status(out: &Output, code: i32, says: &str) -> String {
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.contains(says), "expected {says:?} in: {err}");
     err
-}
-
-fn json(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    serde_json::from_slice(&out.stdout).expect("JSON output")
 }
 
 struct Dir(tempfile::TempDir);

@@ -1,22 +1,18 @@
 //! `xstate pool baseline` and `xstate cpuid check` end to end: the binary
 //! run as a user would, its outputs, warnings and exit statuses.
 
+mod cli_common;
 mod common;
 
-use std::process::{Command, Output};
+use cli_common::{stderr, xstate};
+
+use std::process::Output;
 
 use serde_json::Value;
 use xstate::cpuid::{check, features, CpuidSet};
 use xstate::migrate::stream;
 use xstate::prelude::*;
 use xstate::RegisterFile;
-
-fn xstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xstate"))
-        .args(args)
-        .output()
-        .expect("run xstate")
-}
 
 fn stdout(out: &Output) -> String {
     assert!(
@@ -25,10 +21,6 @@ fn stdout(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn json(out: &Output) -> Value {

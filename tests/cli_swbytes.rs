@@ -2,31 +2,16 @@
 //! refused by every command that opens one, the default layout is chosen
 //! from them, and a 512-byte FXSAVE image decodes as x87 and SSE.
 
+mod cli_common;
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use cli_common::{json, stderr, xstate};
 
-use serde_json::Value;
+use std::path::Path;
+
 use xstate::artifact::swbytes;
 use xstate::prelude::*;
 use xstate::{layout::catalog, Layout, Xfeatures, XsaveView};
-
-fn xstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xstate"))
-        .args(args)
-        .output()
-        .expect("run xstate")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
 
 /// A register as `decode --json` prints it: little-endian bytes as one hex
 /// number.

@@ -3,7 +3,10 @@
 //! checked and converted for this host, and the converted XSAVE state
 //! restored on a live vCPU with KVM_SET_XSAVE.
 
+mod cli_common;
 mod common;
+
+use cli_common::xstate;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,13 +15,6 @@ use serde_json::{json, Value};
 use xstate::layout::catalog;
 use xstate::prelude::*;
 use xstate::{ComponentId, Format, Layout, RegisterFile};
-
-fn xstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xstate"))
-        .args(args)
-        .output()
-        .expect("run xstate")
-}
 
 fn status(out: &Output, code: i32, says: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
