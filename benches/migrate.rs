@@ -11,11 +11,11 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use xstate::layout::catalog;
-use xstate::migrate::stream::{self, Source, Vcpu};
-use xstate::migrate::{relayout, RelayoutOptions};
+use xstate::migrate::stream::{self, Source, Vcpu, VcpuArea};
+use xstate::migrate::{relayout, relayout_into, Guest, RelayoutOptions};
 use xstate::prelude::*;
 use xstate::xregs::XstateRegisters;
-use xstate::{ComponentId, Format, Layout, RegisterFile, Xfeatures};
+use xstate::{ComponentId, Format, Layout, RegisterFile, Xfeatures, XsaveView};
 
 fn state(layout: &Layout, mask: u64) -> RegisterFile {
     let mut regs = RegisterFile::new();
@@ -92,6 +92,46 @@ fn migrate(c: &mut Criterion) {
         g.bench_function("decode", |b| {
             b.iter(|| black_box(stream::decode(black_box(&encoded)).unwrap()))
         });
+        // The allocation-free paths: into a reused stream buffer and
+        // register file, and straight from and into a KVM-sized area.
+        let mut reused = Vec::new();
+        g.bench_function("encode_into a reused Vec", |b| {
+            b.iter(|| {
+                stream::encode_into(std::slice::from_ref(black_box(&vcpu)), &source, &mut reused)
+                    .unwrap();
+                black_box(&reused);
+            })
+        });
+        let mut regs_out = RegisterFile::new();
+        g.bench_function("parse + decode_into a reused RegisterFile", |b| {
+            b.iter(|| {
+                let parsed = stream::parse(black_box(&encoded)).unwrap();
+                black_box(parsed.decode_into(0, &mut regs_out));
+            })
+        });
+        let mut area = vec![0u8; (spr.standard_size() as usize).max(4096)];
+        vcpu.state
+            .encode_into(&mut area, spr, xstate::XcompBv::STANDARD)
+            .unwrap();
+        g.bench_function("encode_views_into from a KVM-sized area", |b| {
+            let view = XsaveView::new(&area[..], spr).unwrap();
+            let one = [VcpuArea {
+                area: &view,
+                registers: vcpu.registers.unwrap(),
+            }];
+            b.iter(|| {
+                stream::encode_views_into(black_box(&one), &source, &mut reused).unwrap();
+                black_box(&reused);
+            })
+        });
+        let mut into = area.clone();
+        g.bench_function("parse + decode_into_view a KVM-sized area", |b| {
+            b.iter(|| {
+                let parsed = stream::parse(black_box(&encoded)).unwrap();
+                let mut view = XsaveView::new(&mut into[..], spr).unwrap();
+                black_box(parsed.decode_into_view(0, &mut view).unwrap());
+            })
+        });
         g.finish();
     }
 
@@ -103,6 +143,25 @@ fn migrate(c: &mut Criterion) {
             black_box(relayout(black_box(&area), zen4, spr, RelayoutOptions::default()).unwrap())
         })
     });
+    let mut dst = vec![0u8; spr.standard_size() as usize];
+    g.bench_function(
+        "Zen 4 -> Sapphire Rapids, relayout_into a reused buffer",
+        |b| {
+            b.iter(|| {
+                black_box(
+                    relayout_into(
+                        black_box(&area),
+                        zen4,
+                        spr,
+                        RelayoutOptions::default(),
+                        &Guest::default(),
+                        &mut dst,
+                    )
+                    .unwrap(),
+                )
+            })
+        },
+    );
     g.finish();
 
     peers(c, spr);
